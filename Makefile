@@ -1,0 +1,147 @@
+# warden — one entry point. `make` builds every daemon and tool; see README.md.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+CC      ?= cc
+
+WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wwrite-strings -Wformat=2
+HARDEN   = -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+CFLAGS  ?= -O2 -g
+BASEFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -Ilibshared/include -I$(BUILD)/gen
+ifeq ($(SAN),1)
+  # Sanitizer build (make asan): FORTIFY is incompatible with ASan's interceptors.
+  CFLAGS   = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  HARDEN   = -fPIE
+  LDSAN    = -fsanitize=address,undefined
+endif
+ifneq ($(CI),)
+  WERROR = -Werror
+endif
+ALL_CFLAGS = $(BASEFLAGS) $(HARDEN) $(CFLAGS) $(WERROR)
+LDFLAGS_ALL = -pie -Wl,-z,relro -Wl,-z,now $(LDSAN) $(LDFLAGS)
+LIBS = -lhiredis -lmicrohttpd -lsodium -lcrypto -ljansson -lpthread -lm
+
+# ---- libshared -------------------------------------------------------------
+SHARED_SRC = $(wildcard libshared/src/*.c)
+SHARED_OBJ = $(SHARED_SRC:%.c=$(BUILD)/obj/%.o)
+LIBSHARED  = $(BUILD)/libshared.a
+
+# ---- embedded Lua: every lua-scripts/*.lua becomes `script_<name>` -----------
+LUA_SRC    = $(sort $(wildcard lua-scripts/*.lua))
+SCRIPTS_C  = $(BUILD)/gen/scripts.c
+SCRIPTS_O  = $(BUILD)/obj/gen/scripts.o
+TEST_LUA   = $(sort $(wildcard tests/lua/*.lua))
+TSCRIPTS_C = $(BUILD)/gen/test_scripts.c
+TSCRIPTS_O = $(BUILD)/obj/gen/test_scripts.o
+
+# ---- daemons: a folder with a main.c is a daemon; tools are <dir>/tool-*.c ---
+DAEMONS    = $(patsubst %/main.c,%,$(wildcard ratelimitd/main.c auditd/main.c idemd/main.c tokend/main.c))
+BINS       = $(DAEMONS:%=$(BUILD)/bin/%)
+
+# ---- tests -------------------------------------------------------------------
+TESTLIB_SRC = $(wildcard tests/lib/*.c)
+TESTLIB_OBJ = $(TESTLIB_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_BINS   = $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
+INTEG_BINS  = $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(wildcard tests/integration/test_*.c))
+TESTD       = $(BUILD)/tests/testd
+BENCH_BINS  = $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(wildcard tests/bench/*.c))
+
+.PHONY: all deps run test asan fuzz bench bench-redis-pool lint clean install tests-build
+.DEFAULT_GOAL := all
+
+all: $(BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIBSHARED): $(SHARED_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SCRIPTS_C): $(LUA_SRC) tools/embed-lua.sh
+	@mkdir -p $(dir $@)
+	sh tools/embed-lua.sh $@ $(LUA_SRC)
+
+$(TSCRIPTS_C): $(TEST_LUA) tools/embed-lua.sh
+	@mkdir -p $(dir $@)
+	sh tools/embed-lua.sh $@ $(TEST_LUA)
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# Generated script headers must exist before anything that includes them compiles.
+$(SHARED_OBJ) $(TESTLIB_OBJ): | $(SCRIPTS_C) $(TSCRIPTS_C)
+
+.SECONDEXPANSION:
+$(BUILD)/bin/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard %/*.c)) $(SCRIPTS_O) $(LIBSHARED)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+# Daemon objects are linked into their integration tests too, except main.c.
+daemon_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out $(1)/main.c,$(wildcard $(1)/*.c)))
+
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJ) $(SCRIPTS_O) $(TSCRIPTS_O) $(LIBSHARED) \
+		$$(foreach d,$(DAEMONS),$$(call daemon_objs,$$(d)))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) -lcmocka
+
+$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TESTLIB_OBJ) $(SCRIPTS_O) $(TSCRIPTS_O) \
+		$(LIBSHARED) $$(foreach d,$(DAEMONS),$$(call daemon_objs,$$(d)))
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) -lcmocka
+
+$(TESTD): $(BUILD)/obj/tests/testd/testd.o $(TSCRIPTS_O) $(SCRIPTS_O) $(LIBSHARED)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/bench/%: $(BUILD)/obj/tests/bench/%.o $(TESTLIB_OBJ) $(TSCRIPTS_O) $(SCRIPTS_O) $(LIBSHARED)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+# Every object that includes a generated header waits for it.
+$(BUILD)/obj/tests/%.o $(BUILD)/obj/ratelimitd/%.o $(BUILD)/obj/auditd/%.o \
+$(BUILD)/obj/idemd/%.o $(BUILD)/obj/tokend/%.o: | $(SCRIPTS_C) $(TSCRIPTS_C)
+
+tests-build: all $(UNIT_BINS) $(INTEG_BINS) $(TESTD) $(BENCH_BINS)
+
+# ---- entry points ------------------------------------------------------------
+deps:
+	@sh tools/deps.sh
+
+run: deps all
+	@sh deploy/scripts/run-local.sh $(BUILD)
+
+test: deps
+	@$(MAKE) --no-print-directory -j2 tests-build
+	@sh tests/run.sh $(BUILD)
+
+asan: deps
+	@$(MAKE) --no-print-directory -j2 BUILD=build/asan SAN=1 tests-build
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		sh tests/run.sh build/asan
+
+bench-redis-pool: deps
+	@$(MAKE) --no-print-directory -j2 tests-build
+	@sh tests/bench/bench-redis-pool.sh $(BUILD)
+
+bench: deps
+	@$(MAKE) --no-print-directory -j2 tests-build
+	@sh tests/bench/bench.sh $(BUILD)
+
+fuzz: deps
+	@sh tests/fuzz/run.sh $(or $(FUZZ_SECONDS),60)
+
+lint:
+	@sh tools/lint.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BINS) $(wildcard $(BUILD)/bin/audit-*) $(DESTDIR)$(PREFIX)/bin/
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

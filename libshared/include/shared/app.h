@@ -1,0 +1,76 @@
+/* app: the life of a daemon — flags, common configuration, logging, the Redis pool, the
+ * HTTP server with /health, /ready and /metrics, signals and graceful shutdown.
+ *
+ * A daemon's main() reads like a table of contents:
+ *
+ *     struct app *a = app_create(&(struct app_spec){.name = "idemd", .port = 8083, ...},
+ *                                argc, argv);
+ *     idem_config_load(&conf, app_cfg(a));     // the daemon's own variables
+ *     app_config_done(a);                      // exit(2) on a bad value; --check-config
+ *     ... create the pieces, app_route(a, "POST", "/v1/claim", handle_claim, ctx, 0) ...
+ *     int rc = app_run(a);                     // serve until SIGTERM/SIGINT, then drain
+ *     ... free the pieces ...
+ *     app_free(a);
+ *     return rc;
+ *
+ * Common variables read by app_create(): LOG_LEVEL, SHUTDOWN_TIMEOUT, the REDIS_* pool
+ * settings and the HTTP_* / LISTEN_ADDR / API_TOKEN / ADMIN_TOKEN settings. */
+#ifndef WARDEN_APP_H
+#define WARDEN_APP_H
+
+#include <stdint.h>
+
+#include "shared/config.h"
+#include "shared/http.h"
+#include "shared/metrics.h"
+#include "shared/redis_pool.h"
+#include "shared/script.h"
+
+#define WARDEN_VERSION "0.1.0"
+
+struct app;
+
+struct app_spec {
+    const char *name;                    /* daemon name: logs, metrics prefix */
+    int port;                            /* default port on 127.0.0.1 */
+    uint64_t max_body;                   /* default HTTP_MAX_BODY (0: 64KiB) */
+    int64_t command_timeout_ms;          /* default REDIS_COMMAND_TIMEOUT (0: 1s) */
+    int64_t pool_timeout_ms;             /* default REDIS_POOL_TIMEOUT (0: 1s) */
+    int64_t connect_timeout_ms;          /* default REDIS_CONNECT_TIMEOUT (0: 1s) */
+    const char *summary;                 /* one line for --help */
+    const char *env_help;                /* the daemon's own variables, for --help */
+    const struct script *const *scripts; /* NULL-terminated: loaded at start, checked by /ready */
+};
+
+/* Parse flags (--help and --version print and exit 0; an unknown flag exits 2), read the
+ * common configuration, start logging. Non-flag arguments are left for the daemon
+ * (app_args). Never returns NULL. */
+struct app *app_create(const struct app_spec *spec, int argc, char **argv);
+
+/* After the daemon has read its own variables from app_cfg(): a bad value prints its
+ * line to stderr and exits 2; --check-config prints the effective configuration and
+ * exits 0. Then creates the pool and the server (exit 2 if that fails). */
+void app_config_done(struct app *a);
+
+struct cfg *app_cfg(struct app *a);
+struct metrics *app_metrics(struct app *a);
+struct rpool *app_redis(struct app *a); /* after app_config_done */
+/* Positional arguments left after the flags (e.g. "keygen"), and their count. */
+char **app_args(struct app *a, int *count);
+
+void app_route(struct app *a, const char *method, const char *pattern, http_handler h, void *ctx,
+               unsigned flags);
+
+/* Called (on the main thread) on SIGHUP. */
+void app_on_reload(struct app *a, void (*fn)(void *arg), void *arg);
+/* Called after in-flight requests have drained, before the pool closes (flush batches). */
+void app_on_shutdown(struct app *a, void (*fn)(void *arg), void *arg);
+
+/* Serve until SIGTERM/SIGINT; then /ready turns 503, stop accepting, let in-flight
+ * requests finish within SHUTDOWN_TIMEOUT, run the shutdown hook, close the pool.
+ * Returns the process exit status (0, or 1 if the server could not start). */
+int app_run(struct app *a);
+
+void app_free(struct app *a); /* NULL does nothing */
+
+#endif

@@ -1,0 +1,114 @@
+/* http: the JSON-over-HTTP layer every daemon serves, over libmicrohttpd.
+ *
+ * Before a handler runs, the layer has matched the route (404 / 405 + Allow), checked the
+ * bearer token of /v1/... routes (401), refused a declared body above HTTP_MAX_BODY before
+ * reading it (413), required a JSON content type on bodies (415), read the body and
+ * parsed it as a JSON object (400 invalid_json). A handler then parses its fields, calls
+ * domain code and sets exactly one response with http_reply_*() or http_problem*().
+ * Every response carries X-Request-ID and Cache-Control: no-store; every request is
+ * counted, timed and access-logged.
+ *
+ * Threading: by default (HTTP_THREADS=0) every connection has a thread of its own, so a
+ * handler blocking on Redis delays nobody else; HTTP_THREADS=N selects a pool of N epoll
+ * workers instead. A handler that waits for something else (idemd's wait_ms) defers its
+ * answer with http_suspend(): in pool mode the connection is parked without a thread. */
+#ifndef WARDEN_HTTP_H
+#define WARDEN_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shared/config.h"
+#include "shared/metrics.h"
+
+struct http_server;
+struct http_req;
+
+struct http_config {
+    const char *daemon; /* for metrics and logs */
+    const char *listen; /* host:port, [v6]:port, unix:/path */
+    int threads;        /* 0: a thread per connection; N: a pool of N workers */
+    uint64_t max_body;
+    int connection_limit;
+    int64_t connection_timeout_ms;
+    const char *api_token;   /* NULL: /v1/... is open */
+    const char *admin_token; /* NULL: admin routes take api_token */
+};
+
+/* Defaults for a daemon, then read LISTEN_ADDR, HTTP_THREADS, HTTP_MAX_BODY,
+ * HTTP_CONNECTION_LIMIT, HTTP_CONNECTION_TIMEOUT, API_TOKEN(_FILE), ADMIN_TOKEN(_FILE). */
+void http_config_load(struct http_config *hc, struct cfg *c, const char *daemon, int default_port,
+                      uint64_t default_max_body);
+
+/* Route flags. */
+#define HTTP_ADMIN 0x1u   /* needs ADMIN_TOKEN when set (else API_TOKEN) */
+#define HTTP_NO_BODY 0x2u /* reject any request body (GET-like POST actions) */
+
+typedef void (*http_handler)(struct http_req *req, void *ctx);
+
+struct http_server *http_create(const struct http_config *conf, struct metrics *metrics, char *err,
+                                size_t errsize);
+void http_free(struct http_server *s); /* stops first if running; NULL does nothing */
+
+/* Register a route (before http_start). pattern segments starting with ':' are
+ * parameters: "/v1/events/:seq". Routes outside /v1/ need no token. */
+void http_route(struct http_server *s, const char *method, const char *pattern, http_handler h,
+                void *ctx, unsigned flags);
+
+/* Bind and start serving. Returns 0, or -1 with errstr set (address in use, ...). */
+int http_start(struct http_server *s);
+const char *http_errstr(const struct http_server *s);
+/* Where it listens, e.g. "127.0.0.1:8083" or "unix:/run/x.sock" (the real port when 0
+ * was asked for). */
+const char *http_listen_addr(const struct http_server *s);
+
+/* Shutdown: stop accepting new connections; then wait until in-flight requests are
+ * answered (0) or the deadline passes (-1); then close everything. */
+void http_quiesce(struct http_server *s);
+int http_drain(struct http_server *s, int64_t timeout_ms);
+void http_stop(struct http_server *s);
+/* Requests being handled now (accepted, not yet answered). */
+int http_in_flight(struct http_server *s);
+
+/* ---- request accessors (valid until the response is sent) ---- */
+const char *http_method(const struct http_req *r);
+const char *http_path(const struct http_req *r);
+const char *http_request_id(const struct http_req *r);
+/* Path parameter by name (":seq" → "seq"), URL-decoded; NULL if absent. */
+const char *http_param(const struct http_req *r, const char *name);
+/* Query argument, URL-decoded; NULL if absent. */
+const char *http_query(struct http_req *r, const char *name);
+/* Request header (case-insensitive); NULL if absent. */
+const char *http_header(struct http_req *r, const char *name);
+/* The parsed JSON body (an object), borrowed; NULL when the request had no body. */
+json_t *http_json(const struct http_req *r);
+
+/* ---- responses (exactly one per request) ---- */
+/* Add a response header (before the http_reply_* / http_problem call). */
+void http_add_header(struct http_req *r, const char *name, const char *value);
+/* JSON response; steals body. */
+void http_reply_json(struct http_req *r, int status, json_t *body);
+/* Any content type; body is copied. */
+void http_reply_raw(struct http_req *r, int status, const char *content_type, const void *body,
+                    size_t len);
+/* RFC 9457 problem with a stable code and a human detail (never secrets). */
+void http_problem(struct http_req *r, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The same with extension members (object, stolen; may be NULL). */
+void http_problem_ext(struct http_req *r, int status, const char *code, json_t *ext,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* 400 invalid_request naming the field. */
+void http_invalid(struct http_req *r, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* 503 backend_unavailable with Retry-After: 1. */
+void http_unavailable(struct http_req *r);
+
+/* ---- deferred answers ----
+ * A handler may call http_suspend(r) and return without a response; the connection then
+ * holds no thread. Later, any thread sets the response with http_reply_* / http_problem*
+ * and calls http_resume(r), after which r must not be touched. */
+void http_suspend(struct http_req *r);
+void http_resume(struct http_req *r);
+
+#endif

@@ -1,0 +1,322 @@
+/* app: flags, common configuration, /health /ready /metrics, signals and graceful
+ * shutdown — everything a daemon's main() would otherwise repeat. */
+#include "shared/app.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shared/crypto.h"
+#include "shared/log.h"
+
+struct app {
+    struct app_spec spec;
+    struct cfg *cfg;
+    struct metrics *metrics;
+    struct rpool_config rconf;
+    struct http_config hconf;
+    struct rpool *pool;
+    struct http_server *http;
+    int64_t shutdown_timeout_ms;
+    enum log_level level;
+    int check_config;
+    char **args;
+    int nargs;
+    sigset_t signals;
+    void (*reload_fn)(void *);
+    void *reload_arg;
+    void (*shutdown_fn)(void *);
+    void *shutdown_arg;
+    _Atomic int draining;
+    _Atomic int policy_checked;
+};
+
+static const char COMMON_HELP[] =
+    "Common environment (see docs/operations.md):\n"
+    "  LISTEN_ADDR            host:port, [::1]:port or unix:/path (default 127.0.0.1:%d)\n"
+    "  HTTP_THREADS           HTTP worker threads\n"
+    "  HTTP_MAX_BODY          largest request body (e.g. 64KiB)\n"
+    "  HTTP_CONNECTION_LIMIT  most open connections (1024)\n"
+    "  HTTP_CONNECTION_TIMEOUT idle keep-alive timeout (30s)\n"
+    "  API_TOKEN[_FILE]       bearer token required on /v1/...\n"
+    "  ADMIN_TOKEN[_FILE]     bearer token required on admin routes\n"
+    "  LOG_LEVEL              debug, info, warn, error, critical (info)\n"
+    "  SHUTDOWN_TIMEOUT       drain time on SIGTERM/SIGINT (10s)\n"
+    "  REDIS_URL              redis://[user:pass@]host:port[/db] or unix:///path\n"
+    "  REDIS_POOL_SIZE, REDIS_MIN_IDLE_CONNS, REDIS_MAX_CONN_AGE, REDIS_POOL_TIMEOUT,\n"
+    "  REDIS_IDLE_TIMEOUT, REDIS_IDLE_CHECK_FREQ, REDIS_CONNECT_TIMEOUT, REDIS_COMMAND_TIMEOUT\n";
+
+static void usage(const struct app_spec *s, FILE *out)
+{
+    fprintf(out, "%s %s — %s\n\n", s->name, WARDEN_VERSION, s->summary ? s->summary : "");
+    fprintf(out, "Usage: %s [--help] [--version] [--check-config]\n\n", s->name);
+    fprintf(out, COMMON_HELP, s->port);
+    if (s->env_help)
+        fprintf(out, "\n%s", s->env_help);
+}
+
+static void parse_flags(struct app *a, int argc, char **argv)
+{
+    a->args = calloc((size_t)argc + 1, sizeof(char *));
+    if (!a->args)
+        abort();
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(&a->spec, stdout);
+            exit(0);
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("%s %s\n", a->spec.name, WARDEN_VERSION);
+            exit(0);
+        } else if (strcmp(argv[i], "--check-config") == 0) {
+            a->check_config = 1;
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            fprintf(stderr, "%s: unknown option %s (try --help)\n", a->spec.name, argv[i]);
+            exit(2);
+        } else {
+            a->args[a->nargs++] = argv[i];
+        }
+    }
+}
+
+/* Every thread inherits this mask; only the main thread takes these signals, in
+ * sigwait(), so no handler runs in the middle of a request. */
+static void block_signals(struct app *a)
+{
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&a->signals);
+    sigaddset(&a->signals, SIGTERM);
+    sigaddset(&a->signals, SIGINT);
+    sigaddset(&a->signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &a->signals, NULL);
+}
+
+static void read_common(struct app *a)
+{
+    static const char *const levels[] = {"debug", "info", "warn", "error", "critical", NULL};
+    const struct app_spec *s = &a->spec;
+    a->level = (enum log_level)cfg_enum(a->cfg, "LOG_LEVEL", "info", levels);
+    a->shutdown_timeout_ms = cfg_duration_ms(a->cfg, "SHUTDOWN_TIMEOUT", "10s", 0, 3600 * 1000);
+    http_config_load(&a->hconf, a->cfg, s->name, s->port, s->max_body ? s->max_body : 64 * 1024);
+    rpool_config_defaults(&a->rconf);
+    if (s->command_timeout_ms)
+        a->rconf.command_timeout_ms = s->command_timeout_ms;
+    if (s->pool_timeout_ms)
+        a->rconf.pool_timeout_ms = s->pool_timeout_ms;
+    if (s->connect_timeout_ms)
+        a->rconf.connect_timeout_ms = s->connect_timeout_ms;
+    rpool_config_load(&a->rconf, a->cfg);
+}
+
+struct app *app_create(const struct app_spec *spec, int argc, char **argv)
+{
+    struct app *a = calloc(1, sizeof(*a));
+    if (!a || crypto_init() != 0) {
+        fprintf(stderr, "%s: cannot initialise\n", spec->name);
+        exit(1);
+    }
+    a->spec = *spec;
+    parse_flags(a, argc, argv);
+    block_signals(a);
+    a->cfg = cfg_create();
+    if (!a->cfg)
+        abort();
+    read_common(a);
+    log_init(spec->name, a->level);
+    a->metrics = metrics_create(spec->name);
+    metric_set(metric_with(metrics_gauge(a->metrics, "build_info", "Build version.", "version"),
+                           WARDEN_VERSION),
+               1);
+    return a;
+}
+
+struct cfg *app_cfg(struct app *a)
+{
+    return a->cfg;
+}
+struct metrics *app_metrics(struct app *a)
+{
+    return a->metrics;
+}
+struct rpool *app_redis(struct app *a)
+{
+    return a->pool;
+}
+
+char **app_args(struct app *a, int *count)
+{
+    *count = a->nargs;
+    return a->args;
+}
+
+void app_route(struct app *a, const char *method, const char *pattern, http_handler h, void *ctx,
+               unsigned flags)
+{
+    http_route(a->http, method, pattern, h, ctx, flags);
+}
+
+void app_on_reload(struct app *a, void (*fn)(void *arg), void *arg)
+{
+    a->reload_fn = fn;
+    a->reload_arg = arg;
+}
+
+void app_on_shutdown(struct app *a, void (*fn)(void *arg), void *arg)
+{
+    a->shutdown_fn = fn;
+    a->shutdown_arg = arg;
+}
+
+/* ---- built-in routes ---------------------------------------------------------- */
+
+/* Evicted records mean double execution or a broken chain: say so loudly, once. */
+static void check_eviction_policy(struct app *a)
+{
+    const char *argv[] = {"INFO", "memory"};
+    redisReply *r = NULL;
+    if (atomic_load(&a->policy_checked) ||
+        rpool_command(a->pool, 2, argv, NULL, 0, &r) != RPOOL_OK || r->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        return;
+    }
+    atomic_store(&a->policy_checked, 1);
+    const char *p = strstr(r->str, "maxmemory_policy:");
+    char policy[64] = "unknown";
+    if (p)
+        sscanf(p + strlen("maxmemory_policy:"), "%63[^\r\n]", policy);
+    if (strcmp(policy, "noeviction") != 0)
+        log_warn(NULL, "redis maxmemory-policy is not noeviction: keys may be evicted",
+                 LF_S("maxmemory_policy", policy));
+    freeReplyObject(r);
+}
+
+static void handle_health(struct http_req *r, void *ctx)
+{
+    (void)ctx;
+    http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void handle_ready(struct http_req *r, void *ctx)
+{
+    struct app *a = ctx;
+    char reason[64];
+    if (atomic_load(&a->draining)) {
+        http_reply_json(r, 503,
+                        json_pack("{s:s,s:s}", "status", "not_ready", "redis", "shutting_down"));
+        return;
+    }
+    if (rpool_ready(a->pool, reason, sizeof(reason)) != 0) {
+        http_reply_json(r, 503, json_pack("{s:s,s:s}", "status", "not_ready", "redis", reason));
+        return;
+    }
+    check_eviction_policy(a);
+    http_reply_json(r, 200, json_pack("{s:s,s:s}", "status", "ready", "redis", "ok"));
+}
+
+static void handle_metrics(struct http_req *r, void *ctx)
+{
+    struct app *a = ctx;
+    size_t len = 0;
+    char *text = metrics_render(a->metrics, &len);
+    if (!text) {
+        http_problem(r, 500, "internal", "cannot render metrics");
+        return;
+    }
+    http_reply_raw(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+}
+
+void app_config_done(struct app *a)
+{
+    char err[160];
+    if (cfg_failed(a->cfg)) {
+        fprintf(stderr, "%s: %s\n", a->spec.name, cfg_errstr(a->cfg));
+        exit(2);
+    }
+    if (a->check_config) {
+        cfg_print(a->cfg, stdout);
+        exit(0);
+    }
+    log_start();
+    a->pool = rpool_create(&a->rconf, a->metrics, err, sizeof(err));
+    if (!a->pool) {
+        fprintf(stderr, "%s: REDIS_URL: %s\n", a->spec.name, err);
+        exit(2);
+    }
+    rpool_set_scripts(a->pool, a->spec.scripts);
+    a->http = http_create(&a->hconf, a->metrics, err, sizeof(err));
+    if (!a->http) {
+        fprintf(stderr, "%s: %s\n", a->spec.name, err);
+        exit(2);
+    }
+    http_route(a->http, "GET", "/health", handle_health, a, 0);
+    http_route(a->http, "GET", "/ready", handle_ready, a, 0);
+    http_route(a->http, "GET", "/metrics", handle_metrics, a, 0);
+}
+
+/* ---- run and shut down ------------------------------------------------------------ */
+
+static void log_startup(struct app *a)
+{
+    char reason[64];
+    struct rpool_stats st;
+    if (rpool_ready(a->pool, reason, sizeof(reason)) == 0) {
+        check_eviction_policy(a);
+        log_info(NULL, "redis ready, scripts loaded");
+    } else {
+        /* Not fatal: /ready stays 503 and every call retries. */
+        log_warn(NULL, "redis not ready at startup", LF_S("reason", reason));
+    }
+    rpool_stats(a->pool, &st);
+    log_info(NULL, "redis pool", LF_I("size", a->rconf.size), LF_I("min_idle", a->rconf.min_idle),
+             LF_I("hits", st.hits), LF_I("misses", st.misses), LF_I("timeouts", st.timeouts),
+             LF_I("total", st.total), LF_I("idle", st.idle), LF_I("stale", st.stale));
+}
+
+int app_run(struct app *a)
+{
+    int sig = 0;
+    if (http_start(a->http) != 0) {
+        log_error(NULL, "cannot start", LF_S("error", http_errstr(a->http)));
+        return 1;
+    }
+    log_info(NULL, "listening", LF_S("addr", http_listen_addr(a->http)),
+             LF_S("version", WARDEN_VERSION), LF_I("http_threads", a->hconf.threads));
+    log_startup(a);
+    for (;;) {
+        if (sigwait(&a->signals, &sig) != 0)
+            continue;
+        if (sig != SIGHUP)
+            break;
+        log_info(NULL, "SIGHUP: reloading");
+        if (a->reload_fn)
+            a->reload_fn(a->reload_arg);
+    }
+    log_info(NULL, "shutting down", LF_S("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"),
+             LF_I("in_flight", http_in_flight(a->http)));
+    atomic_store(&a->draining, 1);
+    http_quiesce(a->http);
+    if (http_drain(a->http, a->shutdown_timeout_ms) != 0)
+        log_warn(NULL, "shutdown timeout: in-flight requests cut off",
+                 LF_I("in_flight", http_in_flight(a->http)));
+    if (a->shutdown_fn)
+        a->shutdown_fn(a->shutdown_arg);
+    http_stop(a->http);
+    log_info(NULL, "stopped");
+    return 0;
+}
+
+void app_free(struct app *a)
+{
+    if (!a)
+        return;
+    http_free(a->http);
+    rpool_free(a->pool);
+    metrics_free(a->metrics);
+    log_stop();
+    cfg_free(a->cfg);
+    free(a->args);
+    free(a);
+}

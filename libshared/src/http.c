@@ -1,0 +1,899 @@
+/* http: routing, request checks, JSON/problem responses, access log and metrics over
+ * libmicrohttpd's internal thread pool; listening sockets (TCP, IPv6, unix). */
+#include "shared/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shared/crypto.h"
+#include "shared/jsonv.h"
+#include "shared/log.h"
+
+/* 0: a thread per connection. Chosen by measurement: docs/architecture.md "Threading". */
+#define HTTP_DEFAULT_THREADS 0
+/* Per-connection threads need little stack: handlers keep small buffers only. */
+#define HTTP_THREAD_STACK (512 * 1024)
+#define HTTP_MAX_ROUTES 64
+#define HTTP_MAX_SEGS 8
+#define HTTP_MAX_HEADERS 8
+#define HTTP_RID_MAX 128
+
+struct route {
+    const char *method;
+    const char *pattern;
+    char *buf; /* the pattern's copy that segs point into */
+    char *segs[HTTP_MAX_SEGS];
+    int nsegs;
+    http_handler handler;
+    void *ctx;
+    unsigned flags;
+};
+
+struct http_server {
+    struct http_config conf;
+    struct MHD_Daemon *mhd;
+    int listen_fd;
+    char listen_desc[300];
+    char unix_path[108];
+    char errstr[128];
+    struct route routes[HTTP_MAX_ROUTES];
+    int nroutes;
+    _Atomic int in_flight;
+    struct metric *m_requests;
+    struct metric *m_duration;
+};
+
+struct owned_str {
+    struct owned_str *next;
+    char s[];
+};
+
+struct http_req {
+    struct http_server *srv;
+    struct MHD_Connection *conn;
+    const struct route *route;
+    const char *method;
+    char *path;
+    char rid[HTTP_RID_MAX + 1];
+    struct timespec start;
+    int started; /* first access-handler call done */
+
+    char *body;
+    size_t body_len, body_cap, discarded;
+    int too_large;
+    json_t *json;
+    const char *params[HTTP_MAX_SEGS];
+    struct owned_str *owned; /* decoded params and query values, freed with the request */
+
+    int status;
+    char *resp_body;
+    size_t resp_len;
+    const char *resp_ctype;
+    char *hdr_name[HTTP_MAX_HEADERS], *hdr_value[HTTP_MAX_HEADERS];
+    int nhdrs;
+
+    /* Deferred answers: see http_suspend(). */
+    pthread_mutex_t mu;
+    pthread_cond_t resumed; /* thread-per-connection mode parks here */
+    int want_suspend, suspended, resume_pending;
+};
+
+/* ---- configuration ------------------------------------------------------------ */
+
+void http_config_load(struct http_config *hc, struct cfg *c, const char *daemon, int default_port,
+                      uint64_t default_max_body)
+{
+    char def_listen[32];
+    snprintf(def_listen, sizeof(def_listen), "127.0.0.1:%d", default_port);
+    char def_body[32];
+    snprintf(def_body, sizeof(def_body), "%lluB", (unsigned long long)default_max_body);
+
+    hc->daemon = daemon;
+    hc->listen = cfg_str(c, "LISTEN_ADDR", def_listen, NULL, NULL);
+    hc->threads = (int)cfg_int(c, "HTTP_THREADS", HTTP_DEFAULT_THREADS, 0, 1024);
+    hc->max_body = cfg_size(c, "HTTP_MAX_BODY", def_body, 1, 1ull << 30);
+    hc->connection_limit = (int)cfg_int(c, "HTTP_CONNECTION_LIMIT", 1024, 1, 1000000);
+    hc->connection_timeout_ms =
+        cfg_duration_ms(c, "HTTP_CONNECTION_TIMEOUT", "30s", 1000, 24 * 3600 * 1000);
+    hc->api_token = cfg_secret(c, "API_TOKEN");
+    hc->admin_token = cfg_secret(c, "ADMIN_TOKEN");
+}
+
+/* ---- listening socket --------------------------------------------------------- */
+
+static int listen_unix(struct http_server *s, const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct stat st;
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        snprintf(s->errstr, sizeof(s->errstr), "unix socket path too long");
+        return -1;
+    }
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    /* A stale socket from a previous run would make bind fail; never remove anything
+     * that is not a socket. */
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 511) != 0) {
+        snprintf(s->errstr, sizeof(s->errstr), "cannot listen on unix:%s: %s", path,
+                 strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    snprintf(s->unix_path, sizeof(s->unix_path), "%s", path);
+    snprintf(s->listen_desc, sizeof(s->listen_desc), "unix:%s", path);
+    return fd;
+}
+
+static int split_hostport(const char *addr, char *host, size_t hsize, char *port, size_t psize)
+{
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr || colon[1] == '\0')
+        return -1;
+    const char *h = addr;
+    size_t hlen = (size_t)(colon - addr);
+    if (addr[0] == '[') {
+        if (colon[-1] != ']')
+            return -1;
+        h = addr + 1;
+        hlen -= 2;
+    }
+    if (hlen == 0 || hlen >= hsize || strlen(colon + 1) >= psize)
+        return -1;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    snprintf(port, psize, "%s", colon + 1);
+    for (const char *p = port; *p; p++)
+        if (*p < '0' || *p > '9')
+            return -1;
+    return 0;
+}
+
+static int listen_tcp(struct http_server *s, const char *addr)
+{
+    char host[256], port[8];
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int fd = -1, one = 1;
+    if (split_hostport(addr, host, sizeof(host), port, sizeof(port)) != 0) {
+        snprintf(s->errstr, sizeof(s->errstr),
+                 "LISTEN_ADDR must be host:port, [v6]:port or unix:/path");
+        return -1;
+    }
+    int rc = getaddrinfo(host, port, &hints, &ai);
+    if (rc != 0) {
+        snprintf(s->errstr, sizeof(s->errstr), "cannot resolve %.64s: %s", host, gai_strerror(rc));
+        return -1;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    }
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 511) != 0) {
+        snprintf(s->errstr, sizeof(s->errstr), "cannot listen on %s: %s", addr, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return -1;
+    }
+    freeaddrinfo(ai);
+
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int real_port = 0;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+        real_port = ntohs(s6->sin6_port);
+        snprintf(s->listen_desc, sizeof(s->listen_desc), "[%s]:%d", ip, real_port);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+        real_port = ntohs(s4->sin_port);
+        snprintf(s->listen_desc, sizeof(s->listen_desc), "%s:%d", ip, real_port);
+    }
+    return fd;
+}
+
+/* ---- routing -------------------------------------------------------------------- */
+
+static int split_path(char *path, char **segs, int max)
+{
+    int n = 0;
+    for (char *save = NULL, *tok = strtok_r(path, "/", &save); tok;
+         tok = strtok_r(NULL, "/", &save)) {
+        if (n == max)
+            return -1;
+        segs[n++] = tok;
+    }
+    return n;
+}
+
+void http_route(struct http_server *s, const char *method, const char *pattern, http_handler h,
+                void *ctx, unsigned flags)
+{
+    if (s->nroutes >= HTTP_MAX_ROUTES)
+        abort();
+    struct route *r = &s->routes[s->nroutes++];
+    char *copy = strdup(pattern);
+    if (!copy)
+        abort();
+    r->method = method;
+    r->pattern = pattern;
+    r->buf = copy;
+    r->nsegs = split_path(copy, r->segs, HTTP_MAX_SEGS);
+    if (r->nsegs < 0)
+        abort();
+    r->handler = h;
+    r->ctx = ctx;
+    r->flags = flags;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode (and '+' → ' ' for query values) into a string owned by the request. */
+static const char *own_decoded(struct http_req *r, const char *src, size_t len, int plus_space)
+{
+    struct owned_str *o = malloc(sizeof(*o) + len + 1);
+    if (!o)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (src[i] == '%' && i + 2 < len && hexval(src[i + 1]) >= 0 && hexval(src[i + 2]) >= 0) {
+            o->s[n++] = (char)(hexval(src[i + 1]) * 16 + hexval(src[i + 2]));
+            i += 2;
+        } else {
+            o->s[n++] = (plus_space && src[i] == '+') ? ' ' : src[i];
+        }
+    }
+    o->s[n] = '\0';
+    o->next = r->owned;
+    r->owned = o;
+    return o->s;
+}
+
+/* Match the raw (still percent-encoded) path against a route; parameters are decoded
+ * after splitting, so an encoded '/' stays inside its segment. */
+static int route_match(struct http_req *r, const struct route *rt, char **segs, int nsegs)
+{
+    if (rt->nsegs != nsegs)
+        return 0;
+    for (int i = 0; i < nsegs; i++)
+        if (rt->segs[i][0] != ':' && strcmp(rt->segs[i], segs[i]) != 0)
+            return 0;
+    for (int i = 0; i < nsegs; i++)
+        r->params[i] = rt->segs[i][0] == ':' ? own_decoded(r, segs[i], strlen(segs[i]), 0) : NULL;
+    return 1;
+}
+
+/* Find the route; on a path match with another method, fill allow. */
+static const struct route *find_route(struct http_req *r, char *allow, size_t allowsize)
+{
+    char *copy = strdup(r->path);
+    char *segs[HTTP_MAX_SEGS + 1];
+    const struct route *found = NULL;
+    if (!copy)
+        return NULL;
+    int nsegs = split_path(copy, segs, HTTP_MAX_SEGS + 1);
+    allow[0] = '\0';
+    for (int i = 0; nsegs >= 0 && i < r->srv->nroutes; i++) {
+        const struct route *rt = &r->srv->routes[i];
+        if (!route_match(r, rt, segs, nsegs))
+            continue;
+        if (strcmp(rt->method, r->method) == 0) {
+            found = rt;
+            break;
+        }
+        size_t used = strlen(allow);
+        snprintf(allow + used, allowsize - used, "%s%s", used ? ", " : "", rt->method);
+    }
+    free(copy);
+    return found;
+}
+
+/* ---- responses ------------------------------------------------------------------ */
+
+static const char *status_title(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return status >= 500 ? "Server Error" : status >= 400 ? "Client Error" : "OK";
+    }
+}
+
+void http_add_header(struct http_req *r, const char *name, const char *value)
+{
+    if (r->nhdrs >= HTTP_MAX_HEADERS)
+        return;
+    r->hdr_name[r->nhdrs] = strdup(name);
+    r->hdr_value[r->nhdrs] = strdup(value);
+    r->nhdrs++;
+}
+
+static void set_response(struct http_req *r, int status, const char *ctype, char *body, size_t len)
+{
+    free(r->resp_body); /* a second answer replaces the first; handlers give one */
+    r->status = status;
+    r->resp_ctype = ctype;
+    r->resp_body = body;
+    r->resp_len = len;
+}
+
+void http_reply_json(struct http_req *r, int status, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text) {
+        set_response(r, 500, "application/problem+json", NULL, 0);
+        return;
+    }
+    set_response(r, status, "application/json", text, strlen(text));
+}
+
+void http_reply_raw(struct http_req *r, int status, const char *content_type, const void *body,
+                    size_t len)
+{
+    char *copy = malloc(len ? len : 1);
+    if (copy && len)
+        memcpy(copy, body, len);
+    set_response(r, status, content_type, copy, copy ? len : 0);
+}
+
+static void problem_v(struct http_req *r, int status, const char *code, json_t *ext,
+                      const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+
+static void problem_v(struct http_req *r, int status, const char *code, json_t *ext,
+                      const char *fmt, va_list ap)
+{
+    char detail[512];
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type", "about:blank", "title",
+                          status_title(status), "status", status, "code", code, "detail", detail,
+                          "request_id", r->rid);
+    if (ext && o)
+        json_object_update(o, ext);
+    json_decref(ext);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    set_response(r, status, "application/problem+json", text, text ? strlen(text) : 0);
+}
+
+void http_problem(struct http_req *r, int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    problem_v(r, status, code, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void http_problem_ext(struct http_req *r, int status, const char *code, json_t *ext,
+                      const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    problem_v(r, status, code, ext, fmt, ap);
+    va_end(ap);
+}
+
+void http_invalid(struct http_req *r, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    problem_v(r, 400, "invalid_request", json_pack("{s:s}", "field", field), fmt, ap);
+    va_end(ap);
+}
+
+void http_unavailable(struct http_req *r)
+{
+    http_add_header(r, "Retry-After", "1");
+    http_problem(r, 503, "backend_unavailable", "the backing store is unavailable; retry later");
+}
+
+static enum MHD_Result queue(struct http_req *r)
+{
+    if (r->status == 0)
+        http_problem(r, 500, "internal", "the handler gave no answer");
+    if (!r->resp_body && r->resp_len == 0 && r->status >= 400)
+        r->resp_ctype = "application/problem+json";
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(r->resp_len, r->resp_body, MHD_RESPMEM_MUST_FREE);
+    if (!resp)
+        return MHD_NO;
+    r->resp_body = NULL; /* owned by MHD now */
+    MHD_add_response_header(resp, "Content-Type",
+                            r->resp_ctype ? r->resp_ctype : "application/json");
+    MHD_add_response_header(resp, "X-Request-ID", r->rid);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    for (int i = 0; i < r->nhdrs; i++)
+        if (r->hdr_name[i] && r->hdr_value[i])
+            MHD_add_response_header(resp, r->hdr_name[i], r->hdr_value[i]);
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* ---- request accessors ------------------------------------------------------------ */
+
+const char *http_method(const struct http_req *r)
+{
+    return r->method;
+}
+const char *http_path(const struct http_req *r)
+{
+    return r->path;
+}
+const char *http_request_id(const struct http_req *r)
+{
+    return r->rid;
+}
+json_t *http_json(const struct http_req *r)
+{
+    return r->json;
+}
+
+const char *http_param(const struct http_req *r, const char *name)
+{
+    if (!r->route)
+        return NULL;
+    for (int i = 0; i < r->route->nsegs; i++)
+        if (r->route->segs[i][0] == ':' && strcmp(r->route->segs[i] + 1, name) == 0)
+            return r->params[i];
+    return NULL;
+}
+
+const char *http_query(struct http_req *r, const char *name)
+{
+    const char *raw = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+    return raw ? own_decoded(r, raw, strlen(raw), 1) : NULL;
+}
+
+const char *http_header(struct http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+/* ---- the request path ------------------------------------------------------------ */
+
+static int rid_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    return n >= 1 && n <= HTTP_RID_MAX && jv_token_ok(s, n, "._:-");
+}
+
+/* Is this content type JSON? application/json, optionally with parameters. */
+static int json_ctype(const char *ct)
+{
+    if (!ct)
+        return 0;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strlen("application/json");
+    return strncasecmp(ct, "application/json", n) == 0 &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+static int has_body_method(const char *m)
+{
+    return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
+}
+
+/* Bearer check for /v1/...: admin routes take ADMIN_TOKEN when set, else API_TOKEN. */
+static int authorized(struct http_req *r)
+{
+    const struct http_config *c = &r->srv->conf;
+    const char *want = c->api_token;
+    if (r->route && (r->route->flags & HTTP_ADMIN) && c->admin_token)
+        want = c->admin_token;
+    if (!want || strncmp(r->path, "/v1/", 4) != 0)
+        return 1;
+    const char *auth = http_header(r, "Authorization");
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+        return 0;
+    return crypto_str_equal(auth + 7, want);
+}
+
+/* Checks made on the headers alone, before any body byte is read. Returns 0 to go on, or
+ * -1 with a response set. */
+static int check_headers(struct http_req *r)
+{
+    char allow[128];
+    r->route = find_route(r, allow, sizeof(allow));
+    if (!authorized(r)) {
+        http_add_header(r, "WWW-Authenticate", "Bearer");
+        http_problem(r, 401, "unauthorized", "a valid bearer token is required");
+        return -1;
+    }
+    if (!r->route && allow[0]) {
+        http_add_header(r, "Allow", allow);
+        http_problem(r, 405, "method_not_allowed", "%s is not allowed here", r->method);
+        return -1;
+    }
+    if (!r->route) {
+        http_problem(r, 404, "not_found", "no such route");
+        return -1;
+    }
+    const char *cl = http_header(r, "Content-Length");
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (errno == 0 && *end == '\0' && n > r->srv->conf.max_body) {
+            http_problem(r, 413, "body_too_large", "the body is larger than %llu bytes",
+                         (unsigned long long)r->srv->conf.max_body);
+            return -1;
+        }
+    }
+    if (has_body_method(r->method) && !(r->route->flags & HTTP_NO_BODY) &&
+        !json_ctype(http_header(r, "Content-Type"))) {
+        http_problem(r, 415, "unsupported_media_type", "the body must be application/json");
+        return -1;
+    }
+    return 0;
+}
+
+/* Take a chunk of the body, within HTTP_MAX_BODY; beyond it the rest is discarded and
+ * 413 answered once the upload ends (MHD cannot answer in the middle of an upload). */
+static int take_body(struct http_req *r, const char *data, size_t len)
+{
+    if (r->too_large || r->body_len + len > r->srv->conf.max_body) {
+        r->too_large = 1;
+        r->discarded += len;
+        /* A client that keeps streaming long past the limit is cut off. */
+        return r->discarded > 16 * r->srv->conf.max_body ? -1 : 0;
+    }
+    if (r->body_len + len + 1 > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap : 1024;
+        while (cap < r->body_len + len + 1)
+            cap *= 2;
+        char *nb = realloc(r->body, cap);
+        if (!nb)
+            return -1;
+        r->body = nb;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, data, len);
+    r->body_len += len;
+    r->body[r->body_len] = '\0';
+    return 0;
+}
+
+/* The whole request is in: check and parse the body, then run the handler. */
+static void dispatch(struct http_req *r)
+{
+    if (r->too_large) {
+        http_problem(r, 413, "body_too_large", "the body is larger than %llu bytes",
+                     (unsigned long long)r->srv->conf.max_body);
+        return;
+    }
+    if (has_body_method(r->method) && !(r->route->flags & HTTP_NO_BODY)) {
+        json_error_t jerr;
+        r->json = json_loadb(r->body ? r->body : "", r->body_len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!r->json || !json_is_object(r->json)) {
+            http_problem(r, 400, "invalid_json",
+                         r->json ? "the body must be a JSON object" : "the body is not valid JSON");
+            return;
+        }
+    }
+    r->route->handler(r, r->route->ctx);
+}
+
+/* After the handler: queue its answer, or park the connection if it deferred. The
+ * resume may already have happened on another thread; then answer now. */
+static enum MHD_Result finish(struct http_req *r)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->want_suspend && r->srv->conf.threads == 0) {
+        /* The connection has a thread of its own: parking it holds nobody else up. */
+        while (!r->resume_pending)
+            pthread_cond_wait(&r->resumed, &r->mu);
+    } else if (r->want_suspend && !r->resume_pending) {
+        r->suspended = 1;
+        MHD_suspend_connection(r->conn);
+        pthread_mutex_unlock(&r->mu);
+        return MHD_YES;
+    }
+    r->want_suspend = 0;
+    pthread_mutex_unlock(&r->mu);
+    return queue(r);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
+{
+    struct http_req *r = *req_cls;
+    (void)cls, (void)url, (void)version;
+    if (!r)
+        return MHD_NO;
+    if (!r->started) {
+        r->started = 1;
+        r->conn = conn;
+        r->method = method;
+        const char *rid = http_header(r, "X-Request-ID");
+        if (rid_ok(rid)) {
+            snprintf(r->rid, sizeof(r->rid), "%s", rid);
+        } else {
+            uint8_t rnd[8];
+            crypto_random(rnd, sizeof(rnd));
+            crypto_hex(rnd, sizeof(rnd), r->rid);
+        }
+        if (check_headers(r) != 0)
+            return queue(r);
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        int rc = take_body(r, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return rc == 0 ? MHD_YES : MHD_NO;
+    }
+    if (r->suspended) { /* resumed: the answer is ready */
+        r->suspended = 0;
+        return queue(r);
+    }
+    dispatch(r);
+    return finish(r);
+}
+
+void http_suspend(struct http_req *r)
+{
+    r->want_suspend = 1;
+}
+
+void http_resume(struct http_req *r)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->suspended) {
+        MHD_resume_connection(r->conn);
+    } else {
+        r->resume_pending = 1;
+        pthread_cond_signal(&r->resumed);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* MHD calls this first for every request, with the raw URI: the request starts here. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct http_server *s = cls;
+    struct http_req *r = calloc(1, sizeof(*r));
+    (void)conn;
+    if (!r)
+        return NULL;
+    size_t plen = strcspn(uri, "?");
+    r->path = strndup(uri, plen);
+    if (!r->path) {
+        free(r);
+        return NULL;
+    }
+    r->srv = s;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->resumed, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    atomic_fetch_add(&s->in_flight, 1);
+    return r;
+}
+
+static const char *method_label(const char *m)
+{
+    static const char *const known[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"};
+    for (size_t i = 0; m && i < sizeof(known) / sizeof(known[0]); i++)
+        if (strcmp(m, known[i]) == 0)
+            return known[i];
+    return "other";
+}
+
+static void free_req(struct http_req *r)
+{
+    while (r->owned) {
+        struct owned_str *next = r->owned->next;
+        free(r->owned);
+        r->owned = next;
+    }
+    for (int i = 0; i < r->nhdrs; i++) {
+        free(r->hdr_name[i]);
+        free(r->hdr_value[i]);
+    }
+    json_decref(r->json);
+    free(r->body);
+    free(r->resp_body);
+    free(r->path);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->resumed);
+    free(r);
+}
+
+/* The request is over (answered, or the client went away): count, log, free. */
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct http_server *s = cls;
+    struct http_req *r = *req_cls;
+    (void)conn;
+    if (!r)
+        return;
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    long long us = (long long)(end.tv_sec - r->start.tv_sec) * 1000000 +
+                   (end.tv_nsec - r->start.tv_nsec) / 1000;
+    const char *route = r->route ? r->route->pattern : "unmatched";
+    const char *method = method_label(r->method);
+    char code[8];
+    snprintf(code, sizeof(code), "%d", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 0);
+    metric_inc(metric_with(s->m_requests, route, method, code));
+    metric_observe(metric_with(s->m_duration, route), (double)us / 1e6);
+    /* The path is not logged: it may carry caller secrets in its query. */
+    log_info(r->rid[0] ? r->rid : NULL, "request", LF_S("method", method), LF_S("route", route),
+             LF_I("status", atoi(code)), LF_I("duration_us", us));
+    *req_cls = NULL;
+    free_req(r);
+    atomic_fetch_sub(&s->in_flight, 1);
+}
+
+/* Keep the path raw: parameters are decoded per segment, query values on lookup. */
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls, (void)c;
+    return strlen(s);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[256];
+    (void)cls;
+    vsnprintf(line, sizeof(line), fmt, ap);
+    line[strcspn(line, "\n")] = '\0';
+    log_warn(NULL, "http server", LF_S("detail", line));
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------- */
+
+struct http_server *http_create(const struct http_config *conf, struct metrics *metrics, char *err,
+                                size_t errsize)
+{
+    struct http_server *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errsize, "out of memory");
+        return NULL;
+    }
+    s->conf = *conf;
+    s->listen_fd = -1;
+    s->m_requests = metrics_counter(metrics, "http_requests_total", "HTTP requests answered.",
+                                    "route,method,code");
+    s->m_duration = metrics_histogram(metrics, "http_request_duration_seconds",
+                                      "Time from request line to answer.", "route",
+                                      METRICS_LATENCY_BUCKETS, METRICS_LATENCY_BUCKETS_N);
+    return s;
+}
+
+int http_start(struct http_server *s)
+{
+    const char *addr = s->conf.listen;
+    s->listen_fd = strncmp(addr, "unix:", 5) == 0 ? listen_unix(s, addr + 5) : listen_tcp(s, addr);
+    if (s->listen_fd < 0)
+        return -1;
+    unsigned timeout_s = (unsigned)((s->conf.connection_timeout_ms + 999) / 1000);
+    /* threads == 0: a thread per connection (poll); else a pool of epoll workers that
+     * park deferred requests with MHD_suspend_connection. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    flags |= s->conf.threads == 0 ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL
+                                  : MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+    s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+                              mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
+                              MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->conf.threads,
+                              MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK,
+                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->conf.connection_limit,
+                              MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_URI_LOG_CALLBACK,
+                              on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                              MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
+    if (!s->mhd) {
+        snprintf(s->errstr, sizeof(s->errstr), "cannot start the HTTP server on %s", addr);
+        close(s->listen_fd);
+        s->listen_fd = -1;
+        return -1;
+    }
+    return 0;
+}
+
+const char *http_errstr(const struct http_server *s)
+{
+    return s->errstr;
+}
+const char *http_listen_addr(const struct http_server *s)
+{
+    return s->listen_desc;
+}
+int http_in_flight(struct http_server *s)
+{
+    return atomic_load(&s->in_flight);
+}
+
+void http_quiesce(struct http_server *s)
+{
+    if (!s->mhd || s->listen_fd < 0)
+        return;
+    MHD_socket fd = MHD_quiesce_daemon(s->mhd);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    s->listen_fd = -1;
+    if (s->unix_path[0])
+        unlink(s->unix_path);
+}
+
+int http_drain(struct http_server *s, int64_t timeout_ms)
+{
+    struct timespec step = {.tv_sec = 0, .tv_nsec = 10 * 1000000};
+    for (int64_t waited = 0; atomic_load(&s->in_flight) > 0; waited += 10) {
+        if (waited >= timeout_ms)
+            return -1;
+        nanosleep(&step, NULL);
+    }
+    return 0;
+}
+
+void http_stop(struct http_server *s)
+{
+    if (s->mhd) {
+        MHD_stop_daemon(s->mhd);
+        s->mhd = NULL;
+    }
+    if (s->listen_fd >= 0) {
+        close(s->listen_fd);
+        s->listen_fd = -1;
+    }
+}
+
+void http_free(struct http_server *s)
+{
+    if (!s)
+        return;
+    http_stop(s);
+    for (int i = 0; i < s->nroutes; i++)
+        free(s->routes[i].buf);
+    free(s);
+}

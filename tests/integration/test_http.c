@@ -1,0 +1,539 @@
+/* Integration tests of the HTTP layer and the daemon lifecycle, over real sockets, against
+ * testd (a daemon made of libshared alone) and a real redis-server. */
+#include <cmocka.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../lib/harness.h"
+
+static struct th_redis redis;
+static struct th_proc testd;
+
+/* Start testd on a free port with extra "NAME=value" settings (NULL-terminated). */
+static int start_testd(struct th_proc *p, const char *const *extra)
+{
+    char url[160], listen[64];
+    const char *env[32];
+    int n = 0, port = th_free_port();
+    snprintf(url, sizeof(url), "REDIS_URL=%s", redis.url);
+    snprintf(listen, sizeof(listen), "LISTEN_ADDR=127.0.0.1:%d", port);
+    env[n++] = url;
+    env[n++] = listen;
+    env[n++] = "HTTP_MAX_BODY=1KiB";
+    env[n++] = "SHUTDOWN_TIMEOUT=5s";
+    for (int i = 0; extra && extra[i] && n < 30; i++)
+        env[n++] = extra[i];
+    env[n] = NULL;
+    const char *argv[] = {"testd", NULL};
+    return th_proc_start(p, th_bin("tests/testd"), argv, env, port);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (th_redis_start(&redis, NULL) != 0)
+        return -1;
+    return start_testd(&testd, NULL);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    th_proc_stop(&testd, SIGTERM, 5000);
+    th_redis_stop(&redis);
+    return 0;
+}
+
+/* Assert a problem response: status, code, content type, request id. */
+static void assert_problem(struct th_resp *r, int status, const char *code)
+{
+    char ct[128];
+    assert_int_equal(r->status, status);
+    assert_non_null(th_header(r, "Content-Type", ct, sizeof(ct)));
+    assert_string_equal(ct, "application/problem+json");
+    json_t *j = th_json(r);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "code")), code);
+    assert_int_equal(json_integer_value(json_object_get(j, "status")), status);
+    assert_string_equal(json_string_value(json_object_get(j, "type")), "about:blank");
+    assert_non_null(json_string_value(json_object_get(j, "title")));
+    assert_non_null(json_string_value(json_object_get(j, "detail")));
+    assert_non_null(json_string_value(json_object_get(j, "request_id")));
+    json_decref(j);
+}
+
+static void test_not_found(void **state)
+{
+    (void)state;
+    struct th_resp r;
+    assert_int_equal(th_http(testd.port, "GET", "/v1/nope", NULL, NULL, 0, &r), 0);
+    assert_problem(&r, 404, "not_found");
+    th_resp_free(&r);
+}
+
+static void test_method_not_allowed(void **state)
+{
+    (void)state;
+    struct th_resp r;
+    char allow[64];
+    assert_int_equal(th_http(testd.port, "DELETE", "/v1/echo", NULL, NULL, 0, &r), 0);
+    assert_problem(&r, 405, "method_not_allowed");
+    assert_non_null(th_header(&r, "Allow", allow, sizeof(allow)));
+    assert_string_equal(allow, "POST");
+    th_resp_free(&r);
+}
+
+/* A declared body over HTTP_MAX_BODY is refused before a byte of it is sent. */
+static void test_body_too_large_before_read(void **state)
+{
+    (void)state;
+    struct th_resp r;
+    int fd = th_connect(testd.port);
+    assert_true(fd >= 0);
+    const char *head = "POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       "Content-Length: 100000\r\n\r\n";
+    assert_int_equal(th_send_all(fd, head, strlen(head)), 0);
+    assert_int_equal(th_read_response(fd, &r, 2000), 0);
+    close(fd);
+    assert_problem(&r, 413, "body_too_large");
+    th_resp_free(&r);
+}
+
+/* A chunked body that grows past the limit gets 413 too. */
+static void test_body_too_large_chunked(void **state)
+{
+    (void)state;
+    struct th_resp r;
+    int fd = th_connect(testd.port);
+    assert_true(fd >= 0);
+    const char *head = "POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n";
+    char chunk[700];
+    memset(chunk, ' ', sizeof(chunk));
+    char size_line[16];
+    snprintf(size_line, sizeof(size_line), "%zx\r\n", sizeof(chunk));
+    assert_int_equal(th_send_all(fd, head, strlen(head)), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(th_send_all(fd, size_line, strlen(size_line)), 0);
+        assert_int_equal(th_send_all(fd, chunk, sizeof(chunk)), 0);
+        assert_int_equal(th_send_all(fd, "\r\n", 2), 0);
+    }
+    assert_int_equal(th_send_all(fd, "0\r\n\r\n", 5), 0);
+    assert_int_equal(th_read_response(fd, &r, 2000), 0);
+    close(fd);
+    assert_problem(&r, 413, "body_too_large");
+    th_resp_free(&r);
+}
+
+static void test_unsupported_media_type(void **state)
+{
+    (void)state;
+    struct th_resp r;
+    const char *hdr[] = {"Content-Type: text/plain", NULL};
+    assert_int_equal(th_http(testd.port, "POST", "/v1/echo", hdr, "{}", 2, &r), 0);
+    assert_problem(&r, 415, "unsupported_media_type");
+    th_resp_free(&r);
+    assert_int_equal(th_http(testd.port, "POST", "/v1/echo", NULL, "{}", 2, &r), 0);
+    assert_problem(&r, 415, "unsupported_media_type");
+    th_resp_free(&r);
+    /* Parameters after the media type are fine. */
+    const char *ok[] = {"Content-Type: application/json; charset=utf-8", NULL};
+    assert_int_equal(th_http(testd.port, "POST", "/v1/echo", ok, "{}", 2, &r), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+}
+
+static void test_invalid_json(void **state)
+{
+    (void)state;
+    static const char *const bodies[] = {"{\"a\":",           "[1,2]",  "", "nul",
+                                         "{\"a\":1,\"a\":2}", "\"str\""};
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        struct th_resp r;
+        assert_int_equal(th_post_json(testd.port, "/v1/echo", bodies[i], &r), 0);
+        assert_problem(&r, 400, "invalid_json");
+        th_resp_free(&r);
+    }
+}
+
+static void test_invalid_request_names_field(void **state)
+{
+    (void)state;
+    struct th_resp r;
+    assert_int_equal(th_post_json(testd.port, "/v1/incr", "{\"key\":7}", &r), 0);
+    assert_problem(&r, 400, "invalid_request");
+    json_t *j = th_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "field")), "key");
+    json_decref(j);
+    th_resp_free(&r);
+}
+
+/* The caller's X-Request-ID is echoed when valid, replaced when not; every answer has
+ * one and Cache-Control: no-store. */
+static void test_request_id(void **state)
+{
+    (void)state;
+    struct th_resp r;
+    char rid[200], cc[64];
+    const char *good[] = {"X-Request-ID: abc.DEF_1:2-3", NULL};
+    assert_int_equal(th_http(testd.port, "GET", "/health", good, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(th_header(&r, "X-Request-ID", rid, sizeof(rid)), "abc.DEF_1:2-3");
+    assert_string_equal(th_header(&r, "Cache-Control", cc, sizeof(cc)), "no-store");
+    th_resp_free(&r);
+
+    char long_id[160];
+    memset(long_id, 'a', 129 + 14);
+    memcpy(long_id, "X-Request-ID: ", 14);
+    long_id[129 + 14] = '\0';
+    const char *bad_ids[][2] = {
+        {"X-Request-ID: has space", NULL}, {long_id, NULL}, {"X-Request-ID: semi;colon", NULL}};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(th_http(testd.port, "GET", "/nope", bad_ids[i], NULL, 0, &r), 0);
+        assert_non_null(th_header(&r, "X-Request-ID", rid, sizeof(rid)));
+        assert_int_equal(strlen(rid), 16);
+        json_t *j = th_json(&r);
+        assert_string_equal(json_string_value(json_object_get(j, "request_id")), rid);
+        json_decref(j);
+        th_resp_free(&r);
+    }
+}
+
+static void test_path_params_and_query(void **state)
+{
+    (void)state;
+    struct th_resp r;
+    assert_int_equal(
+        th_http(testd.port, "GET", "/v1/params/x%2Fy/b%7Bc%7D?q=a+b%21", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *j = th_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "a")), "x/y");
+    assert_string_equal(json_string_value(json_object_get(j, "b")), "b{c}");
+    assert_string_equal(json_string_value(json_object_get(j, "q")), "a b!");
+    json_decref(j);
+    th_resp_free(&r);
+}
+
+/* API_TOKEN guards /v1/..., ADMIN_TOKEN admin routes; /health stays open. */
+static void test_bearer_tokens(void **state)
+{
+    (void)state;
+    struct th_proc p;
+    struct th_resp r;
+    char www[64];
+    const char *extra[] = {"API_TOKEN=api-secret", "ADMIN_TOKEN=admin-secret", NULL};
+    assert_int_equal(start_testd(&p, extra), 0);
+
+    assert_int_equal(th_post_json(p.port, "/v1/echo", "{}", &r), 0);
+    assert_problem(&r, 401, "unauthorized");
+    assert_string_equal(th_header(&r, "WWW-Authenticate", www, sizeof(www)), "Bearer");
+    th_resp_free(&r);
+
+    const char *wrong[] = {"Authorization: Bearer api-secreT", "Content-Type: application/json",
+                           NULL};
+    assert_int_equal(th_http(p.port, "POST", "/v1/echo", wrong, "{}", 2, &r), 0);
+    assert_problem(&r, 401, "unauthorized");
+    th_resp_free(&r);
+
+    const char *right[] = {"Authorization: Bearer api-secret", "Content-Type: application/json",
+                           NULL};
+    assert_int_equal(th_http(p.port, "POST", "/v1/echo", right, "{}", 2, &r), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+
+    assert_int_equal(th_http(p.port, "GET", "/v1/admin", right, NULL, 0, &r), 0);
+    assert_problem(&r, 401, "unauthorized");
+    th_resp_free(&r);
+    const char *admin[] = {"Authorization: Bearer admin-secret", NULL};
+    assert_int_equal(th_http(p.port, "GET", "/v1/admin", admin, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+
+    assert_int_equal(th_http(p.port, "GET", "/health", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    assert_int_equal(th_proc_stop(&p, SIGTERM, 5000), 0);
+    assert_false(th_proc_log_contains(&p, "api-secret"));
+
+    /* Without API_TOKEN (the shared testd) the same call needs nothing. */
+    assert_int_equal(th_post_json(testd.port, "/v1/echo", "{}", &r), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+}
+
+static void assert_ready(int expect_status, const char *expect_redis)
+{
+    struct th_resp r;
+    assert_int_equal(th_http(testd.port, "GET", "/ready", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, expect_status);
+    json_t *j = th_json(&r);
+    assert_non_null(j);
+    if (expect_redis)
+        assert_string_equal(json_string_value(json_object_get(j, "redis")), expect_redis);
+    assert_string_equal(json_string_value(json_object_get(j, "status")),
+                        expect_status == 200 ? "ready" : "not_ready");
+    json_decref(j);
+    th_resp_free(&r);
+}
+
+/* /ready follows Redis: 503 while it is frozen, 200 again once it answers. */
+static void test_ready_follows_redis(void **state)
+{
+    (void)state;
+    assert_ready(200, "ok");
+    th_redis_pause(&redis);
+    assert_ready(503, NULL);
+    struct th_resp r;
+    int64_t start = th_now_ms();
+    assert_int_equal(th_post_json(testd.port, "/v1/incr", "{\"key\":\"h:frozen\"}", &r), 0);
+    int64_t took = th_now_ms() - start;
+    assert_problem(&r, 503, "backend_unavailable");
+    char ra[16];
+    assert_string_equal(th_header(&r, "Retry-After", ra, sizeof(ra)), "1");
+    assert_true(took < 3000); /* pool timeout + command timeout, never a hang */
+    th_resp_free(&r);
+    th_redis_resume(&redis);
+    assert_ready(200, "ok");
+    assert_int_equal(th_post_json(testd.port, "/v1/incr", "{\"key\":\"h:frozen\"}", &r), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+}
+
+static void test_metrics(void **state)
+{
+    (void)state;
+    struct th_resp r;
+    assert_int_equal(th_post_json(testd.port, "/v1/incr", "{\"key\":\"h:m\"}", &r), 0);
+    th_resp_free(&r);
+    assert_int_equal(th_http(testd.port, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    char ct[80];
+    assert_string_equal(th_header(&r, "Content-Type", ct, sizeof(ct)),
+                        "text/plain; version=0.0.4; charset=utf-8");
+    static const char *const want[] = {
+        "testd_http_requests_total{route=\"/v1/incr\",method=\"POST\",code=\"200\"} ",
+        "# TYPE testd_http_request_duration_seconds histogram",
+        "testd_http_request_duration_seconds_bucket{route=\"/v1/incr\",le=\"+Inf\"} ",
+        "testd_redis_pool_hits_total ",
+        "testd_redis_pool_misses_total ",
+        "testd_redis_pool_timeouts_total ",
+        "testd_redis_pool_total_connections ",
+        "testd_redis_pool_idle_connections ",
+        "testd_redis_pool_stale_connections ",
+        "# TYPE testd_redis_command_duration_seconds histogram",
+        "testd_build_info{version=\"",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        if (!strstr(r.body, want[i]))
+            fail_msg("metrics lack: %s", want[i]);
+    }
+    th_resp_free(&r);
+}
+
+struct load {
+    int port;
+    const char *path;
+    const char *body;
+    _Atomic int ok, unavailable, other;
+};
+
+static void *post_worker(void *arg)
+{
+    struct load *l = arg;
+    struct th_resp r;
+    if (th_post_json(l->port, l->path, l->body, &r) != 0) {
+        atomic_fetch_add(&l->other, 1);
+        return NULL;
+    }
+    if (r.status == 200)
+        atomic_fetch_add(&l->ok, 1);
+    else if (r.status == 503)
+        atomic_fetch_add(&l->unavailable, 1);
+    else
+        atomic_fetch_add(&l->other, 1);
+    th_resp_free(&r);
+    return NULL;
+}
+
+static void run_load(struct load *l, int n)
+{
+    pthread_t *t = calloc((size_t)n, sizeof(*t));
+    assert_non_null(t);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, post_worker, l), 0);
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+    free(t);
+}
+
+/* 80 requests at once, each held 200 ms by Redis (BLPOP): all answered, no error. */
+static void test_eighty_in_flight(void **state)
+{
+    (void)state;
+    struct load l = {.port = testd.port, .path = "/v1/block", .body = "{\"ms\":200}"};
+    run_load(&l, 80);
+    assert_int_equal(atomic_load(&l.ok), 80);
+    assert_int_equal(atomic_load(&l.unavailable) + atomic_load(&l.other), 0);
+}
+
+struct probe {
+    int port;
+    int64_t worst_ms;
+};
+
+/* GET /health every 20 ms, keeping the slowest answer time. */
+static void *health_probe(void *arg)
+{
+    struct probe *pr = arg;
+    struct th_resp r;
+    for (int i = 0; i < 10; i++) {
+        int64_t t0 = th_now_ms();
+        if (th_http(pr->port, "GET", "/health", NULL, NULL, 0, &r) == 0)
+            th_resp_free(&r);
+        int64_t took = th_now_ms() - t0;
+        if (took > pr->worst_ms)
+            pr->worst_ms = took;
+        usleep(20000);
+    }
+    return NULL;
+}
+
+/* Deferred answers hold up nobody: 50 answers deferred 300 ms all come back together,
+ * and /health is answered at once meanwhile — in pool mode with only 2 workers (the
+ * connections are parked) and in thread-per-connection mode. */
+static void deferred_answers(const char *threads)
+{
+    struct th_proc p;
+    const char *extra[] = {threads, NULL};
+    assert_int_equal(start_testd(&p, extra), 0);
+    struct load l = {.port = p.port, .path = "/v1/defer", .body = "{\"ms\":300}"};
+    struct probe probe = {.port = p.port};
+    pthread_t prober;
+    int64_t start = th_now_ms();
+    assert_int_equal(pthread_create(&prober, NULL, health_probe, &probe), 0);
+    run_load(&l, 50);
+    int64_t took = th_now_ms() - start;
+    pthread_join(prober, NULL);
+    assert_int_equal(atomic_load(&l.ok), 50);
+    assert_true(took < 2000);          /* 50 x 300 ms on 2 held workers would take 7.5 s */
+    assert_true(probe.worst_ms < 250); /* /health never waited behind the parked requests */
+    assert_int_equal(th_proc_stop(&p, SIGTERM, 5000), 0);
+}
+
+static void test_deferred_answers_pool(void **state)
+{
+    (void)state;
+    deferred_answers("HTTP_THREADS=2");
+}
+
+static void test_deferred_answers_per_connection(void **state)
+{
+    (void)state;
+    deferred_answers("HTTP_THREADS=0");
+}
+
+/* Pool of 2 and 20 concurrent Redis-held requests: the excess gets 503 quickly, the
+ * exhaustion is logged at critical and counted, and the daemon keeps serving. */
+static void test_pool_exhaustion_logged(void **state)
+{
+    (void)state;
+    struct th_proc p;
+    const char *extra[] = {"REDIS_POOL_SIZE=2", "REDIS_MIN_IDLE_CONNS=2", "REDIS_POOL_TIMEOUT=20ms",
+                           NULL};
+    assert_int_equal(start_testd(&p, extra), 0);
+    struct load l = {.port = p.port, .path = "/v1/block", .body = "{\"ms\":300}"};
+    run_load(&l, 20);
+    assert_true(atomic_load(&l.ok) >= 2);
+    assert_true(atomic_load(&l.unavailable) > 0);
+    assert_int_equal(atomic_load(&l.other), 0);
+    struct th_resp r;
+    assert_int_equal(th_http(p.port, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    assert_null(strstr(r.body, "testd_redis_pool_timeouts_total 0\n"));
+    assert_non_null(strstr(r.body, "testd_redis_pool_timeouts_total "));
+    th_resp_free(&r);
+    assert_int_equal(th_proc_stop(&p, SIGTERM, 5000), 0);
+    assert_true(th_proc_log_contains(&p, "\"level\":\"critical\""));
+    assert_true(th_proc_log_contains(&p, "redis pool exhausted"));
+}
+
+struct slow_req {
+    int port;
+    int status;
+};
+
+static void *slow_worker(void *arg)
+{
+    struct slow_req *s = arg;
+    struct th_resp r;
+    s->status = -1;
+    if (th_http(s->port, "GET", "/v1/sleep?ms=800", NULL, NULL, 0, &r) == 0) {
+        s->status = r.status;
+        th_resp_free(&r);
+    }
+    return NULL;
+}
+
+/* SIGTERM: /ready turns 503 at once, the in-flight request still gets its answer, new
+ * connections are refused, and the process exits 0. */
+static void test_graceful_shutdown(void **state)
+{
+    (void)state;
+    struct th_proc p;
+    struct th_resp r;
+    assert_int_equal(start_testd(&p, NULL), 0);
+    int keep = th_connect(p.port); /* an open connection, to ask /ready while draining */
+    assert_true(keep >= 0);
+    struct slow_req s = {.port = p.port};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, slow_worker, &s), 0);
+    usleep(200000);
+    kill(p.pid, SIGTERM);
+    usleep(100000);
+
+    const char *ask = "GET /ready HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(th_send_all(keep, ask, strlen(ask)), 0);
+    assert_int_equal(th_read_response(keep, &r, 2000), 0);
+    assert_int_equal(r.status, 503);
+    th_resp_free(&r);
+    close(keep);
+    assert_int_equal(th_connect(p.port), -1);
+
+    pthread_join(t, NULL);
+    assert_int_equal(s.status, 200);
+    assert_int_equal(th_proc_wait(&p, 5000), 0);
+    assert_true(th_proc_log_contains(&p, "\"msg\":\"stopped\""));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_not_found),
+        cmocka_unit_test(test_method_not_allowed),
+        cmocka_unit_test(test_body_too_large_before_read),
+        cmocka_unit_test(test_body_too_large_chunked),
+        cmocka_unit_test(test_unsupported_media_type),
+        cmocka_unit_test(test_invalid_json),
+        cmocka_unit_test(test_invalid_request_names_field),
+        cmocka_unit_test(test_request_id),
+        cmocka_unit_test(test_path_params_and_query),
+        cmocka_unit_test(test_bearer_tokens),
+        cmocka_unit_test(test_ready_follows_redis),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_eighty_in_flight),
+        cmocka_unit_test(test_deferred_answers_pool),
+        cmocka_unit_test(test_deferred_answers_per_connection),
+        cmocka_unit_test(test_pool_exhaustion_logged),
+        cmocka_unit_test(test_graceful_shutdown),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,169 @@
+/* testd: a small daemon built on libshared alone, so the foundation (HTTP layer, pool,
+ * scripts, lifecycle) is tested over real sockets before any real daemon exists. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shared/app.h"
+#include "shared/jsonv.h"
+#include "test_scripts.h"
+
+static void sleep_ms(long long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* POST /v1/echo: the body back. */
+static void handle_echo(struct http_req *r, void *ctx)
+{
+    (void)ctx;
+    http_reply_json(r, 200, json_pack("{s:O}", "echo", http_json(r)));
+}
+
+/* POST /v1/incr {"key","by"}: one script run through the pool. */
+static void handle_incr(struct http_req *r, void *ctx)
+{
+    struct rpool *pool = ctx;
+    struct jv_error e;
+    const char *key;
+    long long by = 1;
+    if (jv_string(http_json(r), "key", JV_REQUIRED, 1, 512, &key, NULL, &e) < 0 ||
+        jv_int(http_json(r), "by", JV_OPTIONAL, -1000000, 1000000, &by, &e) < 0) {
+        http_invalid(r, e.field, "%s", e.detail);
+        return;
+    }
+    char bys[24];
+    snprintf(bys, sizeof(bys), "%lld", by);
+    const char *argv[] = {key, bys};
+    redisReply *reply = NULL;
+    enum rpool_status st = rpool_eval(pool, &script_test_incr, 1, 2, argv, NULL, 0, &reply);
+    if (st != RPOOL_OK) {
+        freeReplyObject(reply);
+        http_unavailable(r);
+        return;
+    }
+    http_reply_json(r, 200, json_pack("{s:I}", "value", (json_int_t)reply->integer));
+    freeReplyObject(reply);
+}
+
+/* POST /v1/block {"ms"}: waits on Redis (BLPOP on an empty key) for ms milliseconds —
+ * a request that holds a worker thread and a connection while Redis makes it wait. */
+static void handle_block(struct http_req *r, void *ctx)
+{
+    struct rpool *pool = ctx;
+    struct jv_error e;
+    long long ms = 100;
+    if (jv_int(http_json(r), "ms", JV_OPTIONAL, 1, 10000, &ms, &e) < 0) {
+        http_invalid(r, e.field, "%s", e.detail);
+        return;
+    }
+    char secs[32];
+    snprintf(secs, sizeof(secs), "%.3f", (double)ms / 1000.0);
+    const char *argv[] = {"BLPOP", "testd:never", secs};
+    redisReply *reply = NULL;
+    enum rpool_status st = rpool_command(pool, 3, argv, NULL, ms + 1000, &reply);
+    freeReplyObject(reply);
+    if (st != RPOOL_OK) {
+        http_unavailable(r);
+        return;
+    }
+    http_reply_json(r, 200, json_pack("{s:I}", "waited_ms", (json_int_t)ms));
+}
+
+/* GET /v1/sleep?ms=N: holds the request (no Redis), for shutdown tests. */
+static void handle_sleep(struct http_req *r, void *ctx)
+{
+    (void)ctx;
+    const char *ms = http_query(r, "ms");
+    long long v = ms ? atoll(ms) : 0;
+    if (v < 0 || v > 30000) {
+        http_invalid(r, "ms", "must be 0..30000");
+        return;
+    }
+    sleep_ms(v);
+    http_reply_json(r, 200, json_pack("{s:I}", "slept_ms", (json_int_t)v));
+}
+
+/* GET /v1/params/:a/:b?q=: path parameters and a query value back. */
+static void handle_params(struct http_req *r, void *ctx)
+{
+    (void)ctx;
+    const char *q = http_query(r, "q");
+    http_reply_json(
+        r, 200,
+        json_pack("{s:s, s:s, s:s?}", "a", http_param(r, "a"), "b", http_param(r, "b"), "q", q));
+}
+
+static void handle_admin(struct http_req *r, void *ctx)
+{
+    (void)ctx;
+    http_reply_json(r, 200, json_pack("{s:b}", "admin", 1));
+}
+
+struct deferred {
+    struct http_req *req;
+    long long ms;
+};
+
+static void *answer_later(void *arg)
+{
+    struct deferred *d = arg;
+    sleep_ms(d->ms);
+    http_reply_json(d->req, 200, json_pack("{s:I}", "deferred_ms", (json_int_t)d->ms));
+    http_resume(d->req);
+    free(d);
+    return NULL;
+}
+
+/* POST /v1/defer {"ms"}: answers from another thread after ms, the connection parked
+ * meanwhile (holds no worker thread). */
+static void handle_defer(struct http_req *r, void *ctx)
+{
+    struct jv_error e;
+    long long ms = 0;
+    pthread_t t;
+    (void)ctx;
+    if (jv_int(http_json(r), "ms", JV_OPTIONAL, 0, 10000, &ms, &e) < 0) {
+        http_invalid(r, e.field, "%s", e.detail);
+        return;
+    }
+    struct deferred *d = malloc(sizeof(*d));
+    if (!d) {
+        http_problem(r, 500, "internal", "out of memory");
+        return;
+    }
+    d->req = r;
+    d->ms = ms;
+    http_suspend(r);
+    if (pthread_create(&t, NULL, answer_later, d) != 0) {
+        free(d);
+        http_problem(r, 500, "internal", "cannot start a thread");
+        http_resume(r);
+        return;
+    }
+    pthread_detach(t);
+}
+
+int main(int argc, char **argv)
+{
+    struct app *a = app_create(&(struct app_spec){.name = "testd",
+                                                  .port = 8099,
+                                                  .summary = "libshared test daemon",
+                                                  .scripts = test_scripts_all},
+                               argc, argv);
+    cfg_int(app_cfg(a), "TESTD_KNOB", 5, 1, 10); /* a daemon-specific variable, for tests */
+    app_config_done(a);
+    struct rpool *pool = app_redis(a);
+    app_route(a, "POST", "/v1/echo", handle_echo, NULL, 0);
+    app_route(a, "POST", "/v1/incr", handle_incr, pool, 0);
+    app_route(a, "POST", "/v1/block", handle_block, pool, 0);
+    app_route(a, "GET", "/v1/sleep", handle_sleep, NULL, 0);
+    app_route(a, "GET", "/v1/params/:a/:b", handle_params, NULL, 0);
+    app_route(a, "GET", "/v1/admin", handle_admin, NULL, HTTP_ADMIN);
+    app_route(a, "POST", "/v1/defer", handle_defer, NULL, 0);
+    int rc = app_run(a);
+    app_free(a);
+    return rc;
+}

@@ -1,0 +1,15 @@
+#!/bin/sh
+# Install the Debian packages warden needs, only those missing (make deps).
+set -eu
+PKGS="build-essential pkg-config libhiredis-dev libmicrohttpd-dev libsodium-dev libssl-dev
+libjansson-dev libcmocka-dev redis-server redis-tools wrk clang openssl curl"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
