@@ -35,9 +35,15 @@ TEST_LUA   = $(sort $(wildcard tests/lua/*.lua))
 TSCRIPTS_C = $(BUILD)/gen/test_scripts.c
 TSCRIPTS_O = $(BUILD)/obj/gen/test_scripts.o
 
-# ---- daemons: a folder with a main.c is a daemon; tools are <dir>/tool-*.c ---
+# ---- daemons: a folder with a main.c is a daemon; <dir>/cmd-NAME.c is its tool NAME ---
 DAEMONS    = $(patsubst %/main.c,%,$(wildcard ratelimitd/main.c auditd/main.c idemd/main.c tokend/main.c))
-BINS       = $(DAEMONS:%=$(BUILD)/bin/%)
+CMD_SRC    = $(foreach d,$(DAEMONS),$(wildcard $(d)/cmd-*.c))
+BINS       = $(DAEMONS:%=$(BUILD)/bin/%) \
+             $(foreach f,$(CMD_SRC),$(BUILD)/bin/$(patsubst cmd-%.c,%,$(notdir $(f))))
+# A daemon's objects besides its main.c and tools: linked into the daemon, its tools and
+# the tests.
+daemon_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out $(1)/main.c $(1)/cmd-%.c,$(wildcard $(1)/*.c)))
+ALL_DAEMON_OBJS = $(foreach d,$(DAEMONS),$(call daemon_objs,$(d)))
 
 # ---- tests -------------------------------------------------------------------
 TESTLIB_SRC = $(wildcard tests/lib/*.c)
@@ -75,21 +81,27 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 # Generated script headers must exist before anything that includes them compiles.
 $(SHARED_OBJ) $(TESTLIB_OBJ): | $(SCRIPTS_C) $(TSCRIPTS_C)
 
-.SECONDEXPANSION:
-$(BUILD)/bin/%: $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard %/*.c)) $(SCRIPTS_O) $(LIBSHARED)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+define daemon_rule
+$(BUILD)/bin/$(1): $(BUILD)/obj/$(1)/main.o $(call daemon_objs,$(1)) $(SCRIPTS_O) $(LIBSHARED)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS_ALL) -o $$@ $$^ $$(LIBS)
+endef
+define tool_rule
+$(BUILD)/bin/$(patsubst cmd-%.c,%,$(notdir $(1))): $(BUILD)/obj/$(1:.c=.o) \
+		$(call daemon_objs,$(patsubst %/,%,$(dir $(1)))) $(SCRIPTS_O) $(LIBSHARED)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS_ALL) -o $$@ $$^ $$(LIBS)
+endef
+$(foreach d,$(DAEMONS),$(eval $(call daemon_rule,$(d))))
+$(foreach f,$(CMD_SRC),$(eval $(call tool_rule,$(f))))
 
-# Daemon objects are linked into their integration tests too, except main.c.
-daemon_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(filter-out $(1)/main.c,$(wildcard $(1)/*.c)))
-
-$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJ) $(SCRIPTS_O) $(TSCRIPTS_O) $(LIBSHARED) \
-		$$(foreach d,$(DAEMONS),$$(call daemon_objs,$$(d)))
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJ) $(SCRIPTS_O) $(TSCRIPTS_O) \
+		$(LIBSHARED) $(ALL_DAEMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) -lcmocka
 
-$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TESTLIB_OBJ) $(SCRIPTS_O) $(TSCRIPTS_O) \
-		$(LIBSHARED) $$(foreach d,$(DAEMONS),$$(call daemon_objs,$$(d)))
+$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TESTLIB_OBJ) $(SCRIPTS_O) \
+		$(TSCRIPTS_O) $(LIBSHARED) $(ALL_DAEMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) -lcmocka
 
@@ -139,7 +151,7 @@ lint:
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(BINS) $(wildcard $(BUILD)/bin/audit-*) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 
 clean:
 	rm -rf build

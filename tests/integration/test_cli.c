@@ -1,10 +1,11 @@
 /* Integration tests of a daemon's command line: --help, --version, --check-config with
  * good and bad values of every variable type (exit 2 with one line naming it). */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +53,7 @@ static void test_bad_values(void **state)
         const char *needle;
     } bad[] = {
         {"HTTP_THREADS=abc", "HTTP_THREADS=abc"},
-        {"HTTP_THREADS=0", "HTTP_THREADS=0"},
+        {"HTTP_THREADS=2000", "HTTP_THREADS=2000"},
         {"SHUTDOWN_TIMEOUT=5", "SHUTDOWN_TIMEOUT=5"},
         {"REDIS_POOL_TIMEOUT=1y", "REDIS_POOL_TIMEOUT=1y"},
         {"HTTP_MAX_BODY=12XB", "HTTP_MAX_BODY=12XB"},

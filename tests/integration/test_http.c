@@ -1,10 +1,11 @@
 /* Integration tests of the HTTP layer and the daemon lifecycle, over real sockets, against
  * testd (a daemon made of libshared alone) and a real redis-server. */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include <pthread.h>
 #include <signal.h>

@@ -42,9 +42,9 @@ int64_t th_now_ms(void);
 
 struct th_redis {
     int port;
-    pid_t pid;       /* 0 when not running */
-    char dir[256];   /* its --dir: redis.log, redis.pid, any RDB/AOF */
-    char url[128];   /* "redis://127.0.0.1:<port>/0" */
+    pid_t pid;     /* 0 when not running */
+    char dir[256]; /* its --dir: redis.log, redis.pid, any RDB/AOF */
+    char url[128]; /* "redis://127.0.0.1:<port>/0" */
     /* Private: the extra arguments, NUL-separated, kept for th_redis_restart. */
     char extra[TH_REDIS_ARGS_MAX];
     size_t extra_len;
@@ -89,9 +89,9 @@ long long th_redis_int(struct th_redis *r, const char *fmt, ...);
 /* ---- programs run as subprocesses ----------------------------------------------------- */
 
 struct th_proc {
-    pid_t pid;           /* 0 once reaped */
+    pid_t pid; /* 0 once reaped */
     int port;
-    char log_path[256];  /* stdout + stderr, in its own temp dir; kept after it exits */
+    char log_path[256]; /* stdout + stderr, in its own temp dir; kept after it exits */
 };
 
 /* Start binary with argv (NULL-terminated, argv[0] included) and an environment made of
@@ -121,15 +121,15 @@ char *th_proc_log(const struct th_proc *p);
  * frees; pass NULL to discard a stream). Returns the exit status, 128+signal if a signal
  * ended it, or -1 if it could not be run or ran past timeout_ms (then it is killed).
  * Thread-safe. */
-int th_run(const char *binary, const char *const *argv, const char *const *env,
-           char **out, char **err, int timeout_ms);
+int th_run(const char *binary, const char *const *argv, const char *const *env, char **out,
+           char **err, int timeout_ms);
 
 /* ---- a minimal HTTP/1.1 client (thread-safe, no globals) ------------------------------- */
 
 struct th_resp {
     int status;
-    char *headers;    /* the header lines after the status line, "Name: value\r\n"... */
-    char *body;       /* NUL-terminated (never NULL after success); body_len excludes it */
+    char *headers; /* the header lines after the status line, "Name: value\r\n"... */
+    char *body;    /* NUL-terminated (never NULL after success); body_len excludes it */
     size_t body_len;
 };
 

@@ -1,9 +1,10 @@
 /* Unit tests of the pool's configuration: REDIS_URL forms and the REDIS_* variables. */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,10 +1,11 @@
 /* Unit tests of the embedded Lua scripts: each carries the SHA-1 Redis will name it by,
  * and opens with its KEYS / ARGV / reply contract comment. */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include <openssl/sha.h>
 #include <stdio.h>

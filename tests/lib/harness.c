@@ -1,0 +1,765 @@
+/* harness: temp dirs, ports, a private redis-server and programs run as subprocesses, for
+ * integration tests and bench programs (see harness.h; the HTTP client is harness_http.c). */
+/* GNU extensions used: memmem, pipe2, close_range, environ (the Makefile passes it too). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "harness.h"
+#include "harness_buf.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TH_READY_WAIT_MS 5000   /* Redis PING / daemon /health after a start */
+#define TH_RESTART_BIND_MS 2000 /* how long a restart retries a busy port */
+#define TH_LOG_TAIL 8192        /* how much of a log a failure prints */
+#define TH_DEFAULT_PATH "PATH=/usr/local/bin:/usr/bin:/bin"
+
+int64_t th_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* A whole file as a NUL-terminated malloc'd string (length in *len if wanted), or NULL. */
+static char *read_file(const char *path, size_t *len)
+{
+    struct th_buf b = {0};
+    char chunk[4096];
+    size_t n;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (th_buf_append(&b, chunk, n) != 0) {
+            free(b.data);
+            fclose(f);
+            return NULL;
+        }
+    }
+    fclose(f);
+    if (len)
+        *len = b.len;
+    return th_buf_take(&b);
+}
+
+/* Print the end of a log file on stderr, to say why a start failed. */
+static void dump_tail(const char *path)
+{
+    size_t len = 0;
+    char *text = read_file(path, &len);
+    if (!text)
+        return;
+    size_t from = len > TH_LOG_TAIL ? len - TH_LOG_TAIL : 0;
+    fprintf(stderr, "---- %s%s ----\n%s\n---- end ----\n", path, from ? " (end)" : "", text + from);
+    free(text);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void remove_tree(const char *dir)
+{
+    if (dir[0])
+        nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- temp dirs, ports, paths ---------------------------------------------------------- */
+
+static int make_tmpdir(const char *prefix, char *out, size_t size)
+{
+    const char *base = getenv("WARDEN_TEST_TMPDIR");
+    if (!base || !base[0])
+        base = "/tmp";
+    int n = snprintf(out, size, "%s/%s-XXXXXX", base, prefix);
+    if (n < 0 || (size_t)n >= size) {
+        fprintf(stderr, "th: a temp dir under %s does not fit in %zu bytes\n", base, size);
+        return -1;
+    }
+    if (!mkdtemp(out)) {
+        fprintf(stderr, "th: cannot make a temp dir under %s: %s\n", base, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int th_tmpdir(char *out, size_t size)
+{
+    return make_tmpdir("th", out, size);
+}
+
+/* Pid files let tests/run.sh kill what a crashed test left behind; a reaped child's file
+ * is removed at once, so run.sh never kills a recycled pid. */
+static void write_pidfile(const char *dir, const char *name, pid_t pid)
+{
+    char path[320];
+    snprintf(path, sizeof(path), "%s/%s.pid", dir, name);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "%ld\n", (long)pid);
+        fclose(f);
+    }
+}
+
+static void remove_pidfile(const char *dir, const char *name)
+{
+    char path[320];
+    snprintf(path, sizeof(path), "%s/%s.pid", dir, name);
+    unlink(path);
+}
+
+/* Can 127.0.0.1:port be bound right now? (No SO_REUSEADDR: a TIME_WAIT also counts.) */
+static int port_is_free(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* The lowest port the kernel hands out to outgoing connections. */
+static int ephemeral_low(void)
+{
+    int low = 32768, high = 60999;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d %d", &low, &high) != 2)
+            low = 32768;
+        fclose(f);
+    }
+    return low;
+}
+
+int th_free_port(void)
+{
+    static _Thread_local unsigned seed;
+    if (!seed)
+        seed = (unsigned)th_now_ms() ^ ((unsigned)getpid() << 16) ^ (unsigned)(uintptr_t)&seed;
+    int low = ephemeral_low();
+    for (int i = 0; low > 11024 && i < 100; i++) {
+        int port = 10000 + (int)((unsigned)rand_r(&seed) % (unsigned)(low - 10000));
+        if (port_is_free(port))
+            return port;
+    }
+    /* Fallback: let the kernel pick one. */
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t len = sizeof(sa);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        port = ntohs(sa.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+const char *th_bin(const char *rel)
+{
+    static _Thread_local char path[512];
+    const char *build = getenv("WARDEN_BUILD");
+    snprintf(path, sizeof(path), "%s/%s", build && build[0] ? build : "build", rel);
+    return path;
+}
+
+/* ---- spawning ------------------------------------------------------------------------- */
+
+/* The path to execute: name itself if it has a '/', else the first match on $PATH.
+ * Returns 0, or -1 (with a message) if there is no such executable. */
+static int resolve_path(const char *name, char *out, size_t size)
+{
+    if (strchr(name, '/')) {
+        snprintf(out, size, "%s", name);
+        if (access(out, X_OK) == 0)
+            return 0;
+    } else {
+        const char *path = getenv("PATH");
+        char dirs[4096];
+        char *save = NULL;
+        snprintf(dirs, sizeof(dirs), "%s", path ? path : "/usr/local/bin:/usr/bin:/bin");
+        for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+            snprintf(out, size, "%s/%s", d, name);
+            if (access(out, X_OK) == 0)
+                return 0;
+        }
+    }
+    fprintf(stderr, "th: %s: no such executable\n", name);
+    return -1;
+}
+
+static int env_has(const char *const *env, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; env && env[i]; i++)
+        if (strncmp(env[i], name, n) == 0 && env[i][n] == '=')
+            return 1;
+    return 0;
+}
+
+/* The child's environment: PATH and the sanitizer settings of this process (so `make asan`
+ * reaches the daemons), unless env sets them, then env. Only the array is malloc'd. */
+static char **make_env(const char *const *env)
+{
+    static const char *const inherited[] = {"PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
+                                            NULL};
+    size_t n = 0, k = 0;
+    while (env && env[n])
+        n++;
+    const char **envp = calloc(n + 8, sizeof(*envp));
+    if (!envp)
+        return NULL;
+    for (int i = 0; inherited[i]; i++) {
+        if (env_has(env, inherited[i]))
+            continue;
+        size_t len = strlen(inherited[i]);
+        const char *entry = NULL;
+        for (char **e = environ; e && *e && !entry; e++)
+            if (strncmp(*e, inherited[i], len) == 0 && (*e)[len] == '=')
+                entry = *e;
+        if (!entry && i == 0)
+            entry = TH_DEFAULT_PATH;
+        if (entry)
+            envp[k++] = entry;
+    }
+    for (size_t i = 0; i < n; i++)
+        envp[k++] = env[i];
+    return (char **)envp;
+}
+
+/* Fork and exec path with stdin from /dev/null and stdout/stderr on out_fd/err_fd (-1:
+ * /dev/null). The test may have threads, so the child makes only async-signal-safe calls.
+ * Returns the pid or -1. */
+static pid_t spawn(const char *path, char *const argv[], char *const envp[], int out_fd, int err_fd)
+{
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0)
+        return -1;
+    pid_t parent = getpid();
+    long max_fd = sysconf(_SC_OPEN_MAX);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Die with the thread that started us, so a crashed test leaks nothing. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        /* Default dispositions and no blocked signals, whatever the test (or the shell that
+         * ran it in the background, which ignores SIGINT) set up. */
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        for (int s = 1; s < NSIG; s++)
+            sigaction(s, &dfl, NULL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (dup2(devnull, 0) < 0 || dup2(out_fd >= 0 ? out_fd : devnull, 1) < 0 ||
+            dup2(err_fd >= 0 ? err_fd : devnull, 2) < 0)
+            _exit(127);
+        if (close_range(3, ~0U, 0) != 0)
+            for (long fd = 3; fd < max_fd; fd++)
+                close((int)fd);
+        execve(path, argv, envp);
+        static const char msg[] = "th: exec failed: ";
+        (void)!write(2, msg, sizeof(msg) - 1);
+        (void)!write(2, path, strlen(path));
+        (void)!write(2, "\n", 1);
+        _exit(127);
+    }
+    close(devnull);
+    return pid;
+}
+
+/* A waitpid status as the harness reports it: exit status, 128+signal, or -1. */
+static int decode_status(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
+}
+
+/* Wait up to timeout_ms for pid to exit, SIGKILL it after that; reaps it either way.
+ * *forced says whether it had to be killed. Returns the exit status, 128+signal, or -1. */
+static int reap(pid_t pid, int timeout_ms, int *forced)
+{
+    int64_t deadline = th_now_ms() + timeout_ms;
+    int status = 0;
+    *forced = 0;
+    for (;;) {
+        pid_t got = waitpid(pid, &status, WNOHANG);
+        if (got == pid)
+            break;
+        if (got < 0 && errno != EINTR)
+            return -1;
+        if (th_now_ms() >= deadline) {
+            *forced = 1;
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                    return -1;
+            break;
+        }
+        sleep_ms(2);
+    }
+    return decode_status(status);
+}
+
+/* ---- redis ---------------------------------------------------------------------------- */
+
+/* Keep extra_args (NUL-separated) in r for restarts. Returns 0 or -1 if they do not fit. */
+static int redis_keep_args(struct th_redis *r, const char *const *extra)
+{
+    r->extra_len = 0;
+    for (size_t i = 0; extra && extra[i]; i++) {
+        size_t n = strlen(extra[i]) + 1;
+        if (r->extra_len + n > sizeof(r->extra)) {
+            fprintf(stderr, "th_redis_start: extra arguments exceed %d bytes\n", TH_REDIS_ARGS_MAX);
+            return -1;
+        }
+        memcpy(r->extra + r->extra_len, extra[i], n);
+        r->extra_len += n;
+    }
+    return 0;
+}
+
+/* Fork redis-server for r's port, dir and extra arguments; records pid and pid file. */
+static int redis_spawn(struct th_redis *r)
+{
+    char port[16], logfile[300], path[512];
+    const char *argv[16 + TH_REDIS_ARGS_MAX + 1]; /* each extra takes >= 1 byte */
+    int n = 0;
+    snprintf(port, sizeof(port), "%d", r->port);
+    snprintf(logfile, sizeof(logfile), "%s/redis.log", r->dir);
+    snprintf(r->url, sizeof(r->url), "redis://127.0.0.1:%d/0", r->port);
+    if (resolve_path("redis-server", path, sizeof(path)) != 0)
+        return -1;
+    /* clang-format off */
+    const char *fixed[] = {"redis-server", "--port", port, "--bind", "127.0.0.1",
+                           "--save", "", "--appendonly", "no", "--dir", r->dir,
+                           "--daemonize", "no", "--logfile", logfile, NULL};
+    /* clang-format on */
+    for (int i = 0; fixed[i]; i++)
+        argv[n++] = fixed[i];
+    for (size_t off = 0; off < r->extra_len; off += strlen(r->extra + off) + 1)
+        argv[n++] = r->extra + off;
+    argv[n] = NULL;
+
+    /* Errors before Redis opens its log file (bad arguments) go to stderr: same file. */
+    int logfd = open(logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    char **envp = make_env(NULL);
+    pid_t pid = logfd >= 0 && envp ? spawn(path, (char *const *)argv, envp, logfd, logfd) : -1;
+    free(envp);
+    if (logfd >= 0)
+        close(logfd);
+    if (pid < 0)
+        return -1;
+    r->pid = pid;
+    write_pidfile(r->dir, "redis", pid);
+    return 0;
+}
+
+/* Signal and reap r's server (SIGKILL after timeout_ms); no-op if it is not running. */
+static void redis_end(struct th_redis *r, int sig, int timeout_ms)
+{
+    int forced;
+    if (r->pid <= 0)
+        return;
+    kill(r->pid, sig);
+    if (sig != SIGKILL)
+        kill(r->pid, SIGCONT); /* a paused server would never see the SIGTERM */
+    reap(r->pid, timeout_ms, &forced);
+    r->pid = 0;
+    remove_pidfile(r->dir, "redis");
+}
+
+static int redis_pings(struct th_redis *r)
+{
+    redisReply *reply = th_redis_cmd_ms(r, 200, "PING");
+    int ok = reply && reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0;
+    freeReplyObject(reply);
+    return ok;
+}
+
+/* Wait for PING to answer. Returns 0, 1 if the server exited (port taken, bad argument),
+ * -1 after timeout_ms. */
+static int redis_wait_ready(struct th_redis *r, int timeout_ms)
+{
+    int64_t deadline = th_now_ms() + timeout_ms;
+    for (;;) {
+        if (redis_pings(r))
+            return 0;
+        int status;
+        if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
+            r->pid = 0;
+            remove_pidfile(r->dir, "redis");
+            return 1;
+        }
+        if (th_now_ms() >= deadline)
+            return -1;
+        sleep_ms(10);
+    }
+}
+
+int th_redis_start(struct th_redis *r, const char *const *extra_args)
+{
+    memset(r, 0, sizeof(*r));
+    if (redis_keep_args(r, extra_args) != 0 || make_tmpdir("redis", r->dir, sizeof(r->dir)))
+        goto fail;
+    /* Another process may take the port between th_free_port and the bind: try again. */
+    for (int attempt = 0; attempt < 5; attempt++) {
+        r->port = th_free_port();
+        if (r->port < 0 || redis_spawn(r) != 0)
+            goto fail;
+        int ready = redis_wait_ready(r, TH_READY_WAIT_MS);
+        if (ready == 0)
+            return 0;
+        if (ready < 0)
+            break;
+    }
+fail:
+    fprintf(stderr, "th_redis_start: redis-server did not start (port %d)\n", r->port);
+    if (r->dir[0]) {
+        char log[300];
+        snprintf(log, sizeof(log), "%s/redis.log", r->dir);
+        dump_tail(log);
+    }
+    redis_end(r, SIGKILL, 0);
+    remove_tree(r->dir);
+    r->dir[0] = '\0';
+    return -1;
+}
+
+void th_redis_stop(struct th_redis *r)
+{
+    redis_end(r, SIGTERM, 5000);
+    remove_tree(r->dir);
+    r->dir[0] = '\0';
+}
+
+void th_redis_kill(struct th_redis *r)
+{
+    redis_end(r, SIGKILL, 0);
+}
+
+int th_redis_restart(struct th_redis *r)
+{
+    int64_t bind_deadline = th_now_ms() + TH_RESTART_BIND_MS;
+    redis_end(r, SIGKILL, 0);
+    for (;;) {
+        if (redis_spawn(r) != 0)
+            return -1;
+        int ready = redis_wait_ready(r, TH_READY_WAIT_MS);
+        if (ready == 0)
+            return 0;
+        if (ready < 0 || th_now_ms() >= bind_deadline)
+            break;
+        sleep_ms(50); /* most likely the port is still busy */
+    }
+    fprintf(stderr, "th_redis_restart: redis-server did not come back on port %d\n", r->port);
+    char log[300];
+    snprintf(log, sizeof(log), "%s/redis.log", r->dir);
+    dump_tail(log);
+    redis_end(r, SIGKILL, 0);
+    return -1;
+}
+
+void th_redis_pause(struct th_redis *r)
+{
+    if (r->pid > 0)
+        kill(r->pid, SIGSTOP);
+}
+
+void th_redis_resume(struct th_redis *r)
+{
+    if (r->pid > 0)
+        kill(r->pid, SIGCONT);
+}
+
+static redisReply *redis_vcmd(const struct th_redis *r, int timeout_ms, const char *fmt, va_list ap)
+{
+    struct timeval tv = {.tv_sec = timeout_ms / 1000,
+                         .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+    redisReply *reply = NULL;
+    if (c && !c->err && redisSetTimeout(c, tv) == REDIS_OK)
+        reply = redisvCommand(c, fmt, ap);
+    redisFree(c);
+    return reply;
+}
+
+redisReply *th_redis_cmd_ms(struct th_redis *r, int timeout_ms, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *reply = redis_vcmd(r, timeout_ms, fmt, ap);
+    va_end(ap);
+    return reply;
+}
+
+redisReply *th_redis_cmd(struct th_redis *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *reply = redis_vcmd(r, 1000, fmt, ap);
+    va_end(ap);
+    return reply;
+}
+
+long long th_redis_int(struct th_redis *r, const char *fmt, ...)
+{
+    va_list ap;
+    long long value = -1;
+    va_start(ap, fmt);
+    redisReply *reply = redis_vcmd(r, 1000, fmt, ap);
+    va_end(ap);
+    if (reply && reply->type == REDIS_REPLY_INTEGER) {
+        value = reply->integer;
+    } else if (reply && (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS)) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(reply->str, &end, 10);
+        if (errno == 0 && end != reply->str && *end == '\0')
+            value = v;
+    }
+    freeReplyObject(reply);
+    return value;
+}
+
+/* ---- subprocesses --------------------------------------------------------------------- */
+
+/* The directory holding p's log (and pid file). */
+static void proc_dir(const struct th_proc *p, char *out, size_t size)
+{
+    snprintf(out, size, "%s", p->log_path);
+    char *slash = strrchr(out, '/');
+    if (slash)
+        *slash = '\0';
+}
+
+static void proc_reaped(struct th_proc *p)
+{
+    char dir[256];
+    proc_dir(p, dir, sizeof(dir));
+    remove_pidfile(dir, "proc");
+    p->pid = 0;
+}
+
+/* One GET /health with the public client. Returns its status, or -1. */
+static int health_status(int port, int timeout_ms)
+{
+    char req[128];
+    struct th_resp resp;
+    int status = -1;
+    int n =
+        snprintf(req, sizeof(req),
+                 "GET /health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", port);
+    int fd = th_connect(port);
+    if (fd < 0)
+        return -1;
+    if (th_send_all(fd, req, (size_t)n) == 0 && th_read_response(fd, &resp, timeout_ms) == 0) {
+        status = resp.status;
+        th_resp_free(&resp);
+    }
+    close(fd);
+    return status;
+}
+
+/* Poll GET /health until it answers 200. Returns 0, or -1 if p exits or time runs out. */
+static int proc_wait_healthy(struct th_proc *p, const char *binary)
+{
+    int64_t deadline = th_now_ms() + TH_READY_WAIT_MS;
+    for (;;) {
+        int64_t left = deadline - th_now_ms();
+        if (health_status(p->port, left < 1000 ? (int)left + 1 : 1000) == 200)
+            return 0;
+        int ws;
+        if (waitpid(p->pid, &ws, WNOHANG) == p->pid) {
+            fprintf(stderr, "th_proc_start: %s ended (%d) before answering GET /health\n", binary,
+                    decode_status(ws));
+            proc_reaped(p);
+            return -1;
+        }
+        if (th_now_ms() >= deadline) {
+            fprintf(stderr, "th_proc_start: %s: no 200 from GET /health on port %d in %d ms\n",
+                    binary, p->port, TH_READY_WAIT_MS);
+            th_proc_stop(p, SIGKILL, 1000);
+            return -1;
+        }
+        sleep_ms(10);
+    }
+}
+
+int th_proc_start(struct th_proc *p, const char *binary, const char *const *argv,
+                  const char *const *env, int port)
+{
+    char path[512], dir[200];
+    const char *base = strrchr(binary, '/');
+    memset(p, 0, sizeof(*p));
+    p->port = port;
+    if (resolve_path(binary, path, sizeof(path)) != 0 || make_tmpdir("proc", dir, sizeof(dir)))
+        return -1;
+    snprintf(p->log_path, sizeof(p->log_path), "%s/%.40s.log", dir, base ? base + 1 : binary);
+    int logfd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    char **envp = make_env(env);
+    pid_t pid = logfd >= 0 && envp ? spawn(path, (char *const *)argv, envp, logfd, logfd) : -1;
+    free(envp);
+    if (logfd >= 0)
+        close(logfd);
+    if (pid < 0) {
+        fprintf(stderr, "th_proc_start: cannot start %s: %s\n", binary, strerror(errno));
+        return -1;
+    }
+    p->pid = pid;
+    write_pidfile(dir, "proc", pid);
+    if (port > 0 && proc_wait_healthy(p, binary) != 0) {
+        dump_tail(p->log_path);
+        return -1;
+    }
+    return 0;
+}
+
+int th_proc_wait(struct th_proc *p, int timeout_ms)
+{
+    int forced;
+    if (p->pid <= 0)
+        return -1;
+    int status = reap(p->pid, timeout_ms, &forced);
+    if (forced)
+        fprintf(stderr, "th_proc: pid %ld still running after %d ms; killed\n", (long)p->pid,
+                timeout_ms);
+    proc_reaped(p);
+    return status;
+}
+
+int th_proc_stop(struct th_proc *p, int sig, int timeout_ms)
+{
+    if (p->pid <= 0)
+        return -1;
+    kill(p->pid, sig);
+    if (sig != SIGKILL && sig != SIGSTOP)
+        kill(p->pid, SIGCONT);
+    return th_proc_wait(p, timeout_ms);
+}
+
+char *th_proc_log(const struct th_proc *p)
+{
+    return read_file(p->log_path, NULL);
+}
+
+int th_proc_log_contains(const struct th_proc *p, const char *needle)
+{
+    size_t len = 0;
+    char *text = read_file(p->log_path, &len);
+    int found = text && memmem(text, len, needle, strlen(needle)) != NULL;
+    free(text);
+    return found;
+}
+
+/* Read both pipes (fd -1: none) into their buffers until both close. Returns 0, or -1 if
+ * the deadline passes first or memory runs out. */
+static int drain_pipes(int out_fd, struct th_buf *out, int err_fd, struct th_buf *err,
+                       int64_t deadline)
+{
+    struct pollfd pfd[2] = {{.fd = out_fd, .events = POLLIN}, {.fd = err_fd, .events = POLLIN}};
+    struct th_buf *bufs[2] = {out, err};
+    char chunk[4096];
+    while (pfd[0].fd >= 0 || pfd[1].fd >= 0) {
+        int64_t left = deadline - th_now_ms();
+        if (left <= 0)
+            return -1;
+        int n = poll(pfd, 2, (int)left);
+        if (n < 0 && errno != EINTR)
+            return -1;
+        for (int i = 0; i < 2 && n > 0; i++) {
+            if (pfd[i].fd < 0 || !pfd[i].revents)
+                continue;
+            ssize_t got = read(pfd[i].fd, chunk, sizeof(chunk));
+            if (got > 0 && th_buf_append(bufs[i], chunk, (size_t)got) != 0)
+                return -1;
+            if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN))
+                pfd[i].fd = -1; /* closed; the caller closes the fd itself */
+        }
+    }
+    return 0;
+}
+
+int th_run(const char *binary, const char *const *argv, const char *const *env, char **out,
+           char **err, int timeout_ms)
+{
+    int64_t deadline = th_now_ms() + timeout_ms;
+    int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+    struct th_buf ob = {0}, eb = {0};
+    char path[512];
+    char **envp = NULL;
+    int status = -1, forced = 0;
+    if (out)
+        *out = NULL;
+    if (err)
+        *err = NULL;
+    if (resolve_path(binary, path, sizeof(path)) != 0)
+        return -1;
+    if ((out && pipe2(out_pipe, O_CLOEXEC) != 0) || (err && pipe2(err_pipe, O_CLOEXEC) != 0))
+        goto done;
+    envp = make_env(env);
+    pid_t pid = envp ? spawn(path, (char *const *)argv, envp, out_pipe[1], err_pipe[1]) : -1;
+    if (out_pipe[1] >= 0)
+        close(out_pipe[1]);
+    if (err_pipe[1] >= 0)
+        close(err_pipe[1]);
+    if (pid < 0)
+        goto done;
+    if (drain_pipes(out_pipe[0], &ob, err_pipe[0], &eb, deadline) != 0)
+        deadline = 0; /* ran out of time: kill it now */
+    int64_t left = deadline - th_now_ms();
+    status = reap(pid, left > 0 ? (int)left : 0, &forced);
+    if (forced) {
+        fprintf(stderr, "th_run: %s ran past %d ms; killed\n", binary, timeout_ms);
+        status = -1;
+    }
+    if (out)
+        *out = th_buf_take(&ob);
+    if (err)
+        *err = th_buf_take(&eb);
+done:
+    free(envp);
+    free(ob.data);
+    free(eb.data);
+    if (out_pipe[0] >= 0)
+        close(out_pipe[0]);
+    if (err_pipe[0] >= 0)
+        close(err_pipe[0]);
+    return status;
+}
