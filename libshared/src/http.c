@@ -199,21 +199,22 @@ static int listen_tcp(struct http_server *s, const char *addr)
     }
     freeaddrinfo(ai);
 
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+        struct sockaddr_storage ss;
+    } bound;
+    memset(&bound, 0, sizeof(bound));
+    socklen_t sl = sizeof(bound);
     char ip[INET6_ADDRSTRLEN] = "?";
-    int real_port = 0;
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
-        real_port = ntohs(s6->sin6_port);
-        snprintf(s->listen_desc, sizeof(s->listen_desc), "[%s]:%d", ip, real_port);
+    (void)getsockname(fd, &bound.sa, &sl); /* a bound socket: cannot fail */
+    if (bound.sa.sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &bound.in6.sin6_addr, ip, sizeof(ip));
+        snprintf(s->listen_desc, sizeof(s->listen_desc), "[%s]:%d", ip, ntohs(bound.in6.sin6_port));
     } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
-        real_port = ntohs(s4->sin_port);
-        snprintf(s->listen_desc, sizeof(s->listen_desc), "%s:%d", ip, real_port);
+        inet_ntop(AF_INET, &bound.in4.sin_addr, ip, sizeof(ip));
+        snprintf(s->listen_desc, sizeof(s->listen_desc), "%s:%d", ip, ntohs(bound.in4.sin_port));
     }
     return fd;
 }
@@ -304,10 +305,10 @@ static const struct route *find_route(struct http_req *r, char *allow, size_t al
     char *copy = strdup(r->path);
     char *segs[HTTP_MAX_SEGS + 1];
     const struct route *found = NULL;
+    allow[0] = '\0';
     if (!copy)
         return NULL;
     int nsegs = split_path(copy, segs, HTTP_MAX_SEGS + 1);
-    allow[0] = '\0';
     for (int i = 0; nsegs >= 0 && i < r->srv->nroutes; i++) {
         const struct route *rt = &r->srv->routes[i];
         if (!route_match(r, rt, segs, nsegs))

@@ -586,7 +586,7 @@ static enum rpool_status single(struct rpool *p, const struct rpool_cmd *cmd, in
                                 redisReply **reply)
 {
     enum rpool_status st = rpool_exec(p, cmd, 1, reply, timeout_ms);
-    if (st == RPOOL_OK && (*reply)->type == REDIS_REPLY_ERROR) {
+    if (st == RPOOL_OK && *reply && (*reply)->type == REDIS_REPLY_ERROR) {
         count_error(p, RPOOL_REPLY_ERROR);
         return RPOOL_REPLY_ERROR;
     }
@@ -633,7 +633,7 @@ static int ensure_scripts(struct rpool *p, char *reason, size_t reasonsize)
     redisReply *r = NULL;
     enum rpool_status st = rpool_command(p, (int)n + 2, argv, NULL, 0, &r);
     free(argv);
-    if (st != RPOOL_OK || r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+    if (st != RPOOL_OK || !r || r->type != REDIS_REPLY_ARRAY || r->elements != n) {
         snprintf(reason, reasonsize, "%s",
                  st == RPOOL_OK ? "scripts_not_loaded" : rpool_status_name(st));
         freeReplyObject(r);

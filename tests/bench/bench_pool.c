@@ -79,17 +79,16 @@ int main(int argc, char **argv)
     rc.size = threads; /* REDIS_POOL_SIZE >= expected concurrency, as documented */
     rc.min_idle = threads < 10 ? threads : 10;
     struct shared s = {.hist = calloc(BUCKETS, sizeof(*s.hist))};
-    s.pool = rpool_create(&rc, NULL, err, sizeof(err));
-    if (!s.pool || !s.hist) {
-        fprintf(stderr, "bench_pool: %s\n", err);
-        return 1;
-    }
-    char reason[64];
-    if (rpool_ready(s.pool, reason, sizeof(reason)) != 0) {
-        fprintf(stderr, "bench_pool: redis not ready: %s\n", reason);
-        return 1;
-    }
     pthread_t *t = calloc((size_t)threads, sizeof(*t));
+    char reason[64] = "out of memory";
+    s.pool = rpool_create(&rc, NULL, err, sizeof(err));
+    if (!s.pool || !s.hist || !t || rpool_ready(s.pool, reason, sizeof(reason)) != 0) {
+        fprintf(stderr, "bench_pool: cannot start: %s\n", s.pool ? reason : err);
+        rpool_free(s.pool);
+        free(s.hist);
+        free(t);
+        return 1;
+    }
     int64_t start = now_ns();
     s.end_ns = start + (int64_t)seconds * 1000000000;
     for (int i = 0; i < threads; i++)

@@ -268,8 +268,8 @@ static void test_auth_db_unix(void **state)
     char dir[256];
     assert_int_equal(th_tmpdir(dir, sizeof(dir)), 0);
     snprintf(sock, sizeof(sock), "%s/redis.sock", dir);
-    const char *extra[] = {"--unixsocket", sock, "--user", "alice", "on", ">s3cr%t@pw", "~*",
-                           "+@all", NULL};
+    const char *extra[] = {"--unixsocket", sock, "--user", "alice", "on",
+                           ">s3cr%t@pw",   "~*", "+@all",  NULL};
     assert_int_equal(th_redis_start(&r2, extra), 0);
 
     /* '%' and '@' in the password are percent-encoded in the URL. */
