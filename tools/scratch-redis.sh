@@ -2,7 +2,7 @@
 # scratch_redis_start DIR [redis-server args...]: start redis-server on a free loopback
 # port with its data in DIR; sets REDIS_PORT and REDIS_PID. Returns 1 if it cannot.
 scratch_redis_start() {
-    _dir=$1; shift
+    _dir=$(cd "$1" && pwd); shift  # absolute: Redis chdirs into --dir
     for _try in 1 2 3 4 5 6 7 8 9 10; do
         _port=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 ))
         redis-server --port "$_port" --bind 127.0.0.1 --save "" --appendonly no \
