@@ -821,7 +821,8 @@ int http_start(struct http_server *s)
     unsigned timeout_s = (unsigned)((s->conf.connection_timeout_ms + 999) / 1000);
     /* threads == 0: a thread per connection (poll); else a pool of epoll workers that
      * park deferred requests with MHD_suspend_connection. */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    /* ITC lets MHD_quiesce_daemon() wake the listener at shutdown in both modes. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     flags |= s->conf.threads == 0 ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL
                                   : MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
     s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,

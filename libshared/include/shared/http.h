@@ -43,7 +43,7 @@ void http_config_load(struct http_config *hc, struct cfg *c, const char *daemon,
 
 /* Route flags. */
 #define HTTP_ADMIN 0x1u   /* needs ADMIN_TOKEN when set (else API_TOKEN) */
-#define HTTP_NO_BODY 0x2u /* reject any request body (GET-like POST actions) */
+#define HTTP_NO_BODY 0x2u /* a POST action without a body: no content type needed, body ignored */
 
 typedef void (*http_handler)(struct http_req *req, void *ctx);
 
