@@ -1,12 +1,9 @@
-/* http: routing, request checks, JSON/problem responses, access log and metrics over
- * libmicrohttpd's internal thread pool; listening sockets (TCP, IPv6, unix). */
+/* http: routing, request checks, JSON/problem responses, deferred answers, access log and
+ * metrics over libmicrohttpd. */
 #include "shared/http.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -15,13 +12,12 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "shared/crypto.h"
 #include "shared/jsonv.h"
+#include "shared/listen.h"
 #include "shared/log.h"
 
 /* 0: a thread per connection. Chosen by measurement: docs/architecture.md "Threading". */
@@ -47,10 +43,7 @@ struct route {
 struct http_server {
     struct http_config conf;
     struct MHD_Daemon *mhd;
-    int listen_fd;
-    char listen_desc[300];
-    char unix_path[108];
-    char errstr[128];
+    struct listener lis;
     struct route routes[HTTP_MAX_ROUTES];
     int nroutes;
     _Atomic int in_flight;
@@ -112,111 +105,6 @@ void http_config_load(struct http_config *hc, struct cfg *c, const char *daemon,
         cfg_duration_ms(c, "HTTP_CONNECTION_TIMEOUT", "30s", 1000, 24 * 3600 * 1000);
     hc->api_token = cfg_secret(c, "API_TOKEN");
     hc->admin_token = cfg_secret(c, "ADMIN_TOKEN");
-}
-
-/* ---- listening socket --------------------------------------------------------- */
-
-static int listen_unix(struct http_server *s, const char *path)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    struct stat st;
-    if (strlen(path) >= sizeof(sa.sun_path)) {
-        snprintf(s->errstr, sizeof(s->errstr), "unix socket path too long");
-        return -1;
-    }
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    /* A stale socket from a previous run would make bind fail; never remove anything
-     * that is not a socket. */
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 511) != 0) {
-        snprintf(s->errstr, sizeof(s->errstr), "cannot listen on unix:%s: %s", path,
-                 strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    snprintf(s->unix_path, sizeof(s->unix_path), "%s", path);
-    snprintf(s->listen_desc, sizeof(s->listen_desc), "unix:%s", path);
-    return fd;
-}
-
-static int split_hostport(const char *addr, char *host, size_t hsize, char *port, size_t psize)
-{
-    const char *colon = strrchr(addr, ':');
-    if (!colon || colon == addr || colon[1] == '\0')
-        return -1;
-    const char *h = addr;
-    size_t hlen = (size_t)(colon - addr);
-    if (addr[0] == '[') {
-        if (colon[-1] != ']')
-            return -1;
-        h = addr + 1;
-        hlen -= 2;
-    }
-    if (hlen == 0 || hlen >= hsize || strlen(colon + 1) >= psize)
-        return -1;
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    snprintf(port, psize, "%s", colon + 1);
-    for (const char *p = port; *p; p++)
-        if (*p < '0' || *p > '9')
-            return -1;
-    return 0;
-}
-
-static int listen_tcp(struct http_server *s, const char *addr)
-{
-    char host[256], port[8];
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *ai = NULL;
-    int fd = -1, one = 1;
-    if (split_hostport(addr, host, sizeof(host), port, sizeof(port)) != 0) {
-        snprintf(s->errstr, sizeof(s->errstr),
-                 "LISTEN_ADDR must be host:port, [v6]:port or unix:/path");
-        return -1;
-    }
-    int rc = getaddrinfo(host, port, &hints, &ai);
-    if (rc != 0) {
-        snprintf(s->errstr, sizeof(s->errstr), "cannot resolve %.64s: %s", host, gai_strerror(rc));
-        return -1;
-    }
-    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd >= 0) {
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (ai->ai_family == AF_INET6)
-            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    }
-    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 511) != 0) {
-        snprintf(s->errstr, sizeof(s->errstr), "cannot listen on %s: %s", addr, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        freeaddrinfo(ai);
-        return -1;
-    }
-    freeaddrinfo(ai);
-
-    union {
-        struct sockaddr sa;
-        struct sockaddr_in in4;
-        struct sockaddr_in6 in6;
-        struct sockaddr_storage ss;
-    } bound;
-    memset(&bound, 0, sizeof(bound));
-    socklen_t sl = sizeof(bound);
-    char ip[INET6_ADDRSTRLEN] = "?";
-    (void)getsockname(fd, &bound.sa, &sl); /* a bound socket: cannot fail */
-    if (bound.sa.sa_family == AF_INET6) {
-        inet_ntop(AF_INET6, &bound.in6.sin6_addr, ip, sizeof(ip));
-        snprintf(s->listen_desc, sizeof(s->listen_desc), "[%s]:%d", ip, ntohs(bound.in6.sin6_port));
-    } else {
-        inet_ntop(AF_INET, &bound.in4.sin_addr, ip, sizeof(ip));
-        snprintf(s->listen_desc, sizeof(s->listen_desc), "%s:%d", ip, ntohs(bound.in4.sin_port));
-    }
-    return fd;
 }
 
 /* ---- routing -------------------------------------------------------------------- */
@@ -803,7 +691,7 @@ struct http_server *http_create(const struct http_config *conf, struct metrics *
         return NULL;
     }
     s->conf = *conf;
-    s->listen_fd = -1;
+    s->lis.fd = -1;
     s->m_requests = metrics_counter(metrics, "http_requests_total", "HTTP requests answered.",
                                     "route,method,code");
     s->m_duration = metrics_histogram(metrics, "http_request_duration_seconds",
@@ -814,29 +702,26 @@ struct http_server *http_create(const struct http_config *conf, struct metrics *
 
 int http_start(struct http_server *s)
 {
-    const char *addr = s->conf.listen;
-    s->listen_fd = strncmp(addr, "unix:", 5) == 0 ? listen_unix(s, addr + 5) : listen_tcp(s, addr);
-    if (s->listen_fd < 0)
+    if (listener_open(&s->lis, s->conf.listen) != 0)
         return -1;
     unsigned timeout_s = (unsigned)((s->conf.connection_timeout_ms + 999) / 1000);
     /* threads == 0: a thread per connection (poll); else a pool of epoll workers that
-     * park deferred requests with MHD_suspend_connection. */
-    /* ITC lets MHD_quiesce_daemon() wake the listener at shutdown in both modes. */
+     * park deferred requests with MHD_suspend_connection. ITC lets MHD_quiesce_daemon()
+     * wake the listener at shutdown in both modes. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     flags |= s->conf.threads == 0 ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL
                                   : MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
-    s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
-                              mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
-                              MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->conf.threads,
-                              MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK,
-                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->conf.connection_limit,
-                              MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_URI_LOG_CALLBACK,
-                              on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                              MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
+    s->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_LISTEN_SOCKET, s->lis.fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->conf.threads,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)s->conf.connection_limit, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
     if (!s->mhd) {
-        snprintf(s->errstr, sizeof(s->errstr), "cannot start the HTTP server on %s", addr);
-        close(s->listen_fd);
-        s->listen_fd = -1;
+        snprintf(s->lis.errstr, sizeof(s->lis.errstr), "cannot start the HTTP server on %.100s",
+                 s->lis.desc);
+        listener_close(&s->lis);
         return -1;
     }
     return 0;
@@ -844,12 +729,14 @@ int http_start(struct http_server *s)
 
 const char *http_errstr(const struct http_server *s)
 {
-    return s->errstr;
+    return s->lis.errstr;
 }
+
 const char *http_listen_addr(const struct http_server *s)
 {
-    return s->listen_desc;
+    return s->lis.desc;
 }
+
 int http_in_flight(struct http_server *s)
 {
     return atomic_load(&s->in_flight);
@@ -857,14 +744,12 @@ int http_in_flight(struct http_server *s)
 
 void http_quiesce(struct http_server *s)
 {
-    if (!s->mhd || s->listen_fd < 0)
+    if (!s->mhd || s->lis.fd < 0)
         return;
-    MHD_socket fd = MHD_quiesce_daemon(s->mhd);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
-    s->listen_fd = -1;
-    if (s->unix_path[0])
-        unlink(s->unix_path);
+    /* MHD hands the listening socket back: ours to close. */
+    if (MHD_quiesce_daemon(s->mhd) == MHD_INVALID_SOCKET)
+        return;
+    listener_close(&s->lis);
 }
 
 int http_drain(struct http_server *s, int64_t timeout_ms)
@@ -883,11 +768,9 @@ void http_stop(struct http_server *s)
     if (s->mhd) {
         MHD_stop_daemon(s->mhd);
         s->mhd = NULL;
+        s->lis.fd = -1; /* MHD closes a listening socket it still holds */
     }
-    if (s->listen_fd >= 0) {
-        close(s->listen_fd);
-        s->listen_fd = -1;
-    }
+    listener_close(&s->lis);
 }
 
 void http_free(struct http_server *s)

@@ -22,6 +22,7 @@
 
 #include "shared/config.h"
 #include "shared/metrics.h"
+#include "shared/redis_url.h"
 #include "shared/script.h"
 
 struct rpool;
@@ -42,17 +43,6 @@ struct rpool_config {
 void rpool_config_defaults(struct rpool_config *rc);
 /* Read the REDIS_* variables over the values already in rc (its defaults). */
 void rpool_config_load(struct rpool_config *rc, struct cfg *c);
-
-struct rpool_url {
-    char host[256]; /* empty for a unix socket */
-    int port;
-    char path[256]; /* unix socket path, else empty */
-    char user[128]; /* empty: no AUTH user (AUTH pass alone when pass is set) */
-    char pass[256];
-    int db;
-};
-/* Parse a REDIS_URL. Returns 0, or -1 with the reason in err (without the password). */
-int rpool_url_parse(const char *url, struct rpool_url *out, char *err, size_t errsize);
 
 enum rpool_status {
     RPOOL_OK = 0,
