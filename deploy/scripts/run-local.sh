@@ -27,6 +27,10 @@ echo "redis        $REDIS_URL (data in $run/redis)"
 # demo_env DAEMON: print the demo settings of a daemon, one NAME=value a line.
 demo_env() {
     case $1 in
+    tokend) # a generated demo hash key, kept across runs so demo tokens stay valid
+        [ -s "$run/secrets/token_hash_key" ] ||
+            (umask 077 && head -c 32 /dev/urandom | base64 >"$run/secrets/token_hash_key")
+        echo "TOKEN_HASH_KEY_FILE=$run/secrets/token_hash_key" ;;
     *) ;;
     esac
 }
