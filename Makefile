@@ -96,12 +96,12 @@ $(foreach d,$(DAEMONS),$(eval $(call daemon_rule,$(d))))
 $(foreach f,$(CMD_SRC),$(eval $(call tool_rule,$(f))))
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJ) $(SCRIPTS_O) $(TSCRIPTS_O) \
-		$(LIBSHARED) $(ALL_DAEMON_OBJS)
+		$(ALL_DAEMON_OBJS) $(LIBSHARED)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) -lcmocka
 
 $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TESTLIB_OBJ) $(SCRIPTS_O) \
-		$(TSCRIPTS_O) $(LIBSHARED) $(ALL_DAEMON_OBJS)
+		$(TSCRIPTS_O) $(ALL_DAEMON_OBJS) $(LIBSHARED)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) -lcmocka
 
@@ -157,3 +157,18 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---- idemd (issue 3): the idempotency race tests alone ------------------------------------
+.PHONY: test-idempotency-race-condition
+test-idempotency-race-condition: deps
+	@$(MAKE) --no-print-directory -j2 $(BUILD)/bin/idemd $(BUILD)/tests/integration/test_idemd_race
+	@WARDEN_BUILD=$(abspath $(BUILD)) $(BUILD)/tests/integration/test_idemd_race
+
+# ---- ratelimitd: multi-region tests alone (issue 4) -----------------------------------------
+# Builds ratelimitd and the multi-region test, then runs only that binary: two ratelimitd
+# processes with different CLOUD_RUN_REGION on one private Redis started by the harness.
+.PHONY: test-rate-limit-multi-region
+test-rate-limit-multi-region: deps
+	@$(MAKE) --no-print-directory -j2 $(BUILD)/bin/ratelimitd \
+		$(BUILD)/tests/integration/test_ratelimitd_multi_region
+	@WARDEN_BUILD=$(abspath $(BUILD)) $(BUILD)/tests/integration/test_ratelimitd_multi_region

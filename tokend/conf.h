@@ -1,0 +1,30 @@
+/* conf: tokend's own configuration (the TOKEN_* variables of tokend.md). */
+#ifndef TOKEND_CONF_H
+#define TOKEND_CONF_H
+
+#include <stdint.h>
+
+#include "fingerprint.h"
+#include "shared/config.h"
+#include "token.h"
+
+struct tok_conf {
+    struct tok_keys keys;
+    int64_t idle_ttl_ms;
+    int64_t absolute_ttl_ms;
+    int64_t grace_ms; /* 0: no grace window */
+    enum tok_ua_policy ua_policy;
+    enum tok_tls_policy tls_policy;
+    int revoke_on_mismatch;
+    long long max_families;
+};
+
+/* Read every TOKEN_* variable from c; a bad value is recorded in c (cfg_failed) for
+ * app_config_done() to report. Returns 0, or -1 when something was bad. */
+int tok_conf_load(struct tok_conf *conf, struct cfg *c);
+void tok_conf_free(struct tok_conf *conf); /* wipes the keys */
+
+/* For --help. */
+extern const char TOK_ENV_HELP[];
+
+#endif

@@ -1,0 +1,36 @@
+/* tokend: refresh tokens bound to a stable client fingerprint, rotated atomically in Redis
+ * with reuse detection (../shared/design/tokend.md). */
+#include <stdlib.h>
+
+#include "conf.h"
+#include "handlers.h"
+#include "scripts.h"
+#include "service.h"
+#include "shared/app.h"
+#include "shared/crypto.h"
+
+static const struct script *const TOK_SCRIPTS[] = {
+    &script_token_issue, &script_token_refresh, &script_token_revoke, &script_token_user_add, NULL};
+
+int main(int argc, char **argv)
+{
+    struct tok_conf conf;
+    struct tok_service svc;
+    if (crypto_init() != 0)
+        return 1;
+    struct app *a = app_create(&(struct app_spec){.name = "tokend",
+                                                  .port = 8084,
+                                                  .summary = "refresh tokens with stable "
+                                                             "fingerprints and reuse detection",
+                                                  .env_help = TOK_ENV_HELP,
+                                                  .scripts = TOK_SCRIPTS},
+                               argc, argv);
+    tok_conf_load(&conf, app_cfg(a));
+    app_config_done(a);
+    tok_service_init(&svc, app_redis(a), &conf, app_metrics(a));
+    tok_routes(a, &svc);
+    int rc = app_run(a);
+    app_free(a);
+    tok_conf_free(&conf);
+    return rc;
+}
