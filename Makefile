@@ -58,7 +58,8 @@ BENCH_BINS  = $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(wildcard tests
 
 all: $(BINS)
 
-$(BUILD)/obj/%.o: %.c
+# Sources may include the generated script headers: they exist before anything compiles.
+$(BUILD)/obj/%.o: %.c | $(SCRIPTS_C) $(TSCRIPTS_C)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
@@ -77,9 +78,6 @@ $(TSCRIPTS_C): $(TEST_LUA) tools/embed-lua.sh
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
-
-# Generated script headers must exist before anything that includes them compiles.
-$(SHARED_OBJ) $(TESTLIB_OBJ): | $(SCRIPTS_C) $(TSCRIPTS_C)
 
 define daemon_rule
 $(BUILD)/bin/$(1): $(BUILD)/obj/$(1)/main.o $(call daemon_objs,$(1)) $(SCRIPTS_O) $(LIBSHARED)
@@ -112,10 +110,6 @@ $(TESTD): $(BUILD)/obj/tests/testd/testd.o $(TSCRIPTS_O) $(SCRIPTS_O) $(LIBSHARE
 $(BUILD)/tests/bench/%: $(BUILD)/obj/tests/bench/%.o $(TESTLIB_OBJ) $(TSCRIPTS_O) $(SCRIPTS_O) $(LIBSHARED)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
-
-# Every object that includes a generated header waits for it.
-$(BUILD)/obj/tests/%.o $(BUILD)/obj/ratelimitd/%.o $(BUILD)/obj/auditd/%.o \
-$(BUILD)/obj/idemd/%.o $(BUILD)/obj/tokend/%.o: | $(SCRIPTS_C) $(TSCRIPTS_C)
 
 tests-build: all $(UNIT_BINS) $(INTEG_BINS) $(TESTD) $(BENCH_BINS)
 
