@@ -152,7 +152,9 @@ static int hexval(char c)
     return -1;
 }
 
-/* Percent-decode (and '+' → ' ' for query values) into a string owned by the request. */
+/* Percent-decode (and '+' → ' ' for query values) into a string owned by the request.
+ * An encoded NUL would silently cut the C string short (a%00b read as a), so a value
+ * holding one is refused: NULL. */
 static const char *own_decoded(struct http_req *r, const char *src, size_t len, int plus_space)
 {
     struct owned_str *o = malloc(sizeof(*o) + len + 1);
@@ -161,7 +163,11 @@ static const char *own_decoded(struct http_req *r, const char *src, size_t len, 
     size_t n = 0;
     for (size_t i = 0; i < len; i++) {
         if (src[i] == '%' && i + 2 < len && hexval(src[i + 1]) >= 0 && hexval(src[i + 2]) >= 0) {
-            o->s[n++] = (char)(hexval(src[i + 1]) * 16 + hexval(src[i + 2]));
+            o->s[n] = (char)(hexval(src[i + 1]) * 16 + hexval(src[i + 2]));
+            if (o->s[n++] == '\0') {
+                free(o);
+                return NULL;
+            }
             i += 2;
         } else {
             o->s[n++] = (plus_space && src[i] == '+') ? ' ' : src[i];
@@ -182,8 +188,14 @@ static int route_match(struct http_req *r, const struct route *rt, char **segs, 
     for (int i = 0; i < nsegs; i++)
         if (rt->segs[i][0] != ':' && strcmp(rt->segs[i], segs[i]) != 0)
             return 0;
-    for (int i = 0; i < nsegs; i++)
-        r->params[i] = rt->segs[i][0] == ':' ? own_decoded(r, segs[i], strlen(segs[i]), 0) : NULL;
+    for (int i = 0; i < nsegs; i++) {
+        r->params[i] = NULL;
+        if (rt->segs[i][0] != ':')
+            continue;
+        r->params[i] = own_decoded(r, segs[i], strlen(segs[i]), 0);
+        if (!r->params[i])
+            return 0; /* undecodable: this route does not match */
+    }
     return 1;
 }
 

@@ -223,6 +223,17 @@ static void test_path_params_and_query(void **state)
     assert_string_equal(json_string_value(json_object_get(j, "q")), "a b!");
     json_decref(j);
     th_resp_free(&r);
+
+    /* An encoded NUL never reaches a handler cut short: no route, or no value. */
+    assert_int_equal(th_http(testd.port, "GET", "/v1/params/a%00b/c", NULL, NULL, 0, &r), 0);
+    assert_problem(&r, 404, "not_found");
+    th_resp_free(&r);
+    assert_int_equal(th_http(testd.port, "GET", "/v1/params/a/b?q=x%00y", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    j = th_json(&r);
+    assert_true(json_is_null(json_object_get(j, "q"))); /* testd renders NULL as null */
+    json_decref(j);
+    th_resp_free(&r);
 }
 
 /* API_TOKEN guards /v1/..., ADMIN_TOKEN admin routes; /health stays open. */

@@ -75,9 +75,10 @@ int http_in_flight(struct http_server *s);
 const char *http_method(const struct http_req *r);
 const char *http_path(const struct http_req *r);
 const char *http_request_id(const struct http_req *r);
-/* Path parameter by name (":seq" → "seq"), URL-decoded; NULL if absent. */
+/* Path parameter by name (":seq" → "seq"), URL-decoded; NULL if absent. A segment
+ * holding an encoded NUL matches no route (404). */
 const char *http_param(const struct http_req *r, const char *name);
-/* Query argument, URL-decoded; NULL if absent. */
+/* Query argument, URL-decoded; NULL if absent (or if it holds an encoded NUL). */
 const char *http_query(struct http_req *r, const char *name);
 /* Request header (case-insensitive); NULL if absent. */
 const char *http_header(struct http_req *r, const char *name);

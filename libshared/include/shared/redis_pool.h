@@ -78,7 +78,9 @@ void rpool_set_scripts(struct rpool *p, const struct script *const *scripts);
 /* Run ncmds commands in one round trip (pipelined) on one connection, within timeout_ms
  * (<= 0: the configured command timeout) for the whole exchange. On RPOOL_OK every
  * replies[i] is set (an error reply is a reply: check its type) and the caller frees each
- * with freeReplyObject(); on any other status no reply is set. */
+ * with freeReplyObject(); on any other status no reply is set. A script that got NOSCRIPT
+ * is loaded and run again after the whole pipeline has run, so a command placed after it
+ * (e.g. WAIT) does not cover that second run. */
 enum rpool_status rpool_exec(struct rpool *p, const struct rpool_cmd *cmds, size_t ncmds,
                              redisReply **replies, int64_t timeout_ms);
 
