@@ -1,0 +1,323 @@
+/* idem_store: runs idemd's Lua scripts through the pool and turns their replies into
+ * struct idem_result (see idem_store.h for the contract, lua-scripts/idem_*.lua for the
+ * reply shapes). */
+#include "idem_store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scripts.h"
+#include "shared/crypto.h"
+#include "shared/log.h"
+
+struct idem_store {
+    const struct idem_config *conf;
+    struct rpool *pool;
+    char wait_n[16], wait_ms[24]; /* WAIT arguments */
+};
+
+/* Largest claim pipeline sent in one round trip. */
+#define IDEM_BATCH_MAX 64
+
+static const char *const outcome_names[] = {
+    [IDEM_CLAIMED] = "claimed",     [IDEM_RECOVERED] = "recovered",
+    [IDEM_REPLAY] = "replay",       [IDEM_IN_PROGRESS] = "in_progress",
+    [IDEM_BLOCKED] = "blocked",     [IDEM_MISMATCH] = "mismatch",
+    [IDEM_COMPLETED] = "completed", [IDEM_RELEASED] = "released",
+    [IDEM_EXTENDED] = "extended",   [IDEM_SAVED] = "saved",
+    [IDEM_FOUND] = "found",         [IDEM_LEASE_LOST] = "lease_lost",
+    [IDEM_NOT_FOUND] = "not_found",
+};
+
+const char *idem_outcome_name(enum idem_outcome o)
+{
+    return outcome_names[o];
+}
+
+struct idem_store *idem_store_create(const struct idem_config *conf, struct rpool *pool)
+{
+    struct idem_store *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NULL;
+    st->conf = conf;
+    st->pool = pool;
+    snprintf(st->wait_n, sizeof(st->wait_n), "%d", conf->wait_replicas);
+    snprintf(st->wait_ms, sizeof(st->wait_ms), "%lld", (long long)conf->wait_timeout_ms);
+    return st;
+}
+
+void idem_store_free(struct idem_store *st)
+{
+    free(st);
+}
+
+void idem_new_lease_token(char out[33])
+{
+    uint8_t raw[24];
+    crypto_random(raw, sizeof(raw));
+    crypto_b64url(raw, sizeof(raw), out, 33);
+}
+
+void idem_result_free(struct idem_result *res)
+{
+    if (!res)
+        return;
+    freeReplyObject(res->reply_);
+    res->reply_ = NULL;
+}
+
+/* ---- reply parsing ---------------------------------------------------------------- */
+
+static int el_int(const redisReply *r, size_t i, long long *out)
+{
+    if (i >= r->elements || r->element[i]->type != REDIS_REPLY_INTEGER)
+        return -1;
+    *out = r->element[i]->integer;
+    return 0;
+}
+
+/* A string element, or NULL if element i is missing or not a string. */
+static const char *el_str(const redisReply *r, size_t i, size_t *len)
+{
+    if (i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING)
+        return NULL;
+    if (len)
+        *len = r->element[i]->len;
+    return r->element[i]->str;
+}
+
+static int outcome_of(const char *name, enum idem_outcome *o)
+{
+    for (size_t i = 0; i < sizeof(outcome_names) / sizeof(outcome_names[0]); i++)
+        if (strcmp(outcome_names[i], name) == 0) {
+            *o = (enum idem_outcome)i;
+            return 0;
+        }
+    return -1;
+}
+
+/* {"claimed"|"recovered", token, lease_left, expires_in, recovered, has_cp, cp} */
+static int parse_claimed(const redisReply *r, struct idem_result *res)
+{
+    long long recovered, has_cp;
+    res->lease_token = el_str(r, 1, NULL);
+    if (!res->lease_token || el_int(r, 2, &res->lease_left_ms) ||
+        el_int(r, 3, &res->expires_in_ms) || el_int(r, 4, &recovered) || el_int(r, 5, &has_cp))
+        return -1;
+    res->recovered = recovered != 0;
+    res->checkpoint = has_cp ? el_str(r, 6, &res->checkpoint_len) : NULL;
+    return has_cp && !res->checkpoint ? -1 : 0;
+}
+
+/* {"replay", status, headers, body, encoding, completed_ms, expires_in} */
+static int parse_replay(const redisReply *r, struct idem_result *res)
+{
+    res->headers_json = el_str(r, 2, NULL);
+    res->body = el_str(r, 3, &res->body_len);
+    res->body_encoding = el_str(r, 4, NULL);
+    if (el_int(r, 1, &res->status) || !res->headers_json || !res->body || !res->body_encoding ||
+        el_int(r, 5, &res->completed_ms) || el_int(r, 6, &res->expires_in_ms))
+        return -1;
+    return 0;
+}
+
+/* {"found", state, fp, created, lease_left, status, has_cp, cp, claims, expires_in, done} */
+static int parse_found(const redisReply *r, struct idem_result *res)
+{
+    long long has_cp;
+    res->state = el_str(r, 1, NULL);
+    res->fingerprint = el_str(r, 2, NULL);
+    if (!res->state || !res->fingerprint || el_int(r, 3, &res->created_ms) ||
+        el_int(r, 4, &res->lease_left_ms) || el_int(r, 5, &res->status) || el_int(r, 6, &has_cp) ||
+        el_int(r, 8, &res->claims) || el_int(r, 9, &res->expires_in_ms) ||
+        el_int(r, 10, &res->completed_ms))
+        return -1;
+    res->checkpoint = has_cp ? el_str(r, 7, &res->checkpoint_len) : NULL;
+    return 0;
+}
+
+/* Fill res from one script reply (which res takes over). Returns IDEM_OK or an error. */
+static int parse_reply(redisReply *r, struct idem_result *res)
+{
+    const char *name;
+    int bad = 0;
+    memset(res, 0, sizeof(*res));
+    res->replicas_acked = -1;
+    res->status = -1;
+    res->completed_ms = -1;
+    res->reply_ = r;
+    if (r->type == REDIS_REPLY_ERROR) {
+        /* OOM under noeviction, NOPERM, a script killed: Redis cannot serve the call. */
+        log_error(NULL, "redis refused an idemd script", LF_S("error", r->str));
+        return IDEM_EBACKEND;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || !(name = el_str(r, 0, NULL)) ||
+        outcome_of(name, &res->outcome) != 0)
+        goto internal;
+    switch (res->outcome) {
+    case IDEM_CLAIMED:
+    case IDEM_RECOVERED: bad = parse_claimed(r, res); break;
+    case IDEM_REPLAY: bad = parse_replay(r, res); break;
+    case IDEM_IN_PROGRESS:
+        bad = el_int(r, 1, &res->lease_left_ms) || el_int(r, 2, &res->expires_in_ms);
+        break;
+    case IDEM_BLOCKED:
+    case IDEM_COMPLETED: bad = el_int(r, 1, &res->expires_in_ms); break;
+    case IDEM_EXTENDED: bad = el_int(r, 1, &res->lease_left_ms); break;
+    case IDEM_FOUND: bad = parse_found(r, res); break;
+    default: break;
+    }
+    if (!bad)
+        return IDEM_OK;
+internal:
+    log_error(NULL, "unexpected reply from an idemd script", LF_I("type", r->type));
+    return IDEM_EINTERNAL;
+}
+
+/* ---- running scripts --------------------------------------------------------------- */
+
+/* Run ncmds script commands, then WAIT when replicas are asked for, in one round trip.
+ * Parses each reply into res[i] with its status in rc[i]. Returns IDEM_OK or IDEM_EBACKEND. */
+static int run(struct idem_store *st, struct rpool_cmd *cmds, size_t ncmds, struct idem_result *res,
+               int *rc)
+{
+    redisReply *replies[IDEM_BATCH_MAX + 1];
+    int wait = st->conf->wait_replicas > 0;
+    const char *wargv[] = {"WAIT", st->wait_n, st->wait_ms};
+    int64_t timeout = rpool_command_timeout_ms(st->pool);
+    long long acked = -1;
+
+    if (wait) {
+        cmds[ncmds] = (struct rpool_cmd){.argc = 3, .argv = wargv};
+        timeout += st->conf->wait_timeout_ms;
+    }
+    if (rpool_exec(st->pool, cmds, ncmds + (size_t)wait, replies, timeout) != RPOOL_OK)
+        return IDEM_EBACKEND;
+    if (wait) {
+        if (replies[ncmds]->type == REDIS_REPLY_INTEGER)
+            acked = replies[ncmds]->integer;
+        freeReplyObject(replies[ncmds]);
+    }
+    for (size_t i = 0; i < ncmds; i++) {
+        rc[i] = parse_reply(replies[i], &res[i]);
+        res[i].replicas_acked = wait ? (int)(acked < 0 ? 0 : acked) : -1;
+    }
+    return IDEM_OK;
+}
+
+/* One script on one record with the given arguments (after the key). */
+static int run_one(struct idem_store *st, const struct script *s, const struct idem_ref *ref,
+                   int nargs, const char **args, const size_t *lens, struct idem_result *res)
+{
+    const char *argv[8];
+    size_t argvlen[8];
+    struct rpool_cmd cmds[2];
+    int rc = IDEM_EBACKEND;
+
+    argv[0] = ref->rkey;
+    argvlen[0] = strlen(ref->rkey);
+    for (int i = 0; i < nargs; i++) {
+        argv[i + 1] = args[i];
+        argvlen[i + 1] = lens ? lens[i] : strlen(args[i]);
+    }
+    cmds[0] = (struct rpool_cmd){
+        .script = s, .nkeys = 1, .argc = nargs + 1, .argv = argv, .argvlen = argvlen};
+    memset(res, 0, sizeof(*res));
+    if (run(st, cmds, 1, res, &rc) != IDEM_OK)
+        return IDEM_EBACKEND;
+    if (rc != IDEM_OK)
+        idem_result_free(res);
+    return rc;
+}
+
+/* Claim arguments: the record key then ARGV of idem_claim.lua, into argv (7 slots). */
+static void claim_args(const struct idem_store *st, const struct idem_claim_in *in,
+                       const char *token, char num[2][24], const char **argv)
+{
+    snprintf(num[0], 24, "%lld", (long long)in->lease_ms);
+    snprintf(num[1], 24, "%lld", (long long)st->conf->ttl_ms);
+    argv[0] = in->ref.rkey;
+    argv[1] = in->fingerprint;
+    argv[2] = token;
+    argv[3] = num[0];
+    argv[4] = num[1];
+    argv[5] = st->conf->takeover ? "takeover" : "block";
+    argv[6] = in->attempt_id;
+}
+
+int idem_store_claim_many(struct idem_store *st, const struct idem_claim_in *const *in,
+                          const char *const *tokens, size_t n, struct idem_result *res, int *rc)
+{
+    for (size_t done = 0; done < n;) {
+        size_t chunk = n - done < IDEM_BATCH_MAX ? n - done : IDEM_BATCH_MAX;
+        const char *argv[IDEM_BATCH_MAX][7];
+        char num[IDEM_BATCH_MAX][2][24];
+        struct rpool_cmd cmds[IDEM_BATCH_MAX + 1];
+        for (size_t i = 0; i < chunk; i++) {
+            claim_args(st, in[done + i], tokens[done + i], num[i], argv[i]);
+            cmds[i] = (struct rpool_cmd){
+                .script = &script_idem_claim, .nkeys = 1, .argc = 7, .argv = argv[i]};
+        }
+        if (run(st, cmds, chunk, res + done, rc + done) != IDEM_OK) {
+            for (size_t i = 0; i < done; i++)
+                idem_result_free(&res[i]);
+            return IDEM_EBACKEND;
+        }
+        done += chunk;
+    }
+    return IDEM_OK;
+}
+
+int idem_store_claim(struct idem_store *st, const struct idem_claim_in *in, const char *token,
+                     struct idem_result *res)
+{
+    int rc = IDEM_EBACKEND;
+    if (idem_store_claim_many(st, &in, &token, 1, res, &rc) != IDEM_OK)
+        return IDEM_EBACKEND;
+    if (rc != IDEM_OK)
+        idem_result_free(res);
+    return rc;
+}
+
+int idem_store_complete(struct idem_store *st, const struct idem_lease_in *in,
+                        struct idem_result *res)
+{
+    char status[8];
+    snprintf(status, sizeof(status), "%d", in->status);
+    const char *args[] = {in->lease_token, status, in->headers_json, in->body, in->body_encoding};
+    size_t lens[] = {in->lease_token_len, strlen(status), strlen(in->headers_json), in->body_len,
+                     strlen(in->body_encoding)};
+    return run_one(st, &script_idem_complete, &in->ref, 5, args, lens, res);
+}
+
+int idem_store_release(struct idem_store *st, const struct idem_lease_in *in,
+                       struct idem_result *res)
+{
+    const char *args[] = {in->lease_token};
+    size_t lens[] = {in->lease_token_len};
+    return run_one(st, &script_idem_release, &in->ref, 1, args, lens, res);
+}
+
+int idem_store_extend(struct idem_store *st, const struct idem_lease_in *in,
+                      struct idem_result *res)
+{
+    char lease[24];
+    snprintf(lease, sizeof(lease), "%lld", (long long)in->lease_ms);
+    const char *args[] = {in->lease_token, lease};
+    size_t lens[] = {in->lease_token_len, strlen(lease)};
+    return run_one(st, &script_idem_extend, &in->ref, 2, args, lens, res);
+}
+
+int idem_store_checkpoint(struct idem_store *st, const struct idem_lease_in *in,
+                          struct idem_result *res)
+{
+    const char *args[] = {in->lease_token, in->checkpoint};
+    size_t lens[] = {in->lease_token_len, in->checkpoint_len};
+    return run_one(st, &script_idem_checkpoint, &in->ref, 2, args, lens, res);
+}
+
+int idem_store_record(struct idem_store *st, const struct idem_ref *ref, struct idem_result *res)
+{
+    return run_one(st, &script_idem_record, ref, 0, NULL, NULL, res);
+}
