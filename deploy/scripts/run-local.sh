@@ -31,6 +31,14 @@ demo_env() {
         [ -s "$run/secrets/token_hash_key" ] ||
             (umask 077 && head -c 32 /dev/urandom | base64 >"$run/secrets/token_hash_key")
         echo "TOKEN_HASH_KEY_FILE=$run/secrets/token_hash_key" ;;
+    idemd) # the documented defaults, spelled out (no secret needed)
+        echo "IDEM_TTL=24h"; echo "IDEM_LEASE_TTL=30s"; echo "IDEM_ON_LEASE_EXPIRY=takeover" ;;
+    ratelimitd) # demo rules: login (gcra, local fallback), api (sliding window, open)
+        echo "CLOUD_RUN_REGION=local-dev"; echo "RATELIMIT_RULES_FILE=ratelimitd/demo-rules.json" ;;
+    auditd) # a generated demo signing key (v1), kept across runs so the demo chain verifies
+        [ -s "$run/secrets/audit_v1.pem" ] ||
+            (umask 077 && "$BUILD/bin/auditd" keygen | sed '/^public_key:/d' >"$run/secrets/audit_v1.pem")
+        echo "AUDIT_PRIVATE_KEY_V1_FILE=$run/secrets/audit_v1.pem" ;;
     *) ;;
     esac
 }
