@@ -157,9 +157,10 @@ static int handshake(redisContext *ctx, int argc, const char **argv)
     return ok ? 0 : -1;
 }
 
-static struct rconn *conn_open(struct rpool *p)
+/* Open a connection, connecting and authenticating within timeout_ms. */
+static struct rconn *conn_open(struct rpool *p, int64_t timeout_ms)
 {
-    struct timeval tv = ms_tv(p->conf.connect_timeout_ms);
+    struct timeval tv = ms_tv(timeout_ms);
     redisContext *ctx = p->url.path[0] ? redisConnectUnixWithTimeout(p->url.path, tv)
                                        : redisConnectWithTimeout(p->url.host, p->url.port, tv);
     if (!ctx || ctx->err)
@@ -188,7 +189,7 @@ static struct rconn *conn_open(struct rpool *p)
         goto fail;
     c->ctx = ctx;
     c->created_ms = c->last_used_ms = now_ms();
-    c->timeout_ms = p->conf.connect_timeout_ms;
+    c->timeout_ms = timeout_ms;
     return c;
 fail:
     if (ctx)
@@ -255,7 +256,12 @@ static enum rpool_status checkout(struct rpool *p, struct rconn **out)
             pthread_mutex_unlock(&p->mu);
             atomic_fetch_add(&p->misses, 1);
             metric_inc(p->m_misses);
-            struct rconn *c = conn_open(p);
+            /* The connect spends the checkout's own budget, so a call never waits
+             * longer than the pool timeout plus the command timeout. */
+            int64_t budget = deadline - now_ms();
+            if (budget > p->conf.connect_timeout_ms)
+                budget = p->conf.connect_timeout_ms;
+            struct rconn *c = conn_open(p, budget > 0 ? budget : 1);
             if (c) {
                 *out = c;
                 return RPOOL_OK;
@@ -597,7 +603,7 @@ static void maintain(struct rpool *p)
         doomed = next;
     }
     for (int i = 0; i < want; i++) {
-        struct rconn *c = p->stopping ? NULL : conn_open(p);
+        struct rconn *c = p->stopping ? NULL : conn_open(p, p->conf.connect_timeout_ms);
         if (c) {
             checkin(p, c, 1);
             continue;

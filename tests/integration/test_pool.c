@@ -259,6 +259,36 @@ static void test_command_timeout(void **state)
     rpool_free(p);
 }
 
+/* Opening a connection spends the checkout's budget: against a frozen Redis, a call that
+ * must connect (and SELECT) gives up after pool + command timeouts, not after the 2 s
+ * connect timeout. */
+static void test_connect_within_budget(void **state)
+{
+    (void)state;
+    char url[160];
+    struct rpool_config rc;
+    char err[128];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/1", redis.port);
+    rpool_config_defaults(&rc);
+    rc.url = url;
+    rc.size = 4;
+    rc.min_idle = 0; /* nothing warm: the call has to connect */
+    rc.pool_timeout_ms = 100;
+    rc.connect_timeout_ms = 2000;
+    rc.command_timeout_ms = 100;
+    struct rpool *p = rpool_create(&rc, NULL, err, sizeof(err));
+    assert_non_null(p);
+    th_redis_pause(&redis);
+    int64_t start = th_now_ms();
+    enum rpool_status st = incr(p, "pool:budget", NULL);
+    int64_t took = th_now_ms() - start;
+    th_redis_resume(&redis);
+    assert_true(st == RPOOL_CONN || st == RPOOL_TIMEOUT);
+    assert_true(took < 600);
+    assert_int_equal(incr(p, "pool:budget", NULL), RPOOL_OK);
+    rpool_free(p);
+}
+
 /* ACL user + password, a database number, and a unix socket, all through REDIS_URL. */
 static void test_auth_db_unix(void **state)
 {
@@ -324,8 +354,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hundred_threads), cmocka_unit_test(test_exhaustion),
         cmocka_unit_test(test_script_flush),    cmocka_unit_test(test_pipeline),
-        cmocka_unit_test(test_command_timeout), cmocka_unit_test(test_ready),
-        cmocka_unit_test(test_auth_db_unix),    cmocka_unit_test(test_restart),
+        cmocka_unit_test(test_command_timeout), cmocka_unit_test(test_connect_within_budget),
+        cmocka_unit_test(test_ready),           cmocka_unit_test(test_auth_db_unix),
+        cmocka_unit_test(test_restart),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

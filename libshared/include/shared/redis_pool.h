@@ -4,7 +4,9 @@
  * embedded script, or a pipeline of them) with a timeout and get back a reply or a
  * classified failure; they never see a connection. The pool
  *   - waits at most REDIS_POOL_TIMEOUT for a free connection, then fails fast (counted
- *     as a timeout and logged at `critical`, at most once a second);
+ *     as a timeout and logged at `critical`, at most once a second); opening a new
+ *     connection spends that same budget (capped by REDIS_CONNECT_TIMEOUT), so a call
+ *     never waits longer than REDIS_POOL_TIMEOUT + its command timeout;
  *   - never hands out a connection that saw an error: it is closed (counted as stale)
  *     and the next checkout opens a fresh one, so the pool heals after a Redis restart;
  *     an idle connection the server has closed is noticed at checkout and replaced;
