@@ -1,0 +1,433 @@
+/* limiter: deny cache -> breaker -> Redis (EVALSHA, pipelined for a batch) -> fallback,
+ * then shadow mode and metrics (see limiter.h). */
+#include "limiter.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lru.h"
+#include "scripts.h"
+#include "shared/log.h"
+
+struct rl_limiter {
+    struct rl_config conf;
+    struct rpool *pool;
+    struct brk *breaker;
+    struct rl_lru *deny_cache; /* rule\x1fkey -> {retry deadline us, cost, reset deadline us} */
+    struct rl_lru *local;      /* rule\x1fkey -> {tat us} of the local fallback GCRA */
+    struct metric *m_decisions, *m_transitions, *m_fallbacks, *m_rejected_probes;
+    struct metric_series *s_state, *s_cache_entries;
+};
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+const char *rl_source_name(enum rl_source s)
+{
+    static const char *const names[] = {"redis", "cache", "fallback_local", "fallback_open",
+                                        "fallback_closed"};
+    return (unsigned)s < 5 ? names[s] : "unknown";
+}
+
+int rl_redis_key(const char *region, const char *rule, const char *key, size_t key_len, char *buf,
+                 size_t size)
+{
+    int n = snprintf(buf, size, "ratelimit:%s:%s:", region, rule);
+    if (n < 0 || (size_t)n + key_len + 1 > size)
+        return -1;
+    memcpy(buf + n, key, key_len);
+    buf[n + key_len] = '\0';
+    return n + (int)key_len;
+}
+
+/* The in-memory key of a rule and key: a unit separator cannot occur in either. */
+static size_t local_key(const struct rl_check *c, char *buf, size_t size)
+{
+    size_t nl = strlen(c->rule->name);
+    if (nl + 1 + c->key_len > size)
+        return 0;
+    memcpy(buf, c->rule->name, nl);
+    buf[nl] = '\x1f';
+    memcpy(buf + nl + 1, c->key, c->key_len);
+    return nl + 1 + c->key_len;
+}
+
+/* ---- breaker hooks ---------------------------------------------------------------- */
+
+static void on_transition(void *arg, enum brk_state from, enum brk_state to)
+{
+    struct rl_limiter *l = arg;
+    log_warn(NULL, "breaker transition", LF_S("from", brk_state_name(from)),
+             LF_S("to", brk_state_name(to)));
+    metric_inc(metric_with(l->m_transitions, brk_state_name(from), brk_state_name(to)));
+    metric_set(l->s_state, (double)to);
+}
+
+static void on_rejected_probe(void *arg)
+{
+    struct rl_limiter *l = arg;
+    metric_inc(metric_series(l->m_rejected_probes, NULL));
+}
+
+static void refresh_gauges(void *arg)
+{
+    struct rl_limiter *l = arg;
+    metric_set(l->s_cache_entries, (double)rl_lru_count(l->deny_cache));
+}
+
+static void register_metrics(struct rl_limiter *l, struct metrics *m)
+{
+    l->m_decisions =
+        metrics_counter(m, "decisions_total", "Rate-limit decisions.", "rule,decision,source");
+    l->m_transitions = metrics_counter(m, "breaker_transitions_total",
+                                       "Circuit breaker state transitions.", "from,to");
+    l->m_fallbacks = metrics_counter(m, "fallback_decisions_total",
+                                     "Decisions made by a rule's fallback.", "mode");
+    l->m_rejected_probes =
+        metrics_counter(m, "breaker_rejected_probes_total",
+                        "Half-open requests answered by fallback as the probes were taken.", NULL);
+    l->s_state = metric_series(metrics_gauge(m, "breaker_state",
+                                             "0 closed, 1 open, 2 half_open, 3 forced_open, "
+                                             "4 disabled.",
+                                             NULL),
+                               NULL);
+    l->s_cache_entries = metric_series(
+        metrics_gauge(m, "deny_cache_entries", "Denials remembered in memory.", NULL), NULL);
+    metric_series(l->m_rejected_probes, NULL);
+    metrics_on_render(m, refresh_gauges, l);
+}
+
+struct rl_limiter *rl_limiter_create(const struct rl_config *conf, struct rpool *pool,
+                                     struct metrics *metrics, char *err, size_t errsize)
+{
+    struct rl_limiter *l = calloc(1, sizeof(*l));
+    if (!l) {
+        snprintf(err, errsize, "out of memory");
+        return NULL;
+    }
+    l->conf = *conf;
+    l->pool = pool;
+    register_metrics(l, metrics);
+    struct brk_hooks hooks = {
+        .on_transition = on_transition, .on_rejected_probe = on_rejected_probe, .arg = l};
+    l->breaker = brk_create(&conf->breaker, &hooks);
+    l->deny_cache = rl_lru_create(conf->local_max_keys);
+    l->local = rl_lru_create(conf->local_max_keys);
+    if (!l->breaker || !l->deny_cache || !l->local) {
+        snprintf(err, errsize, "cannot create the breaker or the local maps");
+        rl_limiter_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void rl_limiter_free(struct rl_limiter *l)
+{
+    if (!l)
+        return;
+    brk_free(l->breaker);
+    rl_lru_free(l->deny_cache);
+    rl_lru_free(l->local);
+    free(l);
+}
+
+struct brk *rl_limiter_breaker(struct rl_limiter *l)
+{
+    return l->breaker;
+}
+
+const char *rl_limiter_region(const struct rl_limiter *l)
+{
+    return l->conf.region;
+}
+
+void rl_limiter_rules_changed(struct rl_limiter *l)
+{
+    rl_lru_clear(l->deny_cache);
+}
+
+/* ---- deny cache ------------------------------------------------------------------- */
+
+struct cache_probe {
+    const struct rl_check *check;
+    int64_t now_us;
+    struct rl_decision *d;
+    int hit;
+};
+
+static int64_t rule_interval_us(const struct rl_rule *r)
+{
+    return r->period_ms * 1000 / r->limit;
+}
+
+/* A cached denial of cost C answers a check of cost >= C until its deadline: other
+ * traffic can only push the key's allowance further away, so Redis would deny it too. */
+static enum rl_lru_action cache_lookup_fn(int64_t v[RL_LRU_VALUES], int found, void *ctx)
+{
+    struct cache_probe *p = ctx;
+    if (!found)
+        return RL_LRU_KEEP;
+    if (v[0] <= p->now_us)
+        return RL_LRU_DELETE;
+    if (p->check->cost < v[1])
+        return RL_LRU_KEEP;
+    const struct rl_rule *r = p->check->rule;
+    int64_t retry = v[0] - p->now_us, reset = v[2] - p->now_us;
+    p->d->allowed = 0;
+    p->d->remaining = 0;
+    p->d->reset_after_us = reset > 0 ? reset : 0;
+    p->d->retry_after_us = retry;
+    if (r->algorithm == RL_GCRA) {
+        /* A larger cost needs (cost - C) more emission intervals. */
+        int64_t interval = rule_interval_us(r);
+        p->d->retry_after_us += interval * (p->check->cost - v[1]);
+        long long rem = (r->burst * interval - p->d->reset_after_us) / (interval ? interval : 1);
+        p->d->remaining = rem > 0 ? rem : 0;
+    }
+    p->hit = 1;
+    return RL_LRU_KEEP;
+}
+
+static int cache_lookup(struct rl_limiter *l, const struct rl_check *c, int64_t now_us,
+                        struct rl_decision *d)
+{
+    char k[RL_RULE_NAME_MAX + RL_KEY_MAX + 2];
+    size_t kl = local_key(c, k, sizeof(k));
+    struct cache_probe p = {.check = c, .now_us = now_us, .d = d};
+    if (kl)
+        rl_lru_update(l->deny_cache, k, kl, cache_lookup_fn, &p);
+    return p.hit;
+}
+
+static void cache_store(struct rl_limiter *l, const struct rl_check *c, int64_t now_us,
+                        const struct rl_decision *d)
+{
+    char k[RL_RULE_NAME_MAX + RL_KEY_MAX + 2];
+    size_t kl = local_key(c, k, sizeof(k));
+    int64_t v[RL_LRU_VALUES] = {now_us + d->retry_after_us, c->cost, now_us + d->reset_after_us};
+    if (kl && d->retry_after_us > 0)
+        rl_lru_put(l->deny_cache, k, kl, v);
+}
+
+/* ---- fallbacks ----------------------------------------------------------------------- */
+
+struct local_ctx {
+    const struct rl_check *check;
+    int64_t now_us;
+    long long limit, burst;
+    int consume;
+    struct rl_decision *d;
+};
+
+static enum rl_lru_action local_fn(int64_t v[RL_LRU_VALUES], int found, void *ctx)
+{
+    struct local_ctx *x = ctx;
+    int64_t tat = found ? v[0] : 0;
+    rl_gcra_decide(&tat, x->now_us, x->check->rule->period_ms * 1000, x->limit, x->burst,
+                   x->check->cost, x->consume, x->d);
+    if (!x->consume || !x->d->allowed)
+        return RL_LRU_KEEP;
+    v[0] = tat;
+    return RL_LRU_STORE;
+}
+
+/* In-memory GCRA at limit / instances (rounded up, at least 1), burst scaled alike. */
+static void fallback_local(struct rl_limiter *l, const struct rl_check *c, int consume,
+                           struct rl_decision *d)
+{
+    const struct rl_rule *r = c->rule;
+    long long inst = l->conf.instances;
+    long long limit = (r->limit + inst - 1) / inst;
+    long long burst = (long long)ceil((double)r->burst * (double)limit / (double)r->limit);
+    struct local_ctx x = {.check = c,
+                          .now_us = mono_us(),
+                          .limit = limit,
+                          .burst = burst < 1 ? 1 : burst,
+                          .consume = consume,
+                          .d = d};
+    char k[RL_RULE_NAME_MAX + RL_KEY_MAX + 2];
+    size_t kl = local_key(c, k, sizeof(k));
+    if (kl)
+        rl_lru_update(l->local, k, kl, local_fn, &x);
+}
+
+static void fallback(struct rl_limiter *l, const struct rl_check *c, int consume,
+                     struct rl_result *res)
+{
+    const struct rl_rule *r = c->rule;
+    memset(&res->d, 0, sizeof(res->d));
+    switch (r->on_failure) {
+    case RL_FALLBACK_LOCAL:
+        res->source = RL_SRC_LOCAL;
+        fallback_local(l, c, consume, &res->d);
+        break;
+    case RL_FALLBACK_OPEN:
+        res->source = RL_SRC_OPEN;
+        res->d.allowed = 1;
+        res->d.remaining = rl_rule_max_cost(r);
+        break;
+    case RL_FALLBACK_CLOSED:
+        res->source = RL_SRC_CLOSED;
+        res->d.retry_after_us = RL_CLOSED_RETRY_US;
+        res->d.reset_after_us = RL_CLOSED_RETRY_US;
+        break;
+    }
+    metric_inc(metric_with(l->m_fallbacks, rl_failure_mode_name(r->on_failure)));
+}
+
+/* ---- Redis ------------------------------------------------------------------------- */
+
+/* The arguments of one EVALSHA; lives on the caller's stack for the round trip. */
+struct eval_args {
+    char key[RL_REGION_MAX + RL_RULE_NAME_MAX + RL_KEY_MAX + 16];
+    char period[24], limit[24], burst[24], cost[24];
+    const char *argv[6];
+};
+
+static void build_cmd(const struct rl_limiter *l, const struct rl_check *c, int consume,
+                      struct eval_args *a, struct rpool_cmd *cmd)
+{
+    const struct rl_rule *r = c->rule;
+    int n = 0;
+    /* The handler bounds rule and key, so the key always fits. */
+    rl_redis_key(l->conf.region, r->name, c->key, c->key_len, a->key, sizeof(a->key));
+    snprintf(a->period, sizeof(a->period), "%lld", (long long)r->period_ms * 1000);
+    snprintf(a->limit, sizeof(a->limit), "%lld", r->limit);
+    snprintf(a->burst, sizeof(a->burst), "%lld", r->burst);
+    snprintf(a->cost, sizeof(a->cost), "%lld", c->cost);
+    a->argv[n++] = a->key;
+    a->argv[n++] = a->period;
+    a->argv[n++] = a->limit;
+    if (r->algorithm == RL_GCRA)
+        a->argv[n++] = a->burst;
+    a->argv[n++] = a->cost;
+    a->argv[n++] = consume ? "1" : "0";
+    *cmd = (struct rpool_cmd){.script = r->algorithm == RL_GCRA ? &script_ratelimit_gcra
+                                                                : &script_ratelimit_sliding,
+                              .nkeys = 1,
+                              .argc = n,
+                              .argv = a->argv};
+}
+
+/* {allowed, remaining, reset_after_us, retry_after_us}. Returns 0, or -1 if malformed. */
+static int parse_reply(const redisReply *rep, struct rl_decision *d)
+{
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 4)
+        return -1;
+    for (size_t i = 0; i < 4; i++)
+        if (rep->element[i]->type != REDIS_REPLY_INTEGER)
+            return -1;
+    d->allowed = rep->element[0]->integer == 1;
+    d->remaining = rep->element[1]->integer;
+    d->reset_after_us = rep->element[2]->integer;
+    d->retry_after_us = rep->element[3]->integer;
+    return 0;
+}
+
+/* Send the checks listed in idx as one pipeline. Returns 0 with every decision filled,
+ * or -1 (Redis error, timeout, malformed reply): the caller falls back for all. */
+static int redis_decide(struct rl_limiter *l, const struct rl_check *checks, const size_t *idx,
+                        size_t m, int consume, struct rl_result *out)
+{
+    struct eval_args args[RL_BATCH_MAX];
+    struct rpool_cmd cmds[RL_BATCH_MAX] = {0};
+    redisReply *replies[RL_BATCH_MAX];
+    for (size_t j = 0; j < m; j++)
+        build_cmd(l, &checks[idx[j]], consume, &args[j], &cmds[j]);
+    enum rpool_status st = rpool_exec(l->pool, cmds, m, replies, 0);
+    if (st != RPOOL_OK)
+        return -1;
+    int rc = 0;
+    for (size_t j = 0; j < m; j++) {
+        if (parse_reply(replies[j], &out[idx[j]].d) != 0)
+            rc = -1;
+        out[idx[j]].source = RL_SRC_REDIS;
+        freeReplyObject(replies[j]);
+    }
+    if (rc != 0)
+        log_error(NULL, "unexpected reply from a rate-limit script");
+    return rc;
+}
+
+/* Through the breaker to Redis, else each check's fallback. sent_us is taken before the
+ * request goes out: Redis decided at or after it, so a cached denial measured from it
+ * lapses no later than Redis's own retry time (never denies what Redis would allow). */
+static void decide_remote(struct rl_limiter *l, const struct rl_check *checks, const size_t *idx,
+                          size_t m, int consume, int64_t sent_us, struct rl_result *out)
+{
+    enum brk_ticket t = brk_acquire(l->breaker);
+    int ok = 0;
+    if (t != BRK_REJECT) {
+        ok = redis_decide(l, checks, idx, m, consume, out) == 0;
+        brk_release(l->breaker, t, ok);
+    }
+    if (ok) {
+        if (!consume)
+            return;
+        for (size_t j = 0; j < m; j++)
+            if (!out[idx[j]].d.allowed)
+                cache_store(l, &checks[idx[j]], sent_us, &out[idx[j]].d);
+        return;
+    }
+    for (size_t j = 0; j < m; j++)
+        fallback(l, &checks[idx[j]], consume, &out[idx[j]]);
+}
+
+static void finish(struct rl_limiter *l, const struct rl_check *c, struct rl_result *res)
+{
+    res->shadow = l->conf.shadow || c->rule->shadow;
+    res->allowed = res->shadow ? 1 : res->d.allowed;
+    metric_inc(metric_with(l->m_decisions, c->rule->name, res->d.allowed ? "allowed" : "denied",
+                           rl_source_name(res->source)));
+}
+
+void rl_limiter_check(struct rl_limiter *l, const struct rl_check *checks, size_t n, int consume,
+                      struct rl_result *out)
+{
+    size_t idx[RL_BATCH_MAX], m = 0;
+    int64_t now = mono_us();
+    if (n > RL_BATCH_MAX)
+        n = RL_BATCH_MAX;
+    for (size_t i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof(out[i]));
+        if (consume && cache_lookup(l, &checks[i], now, &out[i].d))
+            out[i].source = RL_SRC_CACHE;
+        else
+            idx[m++] = i;
+    }
+    if (m > 0)
+        decide_remote(l, checks, idx, m, consume, now, out);
+    for (size_t i = 0; i < n; i++)
+        finish(l, &checks[i], &out[i]);
+}
+
+int rl_limiter_reset(struct rl_limiter *l, const struct rl_rule *rule, const char *key,
+                     size_t key_len)
+{
+    struct rl_check c = {.rule = rule, .key = key, .key_len = key_len, .cost = 1};
+    char rkey[RL_REGION_MAX + RL_RULE_NAME_MAX + RL_KEY_MAX + 16],
+        k[RL_RULE_NAME_MAX + RL_KEY_MAX + 2];
+    size_t kl = local_key(&c, k, sizeof(k));
+    if (kl) {
+        rl_lru_delete(l->deny_cache, k, kl);
+        rl_lru_delete(l->local, k, kl);
+    }
+    if (rl_redis_key(l->conf.region, rule->name, key, key_len, rkey, sizeof(rkey)) < 0)
+        return -1;
+    enum brk_ticket t = brk_acquire(l->breaker);
+    if (t == BRK_REJECT)
+        return -1;
+    const char *argv[] = {"DEL", rkey};
+    redisReply *reply = NULL;
+    enum rpool_status st = rpool_command(l->pool, 2, argv, NULL, 0, &reply);
+    freeReplyObject(reply);
+    brk_release(l->breaker, t, st == RPOOL_OK);
+    return st == RPOOL_OK ? 0 : -1;
+}

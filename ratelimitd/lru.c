@@ -1,0 +1,194 @@
+/* lru: chained hash table + doubly linked recency list (see lru.h). */
+#include "lru.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct entry {
+    struct entry *hnext;       /* bucket chain */
+    struct entry *prev, *next; /* recency list, most recent at head */
+    uint64_t hash;
+    int64_t v[RL_LRU_VALUES];
+    size_t len;
+    char key[];
+};
+
+struct rl_lru {
+    pthread_mutex_t lock;
+    size_t capacity, count, nbuckets;
+    struct entry **buckets;
+    struct entry head; /* sentinel of the recency list */
+};
+
+static uint64_t hash_key(const char *key, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+struct rl_lru *rl_lru_create(size_t capacity)
+{
+    struct rl_lru *l = calloc(1, sizeof(*l));
+    if (!l || capacity < 1)
+        goto fail;
+    l->capacity = capacity;
+    l->nbuckets = 16;
+    while (l->nbuckets < capacity && l->nbuckets < ((size_t)1 << 30))
+        l->nbuckets <<= 1;
+    l->buckets = calloc(l->nbuckets, sizeof(struct entry *));
+    if (!l->buckets)
+        goto fail;
+    l->head.prev = l->head.next = &l->head;
+    pthread_mutex_init(&l->lock, NULL);
+    return l;
+fail:
+    free(l);
+    return NULL;
+}
+
+static void list_unlink(struct entry *e)
+{
+    e->prev->next = e->next;
+    e->next->prev = e->prev;
+}
+
+static void list_push_front(struct rl_lru *l, struct entry *e)
+{
+    e->next = l->head.next;
+    e->prev = &l->head;
+    l->head.next->prev = e;
+    l->head.next = e;
+}
+
+/* Find the entry and the link pointing at it (for removal). */
+static struct entry **find_link(struct rl_lru *l, const char *key, size_t len, uint64_t h)
+{
+    struct entry **link = &l->buckets[h & (l->nbuckets - 1)];
+    while (*link &&
+           ((*link)->hash != h || (*link)->len != len || memcmp((*link)->key, key, len) != 0))
+        link = &(*link)->hnext;
+    return link;
+}
+
+static void remove_entry(struct rl_lru *l, struct entry *e)
+{
+    struct entry **link = find_link(l, e->key, e->len, e->hash);
+    *link = e->hnext;
+    list_unlink(e);
+    l->count--;
+    free(e);
+}
+
+static void insert(struct rl_lru *l, const char *key, size_t len, uint64_t h,
+                   const int64_t v[RL_LRU_VALUES])
+{
+    if (l->count >= l->capacity)
+        remove_entry(l, l->head.prev); /* the least recently used */
+    struct entry *e = malloc(sizeof(*e) + len);
+    if (!e)
+        return; /* out of memory: forgetting a limit entry is the safe failure */
+    memcpy(e->key, key, len);
+    e->len = len;
+    e->hash = h;
+    memcpy(e->v, v, sizeof(e->v));
+    struct entry **bucket = &l->buckets[h & (l->nbuckets - 1)];
+    e->hnext = *bucket;
+    *bucket = e;
+    list_push_front(l, e);
+    l->count++;
+}
+
+enum rl_lru_action rl_lru_update(struct rl_lru *l, const char *key, size_t len, rl_lru_fn fn,
+                                 void *ctx)
+{
+    uint64_t h = hash_key(key, len);
+    pthread_mutex_lock(&l->lock);
+    struct entry *e = *find_link(l, key, len, h);
+    int64_t v[RL_LRU_VALUES] = {0};
+    if (e)
+        memcpy(v, e->v, sizeof(v));
+    enum rl_lru_action act = fn(v, e != NULL, ctx);
+    if (act == RL_LRU_STORE && e) {
+        memcpy(e->v, v, sizeof(v));
+        list_unlink(e);
+        list_push_front(l, e);
+    } else if (act == RL_LRU_STORE) {
+        insert(l, key, len, h, v);
+    } else if (act == RL_LRU_DELETE && e) {
+        remove_entry(l, e);
+    }
+    pthread_mutex_unlock(&l->lock);
+    return act;
+}
+
+int rl_lru_get(struct rl_lru *l, const char *key, size_t len, int64_t v[RL_LRU_VALUES])
+{
+    uint64_t h = hash_key(key, len);
+    pthread_mutex_lock(&l->lock);
+    struct entry *e = *find_link(l, key, len, h);
+    if (e)
+        memcpy(v, e->v, sizeof(e->v));
+    pthread_mutex_unlock(&l->lock);
+    return e != NULL;
+}
+
+static enum rl_lru_action put_fn(int64_t v[RL_LRU_VALUES], int found, void *ctx)
+{
+    (void)found;
+    memcpy(v, ctx, sizeof(int64_t) * RL_LRU_VALUES);
+    return RL_LRU_STORE;
+}
+
+void rl_lru_put(struct rl_lru *l, const char *key, size_t len, const int64_t v[RL_LRU_VALUES])
+{
+    rl_lru_update(l, key, len, put_fn, (void *)v);
+}
+
+static enum rl_lru_action delete_fn(int64_t v[RL_LRU_VALUES], int found, void *ctx)
+{
+    (void)v, (void)found, (void)ctx;
+    return RL_LRU_DELETE;
+}
+
+void rl_lru_delete(struct rl_lru *l, const char *key, size_t len)
+{
+    rl_lru_update(l, key, len, delete_fn, NULL);
+}
+
+void rl_lru_clear(struct rl_lru *l)
+{
+    pthread_mutex_lock(&l->lock);
+    struct entry *e = l->head.next;
+    while (e != &l->head) {
+        struct entry *next = e->next;
+        free(e);
+        e = next;
+    }
+    l->head.prev = l->head.next = &l->head;
+    memset(l->buckets, 0, l->nbuckets * sizeof(struct entry *));
+    l->count = 0;
+    pthread_mutex_unlock(&l->lock);
+}
+
+size_t rl_lru_count(struct rl_lru *l)
+{
+    pthread_mutex_lock(&l->lock);
+    size_t n = l->count;
+    pthread_mutex_unlock(&l->lock);
+    return n;
+}
+
+void rl_lru_free(struct rl_lru *l)
+{
+    if (!l)
+        return;
+    rl_lru_clear(l);
+    pthread_mutex_destroy(&l->lock);
+    free(l->buckets);
+    free(l);
+}

@@ -1,0 +1,122 @@
+/* Integration test of ratelimitd's per-region limits: two daemons with different
+ * CLOUD_RUN_REGION on one Redis keep independent counts under region-qualified keys.
+ * `make test-rate-limit-multi-region` runs this binary alone. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../lib/harness.h"
+
+static struct th_redis redis;
+static struct th_proc us, eu;
+static char rules_env[340];
+
+static int start(struct th_proc *p, const char *region)
+{
+    char url[160], listen[64], reg[96];
+    int port = th_free_port();
+    snprintf(url, sizeof(url), "REDIS_URL=%s", redis.url);
+    snprintf(listen, sizeof(listen), "LISTEN_ADDR=127.0.0.1:%d", port);
+    snprintf(reg, sizeof(reg), "CLOUD_RUN_REGION=%s", region);
+    const char *env[] = {url, listen, reg, rules_env, NULL};
+    const char *argv[] = {"ratelimitd", NULL};
+    return th_proc_start(p, th_bin("bin/ratelimitd"), argv, env, port);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    if (th_redis_start(&redis, NULL) != 0 || th_tmpdir(dir, sizeof(dir)) != 0)
+        return -1;
+    snprintf(path, sizeof(path), "%s/rules.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fputs("{\"rules\":[{\"name\":\"ip\",\"limit\":3,\"period\":\"1h\"},"
+          "{\"name\":\"sw\",\"algorithm\":\"sliding_window\",\"limit\":2,\"period\":\"1h\"}]}",
+          f);
+    fclose(f);
+    snprintf(rules_env, sizeof(rules_env), "RATELIMIT_RULES_FILE=%s", path);
+    return start(&us, "us-central1") || start(&eu, "europe-west1");
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    th_proc_stop(&us, SIGTERM, 5000);
+    th_proc_stop(&eu, SIGTERM, 5000);
+    th_redis_stop(&redis);
+    return 0;
+}
+
+/* Status of one check, and the region it reports. */
+static int check(struct th_proc *p, const char *rule, const char *key, char *region, size_t size)
+{
+    char body[256];
+    struct th_resp r;
+    snprintf(body, sizeof(body), "{\"rule\":\"%s\",\"key\":\"%s\"}", rule, key);
+    assert_int_equal(th_post_json(p->port, "/v1/check", body, &r), 0);
+    json_t *j = th_json(&r);
+    assert_non_null(j);
+    snprintf(region, size, "%s", json_string_value(json_object_get(j, "region")));
+    json_decref(j);
+    int st = r.status;
+    th_resp_free(&r);
+    return st;
+}
+
+static void test_key_is_region_qualified(void **state)
+{
+    (void)state;
+    char region[64];
+    assert_int_equal(check(&us, "ip", "203.0.113.1", region, sizeof(region)), 200);
+    assert_string_equal(region, "us-central1");
+    assert_int_equal(th_redis_int(&redis, "EXISTS ratelimit:us-central1:ip:203.0.113.1"), 1);
+    assert_int_equal(th_redis_int(&redis, "EXISTS ratelimit:europe-west1:ip:203.0.113.1"), 0);
+    redisReply *r = th_redis_cmd(&redis, "KEYS ratelimit:*");
+    assert_non_null(r);
+    assert_int_equal(r->elements, 1);
+    assert_string_equal(r->element[0]->str, "ratelimit:us-central1:ip:203.0.113.1");
+    freeReplyObject(r);
+}
+
+static void test_regions_count_independently(void **state)
+{
+    (void)state;
+    char region[64];
+    const char *rules[] = {"ip", "sw"};
+    const int limits[] = {3, 2};
+    for (int k = 0; k < 2; k++) {
+        /* Exhaust the key in us-central1 ... */
+        for (int i = 0; i < limits[k]; i++)
+            assert_int_equal(check(&us, rules[k], "shared", region, sizeof(region)), 200);
+        assert_int_equal(check(&us, rules[k], "shared", region, sizeof(region)), 429);
+        /* ... europe-west1 still has its whole allowance for the same rule and key. */
+        for (int i = 0; i < limits[k]; i++)
+            assert_int_equal(check(&eu, rules[k], "shared", region, sizeof(region)), 200);
+        assert_string_equal(region, "europe-west1");
+        assert_int_equal(check(&eu, rules[k], "shared", region, sizeof(region)), 429);
+        char key[96];
+        snprintf(key, sizeof(key), "EXISTS ratelimit:europe-west1:%s:shared", rules[k]);
+        assert_int_equal(th_redis_int(&redis, key), 1);
+        snprintf(key, sizeof(key), "EXISTS ratelimit:us-central1:%s:shared", rules[k]);
+        assert_int_equal(th_redis_int(&redis, key), 1);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_key_is_region_qualified),
+        cmocka_unit_test(test_regions_count_independently),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
