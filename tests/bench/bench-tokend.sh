@@ -4,25 +4,11 @@
 # unknown family at the same concurrency, in the same run. Prints a markdown table.
 set -eu
 BUILD=${1:-build}
-SECS=${BENCH_SECONDS:-8}
-CONNS=50
-. tools/scratch-redis.sh
-dir=$(mktemp -d)
-tpid=""
-cleanup() {
-    [ -n "$tpid" ] && kill "$tpid" 2>/dev/null && wait "$tpid" 2>/dev/null
-    scratch_redis_stop
-    rm -rf "$dir"
-}
-trap cleanup EXIT INT TERM
-scratch_redis_start "$dir" --maxmemory-policy noeviction || { echo "cannot start redis-server" >&2; exit 1; }
-rport=$REDIS_PORT
-port=$((REDIS_PORT + 1))
-
-TOKEN_HASH_KEY=$(head -c 32 /dev/urandom | base64) REDIS_URL="redis://127.0.0.1:$rport/0" \
-    LISTEN_ADDR="127.0.0.1:$port" LOG_LEVEL=warn HTTP_THREADS=${HTTP_THREADS:-0} "$BUILD/bin/tokend" >"$dir/tokend.log" 2>&1 &
-tpid=$!
-for _i in $(seq 50); do curl -fs "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+. tests/bench/lib.sh
+bench_redis
+bench_daemon tokend TOKEN_HASH_KEY="$(head -c 32 /dev/urandom | base64)"
+port=$PORT
+rport=$RPORT
 
 UA='Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36'
 # Tokens for refresh and introspect: each wrk connection refreshes its own chain.
@@ -36,16 +22,8 @@ issue_n() {
 }
 issue_n 200 >"$dir/tokens"
 
-cat >"$dir/common.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+cat >>"$dir/common.lua" <<LUA
 ua = "$UA"
-function done(summary, latency, requests)
-    local errors = summary.errors.status + summary.errors.connect + summary.errors.read +
-        summary.errors.write + summary.errors.timeout
-    io.write(string.format("RESULT %.0f %.3f %.3f %d\n", summary.requests / (summary.duration / 1e6),
-        latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors))
-end
 -- Each thread takes its own slice of the pre-issued tokens.
 local counter = 0
 function setup(thread)
@@ -91,12 +69,6 @@ function request()
 end
 LUA
 
-run_wrk() { # run_wrk NAME
-    cat "$dir/common.lua" "$dir/$1.lua" >"$dir/run-$1.lua"
-    wrk -t2 -c"$CONNS" -d"${SECS}s" -s "$dir/run-$1.lua" "http://127.0.0.1:$port" 2>&1 |
-        awk '/^RESULT/ {print $2, $3, $4, $5}'
-}
-
 sha=$(redis-cli -p "$rport" SCRIPT LOAD "$(cat lua-scripts/token_refresh.lua)")
 # Baseline: the refresh script on an unknown family (lookup and refusal: Redis alone).
 rb=$(redis-benchmark -p "$rport" -c "$CONNS" -n 300000 --csv EVALSHA "$sha" 2 \
@@ -106,17 +78,16 @@ rb_rps=$(echo "$rb" | cut -d, -f2)
 rb_p50=$(echo "$rb" | cut -d, -f5)
 rb_p99=$(echo "$rb" | cut -d, -f7)
 
-echo "machine: $(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "redis: $(redis-server --version | cut -d' ' -f3); tokend HTTP_THREADS=${HTTP_THREADS:-0}; wrk -t2 -c$CONNS, ${SECS}s per endpoint"
+bench_machine
 echo
 echo "| endpoint | req/s | p50 ms | p99 ms | errors | / baseline |"
 echo "|---|---|---|---|---|---|"
 printf '| baseline: redis-benchmark EVALSHA token_refresh (unknown family) | %.0f | %s | %s | 0 | 1.00 |\n' \
     "$rb_rps" "$rb_p50" "$rb_p99"
 for ep in issue refresh introspect; do
-    set -- $(run_wrk "$ep")
-    awk -v n="$ep" -v rps="$1" -v p50="$2" -v p99="$3" -v err="$4" -v base="$rb_rps" \
+    set -- $(bench_wrk "$ep")
+    awk -v n="$ep" -v rps="$1" -v p50="$2" -v p99="$3" -v err="$(($4 + $5))" -v base="$rb_rps" \
         'BEGIN {printf "| %s | %s | %s | %s | %s | %.2f |\n", n, rps, p50, p99, err, rps / base}'
 done
 echo
-echo "tokend peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$tpid/status)"
+echo "tokend peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$DAEMON_PID/status)"

@@ -20,23 +20,13 @@
 static struct th_redis redis;
 static struct th_proc testd;
 
-/* Start testd on a free port with extra "NAME=value" settings (NULL-terminated). */
+/* Start testd against the shared Redis, with a 1 KiB body limit and extra settings. */
 static int start_testd(struct th_proc *p, const char *const *extra)
 {
-    char url[160], listen[64];
-    const char *env[32];
-    int n = 0, port = th_free_port();
-    snprintf(url, sizeof(url), "REDIS_URL=%s", redis.url);
-    snprintf(listen, sizeof(listen), "LISTEN_ADDR=127.0.0.1:%d", port);
-    env[n++] = url;
-    env[n++] = listen;
-    env[n++] = "HTTP_MAX_BODY=1KiB";
-    env[n++] = "SHUTDOWN_TIMEOUT=5s";
-    for (int i = 0; extra && extra[i] && n < 30; i++)
-        env[n++] = extra[i];
-    env[n] = NULL;
-    const char *argv[] = {"testd", NULL};
-    return th_proc_start(p, th_bin("tests/testd"), argv, env, port);
+    const char *env[TH_DAEMON_EXTRA_MAX] = {"HTTP_MAX_BODY=1KiB"};
+    for (int i = 0; extra && extra[i] && i + 2 < TH_DAEMON_EXTRA_MAX; i++)
+        env[i + 1] = extra[i];
+    return th_daemon_start(p, "tests/testd", redis.url, env);
 }
 
 static int setup(void **state)

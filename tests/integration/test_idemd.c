@@ -21,24 +21,13 @@
 static struct th_redis redis;
 static struct th_proc idemd;
 
-/* Start idemd on a free port with extra "NAME=value" settings (NULL-terminated). */
+/* Start idemd against the shared Redis with a 1 KiB response limit and extra settings. */
 static int start_idemd(struct th_proc *p, const char *const *extra)
 {
-    char url[160], listen[64];
-    const char *env[32];
-    int n = 0, port = th_free_port();
-    snprintf(url, sizeof(url), "REDIS_URL=%s", redis.url);
-    snprintf(listen, sizeof(listen), "LISTEN_ADDR=127.0.0.1:%d", port);
-    env[n++] = url;
-    env[n++] = listen;
-    env[n++] = "LOG_LEVEL=debug";
-    env[n++] = "IDEM_MAX_RESPONSE_BYTES=1KiB";
-    env[n++] = "SHUTDOWN_TIMEOUT=5s";
-    for (int i = 0; extra && extra[i] && n < 30; i++)
-        env[n++] = extra[i];
-    env[n] = NULL;
-    const char *argv[] = {"idemd", NULL};
-    return th_proc_start(p, th_bin("bin/idemd"), argv, env, port);
+    const char *env[TH_DAEMON_EXTRA_MAX] = {"LOG_LEVEL=debug", "IDEM_MAX_RESPONSE_BYTES=1KiB"};
+    for (int i = 0; extra && extra[i] && i + 3 < TH_DAEMON_EXTRA_MAX; i++)
+        env[i + 2] = extra[i];
+    return th_daemon_start(p, "bin/idemd", redis.url, env);
 }
 
 static int setup(void **state)

@@ -25,19 +25,9 @@ static struct th_proc idemd;
 
 static int start_idemd(struct th_proc *p, const struct th_redis *rd)
 {
-    char url[160], listen[64];
-    int port = th_free_port();
-    snprintf(url, sizeof(url), "REDIS_URL=%s", rd->url);
-    snprintf(listen, sizeof(listen), "LISTEN_ADDR=127.0.0.1:%d", port);
-    const char *env[] = {url,
-                         listen,
-                         "REDIS_POOL_TIMEOUT=300ms",
-                         "REDIS_COMMAND_TIMEOUT=300ms",
-                         "REDIS_CONNECT_TIMEOUT=300ms",
-                         "REDIS_MIN_IDLE_CONNS=2",
-                         NULL};
-    const char *argv[] = {"idemd", NULL};
-    return th_proc_start(p, th_bin("bin/idemd"), argv, env, port);
+    const char *env[] = {"REDIS_POOL_TIMEOUT=300ms", "REDIS_COMMAND_TIMEOUT=300ms",
+                         "REDIS_CONNECT_TIMEOUT=300ms", "REDIS_MIN_IDLE_CONNS=2", NULL};
+    return th_daemon_start(p, "bin/idemd", rd->url, env);
 }
 
 static int setup(void **state)

@@ -27,13 +27,8 @@ static struct th_proc blocking; /* IDEM_ON_LEASE_EXPIRY=block */
 
 static int start_idemd(struct th_proc *p, const char *mode)
 {
-    char url[160], listen[64];
-    int port = th_free_port();
-    snprintf(url, sizeof(url), "REDIS_URL=%s", redis.url);
-    snprintf(listen, sizeof(listen), "LISTEN_ADDR=127.0.0.1:%d", port);
-    const char *env[] = {url, listen, mode, "LOG_LEVEL=warn", NULL};
-    const char *argv[] = {"idemd", NULL};
-    return th_proc_start(p, th_bin("bin/idemd"), argv, env, port);
+    const char *env[] = {mode, "LOG_LEVEL=warn", NULL};
+    return th_daemon_start(p, "bin/idemd", redis.url, env);
 }
 
 static int setup(void **state)

@@ -39,32 +39,18 @@ static const char RULES[] =
     "{\"name\":\"dc\",\"limit\":20,\"period\":\"1s\",\"burst\":3}"
     "]}";
 
-static int write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    fputs(text, f);
-    return fclose(f);
-}
-
 static int setup(void **state)
 {
     (void)state;
-    char dir[256], url[160], listen[64], rules[340];
+    char dir[256], rules[340];
     if (th_redis_start(&redis, NULL) != 0 || th_tmpdir(dir, sizeof(dir)) != 0)
         return -1;
     snprintf(rules_path, sizeof(rules_path), "%s/rules.json", dir);
-    if (write_file(rules_path, RULES) != 0)
+    if (th_write_file(rules_path, RULES) != 0)
         return -1;
-    int port = th_free_port();
-    snprintf(url, sizeof(url), "REDIS_URL=%s", redis.url);
-    snprintf(listen, sizeof(listen), "LISTEN_ADDR=127.0.0.1:%d", port);
     snprintf(rules, sizeof(rules), "RATELIMIT_RULES_FILE=%s", rules_path);
-    const char *env[] = {
-        url, listen, rules, "CLOUD_RUN_REGION=us-central1", "REDIS_COMMAND_TIMEOUT=1s", NULL};
-    const char *argv[] = {"ratelimitd", NULL};
-    return th_proc_start(&rl, th_bin("bin/ratelimitd"), argv, env, port);
+    const char *env[] = {rules, "CLOUD_RUN_REGION=us-central1", "REDIS_COMMAND_TIMEOUT=1s", NULL};
+    return th_daemon_start(&rl, "bin/ratelimitd", redis.url, env);
 }
 
 static int teardown(void **state)
@@ -536,15 +522,11 @@ static void test_global_shadow_mode(void **state)
     (void)state;
     struct th_proc shadow;
     struct th_resp r;
-    char url[160], listen[64], rules[340];
-    int port = th_free_port();
-    snprintf(url, sizeof(url), "REDIS_URL=%s", redis.url);
-    snprintf(listen, sizeof(listen), "LISTEN_ADDR=127.0.0.1:%d", port);
+    char rules[340];
     snprintf(rules, sizeof(rules), "RATELIMIT_RULES_FILE=%s", rules_path);
-    const char *env[] = {url, listen, rules, "CLOUD_RUN_REGION=shadow-1", "RATELIMIT_SHADOW=true",
-                         NULL};
-    const char *argv[] = {"ratelimitd", NULL};
-    assert_int_equal(th_proc_start(&shadow, th_bin("bin/ratelimitd"), argv, env, port), 0);
+    const char *env[] = {rules, "CLOUD_RUN_REGION=shadow-1", "RATELIMIT_SHADOW=true", NULL};
+    assert_int_equal(th_daemon_start(&shadow, "bin/ratelimitd", redis.url, env), 0);
+    int port = shadow.port;
     for (int i = 0; i < 7; i++) {
         assert_int_equal(th_post_json(port, "/v1/check", "{\"rule\":\"c\",\"key\":\"s\"}", &r), 0);
         json_t *j = th_json(&r);
@@ -563,7 +545,7 @@ static void test_reload_on_sighup(void **state)
     (void)state;
     struct th_resp r;
     int st;
-    assert_int_equal(write_file(rules_path, "{\"rules\":[{\"name\":\"bad\"}]}"), 0);
+    assert_int_equal(th_write_file(rules_path, "{\"rules\":[{\"name\":\"bad\"}]}"), 0);
     kill(rl.pid, SIGHUP);
     for (int i = 0; i < 50 && !th_proc_log_contains(&rl, "rules reload refused"); i++)
         usleep(20000);
@@ -572,10 +554,10 @@ static void test_reload_on_sighup(void **state)
     assert_int_equal(st, 200); /* the old rules stay */
     json_decref(j);
     assert_int_equal(
-        write_file(rules_path,
-                   "{\"rules\":[{\"name\":\"c\",\"limit\":9,\"period\":\"1h\"},"
-                   "{\"name\":\"fresh\",\"limit\":1,\"period\":\"1s\",\"on_redis_failure\":"
-                   "\"closed\"}]}"),
+        th_write_file(rules_path,
+                      "{\"rules\":[{\"name\":\"c\",\"limit\":9,\"period\":\"1h\"},"
+                      "{\"name\":\"fresh\",\"limit\":1,\"period\":\"1s\",\"on_redis_failure\":"
+                      "\"closed\"}]}"),
         0);
     kill(rl.pid, SIGHUP);
     for (int i = 0; i < 50 && !th_proc_log_contains(&rl, "rules reloaded"); i++)
@@ -593,7 +575,7 @@ static void test_reload_on_sighup(void **state)
     j = check("g", "x", 1, &st);
     assert_int_equal(st, 404);
     json_decref(j);
-    assert_int_equal(write_file(rules_path, RULES), 0);
+    assert_int_equal(th_write_file(rules_path, RULES), 0);
     kill(rl.pid, SIGHUP);
     usleep(200000);
 }

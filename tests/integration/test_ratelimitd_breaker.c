@@ -124,14 +124,13 @@ static int group_setup(void **state)
         th_tmpdir(dir, sizeof(dir)) != 0)
         return -1;
     snprintf(path, sizeof(path), "%s/rules.json", dir);
-    FILE *f = fopen(path, "w");
-    if (!f)
+    if (th_write_file(
+            path,
+            "{\"rules\":[{\"name\":\"loc\",\"limit\":4,\"period\":\"1h\"},"
+            "{\"name\":\"opn\",\"limit\":4,\"period\":\"1h\",\"on_redis_failure\":\"open\"},"
+            "{\"name\":\"cls\",\"limit\":4,\"period\":\"1h\",\"on_redis_failure\":\"closed\"}]}") !=
+        0)
         return -1;
-    fputs("{\"rules\":[{\"name\":\"loc\",\"limit\":4,\"period\":\"1h\"},"
-          "{\"name\":\"opn\",\"limit\":4,\"period\":\"1h\",\"on_redis_failure\":\"open\"},"
-          "{\"name\":\"cls\",\"limit\":4,\"period\":\"1h\",\"on_redis_failure\":\"closed\"}]}",
-          f);
-    fclose(f);
     snprintf(rules_env, sizeof(rules_env), "RATELIMIT_RULES_FILE=%s", path);
     return 0;
 }
@@ -148,13 +147,9 @@ static int group_teardown(void **state)
  * that "waited for the timeout" and "answered at once" stay far apart on a loaded machine. */
 static int start_daemon(int redis_port, const char *timeout, const char *extra)
 {
-    char url[160], listen[64];
-    int port = th_free_port();
-    snprintf(url, sizeof(url), "REDIS_URL=redis://127.0.0.1:%d/0", redis_port);
-    snprintf(listen, sizeof(listen), "LISTEN_ADDR=127.0.0.1:%d", port);
-    const char *env[] = {url,
-                         listen,
-                         rules_env,
+    char url[160];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", redis_port);
+    const char *env[] = {rules_env,
                          "RATELIMIT_INSTANCES=2",
                          "BREAKER_FAILURE_THRESHOLD=3",
                          "BREAKER_OPEN_DURATION=300ms",
@@ -163,10 +158,9 @@ static int start_daemon(int redis_port, const char *timeout, const char *extra)
                          timeout,
                          extra,
                          NULL};
-    const char *argv[] = {"ratelimitd", NULL};
     atomic_store(&proxy.swallow, 0);
     freeReplyObject(th_redis_cmd(&redis, "FLUSHALL"));
-    return th_proc_start(&rl, th_bin("bin/ratelimitd"), argv, env, rl.port = port);
+    return th_daemon_start(&rl, "bin/ratelimitd", url, env);
 }
 
 /* The daemon behind the counting proxy. */

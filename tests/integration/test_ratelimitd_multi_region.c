@@ -20,14 +20,10 @@ static char rules_env[340];
 
 static int start(struct th_proc *p, const char *region)
 {
-    char url[160], listen[64], reg[96];
-    int port = th_free_port();
-    snprintf(url, sizeof(url), "REDIS_URL=%s", redis.url);
-    snprintf(listen, sizeof(listen), "LISTEN_ADDR=127.0.0.1:%d", port);
+    char reg[96];
     snprintf(reg, sizeof(reg), "CLOUD_RUN_REGION=%s", region);
-    const char *env[] = {url, listen, reg, rules_env, NULL};
-    const char *argv[] = {"ratelimitd", NULL};
-    return th_proc_start(p, th_bin("bin/ratelimitd"), argv, env, port);
+    const char *env[] = {reg, rules_env, NULL};
+    return th_daemon_start(p, "bin/ratelimitd", redis.url, env);
 }
 
 static int setup(void **state)
@@ -37,13 +33,10 @@ static int setup(void **state)
     if (th_redis_start(&redis, NULL) != 0 || th_tmpdir(dir, sizeof(dir)) != 0)
         return -1;
     snprintf(path, sizeof(path), "%s/rules.json", dir);
-    FILE *f = fopen(path, "w");
-    if (!f)
+    if (th_write_file(path, "{\"rules\":[{\"name\":\"ip\",\"limit\":3,\"period\":\"1h\"},"
+                            "{\"name\":\"sw\",\"algorithm\":\"sliding_window\",\"limit\":2,"
+                            "\"period\":\"1h\"}]}") != 0)
         return -1;
-    fputs("{\"rules\":[{\"name\":\"ip\",\"limit\":3,\"period\":\"1h\"},"
-          "{\"name\":\"sw\",\"algorithm\":\"sliding_window\",\"limit\":2,\"period\":\"1h\"}]}",
-          f);
-    fclose(f);
     snprintf(rules_env, sizeof(rules_env), "RATELIMIT_RULES_FILE=%s", path);
     return start(&us, "us-central1") || start(&eu, "europe-west1");
 }

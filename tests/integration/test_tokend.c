@@ -48,25 +48,16 @@ static void remember(const char *token)
 
 static int start(struct th_proc *p, const char *const *extra)
 {
-    char url[160], listen[64];
-    const char *env[24];
-    int n = 0, port = th_free_port();
-    snprintf(url, sizeof(url), "REDIS_URL=%s", redis.url);
-    snprintf(listen, sizeof(listen), "LISTEN_ADDR=127.0.0.1:%d", port);
-    env[n++] = url;
-    env[n++] = listen;
-    int own_key = 0;
-    for (int i = 0; extra && extra[i]; i++)
-        own_key |= strncmp(extra[i], "TOKEN_HASH_KEY=", 15) == 0;
-    if (!own_key)
-        env[n++] = KEY;
+    /* The extras come first: the first of duplicate names is the one a daemon reads. */
+    const char *env[TH_DAEMON_EXTRA_MAX];
+    int n = 0;
+    for (; extra && extra[n] && n + 4 < TH_DAEMON_EXTRA_MAX; n++)
+        env[n] = extra[n];
+    env[n++] = KEY;
     env[n++] = "TOKEN_REUSE_GRACE=1s";
     env[n++] = "REDIS_MIN_IDLE_CONNS=2";
-    for (int i = 0; extra && extra[i]; i++)
-        env[n++] = extra[i];
     env[n] = NULL;
-    const char *argv[] = {"tokend", NULL};
-    return th_proc_start(p, th_bin("bin/tokend"), argv, env, port);
+    return th_daemon_start(p, "bin/tokend", redis.url, env);
 }
 
 static int setup(void **state)

@@ -651,6 +651,42 @@ int th_proc_start(struct th_proc *p, const char *binary, const char *const *argv
     return 0;
 }
 
+int th_daemon_start(struct th_proc *p, const char *bin, const char *redis_url,
+                    const char *const *extra)
+{
+    char url[300], listen[64];
+    const char *env[TH_DAEMON_EXTRA_MAX + 4];
+    const char *base = strrchr(bin, '/');
+    const char *argv[] = {base ? base + 1 : bin, NULL};
+    int n = 0, port = th_free_port();
+    for (; extra && extra[n]; n++) {
+        if (n == TH_DAEMON_EXTRA_MAX)
+            return -1;
+        env[n] = extra[n];
+    }
+    /* The defaults go after the extras and only where the extras are silent: getenv
+     * takes the first of duplicate names. */
+    snprintf(listen, sizeof(listen), "LISTEN_ADDR=127.0.0.1:%d", port);
+    env[n++] = listen;
+    if (!env_has(extra, "SHUTDOWN_TIMEOUT"))
+        env[n++] = "SHUTDOWN_TIMEOUT=5s";
+    if (redis_url && !env_has(extra, "REDIS_URL")) {
+        snprintf(url, sizeof(url), "REDIS_URL=%s", redis_url);
+        env[n++] = url;
+    }
+    env[n] = NULL;
+    return th_proc_start(p, th_bin(bin), argv, env, port);
+}
+
+int th_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    int rc = fputs(text, f) < 0 ? -1 : 0;
+    return fclose(f) != 0 ? -1 : rc;
+}
+
 int th_proc_wait(struct th_proc *p, int timeout_ms)
 {
     int forced;

@@ -33,6 +33,9 @@ int th_free_port(void);
  * from the same thread overwrites. */
 const char *th_bin(const char *rel);
 
+/* Write text into path, creating or truncating it. Returns 0 or -1. */
+int th_write_file(const char *path, const char *text);
+
 /* Monotonic milliseconds. */
 int64_t th_now_ms(void);
 
@@ -101,6 +104,16 @@ struct th_proc {
  * first or never answers, kills it, prints its log on stderr and returns -1. Returns 0. */
 int th_proc_start(struct th_proc *p, const char *binary, const char *const *argv,
                   const char *const *env, int port);
+
+#define TH_DAEMON_EXTRA_MAX 24
+
+/* Start one of the project's daemons — bin is relative to the build dir, e.g. "bin/idemd"
+ * — on a free loopback port (p->port), with LISTEN_ADDR and SHUTDOWN_TIMEOUT=5s set,
+ * REDIS_URL=redis_url unless it is NULL, and the extra "NAME=value" settings (NULL-
+ * terminated, at most TH_DAEMON_EXTRA_MAX; they override SHUTDOWN_TIMEOUT and REDIS_URL).
+ * Waits for /health like th_proc_start. Returns 0 or -1. */
+int th_daemon_start(struct th_proc *p, const char *bin, const char *redis_url,
+                    const char *const *extra);
 
 /* Send sig (and SIGCONT), wait up to timeout_ms for it to exit, SIGKILL after that.
  * Returns its exit status (WEXITSTATUS), 128+signal if a signal ended it (137 when it had

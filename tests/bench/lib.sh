@@ -1,0 +1,67 @@
+# Sourced by tests/bench/bench-<daemon>.sh (after setting BUILD): a private Redis, the
+# daemon under test on a free port, and wrk runs that report one line of numbers.
+#   bench_redis [redis-server args]   start Redis; sets RPORT (and REDIS_PID)
+#   bench_daemon NAME [VAR=value...]  start $BUILD/bin/NAME against it; sets PORT, DAEMON_PID
+#   bench_wrk SCRIPT [PATH] [SECONDS] run wrk with $dir/common.lua + $dir/SCRIPT.lua; prints
+#                                     "req/s p50_ms p99_ms transport_errors non2xx max_ms"
+#   bench_machine                     one line: cores, CPU, Redis version, load
+. tools/scratch-redis.sh
+SECS=${BENCH_SECONDS:-8}
+CONNS=50
+dir=$(mktemp -d)
+DAEMON_PID=""
+bench_cleanup() {
+    [ -n "${REDIS_PID:-}" ] && kill -CONT "$REDIS_PID" 2>/dev/null || true
+    [ -n "$DAEMON_PID" ] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
+    scratch_redis_stop
+    rm -rf "$dir"
+}
+trap bench_cleanup EXIT INT TERM
+
+bench_redis() {
+    scratch_redis_start "$dir" --maxmemory-policy noeviction "$@" ||
+        { echo "cannot start redis-server" >&2; exit 1; }
+    RPORT=$REDIS_PORT
+}
+
+bench_daemon() {
+    _name=$1; shift
+    for _try in 1 2 3 4 5 6 7 8 9 10; do
+        PORT=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 12000 ))
+        env REDIS_URL="redis://127.0.0.1:$RPORT/0" LISTEN_ADDR="127.0.0.1:$PORT" LOG_LEVEL=warn \
+            HTTP_THREADS="${HTTP_THREADS:-0}" "$@" "$BUILD/bin/$_name" >"$dir/$_name.log" 2>&1 &
+        DAEMON_PID=$!
+        for _i in $(seq 50); do
+            curl -fs "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1 && return 0
+            kill -0 "$DAEMON_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill "$DAEMON_PID" 2>/dev/null || true; wait "$DAEMON_PID" 2>/dev/null || true
+        DAEMON_PID=""
+    done
+    echo "cannot start $_name:" >&2; cat "$dir/$_name.log" >&2; exit 1
+}
+
+cat >"$dir/common.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+function done(summary, latency, requests)
+    local errors = summary.errors.connect + summary.errors.read + summary.errors.write +
+        summary.errors.timeout
+    io.write(string.format("RESULT %.0f %.3f %.3f %d %d %.3f\n",
+        summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+        latency:percentile(99) / 1000, errors, summary.errors.status, latency.max / 1000))
+end
+LUA
+
+bench_wrk() {
+    cat "$dir/common.lua" "$dir/$1.lua" >"$dir/run-$1.lua"
+    wrk -t2 -c"$CONNS" -d"${3:-$SECS}s" --timeout 5s -s "$dir/run-$1.lua" \
+        "http://127.0.0.1:$PORT${2:-}" 2>&1 | tee "$dir/wrk-$1.out" |
+        awk '/^RESULT/ {print $2, $3, $4, $5, $6, $7}'
+}
+
+bench_machine() {
+    echo "machine: $(nproc) cores, $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "redis: $(redis-server --version | cut -d' ' -f3); HTTP_THREADS=${HTTP_THREADS:-0}; wrk -t2 -c$CONNS, ${SECS}s per run"
+}
