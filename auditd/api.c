@@ -1,0 +1,291 @@
+/* api: the /v1 handlers of auditd. */
+#include "api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "checkpointer.h"
+#include "scan.h"
+#include "shared/jsonv.h"
+#include "shared/log.h"
+
+/* Parse a decimal seq-like number in [min, max]; -1 if it is not one. */
+static long long parse_num(const char *s, long long min, long long max)
+{
+    char *end;
+    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+        return -1;
+    long long v = strtoll(s, &end, 10);
+    return (*end || v < min || v > max) ? -1 : v;
+}
+
+/* The 201/200 form of an item: its new entry, or the existing one for a duplicate. */
+static json_t *item_json(struct audit_api *api, struct audit_item *it, int *ok)
+{
+    struct audit_entry e;
+    size_t n = 0;
+    if (it->state == AUDIT_ITEM_APPENDED)
+        return audit_entry_json(&it->entry, 0);
+    if (audit_store_range(api->pool, api->keys, it->dup_seq, it->dup_seq, 1, &e, &n) != RPOOL_OK ||
+        n != 1) {
+        *ok = 0;
+        return NULL;
+    }
+    json_t *j = audit_entry_json(&e, 0);
+    audit_entry_clear(&e);
+    return j;
+}
+
+static int submit_failed(struct http_req *r, struct audit_request *req)
+{
+    if (req->status == AUDIT_APPEND_OK)
+        return 0;
+    if (req->status == AUDIT_APPEND_BROKEN)
+        http_problem(r, 500, "chain_broken", "the chain head and log disagree; see the log");
+    else
+        http_unavailable(r);
+    return -1;
+}
+
+static void free_items(struct audit_item *items, size_t n)
+{
+    for (size_t i = 0; items && i < n; i++) {
+        json_decref(items[i].event);
+        audit_entry_clear(&items[i].entry);
+    }
+    free(items);
+}
+
+static void handle_event(struct http_req *r, void *ctx)
+{
+    struct audit_api *api = ctx;
+    struct jv_error e;
+    struct audit_item item = {0};
+    struct audit_request req = {.items = &item, .n = 1};
+    int ok = 1;
+    item.event = audit_event_parse(http_json(r), &e);
+    if (!item.event) {
+        http_invalid(r, e.field, "%s", e.detail);
+        return;
+    }
+    audit_appender_submit(api->appender, &req);
+    if (submit_failed(r, &req) == 0) {
+        json_t *out = item_json(api, &item, &ok);
+        if (!ok) {
+            http_unavailable(r);
+        } else {
+            if (api->wait_replicas > 0)
+                json_object_set_new(out, "replicas_acked", json_integer(req.replicas_acked));
+            http_reply_json(r, item.state == AUDIT_ITEM_DUPLICATE ? 200 : 201, out);
+        }
+    }
+    json_decref(item.event);
+    audit_entry_clear(&item.entry);
+}
+
+/* Validate every event of a batch; on the first bad one answer 400 naming it. */
+static struct audit_item *parse_batch(struct http_req *r, size_t *n)
+{
+    static const char *const fields[] = {"events", NULL};
+    struct jv_error e;
+    json_t *events, *ev;
+    size_t i;
+    if (jv_only(http_json(r), fields, &e) != 0 ||
+        jv_array(http_json(r), "events", JV_REQUIRED, 1, AUDIT_BATCH_EVENTS_MAX, &events, &e) < 0) {
+        http_invalid(r, e.field, "%s", e.detail);
+        return NULL;
+    }
+    struct audit_item *items = calloc(json_array_size(events), sizeof(*items));
+    if (!items) {
+        http_problem(r, 500, "internal", "out of memory");
+        return NULL;
+    }
+    json_array_foreach(events, i, ev)
+    {
+        if (!(items[i].event = audit_event_parse(ev, &e))) {
+            char field[96];
+            snprintf(field, sizeof(field), "events[%zu].%s", i, e.field ? e.field : "");
+            http_invalid(r, field, "%s", e.detail);
+            free_items(items, i);
+            return NULL;
+        }
+    }
+    *n = json_array_size(events);
+    return items;
+}
+
+static void handle_batch(struct http_req *r, void *ctx)
+{
+    struct audit_api *api = ctx;
+    size_t n = 0;
+    int ok = 1;
+    struct audit_item *items = parse_batch(r, &n);
+    if (!items)
+        return;
+    struct audit_request req = {.items = items, .n = n};
+    audit_appender_submit(api->appender, &req);
+    if (submit_failed(r, &req) == 0) {
+        json_t *entries = json_array();
+        for (size_t i = 0; i < n && ok; i++)
+            json_array_append_new(entries, item_json(api, &items[i], &ok));
+        json_t *out = json_pack("{s:o}", "entries", entries);
+        if (api->wait_replicas > 0)
+            json_object_set_new(out, "replicas_acked", json_integer(req.replicas_acked));
+        if (ok)
+            http_reply_json(r, 201, out);
+        else {
+            json_decref(out);
+            http_unavailable(r);
+        }
+    }
+    free_items(items, n);
+}
+
+static void handle_list(struct http_req *r, void *ctx)
+{
+    struct audit_api *api = ctx;
+    const char *fs = http_query(r, "from_seq"), *ls = http_query(r, "limit");
+    long long from = fs ? parse_num(fs, 1, 1LL << 62) : 1;
+    long long limit = ls ? parse_num(ls, 1, AUDIT_LIST_LIMIT_MAX) : 100;
+    size_t n = 0;
+    if (from < 0 || limit < 0) {
+        http_invalid(r, from < 0 ? "from_seq" : "limit", "from_seq >= 1, limit 1..%d",
+                     AUDIT_LIST_LIMIT_MAX);
+        return;
+    }
+    struct audit_entry *page = calloc((size_t)limit, sizeof(*page));
+    if (!page) {
+        http_problem(r, 500, "internal", "out of memory");
+        return;
+    }
+    if (audit_store_range(api->pool, api->keys, from, -1, (size_t)limit, page, &n) != RPOOL_OK) {
+        free(page);
+        http_unavailable(r);
+        return;
+    }
+    json_t *entries = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(entries, audit_entry_json(&page[i], 1));
+        audit_entry_clear(&page[i]);
+    }
+    json_t *next = n == (size_t)limit ? json_integer(page[n - 1].seq + 1) : json_null();
+    free(page);
+    http_reply_json(r, 200, json_pack("{s:o, s:o}", "entries", entries, "next_from_seq", next));
+}
+
+static void handle_get(struct http_req *r, void *ctx)
+{
+    struct audit_api *api = ctx;
+    long long seq = parse_num(http_param(r, "seq"), 1, 1LL << 62);
+    struct audit_entry e;
+    size_t n = 0;
+    if (seq < 0) {
+        http_problem(r, 404, "not_found", "no entry with that seq");
+        return;
+    }
+    if (audit_store_range(api->pool, api->keys, seq, seq, 1, &e, &n) != RPOOL_OK) {
+        http_unavailable(r);
+        return;
+    }
+    if (n == 0) {
+        http_problem(r, 404, "not_found", "no entry with seq %lld", seq);
+        return;
+    }
+    http_reply_json(r, 200, audit_entry_json(&e, 1));
+    audit_entry_clear(&e);
+}
+
+static void handle_head(struct http_req *r, void *ctx)
+{
+    struct audit_api *api = ctx;
+    long long seq;
+    char hash[AUDIT_HASH_HEX_LEN + 1];
+    int exists;
+    struct audit_entry e;
+    size_t n = 0;
+    if (audit_store_head(api->pool, api->keys, &seq, hash, &exists) != RPOOL_OK ||
+        (seq > 0 && audit_store_range(api->pool, api->keys, seq, seq, 1, &e, &n) != RPOOL_OK)) {
+        http_unavailable(r);
+        return;
+    }
+    json_t *ts = n == 1 && e.ts[0] ? json_string(e.ts) : json_null();
+    if (n == 1)
+        audit_entry_clear(&e);
+    http_reply_json(r, 200,
+                    json_pack("{s:I, s:s, s:o}", "seq", (json_int_t)seq, "hash", hash, "ts", ts));
+}
+
+static void handle_keys(struct http_req *r, void *ctx)
+{
+    struct audit_api *api = ctx;
+    json_t *table = NULL;
+    if (audit_store_key_table(api->pool, api->keys, &table) != RPOOL_OK) {
+        json_decref(table);
+        http_unavailable(r);
+        return;
+    }
+    http_reply_json(r, 200, audit_keyring_json(api->kr, table));
+    json_decref(table);
+}
+
+static void handle_verify(struct http_req *r, void *ctx)
+{
+    static const char *const fields[] = {"from_seq", "to_seq", NULL};
+    struct audit_api *api = ctx;
+    struct jv_error e;
+    struct audit_scan_opts o = {.from_seq = 1, .to_seq = -1, .threads = 0};
+    struct audit_vresult res;
+    json_t *body = http_json(r);
+    if (body && (jv_only(body, fields, &e) != 0 ||
+                 jv_int(body, "from_seq", JV_OPTIONAL, 1, 1LL << 62, &o.from_seq, &e) < 0 ||
+                 (!json_is_null(json_object_get(body, "to_seq")) &&
+                  jv_int(body, "to_seq", JV_OPTIONAL, 0, 1LL << 62, &o.to_seq, &e) < 0))) {
+        http_invalid(r, e.field, "%s", e.detail);
+        return;
+    }
+    if (audit_scan_redis(api->pool, api->keys, api->kr, &o, &res) != RPOOL_OK) {
+        http_unavailable(r);
+        return;
+    }
+    if (res.ok)
+        http_reply_json(r, 200,
+                        json_pack("{s:b, s:I, s:I}", "ok", 1, "checked", (json_int_t)res.checked,
+                                  "head_seq", (json_int_t)res.last_seq));
+    else
+        http_reply_json(r, 200,
+                        json_pack("{s:b, s:I, s:I, s:s}", "ok", 0, "checked",
+                                  (json_int_t)res.checked, "first_bad_seq",
+                                  (json_int_t)res.first_bad_seq, "reason",
+                                  audit_reason_name(res.reason)));
+}
+
+static void handle_checkpoint(struct http_req *r, void *ctx)
+{
+    struct audit_api *api = ctx;
+    char note[AUDIT_NOTE_MAX];
+    int n = audit_checkpoint_now(api->pool, api->keys, &api->kr->keys[api->kr->active], api->origin,
+                                 note, sizeof(note));
+    if (n == -1) {
+        http_unavailable(r);
+        return;
+    }
+    if (n < 0) {
+        http_problem(r, 500, "internal", "could not sign the checkpoint");
+        return;
+    }
+    http_reply_raw(r, 200, "text/plain; charset=utf-8", note, (size_t)n);
+}
+
+void audit_api_routes(struct app *a, struct audit_api *api)
+{
+    app_route(a, "POST", "/v1/events", handle_event, api, 0);
+    app_route(a, "POST", "/v1/events/batch", handle_batch, api, 0);
+    app_route(a, "GET", "/v1/events", handle_list, api, 0);
+    app_route(a, "GET", "/v1/events/:seq", handle_get, api, 0);
+    app_route(a, "GET", "/v1/head", handle_head, api, 0);
+    app_route(a, "GET", "/v1/keys", handle_keys, api, 0);
+    app_route(a, "POST", "/v1/verify", handle_verify, api, 0);
+    app_route(a, "GET", "/v1/checkpoint", handle_checkpoint, api, 0);
+}

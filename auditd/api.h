@@ -1,0 +1,26 @@
+/* api: auditd's HTTP handlers. They parse the request, call the appender, the store, the
+ * verifier or the checkpointer, and render the answer. */
+#ifndef AUDIT_API_H
+#define AUDIT_API_H
+
+#include "appender.h"
+#include "keyring.h"
+#include "shared/app.h"
+#include "store.h"
+
+#define AUDIT_BATCH_EVENTS_MAX 1000
+#define AUDIT_LIST_LIMIT_MAX 1000
+
+struct audit_api {
+    struct rpool *pool;
+    const struct audit_keys *keys;
+    const struct audit_keyring *kr;
+    struct audit_appender *appender;
+    const char *origin;
+    int wait_replicas; /* > 0: 201 answers carry replicas_acked */
+};
+
+/* Register every /v1 route on a. api is borrowed for the server's life. */
+void audit_api_routes(struct app *a, struct audit_api *api);
+
+#endif

@@ -1,0 +1,527 @@
+/* appender: group commit of audit entries through the audit_append.lua compare-and-set. */
+#include "appender.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "scripts.h"
+#include "shared/log.h"
+
+#define MAX_ATTEMPTS 1000         /* CAS retries of one batch before giving up (503) */
+#define AUDIT_COMMIT_ENTRIES 1000 /* entries one compare-and-set carries at most */
+
+struct audit_appender {
+    struct rpool *pool;
+    const struct audit_keys *keys;
+    const struct audit_keyring *kr;
+    const struct audit_key *active;
+    struct audit_appender_config conf;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv;
+    struct audit_request *queue_head, *queue_tail;
+    int stopping;
+    /* appender-thread state */
+    int head_known;
+    long long head_seq;
+    char head_hash[AUDIT_HASH_HEX_LEN + 1];
+    int need_activation;
+    struct audit_item activation;
+    /* signing helper: signs the second half of a large batch while the appender signs
+     * the first (signatures are independent once every body and hash is built) */
+    pthread_t helper;
+    int helper_ok;
+    pthread_mutex_t hmu;
+    pthread_cond_t hcv;
+    struct audit_item *const *job;
+    size_t job_n;
+    int job_pending, helper_stop;
+    /* metrics */
+    struct metric_series *m_appends, *m_conflicts, *m_batch, *m_duration, *m_head;
+};
+
+/* The batch being committed: pointers to the pending items, activation first if any. */
+struct batch {
+    struct audit_item **items;
+    size_t n, cap;
+};
+
+static const double BATCH_BUCKETS[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void finish_requests(struct audit_appender *ap, struct audit_request *list,
+                            enum audit_append_status st, long long replicas)
+{
+    pthread_mutex_lock(&ap->mu);
+    for (struct audit_request *r = list; r; r = r->next) {
+        r->status = st;
+        r->replicas_acked = replicas;
+        r->done = 1;
+        pthread_cond_signal(&r->done_cv); /* wake only this request's thread */
+    }
+    pthread_mutex_unlock(&ap->mu);
+}
+
+static int batch_push(struct batch *b, struct audit_item *it)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        struct audit_item **p = realloc(b->items, cap * sizeof(struct audit_item *));
+        if (!p)
+            return -1;
+        b->items = p;
+        b->cap = cap;
+    }
+    b->items[b->n++] = it;
+    return 0;
+}
+
+/* Collect the pending items; an event_id repeated inside the commit is answered with the
+ * first one's entry (the script only sees ids already stored). */
+static int collect(struct audit_appender *ap, struct audit_request *list, struct batch *b)
+{
+    json_t *seen = json_object(); /* event_id -> index in b, to spot repeats in O(n) */
+    int rc = -1;
+    b->n = 0;
+    if (!seen || (ap->need_activation && batch_push(b, &ap->activation) != 0))
+        goto done;
+    for (struct audit_request *r = list; r; r = r->next)
+        for (size_t i = 0; i < r->n; i++) {
+            struct audit_item *it = &r->items[i];
+            if (it->state != AUDIT_ITEM_PENDING)
+                continue;
+            const char *id = json_string_value(json_object_get(it->event, "event_id"));
+            json_t *first = id ? json_object_get(seen, id) : NULL;
+            it->dup_of = (first && b->items) ? b->items[json_integer_value(first)] : NULL;
+            if (it->dup_of)
+                continue;
+            if (id && json_object_set_new(seen, id, json_integer((json_int_t)b->n)) != 0)
+                goto done;
+            if (batch_push(b, it) != 0)
+                goto done;
+        }
+    rc = 0;
+done:
+    json_decref(seen);
+    return rc;
+}
+
+#define HELPER_MIN 16 /* smaller batches are signed by the appender alone */
+
+static void *helper_main(void *arg)
+{
+    struct audit_appender *ap = arg;
+    pthread_mutex_lock(&ap->hmu);
+    for (;;) {
+        while (!ap->job_pending && !ap->helper_stop)
+            pthread_cond_wait(&ap->hcv, &ap->hmu);
+        if (ap->helper_stop)
+            break;
+        struct audit_item *const *items = ap->job;
+        size_t n = ap->job_n;
+        pthread_mutex_unlock(&ap->hmu);
+        for (size_t i = 0; i < n; i++)
+            audit_entry_sign(&items[i]->entry, ap->active->sk);
+        pthread_mutex_lock(&ap->hmu);
+        ap->job_pending = 0;
+        pthread_cond_broadcast(&ap->hcv);
+    }
+    pthread_mutex_unlock(&ap->hmu);
+    return NULL;
+}
+
+static void helper_stop(struct audit_appender *ap)
+{
+    if (ap->helper_ok) {
+        pthread_mutex_lock(&ap->hmu);
+        ap->helper_stop = 1;
+        pthread_cond_broadcast(&ap->hcv);
+        pthread_mutex_unlock(&ap->hmu);
+        pthread_join(ap->helper, NULL);
+    }
+    pthread_mutex_destroy(&ap->hmu);
+    pthread_cond_destroy(&ap->hcv);
+}
+
+static void sign_all(struct audit_appender *ap, struct batch *b)
+{
+    size_t half = b->n / 2;
+    if (!ap->helper_ok || b->n < HELPER_MIN)
+        half = 0;
+    if (half) {
+        pthread_mutex_lock(&ap->hmu);
+        ap->job = b->items + (b->n - half);
+        ap->job_n = half;
+        ap->job_pending = 1;
+        pthread_cond_broadcast(&ap->hcv);
+        pthread_mutex_unlock(&ap->hmu);
+    }
+    for (size_t i = 0; i < b->n - half; i++)
+        audit_entry_sign(&b->items[i]->entry, ap->active->sk);
+    if (half) {
+        pthread_mutex_lock(&ap->hmu);
+        while (ap->job_pending)
+            pthread_cond_wait(&ap->hcv, &ap->hmu);
+        pthread_mutex_unlock(&ap->hmu);
+    }
+}
+
+/* Build and hash every entry of the batch on the current head (each body carries the
+ * previous hash, so in order), then sign them all. */
+static int seal_batch(struct audit_appender *ap, struct batch *b)
+{
+    char ts[AUDIT_TS_LEN + 1], prev[AUDIT_HASH_HEX_LEN + 1];
+    audit_now_ts(ts);
+    memcpy(prev, ap->head_hash, sizeof(prev));
+    for (size_t i = 0; i < b->n; i++) {
+        struct audit_entry *e = &b->items[i]->entry;
+        e->seq = ap->head_seq + 1 + (long long)i;
+        memcpy(e->prev, prev, sizeof(e->prev));
+        memcpy(e->ts, ts, sizeof(e->ts));
+        snprintf(e->kv, sizeof(e->kv), "%s", ap->active->name);
+        if (audit_entry_build(e, b->items[i]->event) != 0)
+            return -1;
+        memcpy(prev, e->hash, sizeof(prev));
+    }
+    sign_all(ap, b);
+    return 0;
+}
+
+/* One EVALSHA (plus WAIT on the same connection when replicas are wanted). */
+static enum rpool_status run_script(struct audit_appender *ap, struct batch *b, redisReply **reply,
+                                    long long *replicas)
+{
+    size_t argc = 11 + 4 * b->n;
+    const char **argv = calloc(argc, sizeof(*argv));
+    char seq[24], window[24], n[24], wn[16], wt[24];
+    enum rpool_status st = RPOOL_CONN;
+    if (!argv)
+        return st;
+    snprintf(seq, sizeof(seq), "%lld", ap->head_seq);
+    snprintf(window, sizeof(window), "%lld", (long long)ap->conf.dedup_window_ms);
+    snprintf(n, sizeof(n), "%zu", b->n);
+    const char *fixed[] = {ap->keys->head,
+                           ap->keys->log,
+                           ap->keys->ids,
+                           ap->keys->idseq,
+                           ap->keys->keys,
+                           seq,
+                           ap->head_hash,
+                           window,
+                           ap->active->name,
+                           ap->need_activation ? "1" : "0",
+                           n};
+    memcpy(argv, fixed, sizeof(fixed));
+    for (size_t i = 0; i < b->n; i++) {
+        const char *id = json_string_value(json_object_get(b->items[i]->event, "event_id"));
+        argv[11 + 4 * i] = id ? id : "";
+        argv[12 + 4 * i] = b->items[i]->entry.body;
+        argv[13 + 4 * i] = b->items[i]->entry.hash;
+        argv[14 + 4 * i] = b->items[i]->entry.sig;
+    }
+    snprintf(wn, sizeof(wn), "%d", ap->conf.wait_replicas);
+    snprintf(wt, sizeof(wt), "%lld", (long long)ap->conf.wait_timeout_ms);
+    const char *wait_argv[] = {"WAIT", wn, wt};
+    struct rpool_cmd cmds[2] = {
+        {.script = &script_audit_append, .nkeys = 5, .argc = (int)argc, .argv = argv},
+        {.argc = 3, .argv = wait_argv},
+    };
+    redisReply *replies[2] = {NULL, NULL};
+    size_t ncmds = ap->conf.wait_replicas > 0 ? 2 : 1;
+    st = rpool_exec(ap->pool, cmds, ncmds, replies, ap->conf.wait_timeout_ms + 2000);
+    free(argv);
+    if (st != RPOOL_OK)
+        return st;
+    *reply = replies[0];
+    if (ncmds == 2) {
+        *replicas = replies[1]->type == REDIS_REPLY_INTEGER ? replies[1]->integer : 0;
+        freeReplyObject(replies[1]);
+    }
+    return (*reply)->type == REDIS_REPLY_ARRAY && (*reply)->elements >= 1 ? RPOOL_OK
+                                                                          : RPOOL_REPLY_ERROR;
+}
+
+static const char *reply_word(const redisReply *r)
+{
+    return r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str : "";
+}
+
+static long long reply_int(const redisReply *r, size_t i)
+{
+    if (i >= r->elements)
+        return 0;
+    const redisReply *e = r->element[i];
+    return e->type == REDIS_REPLY_INTEGER ? e->integer : (e->str ? atoll(e->str) : 0);
+}
+
+/* The script said "ok": the batch is in Redis. */
+static void commit_done(struct audit_appender *ap, struct batch *b, double started)
+{
+    for (size_t i = 0; i < b->n; i++)
+        b->items[i]->state = AUDIT_ITEM_APPENDED;
+    if (ap->need_activation) {
+        log_info(NULL, "signing key activated", LF_S("version", ap->active->name),
+                 LF_I("seq", ap->activation.entry.seq));
+        ap->need_activation = 0;
+    }
+    ap->head_seq = b->items[b->n - 1]->entry.seq;
+    memcpy(ap->head_hash, b->items[b->n - 1]->entry.hash, sizeof(ap->head_hash));
+    metric_add(ap->m_appends, b->n);
+    metric_observe(ap->m_batch, (double)b->n);
+    metric_observe(ap->m_duration, now_s() - started);
+    metric_set(ap->m_head, (double)ap->head_seq);
+}
+
+/* Items whose event_id was repeated inside the commit share the first one's outcome. */
+static void resolve_dups(struct audit_request *list)
+{
+    for (struct audit_request *r = list; r; r = r->next)
+        for (size_t i = 0; i < r->n; i++) {
+            struct audit_item *it = &r->items[i];
+            if (it->state == AUDIT_ITEM_PENDING && it->dup_of &&
+                it->dup_of->state != AUDIT_ITEM_PENDING) {
+                it->state = AUDIT_ITEM_DUPLICATE;
+                it->dup_seq = it->dup_of->state == AUDIT_ITEM_APPENDED ? it->dup_of->entry.seq
+                                                                       : it->dup_of->dup_seq;
+            }
+        }
+}
+
+static void mark_dups(struct batch *b, const redisReply *r)
+{
+    for (size_t i = 1; i + 1 < r->elements; i += 2) {
+        long long idx = reply_int(r, i);
+        if (idx >= 1 && (size_t)idx <= b->n) {
+            b->items[idx - 1]->state = AUDIT_ITEM_DUPLICATE;
+            b->items[idx - 1]->dup_seq = reply_int(r, i + 1);
+        }
+    }
+}
+
+static int load_head(struct audit_appender *ap)
+{
+    int exists;
+    if (audit_store_head(ap->pool, ap->keys, &ap->head_seq, ap->head_hash, &exists) != RPOOL_OK)
+        return -1;
+    ap->head_known = 1;
+    return 0;
+}
+
+/* One script reply that is not "ok": adjust and let the caller retry. Returns 0 to retry,
+ * or -1 for a broken chain. */
+static int handle_reply(struct audit_appender *ap, struct batch *b, const redisReply *r)
+{
+    const char *w = reply_word(r);
+    if (strcmp(w, "conflict") == 0 && r->elements == 3 && r->element[2]->str) {
+        ap->head_seq = reply_int(r, 1);
+        snprintf(ap->head_hash, sizeof(ap->head_hash), "%s", r->element[2]->str);
+        metric_inc(ap->m_conflicts);
+    } else if (strcmp(w, "duplicate") == 0) {
+        mark_dups(b, r);
+    } else if (strcmp(w, "need_activation") == 0) {
+        ap->need_activation = 1;
+    } else if (strcmp(w, "activated") == 0) {
+        ap->need_activation = 0;
+    } else {
+        log_critical(NULL, "audit chain head and log disagree: refusing to append",
+                     LF_S("reply", w), LF_I("head_seq", reply_int(r, 1)));
+        return -1;
+    }
+    return 0;
+}
+
+static enum audit_append_status commit_attempts(struct audit_appender *ap,
+                                                struct audit_request *list, struct batch *b,
+                                                long long *replicas)
+{
+    double started = now_s();
+    for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        redisReply *r = NULL;
+        if (!ap->head_known && load_head(ap) != 0)
+            return AUDIT_APPEND_UNAVAILABLE;
+        resolve_dups(list);
+        if (collect(ap, list, b) != 0 || seal_batch(ap, b) != 0)
+            return AUDIT_APPEND_UNAVAILABLE;
+        if (b->n == 0)
+            return AUDIT_APPEND_OK;
+        enum rpool_status st = run_script(ap, b, &r, replicas);
+        if (st != RPOOL_OK) {
+            freeReplyObject(r);
+            ap->head_known = 0; /* the script may have run: learn the head again */
+            return AUDIT_APPEND_UNAVAILABLE;
+        }
+        if (strcmp(reply_word(r), "ok") == 0) {
+            freeReplyObject(r);
+            commit_done(ap, b, started);
+            resolve_dups(list);
+            return AUDIT_APPEND_OK;
+        }
+        int rc = handle_reply(ap, b, r);
+        freeReplyObject(r);
+        if (rc != 0) {
+            ap->head_known = 0;
+            return AUDIT_APPEND_BROKEN;
+        }
+    }
+    return AUDIT_APPEND_UNAVAILABLE;
+}
+
+static void *appender_main(void *arg)
+{
+    struct audit_appender *ap = arg;
+    struct batch b = {0};
+    for (;;) {
+        pthread_mutex_lock(&ap->mu);
+        while (!ap->queue_head && !ap->stopping)
+            pthread_cond_wait(&ap->work_cv, &ap->mu);
+        if (!ap->queue_head) {
+            pthread_mutex_unlock(&ap->mu);
+            break;
+        }
+        /* Up to batch_max requests and AUDIT_COMMIT_ENTRIES entries (a client's own
+         * batch always goes whole, even alone above that). */
+        struct audit_request *list = ap->queue_head, *last = list;
+        size_t entries = last->n;
+        for (int n = 1; n < ap->conf.batch_max && last->next &&
+                        entries + last->next->n <= AUDIT_COMMIT_ENTRIES;
+             n++) {
+            last = last->next;
+            entries += last->n;
+        }
+        ap->queue_head = last->next;
+        if (!ap->queue_head)
+            ap->queue_tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&ap->mu);
+        long long replicas = 0;
+        enum audit_append_status st = commit_attempts(ap, list, &b, &replicas);
+        finish_requests(ap, list, st, replicas);
+    }
+    free(b.items);
+    return NULL;
+}
+
+static void init_metrics(struct audit_appender *ap, struct metrics *m)
+{
+    ap->m_appends =
+        metric_with(metrics_counter(m, "appends_total", "Entries appended", NULL), NULL);
+    ap->m_conflicts = metric_with(
+        metrics_counter(m, "cas_conflicts_total", "Head compare-and-set conflicts", NULL), NULL);
+    ap->m_batch = metric_with(metrics_histogram(m, "append_batch_size",
+                                                "Entries per compare-and-set", NULL, BATCH_BUCKETS,
+                                                sizeof(BATCH_BUCKETS) / sizeof(BATCH_BUCKETS[0])),
+                              NULL);
+    ap->m_duration =
+        metric_with(metrics_histogram(m, "append_duration_seconds", "Time to commit a batch", NULL,
+                                      METRICS_LATENCY_BUCKETS, METRICS_LATENCY_BUCKETS_N),
+                    NULL);
+    ap->m_head = metric_with(metrics_gauge(m, "chain_head_seq", "Last committed seq", NULL), NULL);
+}
+
+struct audit_appender *audit_appender_create(struct rpool *p, const struct audit_keys *k,
+                                             const struct audit_keyring *kr,
+                                             const struct audit_appender_config *conf,
+                                             struct metrics *m)
+{
+    struct audit_appender *ap = calloc(1, sizeof(*ap));
+    if (!ap || kr->active < 0)
+        goto fail;
+    ap->pool = p;
+    ap->keys = k;
+    ap->kr = kr;
+    ap->active = &kr->keys[kr->active];
+    ap->conf = *conf;
+    if (ap->conf.batch_max < 1)
+        ap->conf.batch_max = 1;
+    ap->activation.event =
+        json_pack("{s:s, s:s, s:{s:s, s:s}}", "actor", "auditd", "action", "audit.key_activated",
+                  "metadata", "version", ap->active->name, "public_key", ap->active->pk_b64);
+    if (!ap->activation.event)
+        goto fail;
+    init_metrics(ap, m);
+    pthread_mutex_init(&ap->mu, NULL);
+    pthread_cond_init(&ap->work_cv, NULL);
+    pthread_mutex_init(&ap->hmu, NULL);
+    pthread_cond_init(&ap->hcv, NULL);
+    ap->helper_ok = pthread_create(&ap->helper, NULL, helper_main, ap) == 0;
+    if (pthread_create(&ap->thread, NULL, appender_main, ap) != 0) {
+        helper_stop(ap);
+        json_decref(ap->activation.event);
+        goto fail;
+    }
+    return ap;
+fail:
+    free(ap);
+    return NULL;
+}
+
+void audit_appender_submit(struct audit_appender *ap, struct audit_request *req)
+{
+    req->done = 0;
+    req->next = NULL;
+    pthread_cond_init(&req->done_cv, NULL);
+    pthread_mutex_lock(&ap->mu);
+    if (ap->queue_tail)
+        ap->queue_tail->next = req;
+    else
+        ap->queue_head = req;
+    ap->queue_tail = req;
+    pthread_cond_signal(&ap->work_cv);
+    while (!req->done)
+        pthread_cond_wait(&req->done_cv, &ap->mu);
+    pthread_mutex_unlock(&ap->mu);
+    pthread_cond_destroy(&req->done_cv);
+}
+
+int audit_appender_check(struct audit_appender *ap, char *err, size_t errsize)
+{
+    long long head_seq, last_seq;
+    char head_hash[AUDIT_HASH_HEX_LEN + 1];
+    int exists;
+    struct audit_entry e;
+    size_t n = 0;
+    if (audit_store_head(ap->pool, ap->keys, &head_seq, head_hash, &exists) != RPOOL_OK ||
+        audit_store_last_seq(ap->pool, ap->keys, &last_seq) != RPOOL_OK)
+        return -2;
+    if (head_seq != last_seq) {
+        snprintf(err, errsize, "chain head says seq %lld but the log ends at seq %lld", head_seq,
+                 last_seq);
+        return -1;
+    }
+    if (last_seq == 0)
+        return 0;
+    if (audit_store_range(ap->pool, ap->keys, last_seq, last_seq, 1, &e, &n) != RPOOL_OK)
+        return -2;
+    int rc = (n == 1 && strcmp(e.hash, head_hash) == 0) ? 0 : -1;
+    if (rc != 0)
+        snprintf(err, errsize, "chain head hash differs from the hash of entry %lld", last_seq);
+    if (n == 1)
+        audit_entry_clear(&e);
+    return rc;
+}
+
+void audit_appender_free(struct audit_appender *ap)
+{
+    if (!ap)
+        return;
+    pthread_mutex_lock(&ap->mu);
+    ap->stopping = 1;
+    pthread_cond_signal(&ap->work_cv);
+    pthread_mutex_unlock(&ap->mu);
+    pthread_join(ap->thread, NULL);
+    helper_stop(ap);
+    audit_entry_clear(&ap->activation.entry);
+    json_decref(ap->activation.event);
+    pthread_mutex_destroy(&ap->mu);
+    pthread_cond_destroy(&ap->work_cv);
+    free(ap);
+}

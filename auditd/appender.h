@@ -1,0 +1,77 @@
+/* appender: the one writer of a chain within a process. Requests queue up; one thread
+ * takes whatever is waiting (up to AUDIT_BATCH_MAX requests), builds their entries on the
+ * head it knows, signs them and commits them with one audit_append.lua compare-and-set
+ * (group commit). On a conflict (another instance moved the head) it rebuilds the batch
+ * on the new head and tries again. A request is answered only once its entries are in
+ * Redis (or the attempt failed). */
+#ifndef AUDIT_APPENDER_H
+#define AUDIT_APPENDER_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "entry.h"
+#include "keyring.h"
+#include "shared/metrics.h"
+#include "shared/redis_pool.h"
+#include "store.h"
+
+enum audit_item_state {
+    AUDIT_ITEM_PENDING = 0,
+    AUDIT_ITEM_APPENDED,  /* entry holds the new entry */
+    AUDIT_ITEM_DUPLICATE, /* event_id seen: dup_seq is the existing entry */
+};
+
+struct audit_item {
+    json_t *event; /* validated event (borrowed from the caller) */
+    enum audit_item_state state;
+    long long dup_seq;
+    struct audit_item *dup_of; /* same event_id earlier in the same commit */
+    struct audit_entry entry;
+};
+
+enum audit_append_status {
+    AUDIT_APPEND_OK = 0,
+    AUDIT_APPEND_UNAVAILABLE, /* Redis unreachable or timed out: outcome unknown */
+    AUDIT_APPEND_BROKEN,      /* head and log disagree: nothing appended */
+};
+
+struct audit_request {
+    struct audit_item *items;
+    size_t n;
+    enum audit_append_status status;
+    long long replicas_acked;
+    int done;
+    pthread_cond_t done_cv; /* private to the appender */
+    struct audit_request *next;
+};
+
+struct audit_appender_config {
+    int batch_max; /* requests per compare-and-set */
+    int64_t dedup_window_ms;
+    int wait_replicas; /* 0: no WAIT */
+    int64_t wait_timeout_ms;
+};
+
+struct audit_appender;
+
+/* Starts the appender thread. kr must hold an active signing key; everything is borrowed
+ * for the appender's life. NULL on failure. */
+struct audit_appender *audit_appender_create(struct rpool *p, const struct audit_keys *k,
+                                             const struct audit_keyring *kr,
+                                             const struct audit_appender_config *conf,
+                                             struct metrics *m);
+
+/* Queue req (items filled, state pending) and block until it is committed or failed;
+ * then req->status and each item's state/entry are set. Thread-safe. */
+void audit_appender_submit(struct audit_appender *ap, struct audit_request *req);
+
+/* Check that the head and the log agree (head seq = last entry's seq and head hash = its
+ * hash, or both empty). Returns 0; -1 with the mismatch in err; -2 if Redis is down. */
+int audit_appender_check(struct audit_appender *ap, char *err, size_t errsize);
+
+/* Finish what is queued, stop the thread, free. NULL does nothing. */
+void audit_appender_free(struct audit_appender *ap);
+
+#endif

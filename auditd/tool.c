@@ -1,0 +1,85 @@
+/* tool: shared plumbing of audit-verify and audit-export. */
+#include "tool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shared/crypto.h"
+#include "shared/log.h"
+
+int audit_tool_init(const char *name)
+{
+    /* Tools print their own results on stdout; only critical pool lines may appear. */
+    log_init(name, LOG_CRITICAL);
+    return crypto_init();
+}
+
+struct rpool *audit_tool_pool(const char *url, char *err, size_t errsize)
+{
+    struct rpool_config rc;
+    rpool_config_defaults(&rc);
+    rc.url = url;
+    rc.size = 2;
+    rc.min_idle = 0;
+    rc.command_timeout_ms = 10000;
+    rc.pool_timeout_ms = 5000;
+    rc.connect_timeout_ms = 2000;
+    return rpool_create(&rc, NULL, err, errsize);
+}
+
+char *audit_tool_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long size;
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || size > (64L << 20) ||
+        fseek(f, 0, SEEK_SET) != 0)
+        goto done;
+    buf = malloc((size_t)size + 1);
+    if (buf && fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        free(buf);
+        buf = NULL;
+    }
+    if (buf) {
+        buf[size] = '\0';
+        *len = (size_t)size;
+    }
+done:
+    fclose(f);
+    return buf;
+}
+
+struct audit_keyring *audit_tool_keyring(const char *path, char *err, size_t errsize)
+{
+    size_t len;
+    json_error_t je;
+    char *text = audit_tool_read_file(path, &len);
+    if (!text) {
+        snprintf(err, errsize, "cannot read keyring %s", path);
+        return NULL;
+    }
+    json_t *doc = json_loadb(text, len, 0, &je);
+    free(text);
+    if (!doc) {
+        snprintf(err, errsize, "keyring %s: %s (line %d)", path, je.text, je.line);
+        return NULL;
+    }
+    struct audit_keyring *kr = audit_keyring_from_json(doc, err, errsize);
+    json_decref(doc);
+    return kr;
+}
+
+int audit_tool_num(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+    if (!s || !*s || *s == '-' || *s == ' ')
+        return -1;
+    long long v = strtoll(s, &end, 10);
+    if (*end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}

@@ -1,0 +1,26 @@
+/* tool: what audit-verify and audit-export share — a small Redis pool for a URL, the
+ * keyring file, and numeric option parsing. */
+#ifndef AUDIT_TOOL_H
+#define AUDIT_TOOL_H
+
+#include <stddef.h>
+
+#include "keyring.h"
+#include "shared/redis_pool.h"
+
+/* Initialise crypto and quiet logging for a command-line tool. Returns 0 or -1. */
+int audit_tool_init(const char *name);
+
+/* A pool of two connections to url (10 s command timeout). NULL with a reason in err. */
+struct rpool *audit_tool_pool(const char *url, char *err, size_t errsize);
+
+/* Read a keyring document (GET /v1/keys) from path. NULL with a reason in err. */
+struct audit_keyring *audit_tool_keyring(const char *path, char *err, size_t errsize);
+
+/* A whole file into a malloc'd NUL-terminated buffer (caller frees); NULL on error. */
+char *audit_tool_read_file(const char *path, size_t *len);
+
+/* Parse a decimal in [min, max]; returns 0 or -1. */
+int audit_tool_num(const char *s, long long min, long long max, long long *out);
+
+#endif

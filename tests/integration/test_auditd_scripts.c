@@ -1,0 +1,135 @@
+/* audit_append.lua and audit_checkpoint.lua run directly with EVALSHA against a real
+ * Redis: compare-and-set, conflict without writes, key activation, event-id dedup,
+ * head/log mismatch, one checkpoint per interval. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "../lib/harness.h"
+#include "scripts.h"
+
+#define ZERO "0000000000000000000000000000000000000000000000000000000000000000"
+#define H1 "1111111111111111111111111111111111111111111111111111111111111111"
+#define H2 "2222222222222222222222222222222222222222222222222222222222222222"
+#define KEYS "5 audit:{s}:head audit:{s}:log audit:{s}:ids audit:{s}:idseq audit:{s}:keys"
+
+static struct th_redis redis;
+
+static int setup(void **state)
+{
+    (void)state;
+    if (th_redis_start(&redis, NULL) != 0)
+        return -1;
+    redisReply *a = th_redis_cmd(&redis, "SCRIPT LOAD %s", script_audit_append.source);
+    redisReply *c = th_redis_cmd(&redis, "SCRIPT LOAD %s", script_audit_checkpoint.source);
+    int ok = a && c && strcmp(a->str, script_audit_append.sha1) == 0 &&
+             strcmp(c->str, script_audit_checkpoint.sha1) == 0;
+    freeReplyObject(a);
+    freeReplyObject(c);
+    return ok ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    th_redis_stop(&redis);
+    return 0;
+}
+
+/* One append of a single entry; returns the reply (caller frees). */
+static redisReply *append1(const char *seq, const char *hash, const char *activation,
+                           const char *id, const char *new_hash)
+{
+    return th_redis_cmd(&redis, "EVALSHA %s " KEYS " %s %s 86400000 v1 %s 1 %s body %s sig",
+                        script_audit_append.sha1, seq, hash, activation, id, new_hash);
+}
+
+static void assert_word(redisReply *r, const char *word)
+{
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_string_equal(r->element[0]->str, word);
+}
+
+static void test_append_cas(void **state)
+{
+    (void)state;
+    redisReply *r = append1("0", ZERO, "0", "", H1);
+    assert_word(r, "need_activation"); /* v1 never signed here: its first entry must say so */
+    freeReplyObject(r);
+    assert_int_equal(th_redis_int(&redis, "XLEN audit:{s}:log"), 0);
+    r = append1("0", ZERO, "1", "", H1);
+    assert_word(r, "ok");
+    assert_int_equal(r->element[1]->integer, 1);
+    freeReplyObject(r);
+    assert_int_equal(th_redis_int(&redis, "HGET audit:{s}:keys v1"), 1);
+    r = append1("1", H1, "1", "", H2);
+    assert_word(r, "activated"); /* another instance already activated v1 */
+    freeReplyObject(r);
+    /* A stale head: conflict with the current head, nothing written. */
+    r = append1("0", ZERO, "0", "", H2);
+    assert_word(r, "conflict");
+    assert_int_equal(r->element[1]->integer, 1);
+    assert_string_equal(r->element[2]->str, H1);
+    freeReplyObject(r);
+    assert_int_equal(th_redis_int(&redis, "XLEN audit:{s}:log"), 1);
+    r = append1("1", H1, "0", "ev-9", H2);
+    assert_word(r, "ok");
+    freeReplyObject(r);
+    redisReply *h = th_redis_cmd(&redis, "HGET audit:{s}:head hash");
+    assert_string_equal(h->str, H2);
+    freeReplyObject(h);
+}
+
+static void test_duplicate_event_id(void **state)
+{
+    (void)state;
+    redisReply *r = append1("2", H2, "0", "ev-9", H1);
+    assert_word(r, "duplicate");
+    assert_int_equal(r->element[1]->integer, 1); /* batch index */
+    assert_int_equal(r->element[2]->integer, 2); /* the seq it was appended at */
+    freeReplyObject(r);
+    assert_int_equal(th_redis_int(&redis, "XLEN audit:{s}:log"), 2);
+}
+
+static void test_head_log_mismatch(void **state)
+{
+    (void)state;
+    freeReplyObject(th_redis_cmd(&redis, "XADD audit:{s}:log 9-0 body x hash y sig z"));
+    redisReply *r = append1("2", H2, "0", "", H1);
+    assert_word(r, "broken");
+    freeReplyObject(r);
+    assert_int_equal(th_redis_int(&redis, "HGET audit:{s}:head seq"), 2);
+}
+
+static void test_checkpoint_once_per_interval(void **state)
+{
+    (void)state;
+    const char *k = "audit:{s}:checkpoints";
+    redisReply *r = th_redis_cmd(&redis, "EVALSHA %s 1 %s 3600000 2 %s note1",
+                                 script_audit_checkpoint.sha1, k, H2);
+    assert_word(r, "stored");
+    freeReplyObject(r);
+    r = th_redis_cmd(&redis, "EVALSHA %s 1 %s 3600000 2 %s note2", script_audit_checkpoint.sha1, k,
+                     H2);
+    assert_word(r, "exists");
+    freeReplyObject(r);
+    assert_int_equal(th_redis_int(&redis, "XLEN %s", k), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_append_cas),
+        cmocka_unit_test(test_duplicate_event_id),
+        cmocka_unit_test(test_head_log_mismatch),
+        cmocka_unit_test(test_checkpoint_once_per_interval),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
