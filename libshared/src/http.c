@@ -723,13 +723,19 @@ int http_start(struct http_server *s)
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     flags |= s->conf.threads == 0 ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL
                                   : MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
-    s->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_LISTEN_SOCKET, s->lis.fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->conf.threads,
-        MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)s->conf.connection_limit, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
+    /* The pool size is an option only in pool mode (MHD warns about a zero size). */
+    struct MHD_OptionItem pool[] = {
+        {s->conf.threads ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)s->conf.threads,
+         NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+                              mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, s->lis.fd, MHD_OPTION_ARRAY,
+                              pool, MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK,
+                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->conf.connection_limit,
+                              MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_URI_LOG_CALLBACK,
+                              on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                              MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
     if (!s->mhd) {
         snprintf(s->lis.errstr, sizeof(s->lis.errstr), "cannot start the HTTP server on %.100s",
                  s->lis.desc);

@@ -140,8 +140,10 @@ int jv_only(const json_t *obj, const char *const *allowed, struct jv_error *e)
         while (allowed[i] &&
                !(strlen(allowed[i]) == key_len && memcmp(allowed[i], key, key_len) == 0))
             i++;
-        if (!allowed[i])
-            return jv_fail(e, key, "unknown field");
+        if (!allowed[i]) {
+            snprintf(e->field_buf, sizeof(e->field_buf), "%.*s", (int)key_len, key);
+            return jv_fail(e, e->field_buf, "unknown field");
+        }
     }
     return 0;
 }

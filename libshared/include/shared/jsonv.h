@@ -11,7 +11,8 @@
 #include <stddef.h>
 
 struct jv_error {
-    const char *field;
+    const char *field;  /* the getter's name, or field_buf for an unknown member */
+    char field_buf[64]; /* a copy, so the error outlives the JSON it came from */
     char detail[160];
 };
 
