@@ -245,6 +245,10 @@ static void handle_verify(struct http_req *r, void *ctx)
         http_invalid(r, e.field, "%s", e.detail);
         return;
     }
+    if (o.to_seq >= 0 && o.to_seq < o.from_seq) {
+        http_invalid(r, "to_seq", "to_seq must be null or at least from_seq");
+        return;
+    }
     if (audit_scan_redis(api->pool, api->keys, api->kr, &o, &res) != RPOOL_OK) {
         http_unavailable(r);
         return;
@@ -252,7 +256,7 @@ static void handle_verify(struct http_req *r, void *ctx)
     if (res.ok)
         http_reply_json(r, 200,
                         json_pack("{s:b, s:I, s:I}", "ok", 1, "checked", (json_int_t)res.checked,
-                                  "head_seq", (json_int_t)res.last_seq));
+                                  "head_seq", (json_int_t)res.head_seq));
     else
         http_reply_json(r, 200,
                         json_pack("{s:b, s:I, s:I, s:s}", "ok", 0, "checked",

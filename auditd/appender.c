@@ -25,6 +25,7 @@ struct audit_appender {
     struct audit_request *queue_head, *queue_tail;
     int stopping;
     /* appender-thread state */
+    int chain_checked; /* head and log found to agree (at startup or before the first commit) */
     int head_known;
     long long head_seq;
     char head_hash[AUDIT_HASH_HEX_LEN + 1];
@@ -307,9 +308,20 @@ static void mark_dups(struct batch *b, const redisReply *r)
     }
 }
 
+/* Learn the head. The first time (when Redis was down at startup) check first that the head
+ * and the log agree. Returns 0, -1 if Redis is unavailable, -2 if the chain is broken. */
 static int load_head(struct audit_appender *ap)
 {
     int exists;
+    if (!ap->chain_checked) {
+        char err[160];
+        int rc = audit_appender_check(ap, err, sizeof(err));
+        if (rc == -1)
+            log_critical(NULL, "audit chain is inconsistent: refusing to append",
+                         LF_S("detail", err));
+        if (rc != 0)
+            return rc == -1 ? -2 : -1;
+    }
     if (audit_store_head(ap->pool, ap->keys, &ap->head_seq, ap->head_hash, &exists) != RPOOL_OK)
         return -1;
     ap->head_known = 1;
@@ -346,8 +358,9 @@ static enum audit_append_status commit_attempts(struct audit_appender *ap,
     double started = now_s();
     for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         redisReply *r = NULL;
-        if (!ap->head_known && load_head(ap) != 0)
-            return AUDIT_APPEND_UNAVAILABLE;
+        int lh = ap->head_known ? 0 : load_head(ap);
+        if (lh != 0)
+            return lh == -2 ? AUDIT_APPEND_BROKEN : AUDIT_APPEND_UNAVAILABLE;
         resolve_dups(list);
         if (collect(ap, list, b) != 0 || seal_batch(ap, b) != 0)
             return AUDIT_APPEND_UNAVAILABLE;
@@ -497,6 +510,7 @@ int audit_appender_check(struct audit_appender *ap, char *err, size_t errsize)
                  last_seq);
         return -1;
     }
+    ap->chain_checked = last_seq == 0;
     if (last_seq == 0)
         return 0;
     if (audit_store_range(ap->pool, ap->keys, last_seq, last_seq, 1, &e, &n) != RPOOL_OK)
@@ -506,6 +520,7 @@ int audit_appender_check(struct audit_appender *ap, char *err, size_t errsize)
         snprintf(err, errsize, "chain head hash differs from the hash of entry %lld", last_seq);
     if (n == 1)
         audit_entry_clear(&e);
+    ap->chain_checked = rc == 0;
     return rc;
 }
 

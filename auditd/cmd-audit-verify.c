@@ -105,7 +105,10 @@ static int load_expectation(const struct opts *o, const struct audit_keyring *kr
 static void progress(long long seq, long long target, void *arg)
 {
     (void)arg;
-    fprintf(stderr, "\rverified %lld / %lld", seq, target);
+    if (target > 0)
+        fprintf(stderr, "\rverified %lld / %lld", seq, target);
+    else
+        fprintf(stderr, "\rverified %lld", seq);
 }
 
 /* An export file, line by line (never all in memory). Returns 0, or -1 on I/O error. */
@@ -140,8 +143,12 @@ static int verify_file(const char *path, const struct audit_keyring *kr,
             first = 0;
         }
         stop = v ? audit_verifier_feed(v, &e) : 1;
+        if (so->progress && e.seq > 0 && e.seq % 10000 == 0)
+            so->progress(e.seq, 0, so->progress_arg);
         audit_entry_clear(&e);
     }
+    if (so->progress)
+        fputc('\n', stderr);
     free(line);
     if (f != stdin)
         fclose(f);
@@ -163,7 +170,7 @@ static int report(const struct audit_vresult *res, int json)
         printf("{\"ok\":%s,\"checked\":%lld,\"first_bad_seq\":", res->ok ? "true" : "false",
                res->checked);
         if (res->ok)
-            printf("null,\"reason\":null,\"head_seq\":%lld,\"head\":\"%s\"}\n", res->last_seq,
+            printf("null,\"reason\":null,\"head_seq\":%lld,\"head\":\"%s\"}\n", res->head_seq,
                    res->last_hash);
         else
             printf("%lld,\"reason\":\"%s\"}\n", res->first_bad_seq, audit_reason_name(res->reason));
@@ -181,6 +188,8 @@ static int run(const struct opts *o, const struct audit_keyring *kr, struct audi
                struct audit_vresult *res)
 {
     char err[160];
+    if (isatty(2))
+        so->progress = progress;
     if (o->file) {
         if (verify_file(o->file, kr, so, res) != 0) {
             fprintf(stderr, "audit-verify: cannot read %s\n", o->file);
@@ -195,8 +204,6 @@ static int run(const struct opts *o, const struct audit_keyring *kr, struct audi
         return -1;
     }
     audit_keys_init(&keys, o->chain);
-    if (isatty(2))
-        so->progress = progress;
     enum rpool_status st = audit_scan_redis(p, &keys, kr, so, res);
     if (so->progress)
         fputc('\n', stderr);
@@ -226,6 +233,13 @@ int main(int argc, char **argv)
     struct audit_scan_opts so = {.from_seq = o.from_seq, .to_seq = -1, .threads = o.threads};
     if (load_expectation(&o, kr, &so) != 0) {
         fprintf(stderr, "audit-verify: bad --expect / --expect-head\n");
+        goto done;
+    }
+    if (so.expect_seq > 0 && so.expect_seq < so.from_seq - 1) {
+        fprintf(stderr,
+                "audit-verify: the expected head (seq %lld) lies before --from-seq %lld "
+                "and its link: it cannot be checked\n",
+                so.expect_seq, so.from_seq);
         goto done;
     }
     if (run(&o, kr, &so, &res) == 0)

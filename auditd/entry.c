@@ -9,11 +9,12 @@
 static const char *const EVENT_FIELDS[] = {"actor",    "action",   "resource", "outcome",
                                            "metadata", "event_id", NULL};
 
-/* Metadata: nested objects/arrays up to AUDIT_META_MAX_DEPTH, integers within ±(2^53−1),
- * no fractional numbers (their text form is not canonical across implementations). */
+/* Metadata: objects/arrays nested up to AUDIT_META_MAX_DEPTH levels (the metadata object
+ * itself is level 1; scalars add none), integers within ±(2^53−1), no fractional numbers
+ * (their text form is not canonical across implementations). */
 static int meta_check(const json_t *v, int depth, struct jv_error *e)
 {
-    if (depth > AUDIT_META_MAX_DEPTH)
+    if ((json_is_object(v) || json_is_array(v)) && depth > AUDIT_META_MAX_DEPTH)
         return jv_fail(e, "metadata", "nested deeper than %d levels", AUDIT_META_MAX_DEPTH);
     if (json_is_real(v))
         return jv_fail(e, "metadata",

@@ -77,6 +77,7 @@ enum rpool_status audit_scan_redis(struct rpool *p, const struct audit_keys *k,
     st = feed_pages(p, k, v, o, upto);
     int whole = o->to_seq < 0 || o->to_seq >= head_seq;
     audit_verifier_finish(v, whole, exists, head_seq, head_hash, out);
+    out->head_seq = head_seq;
     audit_verifier_free(v);
     return st;
 }

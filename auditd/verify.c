@@ -130,10 +130,31 @@ struct audit_verifier *audit_verifier_create(const struct audit_keyring *kr, int
     return v;
 }
 
+static int fail_at(struct audit_verifier *v, long long seq, enum audit_reason r)
+{
+    v->bad_seq = seq;
+    v->bad_reason = r;
+    return 1;
+}
+
+/* The trusted link (the hash before the next entry) is known: if the expected head is
+ * exactly there, compare it now. Returns 1 on a mismatch. */
+static int check_link(struct audit_verifier *v)
+{
+    if (v->checkpoint_seq == 0 || v->checkpoint_seq != v->expect_seq - 1 || v->checkpoint_seen)
+        return 0;
+    if (strcmp(v->checkpoint_hash, v->prev) != 0)
+        return fail_at(v, v->checkpoint_seq, AUDIT_HEAD_MISMATCH);
+    v->checkpoint_seen = 1;
+    return 0;
+}
+
 void audit_verifier_expect(struct audit_verifier *v, long long seq, const char *hash)
 {
     v->checkpoint_seq = seq;
     snprintf(v->checkpoint_hash, sizeof(v->checkpoint_hash), "%s", hash);
+    if (v->prev_known && !v->bad_seq)
+        check_link(v);
 }
 
 static void submit_block(struct audit_verifier *v)
@@ -174,13 +195,6 @@ static int check_sig(struct audit_verifier *v, const struct audit_entry *e, cons
     return 0;
 }
 
-static int fail_at(struct audit_verifier *v, long long seq, enum audit_reason r)
-{
-    v->bad_seq = seq;
-    v->bad_reason = r;
-    return 1;
-}
-
 int audit_verifier_feed(struct audit_verifier *v, const struct audit_entry *e)
 {
     uint8_t md[CRYPTO_SHA256_LEN];
@@ -198,6 +212,12 @@ int audit_verifier_feed(struct audit_verifier *v, const struct audit_entry *e)
         return fail_at(v, e->seq, AUDIT_GAP);
     if (v->prev_known && strcmp(prev, v->prev) != 0)
         return fail_at(v, e->seq, AUDIT_PREV_MISMATCH);
+    if (!v->prev_known) { /* --from-seq without the previous entry: trust this link */
+        memcpy(v->prev, prev, sizeof(v->prev));
+        v->prev_known = 1;
+        if (check_link(v))
+            return 1;
+    }
     const struct audit_key *k = audit_keyring_find(v->kr, kv);
     if (!k)
         return fail_at(v, e->seq, AUDIT_UNKNOWN_KEY);
@@ -231,17 +251,22 @@ static void join_workers(struct audit_verifier *v)
     v->tids = NULL;
 }
 
-/* The head and expectation checks, once every entry passed. */
+/* The head and expectation checks, once every entry passed. end is the last seq
+ * verified, or from_seq - 1 when none was; v->prev is the hash there (when known). */
 static void check_end(struct audit_verifier *v, int head_known, int head_exists, long long head_seq,
                       const char *head_hash)
 {
+    long long end = v->expect_seq - 1;
     if (head_known && !head_exists && v->last_seq > 0)
         fail_at(v, v->last_seq + 1, AUDIT_HEAD_MISSING);
+    else if (head_known && head_exists && end > head_seq) /* asked to start past the head */
+        fail_at(v, head_seq + 1, AUDIT_TRUNCATED);
     else if (head_known && head_exists &&
-             (v->last_seq != head_seq || (head_seq > 0 && strcmp(v->last_hash, head_hash) != 0)))
-        fail_at(v, v->last_seq < head_seq ? v->last_seq + 1 : head_seq, AUDIT_HEAD_MISMATCH);
-    else if (v->checkpoint_seq > 0 && !v->checkpoint_seen && v->last_seq < v->checkpoint_seq)
-        fail_at(v, v->last_seq + 1, AUDIT_TRUNCATED);
+             (end < head_seq ||
+              (head_seq > 0 && (!v->prev_known || strcmp(v->prev, head_hash) != 0))))
+        fail_at(v, end < head_seq ? end + 1 : head_seq, AUDIT_HEAD_MISMATCH);
+    else if (v->checkpoint_seq > 0 && !v->checkpoint_seen && end < v->checkpoint_seq)
+        fail_at(v, end + 1, AUDIT_TRUNCATED);
 }
 
 void audit_verifier_finish(struct audit_verifier *v, int head_known, int head_exists,
@@ -260,11 +285,16 @@ void audit_verifier_finish(struct audit_verifier *v, int head_known, int head_ex
     out->ok = out->first_bad_seq == 0;
     out->first_seq = v->last_seq ? v->from_seq : 0;
     out->last_seq = v->last_seq;
+    out->head_seq = head_known ? head_seq : v->last_seq;
     out->checked = out->ok ? (v->last_seq ? v->last_seq - v->from_seq + 1 : 0)
                            : out->first_bad_seq - v->from_seq;
     if (out->checked < 0)
         out->checked = 0;
-    memcpy(out->last_hash, v->last_seq ? v->last_hash : AUDIT_ZERO_HASH, AUDIT_HASH_HEX_LEN + 1);
+    memcpy(out->last_hash,
+           v->last_seq     ? v->last_hash
+           : v->prev_known ? v->prev
+                           : AUDIT_ZERO_HASH,
+           AUDIT_HASH_HEX_LEN + 1);
 }
 
 void audit_verifier_free(struct audit_verifier *v)

@@ -32,6 +32,7 @@ struct audit_vresult {
     long long first_bad_seq; /* 0 when ok */
     enum audit_reason reason;
     long long first_seq, last_seq; /* range seen (0 when none) */
+    long long head_seq;            /* the stored head's seq (last_seq when unknown) */
     char last_hash[AUDIT_HASH_HEX_LEN + 1];
 };
 

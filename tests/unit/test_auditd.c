@@ -142,9 +142,23 @@ static void test_event_validation(void **state)
     expect_bad("{\"actor\":\"u\",\"action\":\"a\",\"metadata\":{\"x\":1.5}}", "metadata");
     expect_bad("{\"actor\":\"u\",\"action\":\"a\",\"metadata\":{\"x\":9007199254740992}}",
                "metadata");
+    /* Depth counts objects and arrays, metadata itself being level 1: 8 levels pass, 9 do
+     * not, whatever scalar sits at the bottom. */
+    ev = parse_event("{\"actor\":\"u\",\"action\":\"a\",\"metadata\":"
+                     "{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":[{\"h\":1}]}}}}}}}",
+                     &e);
+    assert_non_null(ev);
+    json_decref(ev);
     expect_bad("{\"actor\":\"u\",\"action\":\"a\",\"metadata\":"
-               "{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":{\"g\":{\"h\":1}}}}}}}}}",
+               "{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":[{\"h\":[]}]}}}}}}}",
                "metadata");
+    expect_bad("{\"actor\":\"u\",\"action\":\"a\",\"metadata\":{\"x\":-9007199254740992}}",
+               "metadata");
+    expect_bad("{\"actor\":\"u\",\"action\":\"a\",\"metadata\":{\"x\":1e3}}", "metadata");
+    expect_bad("{\"actor\":\"\",\"action\":\"a\"}", "actor");
+    expect_bad("{\"actor\":1,\"action\":\"a\"}", "actor");
+    expect_bad("{\"actor\":\"u\",\"action\":\"a\",\"metadata\":[1]}", "metadata");
+    expect_bad("{\"actor\":\"u\",\"action\":\"a\",\"event_id\":\"\"}", "event_id");
     expect_bad("{\"actor\":\"auditd\",\"action\":\"a\"}", "actor");
     expect_bad("{\"actor\":\"u\",\"action\":\"audit.key_activated\"}", "action");
     expect_bad("{\"actor\":\"u\",\"action\":\"a\",\"event_id\":\"a b\"}", "event_id");
@@ -243,6 +257,81 @@ static void test_verifier_tamper(void **state)
     free(c);
 }
 
+/* Ranges: --from-seq at or past the head, an expected head at the trusted link, a chain
+ * shorter than the expectation, a missing head. */
+static struct audit_vresult run_range(const struct audit_keyring *kr, struct audit_entry *c, int n,
+                                      long long from, const char *prev, long long exp_seq,
+                                      const char *exp_hash, int head_known, int head_exists)
+{
+    struct audit_vresult res;
+    struct audit_verifier *v = audit_verifier_create(kr, 1, from, prev);
+    if (exp_seq > 0)
+        audit_verifier_expect(v, exp_seq, exp_hash);
+    for (int i = (int)from - 1; i < n && !audit_verifier_feed(v, &c[i]); i++)
+        ;
+    audit_verifier_finish(v, head_known, head_exists, c[n - 1].seq, c[n - 1].hash, &res);
+    audit_verifier_free(v);
+    return res;
+}
+
+static void test_verifier_ranges(void **state)
+{
+    (void)state;
+    uint8_t seed[32] = {5}, sk[64];
+    struct audit_key key = {.version = 1, .name = "v1"};
+    struct audit_keyring kr = {.keys = &key, .n = 1, .active = 0};
+    crypto_ed25519_from_seed(seed, key.pk, sk);
+    struct audit_entry *c = make_chain(10, sk, "v1");
+    /* Nothing new since the last audit: from the head + 1, 0 entries, fine. */
+    struct audit_vresult r = run_range(&kr, c, 10, 11, c[9].hash, 0, NULL, 1, 1);
+    assert_true(r.ok);
+    assert_int_equal(r.checked, 0);
+    assert_string_equal(r.last_hash, c[9].hash);
+    /* ... but a wrong link there is the head not matching. */
+    r = run_range(&kr, c, 10, 11, c[8].hash, 0, NULL, 1, 1);
+    assert_int_equal(r.first_bad_seq, 10);
+    assert_int_equal(r.reason, AUDIT_HEAD_MISMATCH);
+    /* Past the head + 1: the chain is shorter than asked for. */
+    r = run_range(&kr, c, 10, 13, NULL, 0, NULL, 1, 1);
+    assert_int_equal(r.first_bad_seq, 11);
+    assert_int_equal(r.reason, AUDIT_TRUNCATED);
+    /* An expected head at from_seq - 1 is the trusted link (given, or from the first entry). */
+    r = run_range(&kr, c, 10, 6, c[4].hash, 5, c[4].hash, 1, 1);
+    assert_true(r.ok);
+    assert_int_equal(r.checked, 5);
+    r = run_range(&kr, c, 10, 6, c[4].hash, 5, c[3].hash, 1, 1);
+    assert_int_equal(r.first_bad_seq, 5);
+    assert_int_equal(r.reason, AUDIT_HEAD_MISMATCH);
+    r = run_range(&kr, c, 10, 6, NULL, 5, c[4].hash, 0, 0);
+    assert_true(r.ok);
+    r = run_range(&kr, c, 10, 6, NULL, 5, c[3].hash, 0, 0);
+    assert_int_equal(r.first_bad_seq, 5);
+    /* An expectation beyond the end: truncated; no head record at all: head_missing. */
+    r = run_range(&kr, c, 10, 1, NULL, 12, c[0].hash, 0, 0);
+    assert_int_equal(r.first_bad_seq, 11);
+    assert_int_equal(r.reason, AUDIT_TRUNCATED);
+    assert_false(audit_reason_tampered(r.reason));
+    r = run_range(&kr, c, 10, 1, NULL, 0, NULL, 1, 0);
+    assert_int_equal(r.first_bad_seq, 11);
+    assert_int_equal(r.reason, AUDIT_HEAD_MISSING);
+    for (int i = 0; i < 10; i++)
+        audit_entry_clear(&c[i]);
+    free(c);
+}
+
+/* The checkpoint key id: SHA-256("warden-audit/default" || 0x0A || 0x01 || pk)[:4], with the
+ * RFC 8032 test 1 public key (computed separately: 65308a54). */
+static void test_key_id(void **state)
+{
+    (void)state;
+    uint8_t pk[32], id[4];
+    char hex[9];
+    crypto_unhex(RFC_PK, 64, pk, 32);
+    audit_key_id("warden-audit/default", pk, id);
+    crypto_hex(id, 4, hex);
+    assert_string_equal(hex, "65308a54");
+}
+
 static void test_checkpoint_note(void **state)
 {
     (void)state;
@@ -269,10 +358,15 @@ static void test_checkpoint_note(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rfc8032_vector),      cmocka_unit_test(test_keyring_env),
-        cmocka_unit_test(test_keyring_missing_key), cmocka_unit_test(test_event_validation),
-        cmocka_unit_test(test_body_canonical),      cmocka_unit_test(test_verifier_tamper),
+        cmocka_unit_test(test_rfc8032_vector),
+        cmocka_unit_test(test_keyring_env),
+        cmocka_unit_test(test_keyring_missing_key),
+        cmocka_unit_test(test_event_validation),
+        cmocka_unit_test(test_body_canonical),
+        cmocka_unit_test(test_verifier_tamper),
         cmocka_unit_test(test_checkpoint_note),
+        cmocka_unit_test(test_verifier_ranges),
+        cmocka_unit_test(test_key_id),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
