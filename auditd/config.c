@@ -17,7 +17,10 @@ const char AUDIT_ENV_HELP[] =
     "  AUDIT_WAIT_TIMEOUT         how long to WAIT (default: 500ms)\n"
     "  AUDIT_DEDUP_WINDOW         how long an event_id is remembered (default: 24h)\n"
     "  AUDIT_CHECKPOINT_INTERVAL  signed checkpoint cadence, 0 disables (default: 60s)\n"
-    "  AUDIT_ORIGIN               checkpoint origin (default: warden-audit/<chain>)\n";
+    "  AUDIT_ORIGIN               checkpoint origin (default: warden-audit/<chain>)\n"
+    "\nCommands:\n"
+    "  auditd keygen              print a new PEM private key and its base64 public key\n"
+    "  auditd pubkeys             print the keyring (as GET /v1/keys) of the keys set\n";
 
 static int chain_ok(const char *s)
 {

@@ -20,8 +20,10 @@
 #define KEY_V1_ENV "AUDIT_PRIVATE_KEY_V1=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
 #define KEY_V2_ENV "AUDIT_PRIVATE_KEY_V2=AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="
 #define SEED_ROGUE "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="
+#define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 
-/* Start auditd against r with extra "NAME=value" settings (NULL-terminated). */
+/* Start auditd against r with extra "NAME=value" settings (NULL-terminated); they come
+ * first in the environment, so they override the defaults set here. */
 static inline int au_start(struct th_proc *p, struct th_redis *r, const char *const *extra)
 {
     char url[160], listen[64];
@@ -29,12 +31,12 @@ static inline int au_start(struct th_proc *p, struct th_redis *r, const char *co
     int n = 0, port = th_free_port();
     snprintf(url, sizeof(url), "REDIS_URL=%s", r->url);
     snprintf(listen, sizeof(listen), "LISTEN_ADDR=127.0.0.1:%d", port);
+    for (int i = 0; extra && extra[i] && n < 34; i++)
+        env[n++] = extra[i];
     env[n++] = url;
     env[n++] = listen;
     env[n++] = "SHUTDOWN_TIMEOUT=5s";
     env[n++] = "LOG_LEVEL=warn";
-    for (int i = 0; extra && extra[i] && n < 38; i++)
-        env[n++] = extra[i];
     env[n] = NULL;
     const char *argv[] = {"auditd", NULL};
     return th_proc_start(p, th_bin("bin/auditd"), argv, env, port);
