@@ -107,6 +107,42 @@ static inline double au_metric(int port, const char *prefix)
     return v;
 }
 
+/* Check an Ed25519 signature with an independent implementation: openssl pkeyutl
+ * -verify -rawin, the public key given as base64 of its 32 bytes. dir holds the scratch
+ * files. Returns 1 verified, 0 not. */
+static inline int au_openssl_verify(const char *dir, const char *pk64, const void *msg,
+                                    size_t msg_len, const uint8_t sig[64])
+{
+    char der_f[320], pem_f[320], msg_f[320], sig_f[320];
+    uint8_t der[44] = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
+    if (crypto_unb64(pk64, strlen(pk64), der + 12, 32) != 32)
+        return 0;
+    snprintf(der_f, sizeof(der_f), "%s/osv-pub.der", dir);
+    snprintf(pem_f, sizeof(pem_f), "%s/osv-pub.pem", dir);
+    snprintf(msg_f, sizeof(msg_f), "%s/osv-msg.bin", dir);
+    snprintf(sig_f, sizeof(sig_f), "%s/osv-sig.bin", dir);
+    FILE *f = fopen(der_f, "wb");
+    fwrite(der, 1, sizeof(der), f);
+    fclose(f);
+    f = fopen(msg_f, "wb");
+    fwrite(msg, 1, msg_len, f);
+    fclose(f);
+    f = fopen(sig_f, "wb");
+    fwrite(sig, 1, 64, f);
+    fclose(f);
+    const char *conv[] = {"openssl", "pkey", "-pubin", "-inform", "DER",
+                          "-in",     der_f,  "-out",   pem_f,     NULL};
+    if (th_run("/usr/bin/openssl", conv, NULL, NULL, NULL, 10000) != 0)
+        return 0;
+    const char *ver[] = {"openssl", "pkeyutl", "-verify", "-pubin",   "-inkey", pem_f,
+                         "-rawin",  "-in",     msg_f,     "-sigfile", sig_f,    NULL};
+    char *out = NULL;
+    int st = th_run("/usr/bin/openssl", ver, NULL, &out, NULL, 10000);
+    int ok = st == 0 && out && strstr(out, "Signature Verified Successfully");
+    free(out);
+    return ok;
+}
+
 /* Run audit-verify with args (NULL-terminated, without argv[0]); returns its exit status
  * and its stdout in *out (caller frees). */
 static inline int au_verify(const char *const *args, char **out)
