@@ -355,6 +355,34 @@ static void test_user_index_cap(void **state)
     assert_true(th_redis_int(&redis, "PTTL tok:user:{u-cap}") > 59000);
 }
 
+/* Every key a tokend script touches is one of its KEYS (so the caller's hash tags decide
+ * the slot, and a cluster can route it): each redis.call names its key as KEYS[n], and
+ * the scripts that take two keys are given them under one tag. TIME takes no key. */
+static void test_scripts_touch_only_declared_keys(void **state)
+{
+    const struct script *const all[] = {&script_token_issue, &script_token_refresh,
+                                        &script_token_revoke, &script_token_user_add};
+    (void)state;
+    for (int i = 0; i < 4; i++) {
+        int calls = 0;
+        const char *src = all[i]->source;
+        assert_non_null(strstr(src, "-- KEYS[1]")); /* the contract comment */
+        assert_non_null(strstr(src, "-- ARGV[1]"));
+        assert_non_null(strstr(src, "-- Reply"));
+        for (const char *p = strstr(src, "redis.call("); p; p = strstr(p + 1, "redis.call(")) {
+            const char *cmd = p + strlen("redis.call(");
+            const char *comma = strchr(cmd, ',');
+            const char *close = strchr(cmd, ')');
+            calls++;
+            if (strncmp(cmd, "'TIME')", 7) == 0)
+                continue;
+            if (!comma || (close && close < comma) || strncmp(comma + 1, " KEYS[", 6) != 0)
+                fail_msg("%s: a redis.call whose key is not one of KEYS: %.40s", all[i]->name, p);
+        }
+        assert_true(calls > 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +394,7 @@ int main(void)
         cmocka_unit_test(test_previous_key_hash),
         cmocka_unit_test(test_revoke_script),
         cmocka_unit_test(test_user_index_cap),
+        cmocka_unit_test(test_scripts_touch_only_declared_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
