@@ -8,7 +8,10 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
+
 #include "../../auditd/entry.h"
+#include "../../auditd/tool.h"
 #include "test_auditd_util.h"
 
 #define CHAIN_LEN 20
@@ -178,7 +181,8 @@ static void test_swapped_entries(void **state)
     c[10].seq = 11;
     c[11].seq = 12;
     write_log(c, CHAIN_LEN, CHAIN_LEN, c[CHAIN_LEN - 1].hash);
-    assert_verify(1, "TAMPERED at seq 11", NULL);
+    assert_verify(1, "TAMPERED at seq 11: gap", NULL);
+    assert_api_verify(11, "gap");
     free_chain(c);
 }
 
@@ -206,6 +210,268 @@ static void test_resigned_unknown_key(void **state)
     audit_entry_clear(&e);
     json_decref(event);
     free_chain(c);
+}
+
+/* Entry idx rebuilt from its event with prev (NULL: its own) and signed by seed as kv. */
+static void reseal(struct stored *c, int idx, const char *prev, const char *seed64, const char *kv)
+{
+    struct audit_entry e = {0};
+    json_t *event = NULL;
+    uint8_t seed[32], pk[32], sk[64];
+    crypto_unb64(seed64, strlen(seed64), seed, 32);
+    crypto_ed25519_from_seed(seed, pk, sk);
+    assert_int_equal(
+        audit_body_parse(c[idx].body, strlen(c[idx].body), &e.seq, e.prev, e.ts, e.kv, &event), 0);
+    if (prev)
+        snprintf(e.prev, sizeof(e.prev), "%s", prev);
+    snprintf(e.kv, sizeof(e.kv), "%s", kv);
+    assert_int_equal(audit_entry_seal(&e, event, sk), 0);
+    free(c[idx].body);
+    c[idx].body = strdup(e.body);
+    snprintf(c[idx].hash, sizeof(c[idx].hash), "%s", e.hash);
+    snprintf(c[idx].sig, sizeof(c[idx].sig), "%s", e.sig);
+    audit_entry_clear(&e);
+    json_decref(event);
+}
+
+/* The other reasons, each at its seq, from audit-verify and /v1/verify alike: a link
+ * broken by an entry re-signed with the real key, a signature moved from another entry,
+ * a head that is not the last entry, a head that is gone. */
+static void test_other_reasons(void **state)
+{
+    (void)state;
+    struct stored *c = copy_chain();
+    reseal(c, 7, saved[5].hash, SEED_V1, "v1"); /* seq 8 now links to seq 6 */
+    write_log(c, CHAIN_LEN, CHAIN_LEN, c[CHAIN_LEN - 1].hash);
+    assert_verify(1, "TAMPERED at seq 8: prev_mismatch", NULL);
+    assert_api_verify(8, "prev_mismatch");
+    free_chain(c);
+    c = copy_chain();
+    snprintf(c[4].sig, sizeof(c[4].sig), "%s", saved[5].sig);
+    write_log(c, CHAIN_LEN, CHAIN_LEN, c[CHAIN_LEN - 1].hash);
+    assert_verify(1, "TAMPERED at seq 5: bad_signature", NULL);
+    assert_api_verify(5, "bad_signature");
+    free_chain(c);
+    write_log(saved, CHAIN_LEN, CHAIN_LEN, saved[CHAIN_LEN - 2].hash);
+    assert_verify(1, "TAMPERED at seq 20: head_mismatch", NULL);
+    assert_api_verify(20, "head_mismatch");
+    write_log(saved, CHAIN_LEN - 1, CHAIN_LEN, saved[CHAIN_LEN - 1].hash); /* log lost seq 20 */
+    assert_verify(1, "TAMPERED at seq 20: head_mismatch", NULL);
+    write_log(saved, CHAIN_LEN, CHAIN_LEN, saved[CHAIN_LEN - 1].hash);
+    freeReplyObject(th_redis_cmd(&redis, "DEL audit:{t}:head"));
+    assert_verify(2, "UNVERIFIABLE at seq 21: head_missing", NULL);
+    assert_api_verify(21, "head_missing");
+}
+
+/* The export file: exactly the GET /v1/events entries, one per line; --from-seq and
+ * --to-seq bound it; tampering with the file is caught like tampering with Redis. */
+static void test_export_file(void **state)
+{
+    (void)state;
+    char file[320], cp[320], *out = NULL;
+    write_log(saved, CHAIN_LEN, CHAIN_LEN, saved[CHAIN_LEN - 1].hash);
+    const char *exp[] = {"audit-export", "--redis", redis.url, "--chain", "t", NULL};
+    assert_int_equal(th_run(th_bin("bin/audit-export"), exp, NULL, &out, NULL, 20000), 0);
+    json_t *page = au_get(daemon_.port, "/v1/events?from_seq=1&limit=1000");
+    json_t *entries = json_object_get(page, "entries");
+    assert_int_equal(json_array_size(entries), CHAIN_LEN);
+    char *line = out;
+    for (int i = 0; i < CHAIN_LEN; i++) {
+        char *nl = strchr(line, '\n');
+        assert_non_null(nl);
+        json_t *j = json_loadb(line, (size_t)(nl - line), 0, NULL);
+        assert_true(json_equal(j, json_array_get(entries, (size_t)i)));
+        json_decref(j);
+        line = nl + 1;
+    }
+    assert_string_equal(line, "");
+    json_decref(page);
+    snprintf(file, sizeof(file), "%s/t.jsonl", tmp);
+    au_write(file, out);
+    free(out);
+    const char *range[] = {"audit-export", "--redis", redis.url,  "--chain", "t",
+                           "--from-seq",   "3",       "--to-seq", "5",       NULL};
+    assert_int_equal(th_run(th_bin("bin/audit-export"), range, NULL, &out, NULL, 20000), 0);
+    assert_non_null(strstr(out, "{\"seq\":3,"));
+    assert_non_null(strstr(out, "{\"seq\":5,"));
+    assert_null(strstr(out, "{\"seq\":6,"));
+    assert_int_equal(strchr(strchr(strchr(out, '\n') + 1, '\n') + 1, '\n')[1], '\0');
+    free(out);
+    const char *ok[] = {"--file", file, "--keys", keys_file, NULL};
+    assert_int_equal(au_verify(ok, &out), 0);
+    assert_non_null(strstr(out, "OK: 20 entries, seq 1..20"));
+    free(out);
+    /* one byte of seq 7's body, in the file */
+    char *text = audit_tool_read_file(file, &(size_t){0});
+    char *p = strstr(text, "{\"seq\":7,");
+    p = strstr(p, "\"body\":\"") + 8;
+    p = strstr(p, "\\\"actor\\\":\\\"u\\\"");
+    p[12] = 'w'; /* actor "u" becomes "w" */
+    au_write(file, text);
+    assert_int_equal(au_verify(ok, &out), 1);
+    assert_non_null(strstr(out, "TAMPERED at seq 7: hash_mismatch"));
+    free(out);
+    free(text);
+    /* the tail cut off, against a checkpoint of the whole chain */
+    snprintf(cp, sizeof(cp), "%s/t-cp.txt", tmp);
+    assert_int_equal(au_get_file(daemon_.port, "/v1/checkpoint", cp), 0);
+    const char *head[] = {"audit-export", "--redis", redis.url, "--chain", "t",
+                          "--to-seq",     "15",      NULL};
+    assert_int_equal(th_run(th_bin("bin/audit-export"), head, NULL, &out, NULL, 20000), 0);
+    au_write(file, out);
+    free(out);
+    const char *trunc[] = {"--file", file, "--keys", keys_file, "--expect", cp, NULL};
+    assert_int_equal(au_verify(trunc, &out), 2);
+    assert_non_null(strstr(out, "UNVERIFIABLE at seq 16: truncated"));
+    free(out);
+    const char *bad[][8] = {{"audit-export", NULL},
+                            {"audit-export", "--redis", redis.url, "--from-seq", "0", NULL},
+                            {"audit-export", "--redis", redis.url, "--chain", "Bad", NULL},
+                            {"audit-export", "--redis", "redis://127.0.0.1:1/0", NULL}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(th_run(th_bin("bin/audit-export"), bad[i], NULL, NULL, NULL, 20000), 3);
+}
+
+/* Exit 3: usage and I/O errors, each before any verdict. */
+static void test_verify_exit_3(void **state)
+{
+    (void)state;
+    char badring[320], head[96], *out = NULL, *err = NULL;
+    write_log(saved, CHAIN_LEN, CHAIN_LEN, saved[CHAIN_LEN - 1].hash);
+    snprintf(badring, sizeof(badring), "%s/bad.json", tmp);
+    au_write(badring, "{\"keys\":[{\"version\":\"v1\",\"public_key\":\"AAAA\"}]}");
+    snprintf(head, sizeof(head), "5:%s", saved[4].hash);
+    const char *cases[][12] = {
+        {"--redis", "redis://127.0.0.1:1/0", "--keys", keys_file, NULL},
+        {"--file", "/nonexistent/x.jsonl", "--keys", keys_file, NULL},
+        {"--redis", redis.url, "--chain", "t", "--keys", "/nonexistent/k.json", NULL},
+        {"--redis", redis.url, "--chain", "t", "--keys", badring, NULL},
+        {"--redis", redis.url, "--file", "x", "--keys", keys_file, NULL},
+        {"--redis", redis.url, "--chain", "t", "--keys", keys_file, "--threads", "0", NULL},
+        {"--redis", redis.url, "--chain", "t", "--keys", keys_file, "--from-seq", "x", NULL},
+        {"--redis", redis.url, "--chain", "t", "--keys", keys_file, "--expect-head", "5", NULL},
+        {"--redis", redis.url, "--chain", "t", "--keys", keys_file, "--expect", "/nonexistent",
+         NULL},
+        {"--redis", redis.url, "--chain", "t", "--keys", keys_file, "--expect-head", head,
+         "--from-seq", "9", NULL},
+        {"--redis", redis.url, "--chain", "t", "--keys", keys_file, "--bogus", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *argv[16] = {"audit-verify"};
+        for (int k = 0; cases[i][k]; k++)
+            argv[k + 1] = cases[i][k];
+        int st = th_run(th_bin("bin/audit-verify"), argv, NULL, &out, &err, 30000);
+        if (st != 3 || (out && *out) || !err || !*err)
+            fail_msg("case %zu: exit %d, out '%s'", i, st, out ? out : "");
+        free(out);
+        free(err);
+        out = err = NULL;
+    }
+}
+
+/* --from-seq at the head + 1 (nothing new) verifies 0 entries; past it the chain is
+ * shorter than asked for; an expected head right before --from-seq is the trusted link. */
+static void test_from_seq_edges(void **state)
+{
+    (void)state;
+    char link[96], wrong[96], *out = NULL;
+    write_log(saved, CHAIN_LEN, CHAIN_LEN, saved[CHAIN_LEN - 1].hash);
+    const char *next[] = {"--redis", redis.url,    "--chain", "t", "--keys",
+                          keys_file, "--from-seq", "21",      NULL};
+    assert_int_equal(au_verify(next, &out), 0);
+    assert_non_null(strstr(out, "OK: 0 entries"));
+    assert_non_null(strstr(out, saved[CHAIN_LEN - 1].hash));
+    free(out);
+    const char *past[] = {"--redis", redis.url,    "--chain", "t", "--keys",
+                          keys_file, "--from-seq", "23",      NULL};
+    assert_int_equal(au_verify(past, &out), 2);
+    assert_non_null(strstr(out, "UNVERIFIABLE at seq 21: truncated"));
+    free(out);
+    snprintf(link, sizeof(link), "10:%s", saved[9].hash);
+    snprintf(wrong, sizeof(wrong), "10:%s", saved[10].hash);
+    const char *at[] = {"--redis",    redis.url, "--chain",       "t",  "--keys", keys_file,
+                        "--from-seq", "11",      "--expect-head", link, NULL};
+    assert_int_equal(au_verify(at, &out), 0);
+    assert_non_null(strstr(out, "OK: 10 entries, seq 11..20"));
+    free(out);
+    at[9] = wrong;
+    assert_int_equal(au_verify(at, &out), 1);
+    assert_non_null(strstr(out, "TAMPERED at seq 10: head_mismatch"));
+    free(out);
+    json_t *j = NULL;
+    assert_int_equal(au_post(daemon_.port, "/v1/verify", "{\"from_seq\":5,\"to_seq\":10}", &j),
+                     200);
+    assert_true(json_is_true(json_object_get(j, "ok")));
+    assert_int_equal(json_integer_value(json_object_get(j, "checked")), 6);
+    assert_int_equal(json_integer_value(json_object_get(j, "head_seq")), CHAIN_LEN);
+    json_decref(j);
+    /* a tampered entry outside the range is not looked at */
+    struct stored *c = copy_chain();
+    c[14].body[20] ^= 1;
+    write_log(c, CHAIN_LEN, CHAIN_LEN, c[CHAIN_LEN - 1].hash);
+    assert_int_equal(au_post(daemon_.port, "/v1/verify", "{\"to_seq\":14}", &j), 200);
+    assert_true(json_is_true(json_object_get(j, "ok")));
+    json_decref(j);
+    assert_api_verify(15, "hash_mismatch");
+    free_chain(c);
+}
+
+struct grower {
+    int port, stop, posted;
+};
+
+static void *grow_main(void *arg)
+{
+    struct grower *g = arg;
+    while (!__atomic_load_n(&g->stop, __ATOMIC_ACQUIRE)) {
+        if (au_post(g->port, "/v1/events/batch",
+                    "{\"events\":[{\"actor\":\"g\",\"action\":\"a\"},{\"actor\":\"g\","
+                    "\"action\":\"b\"}]}",
+                    NULL) == 201)
+            g->posted += 2;
+    }
+    return NULL;
+}
+
+/* A live chain that keeps growing while audit-verify runs verifies cleanly, up to the head
+ * read first. */
+static void test_verify_live_chain(void **state)
+{
+    (void)state;
+    struct th_proc p;
+    struct grower g = {0};
+    pthread_t t;
+    char ring[320], *out = NULL, batch[64 * 40];
+    const char *env[] = {"AUDIT_CHAIN=live", KEY_V1_ENV, NULL};
+    assert_int_equal(au_start(&p, &redis, env), 0);
+    int n = snprintf(batch, sizeof(batch), "{\"events\":[");
+    for (int i = 0; i < 50; i++)
+        n += snprintf(batch + n, sizeof(batch) - (size_t)n, "%s{\"actor\":\"s\",\"action\":\"x\"}",
+                      i ? "," : "");
+    snprintf(batch + n, sizeof(batch) - (size_t)n, "]}");
+    for (int i = 0; i < 40; i++)
+        assert_int_equal(au_post(p.port, "/v1/events/batch", batch, NULL), 201);
+    snprintf(ring, sizeof(ring), "%s/live.json", tmp);
+    assert_int_equal(au_get_file(p.port, "/v1/keys", ring), 0);
+    g.port = p.port;
+    assert_int_equal(pthread_create(&t, NULL, grow_main, &g), 0);
+    usleep(100000);
+    const char *args[] = {"--redis", redis.url, "--chain", "live", "--keys", ring, "--json", NULL};
+    int st = au_verify(args, &out);
+    __atomic_store_n(&g.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(t, NULL);
+    th_proc_stop(&p, SIGTERM, 5000);
+    if (st != 0)
+        fail_msg("audit-verify on a growing chain: exit %d: %s", st, out ? out : "");
+    json_t *j = json_loads(out, 0, NULL);
+    long long checked = json_integer_value(json_object_get(j, "checked"));
+    assert_true(checked >= 2001);
+    assert_int_equal(json_integer_value(json_object_get(j, "head_seq")), checked);
+    assert_true(json_is_null(json_object_get(j, "first_bad_seq")));
+    json_decref(j);
+    free(out);
+    assert_true(g.posted > 0);
+    assert_true(th_redis_int(&redis, "HGET audit:{live}:head seq") > checked); /* it grew on */
 }
 
 /* A valid chain whose tail was cut off: fine on its own, caught against a checkpoint. */
@@ -251,9 +517,18 @@ static void test_rotation(void **state)
     json_t *k2 = json_array_get(json_object_get(keys, "keys"), 1);
     assert_int_equal(json_integer_value(json_object_get(k2, "first_seq")), 7);
     json_t *e7 = au_get(p.port, "/v1/events/7");
-    assert_string_equal(json_string_value(json_object_get(json_object_get(e7, "event"), "action")),
-                        "audit.key_activated");
+    json_t *ev7 = json_object_get(e7, "event");
+    assert_string_equal(json_string_value(json_object_get(ev7, "action")), "audit.key_activated");
+    assert_string_equal(json_string_value(json_object_get(ev7, "actor")), "auditd");
+    assert_string_equal(json_string_value(json_object_get(e7, "key_version")), "v2");
+    json_t *meta = json_object_get(ev7, "metadata");
+    assert_string_equal(json_string_value(json_object_get(meta, "version")), "v2");
+    assert_string_equal(json_string_value(json_object_get(meta, "public_key")),
+                        json_string_value(json_object_get(k2, "public_key")));
     json_decref(e7);
+    json_t *e6 = au_get(p.port, "/v1/events/6"); /* the last v1 entry */
+    assert_string_equal(json_string_value(json_object_get(e6, "key_version")), "v1");
+    json_decref(e6);
     snprintf(ring, sizeof(ring), "%s/ring.json", tmp);
     char *text = json_dumps(keys, 0);
     au_write(ring, text);
@@ -320,7 +595,10 @@ static void test_verify_options(void **state)
     assert_int_equal(au_verify(usage, NULL), 3);
 }
 
-/* Two instances, a 1 s interval: checkpoints also when idle, at most one per interval. */
+/* Two instances, a 1 s interval: a checkpoint is stored for every interval, also while
+ * nothing is appended, at most one per interval (its stream id is the interval's start on
+ * Redis's clock); each is a signed note audit-verify --expect accepts, and catches a
+ * truncated chain with. */
 static void test_periodic_checkpoints(void **state)
 {
     (void)state;
@@ -328,24 +606,41 @@ static void test_periodic_checkpoints(void **state)
     const char *env[] = {"AUDIT_CHAIN=cp", KEY_V1_ENV, "AUDIT_CHECKPOINT_INTERVAL=1s", NULL};
     assert_int_equal(au_start(&a, &redis, env), 0);
     assert_int_equal(au_start(&b, &redis, env), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(au_post(i % 2 ? b.port : a.port, "/v1/events",
+                                 "{\"actor\":\"u\",\"action\":\"c\"}", NULL),
+                         201);
     int64_t t0 = th_now_ms();
-    usleep(3200000);
-    int64_t elapsed = th_now_ms() - t0;
-    /* Every stored checkpoint was counted by exactly one instance (one may land between
-     * the two reads, hence the bracket). */
+    usleep(3300000); /* idle */
     double before = au_metric(a.port, "auditd_checkpoints_total ") +
                     au_metric(b.port, "auditd_checkpoints_total ");
-    long long n = th_redis_int(&redis, "XLEN audit:{cp}:checkpoints");
+    redisReply *r = th_redis_cmd(&redis, "XRANGE audit:{cp}:checkpoints - +");
     double after = au_metric(a.port, "auditd_checkpoints_total ") +
                    au_metric(b.port, "auditd_checkpoints_total ");
-    assert_true(n >= 2);
-    assert_true(n <= elapsed / 1000 + 2);
-    assert_true((long long)before <= n && n <= (long long)after);
-    redisReply *r = th_redis_cmd(&redis, "XREVRANGE audit:{cp}:checkpoints + - COUNT 1");
+    int64_t elapsed = th_now_ms() - t0;
+    long long n = (long long)r->elements, idle = 0, last_ms = -1;
     char cp[320];
     snprintf(cp, sizeof(cp), "%s/stored.txt", tmp);
-    au_write(cp, r->element[0]->element[1]->element[5]->str);
+    for (size_t i = 0; i < r->elements; i++) {
+        long long ms = atoll(r->element[i]->element[0]->str);
+        redisReply *f = r->element[i]->element[1];
+        assert_int_equal(ms % 1000, 0); /* the start of its interval */
+        assert_true(ms > last_ms);      /* one per interval */
+        last_ms = ms;
+        assert_string_equal(f->element[0]->str, "seq");
+        assert_string_equal(f->element[4]->str, "note");
+        if (atoll(f->element[1]->str) == 6) {
+            idle++;
+            au_write(cp, f->element[5]->str);
+            char want[128];
+            snprintf(want, sizeof(want), "warden-audit/cp\n6\n");
+            assert_int_equal(strncmp(f->element[5]->str, want, strlen(want)), 0);
+        }
+    }
     freeReplyObject(r);
+    assert_true(idle >= 2);               /* stored while idle */
+    assert_true(n <= elapsed / 1000 + 3); /* the intervals since start, at most */
+    assert_true((long long)before <= n && n <= (long long)after); /* counted once each */
     char ring[320], *out = NULL;
     snprintf(ring, sizeof(ring), "%s/cpring.json", tmp);
     assert_int_equal(au_get_file(a.port, "/v1/keys", ring), 0);
@@ -354,6 +649,16 @@ static void test_periodic_checkpoints(void **state)
     const char *args[] = {"--redis", redis.url,  "--chain", "cp", "--keys",
                           ring,      "--expect", cp,        NULL};
     assert_int_equal(au_verify(args, &out), 0);
+    assert_non_null(strstr(out, "OK: 6 entries"));
+    free(out);
+    /* cut the last entry and move the head back: the stored checkpoint catches it */
+    redisReply *e5 = th_redis_cmd(&redis, "XRANGE audit:{cp}:log 5-0 5-0");
+    freeReplyObject(th_redis_cmd(&redis, "XDEL audit:{cp}:log 6-0"));
+    freeReplyObject(th_redis_cmd(&redis, "HSET audit:{cp}:head seq 5 hash %s",
+                                 e5->element[0]->element[1]->element[3]->str));
+    freeReplyObject(e5);
+    assert_int_equal(au_verify(args, &out), 2);
+    assert_non_null(strstr(out, "UNVERIFIABLE at seq 6: truncated"));
     free(out);
 }
 
@@ -367,6 +672,11 @@ int main(void)
         cmocka_unit_test(test_resigned_unknown_key),
         cmocka_unit_test(test_truncated_tail_against_checkpoint),
         cmocka_unit_test(test_verify_options),
+        cmocka_unit_test(test_other_reasons),
+        cmocka_unit_test(test_export_file),
+        cmocka_unit_test(test_verify_exit_3),
+        cmocka_unit_test(test_from_seq_edges),
+        cmocka_unit_test(test_verify_live_chain),
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_periodic_checkpoints),
     };
