@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../lib/harness.h"
 #include "scripts.h"
@@ -98,6 +99,37 @@ static void test_duplicate_event_id(void **state)
     assert_int_equal(th_redis_int(&redis, "XLEN audit:{s}:log"), 2);
 }
 
+#define KEYS_B "5 audit:{b}:head audit:{b}:log audit:{b}:ids audit:{b}:idseq audit:{b}:keys"
+
+/* Several entries in one call: contiguous seqs, the head on the last; an event id older
+ * than the window is no longer a duplicate (and its seq is updated), and is trimmed. */
+static void test_batch_and_window(void **state)
+{
+    (void)state;
+    redisReply *r = th_redis_cmd(&redis,
+                                 "EVALSHA %s " KEYS_B " 0 %s 86400000 v1 1 3 a b1 %s s1 %s b2 %s s2"
+                                 " c b3 %s s3",
+                                 script_audit_append.sha1, ZERO, H1, "", H2, H1);
+    assert_word(r, "ok");
+    assert_int_equal(r->element[1]->integer, 3);
+    freeReplyObject(r);
+    r = th_redis_cmd(&redis, "XRANGE audit:{b}:log - +");
+    assert_int_equal(r->elements, 3);
+    assert_string_equal(r->element[1]->element[0]->str, "2-0");
+    assert_string_equal(r->element[1]->element[1]->element[1]->str, "b2");
+    freeReplyObject(r);
+    assert_int_equal(th_redis_int(&redis, "HGET audit:{b}:idseq c"), 3);
+    assert_int_equal(th_redis_int(&redis, "HGET audit:{b}:head seq"), 3);
+    usleep(20000);
+    r = th_redis_cmd(&redis, "EVALSHA %s " KEYS_B " 3 %s 10 v1 0 1 a b4 %s s4",
+                     script_audit_append.sha1, H1, H2);
+    assert_word(r, "ok"); /* "a" was appended more than 10 ms ago */
+    freeReplyObject(r);
+    assert_int_equal(th_redis_int(&redis, "HGET audit:{b}:idseq a"), 4);
+    assert_int_equal(th_redis_int(&redis, "HEXISTS audit:{b}:idseq c"), 0); /* trimmed */
+    assert_int_equal(th_redis_int(&redis, "ZCARD audit:{b}:ids"), 1);
+}
+
 static void test_head_log_mismatch(void **state)
 {
     (void)state;
@@ -128,6 +160,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_append_cas),
         cmocka_unit_test(test_duplicate_event_id),
+        cmocka_unit_test(test_batch_and_window),
         cmocka_unit_test(test_head_log_mismatch),
         cmocka_unit_test(test_checkpoint_once_per_interval),
     };
