@@ -508,6 +508,22 @@ static void test_rotation(void **state)
     snprintf(ring1, sizeof(ring1), "%s/ring1.json", tmp);
     assert_int_equal(au_get_file(p.port, "/v1/keys", ring1), 0);
     th_proc_stop(&p, SIGTERM, 5000);
+    /* Staged: v2 present but held back; v1 keeps signing (seq 7), v2 never used. */
+    const char *staged[] = {"AUDIT_CHAIN=rot", KEY_V1_ENV, KEY_V2_ENV,
+                            "AUDIT_ACTIVE_KEY_VERSION=v1", NULL};
+    json_t *j = NULL;
+    assert_int_equal(au_start(&p, &redis, staged), 0);
+    assert_int_equal(au_post(p.port, "/v1/events", "{\"actor\":\"u\",\"action\":\"s\"}", &j), 201);
+    assert_string_equal(json_string_value(json_object_get(j, "key_version")), "v1");
+    json_decref(j);
+    j = au_get(p.port, "/v1/keys");
+    assert_string_equal(json_string_value(json_object_get(j, "active")), "v1");
+    json_t *s2 = json_array_get(json_object_get(j, "keys"), 1);
+    assert_string_equal(json_string_value(json_object_get(s2, "version")), "v2");
+    assert_true(json_is_true(json_object_get(s2, "signing")));
+    assert_true(json_is_null(json_object_get(s2, "first_seq")));
+    json_decref(j);
+    th_proc_stop(&p, SIGTERM, 5000);
     assert_int_equal(au_start(&p, &redis, v12), 0);
     for (int i = 0; i < 5; i++)
         assert_int_equal(au_post(p.port, "/v1/events", "{\"actor\":\"u\",\"action\":\"r2\"}", NULL),
@@ -515,8 +531,8 @@ static void test_rotation(void **state)
     json_t *keys = au_get(p.port, "/v1/keys");
     assert_string_equal(json_string_value(json_object_get(keys, "active")), "v2");
     json_t *k2 = json_array_get(json_object_get(keys, "keys"), 1);
-    assert_int_equal(json_integer_value(json_object_get(k2, "first_seq")), 7);
-    json_t *e7 = au_get(p.port, "/v1/events/7");
+    assert_int_equal(json_integer_value(json_object_get(k2, "first_seq")), 8);
+    json_t *e7 = au_get(p.port, "/v1/events/8");
     json_t *ev7 = json_object_get(e7, "event");
     assert_string_equal(json_string_value(json_object_get(ev7, "action")), "audit.key_activated");
     assert_string_equal(json_string_value(json_object_get(ev7, "actor")), "auditd");
@@ -526,7 +542,7 @@ static void test_rotation(void **state)
     assert_string_equal(json_string_value(json_object_get(meta, "public_key")),
                         json_string_value(json_object_get(k2, "public_key")));
     json_decref(e7);
-    json_t *e6 = au_get(p.port, "/v1/events/6"); /* the last v1 entry */
+    json_t *e6 = au_get(p.port, "/v1/events/7"); /* the last v1 entry */
     assert_string_equal(json_string_value(json_object_get(e6, "key_version")), "v1");
     json_decref(e6);
     snprintf(ring, sizeof(ring), "%s/ring.json", tmp);
@@ -537,11 +553,11 @@ static void test_rotation(void **state)
     th_proc_stop(&p, SIGTERM, 5000);
     const char *both[] = {"--redis", redis.url, "--chain", "rot", "--keys", ring, NULL};
     assert_int_equal(au_verify(both, &out), 0);
-    assert_non_null(strstr(out, "OK: 12 entries"));
+    assert_non_null(strstr(out, "OK: 13 entries"));
     free(out);
     const char *only1[] = {"--redis", redis.url, "--chain", "rot", "--keys", ring1, NULL};
     assert_int_equal(au_verify(only1, &out), 2);
-    assert_non_null(strstr(out, "UNVERIFIABLE at seq 7: unknown_key"));
+    assert_non_null(strstr(out, "UNVERIFIABLE at seq 8: unknown_key"));
     free(out);
     /* Retire v1 for signing, keep its public key: still listed, not signing. */
     char pub1[96];
@@ -560,12 +576,74 @@ static void test_rotation(void **state)
     json_decref(keys);
     assert_int_equal(au_post(p.port, "/v1/events", "{\"actor\":\"u\",\"action\":\"r3\"}", NULL),
                      201);
-    json_t *e13 = au_get(p.port, "/v1/events/13"); /* no second activation of v2 */
+    json_t *e13 = au_get(p.port, "/v1/events/14"); /* no second activation of v2 */
     assert_string_equal(json_string_value(json_object_get(json_object_get(e13, "event"), "action")),
                         "r3");
     json_decref(e13);
     th_proc_stop(&p, SIGTERM, 5000);
     (void)doc;
+}
+
+struct poster {
+    int port, ok;
+};
+
+static void *poster_main(void *arg)
+{
+    struct poster *p = arg;
+    for (int i = 0; i < 20; i++)
+        p->ok +=
+            au_post(p->port, "/v1/events", "{\"actor\":\"u\",\"action\":\"mix\"}", NULL) == 201;
+    return NULL;
+}
+
+/* A rolling restart: an old instance (v1 only) and two new ones (v1 + v2) append at the
+ * same time to a new chain. Each version is activated exactly once, entries of both
+ * versions interleave, and the chain verifies with both public keys. */
+static void test_rolling_restart(void **state)
+{
+    (void)state;
+    struct th_proc d[3];
+    struct poster ps[3];
+    pthread_t t[3];
+    char ring[320], *out = NULL;
+    const char *old[] = {"AUDIT_CHAIN=mix", KEY_V1_ENV, NULL};
+    const char *nu[] = {"AUDIT_CHAIN=mix", KEY_V1_ENV, KEY_V2_ENV, NULL};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(au_start(&d[i], &redis, i == 0 ? old : nu), 0);
+        ps[i] = (struct poster){.port = d[i].port};
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, poster_main, &ps[i]), 0);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(ps[i].ok, 20);
+    }
+    snprintf(ring, sizeof(ring), "%s/mix.json", tmp);
+    assert_int_equal(au_get_file(d[1].port, "/v1/keys", ring), 0);
+    for (int i = 0; i < 3; i++)
+        th_proc_stop(&d[i], SIGTERM, 5000);
+    redisReply *r = th_redis_cmd(&redis, "XRANGE audit:{mix}:log - +");
+    int act_v1 = 0, act_v2 = 0, kv1 = 0, kv2 = 0;
+    for (size_t i = 0; r && i < r->elements; i++) {
+        const char *body = r->element[i]->element[1]->element[1]->str;
+        int is_v2 = strstr(body, "\"kv\":\"v2\"") != NULL;
+        kv1 += !is_v2;
+        kv2 += is_v2;
+        if (strstr(body, "\"action\":\"audit.key_activated\"")) {
+            act_v1 += !is_v2;
+            act_v2 += is_v2;
+        }
+    }
+    assert_int_equal(r->elements, 62);
+    freeReplyObject(r);
+    assert_int_equal(act_v1, 1);
+    assert_int_equal(act_v2, 1);
+    assert_true(kv1 >= 21 && kv2 >= 41);
+    const char *args[] = {"--redis", redis.url, "--chain", "mix", "--keys", ring, NULL};
+    assert_int_equal(au_verify(args, &out), 0);
+    assert_non_null(strstr(out, "OK: 62 entries"));
+    free(out);
 }
 
 /* --expect-head, --from-seq and the --json report of a failure. */
@@ -678,6 +756,7 @@ int main(void)
         cmocka_unit_test(test_from_seq_edges),
         cmocka_unit_test(test_verify_live_chain),
         cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_rolling_restart),
         cmocka_unit_test(test_periodic_checkpoints),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
