@@ -166,3 +166,12 @@ test-rate-limit-multi-region: deps
 	@$(MAKE) --no-print-directory -j2 $(BUILD)/bin/ratelimitd \
 		$(BUILD)/tests/integration/test_ratelimitd_multi_region
 	@WARDEN_BUILD=$(abspath $(BUILD)) $(BUILD)/tests/integration/test_ratelimitd_multi_region
+
+# ---- operations (issue 7): the DR drill end to end ------------------------------------------
+# A Redis from deploy/redis/redis.conf with the generated ACL users, the four daemons putting
+# real data in, backup.sh, restore-test.sh → passes; then damaged backups (a missing key, a
+# truncated RDB, an audit entry edited before the backup) → each fails naming its check.
+.PHONY: restore-test
+restore-test: deps
+	@$(MAKE) --no-print-directory -j2 all
+	@sh tests/ops/restore-drill.sh $(BUILD)

@@ -1,39 +1,69 @@
 #!/bin/sh
-# Write a Redis ACL file for warden: one user per daemon, limited to its key prefix and
-# the commands it uses, plus `admin` for backups and operations. Passwords are generated
-# here (32 random bytes, hex) and written beside the ACL file as <user>.password (mode
-# 0600), for the daemons' REDIS_URL_FILE / credentials. Nothing secret is committed.
+# Write a Redis ACL file for warden: one user per daemon, limited to its key prefix and to
+# exactly the commands it sends, plus three users for people and jobs:
+#   auditor  read-only on audit:* (audit-verify, audit-export)
+#   backup   no keys at all: BGSAVE, INFO, CONFIG GET (deploy/scripts/backup.sh)
+#   admin    everything, for operators (failover, ACL changes); not for any daemon or job
+# Passwords are generated here (32 random bytes, hex) and never leave OUT_DIR:
+#   OUT_DIR/users.acl            the ACL file (SHA-256 of each password only), for `aclfile`
+#   OUT_DIR/<user>.password      the password
+#   OUT_DIR/<user>.redis-url     redis://<user>:<password>@ADDR/0, for REDIS_URL_FILE
+# all mode 0600 in a 0700 directory. Nothing secret is committed: OUT_DIR must not exist
+# yet, so passwords are never overwritten by mistake (rotation: docs/operations.md).
 #
-#   deploy/redis/gen-acl.sh OUT_DIR      → OUT_DIR/users.acl, OUT_DIR/<user>.password
+#   deploy/redis/gen-acl.sh OUT_DIR [HOST:PORT]     (HOST:PORT default 127.0.0.1:6379)
 set -eu
-out=${1:?usage: gen-acl.sh OUT_DIR}
-mkdir -p "$out"
+usage() { echo "usage: gen-acl.sh OUT_DIR [HOST:PORT]" >&2; exit 2; }
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then usage; fi
+out=$1
+addr=${2:-127.0.0.1:6379}
+case $addr in *:[0-9]*) ;; *) usage ;; esac
+if [ -e "$out" ]; then
+    echo "gen-acl: $out exists; choose a new directory (existing passwords are kept)" >&2
+    exit 1
+fi
 umask 077
+mkdir -p "$out"
 
 pw() { od -An -N32 -tx1 /dev/urandom | tr -d ' \n'; }
 
-# Commands every daemon needs: the pool's handshake and health checks, script loading,
-# and INFO (for the maxmemory-policy check at startup).
-common="+ping +auth +hello +select +client|setname +info +script|load +script|exists +evalsha +eval"
+# Every daemon's connection pool: AUTH and SELECT on connect, PING and SCRIPT EXISTS/LOAD
+# for /ready, EVALSHA for its scripts, INFO at startup (the maxmemory-policy check).
+pool="+auth +select +ping +info +script|load +script|exists +evalsha"
 
-# Per daemon: key pattern and the commands it runs outside its scripts. Commands called
-# from inside a Lua script are checked against the same user, so they are listed too.
-ratelimitd="~ratelimit:* $common +hgetall +hmget +hset +get +set +pexpire +pttl +del +incrby +time"
-idemd="~idem:* $common +hgetall +hmget +hget +hset +hsetnx +hincrby +del +exists +pexpire +pexpireat +pttl +time +wait"
-auditd="~audit:* $common +xadd +xrange +xrevrange +xlen +hget +hgetall +hset +hsetnx +zadd +zscore +zremrangebyscore +time +wait"
-tokend="~tok:* $common +hgetall +hmget +hget +hset +hdel +sadd +sismember +scard +smembers +zadd +zrem +zrange +zcard +zrangebyscore +zremrangebyrank +del +exists +pexpire +pexpireat +pttl +time +unlink"
+# Per daemon: its key pattern, then the commands its scripts call (Redis checks those
+# against the same user) and those it sends itself. tests/integration/test_ops_acl.c
+# derives these lists from lua-scripts/ and the daemons' sources and fails on any
+# difference, in either direction.
+rules() {
+    case $1 in
+    # ratelimit_gcra, ratelimit_sliding; DEL for POST /v1/reset
+    ratelimitd) echo "~ratelimit:* $pool +hget +hmget +hset +pexpire +time +del" ;;
+    # idem_*.lua; WAIT when IDEM_WAIT_REPLICAS > 0
+    idemd) echo "~idem:* $pool +hmget +hset +hincrby +pexpire +pttl +del +time +wait" ;;
+    # audit_append, audit_checkpoint; HMGET, XRANGE, XREVRANGE, HGETALL for reads and the
+    # startup check; WAIT when AUDIT_WAIT_REPLICAS > 0. No DEL, XDEL or XTRIM: auditd
+    # cannot remove what it wrote.
+    auditd) echo "~audit:* $pool +hget +hmget +hset +hsetnx +hdel +hexists +hgetall" \
+        "+xadd +xrange +xrevrange +zadd +zrem +zscore +zrangebyscore +time +wait" ;;
+    # token_*.lua; ZRANGE, ZREM, HMGET for the sessions list
+    tokend) echo "~tok:* $pool +exists +hmget +hset +hdel +hincrby +pexpire +pexpireat" \
+        "+pttl +sadd +sismember +zadd +zcard +zrange +zrem +time" ;;
+    # what audit-verify and audit-export read
+    auditor) echo "~audit:* +auth +select +ping +hmget +hgetall +xrange +xrevrange" ;;
+    # backup.sh; no key access at all
+    backup) echo "+auth +ping +info +bgsave +config|get" ;;
+    admin) echo "~* &* +@all" ;;
+    esac
+}
 
 {
-    echo "user default off"
-    for u in ratelimitd idemd auditd tokend; do
+    echo "user default off resetkeys resetchannels -@all"
+    for u in ratelimitd idemd auditd tokend auditor backup admin; do
         p=$(pw)
-        printf '%s' "$p" > "$out/$u.password"
-        eval "rules=\$$u"
-        echo "user $u on #$(printf '%s' "$p" | sha256sum | cut -c1-64) resetkeys $rules"
+        printf '%s\n' "$p" >"$out/$u.password"
+        printf 'redis://%s:%s@%s/0\n' "$u" "$p" "$addr" >"$out/$u.redis-url"
+        echo "user $u reset on #$(printf '%s' "$p" | sha256sum | cut -c1-64) $(rules "$u")"
     done
-    p=$(pw)
-    printf '%s' "$p" > "$out/admin.password"
-    # admin: backups (BGSAVE, LASTSAVE, INFO, CONFIG GET dir), restore checks, DBSIZE, SCAN.
-    echo "user admin on #$(printf '%s' "$p" | sha256sum | cut -c1-64) ~* &* +@all"
-} > "$out/users.acl"
-echo "wrote $out/users.acl and one .password file per user"
+} >"$out/users.acl"
+echo "wrote $out/users.acl and, per user, <user>.password and <user>.redis-url"
