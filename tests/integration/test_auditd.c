@@ -324,6 +324,11 @@ static void test_bad_input_leaves_chain_untouched(void **state)
     expect_400("/v1/events", "{\"actor\":\"u\",\"action\":\"a\",\"metadata\":{\"n\":1e400}}",
                "invalid_json");
     expect_400("/v1/events", "[{\"actor\":\"u\",\"action\":\"a\"}]", "invalid_json");
+    expect_400("/v1/events", "{\"actor\":\"u\\u0000x\",\"action\":\"a\"}", "invalid_json");
+    expect_400("/v1/events", "{\"actor\":\"u\",\"actor\":\"v\",\"action\":\"a\"}", "invalid_json");
+    expect_400("/v1/events",
+               "{\"actor\":\"u\",\"action\":\"a\",\"metadata\":{\"n\":99999999999999999999}}",
+               "invalid_json");
     expect_400("/v1/events/batch", "{\"events\":{\"actor\":\"u\",\"action\":\"a\"}}",
                "\"field\":\"events\"");
     expect_400("/v1/events/batch", "{\"events\":[{\"actor\":\"u\",\"action\":\"a\"}],\"x\":1}",

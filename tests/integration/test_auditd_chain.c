@@ -301,6 +301,13 @@ static void test_export_file(void **state)
     assert_int_equal(au_verify(ok, &out), 0);
     assert_non_null(strstr(out, "OK: 20 entries, seq 1..20"));
     free(out);
+    char cmd[1200];
+    snprintf(cmd, sizeof(cmd), "exec '%s' --file - --keys '%s' < '%s'", th_bin("bin/audit-verify"),
+             keys_file, file);
+    const char *sh[] = {"sh", "-c", cmd, NULL};
+    assert_int_equal(th_run("/bin/sh", sh, NULL, &out, NULL, 20000), 0); /* from stdin */
+    assert_non_null(strstr(out, "OK: 20 entries, seq 1..20"));
+    free(out);
     /* one byte of seq 7's body, in the file */
     char *text = audit_tool_read_file(file, &(size_t){0});
     char *p = strstr(text, "{\"seq\":7,");
@@ -671,6 +678,21 @@ static void test_verify_options(void **state)
     free(out);
     const char *usage[] = {"--chain", "t", NULL}; /* neither --redis nor --file, no --keys */
     assert_int_equal(au_verify(usage, NULL), 3);
+    /* A progress line on stderr when it is a terminal, and only then. */
+    char cmd[1200], *err = NULL;
+    const char *plain[] = {"audit-verify", "--redis", redis.url, "--chain", "t",
+                           "--keys",       keys_file, NULL};
+    assert_int_equal(th_run(th_bin("bin/audit-verify"), plain, NULL, &out, &err, 20000), 0);
+    assert_null(strstr(err, "verified"));
+    free(out);
+    free(err);
+    snprintf(cmd, sizeof(cmd), "exec '%s' --redis %s --chain t --keys '%s'",
+             th_bin("bin/audit-verify"), redis.url, keys_file);
+    const char *tty[] = {"script", "-qec", cmd, "/dev/null", NULL};
+    assert_int_equal(th_run("/usr/bin/script", tty, NULL, &out, NULL, 20000), 0);
+    assert_non_null(strstr(out, "verified 20 / 20"));
+    assert_non_null(strstr(out, "OK: 20 entries"));
+    free(out);
 }
 
 /* Two instances, a 1 s interval: a checkpoint is stored for every interval, also while

@@ -125,6 +125,17 @@ static void test_key_sources(void **state)
     assert_int_equal(pubkeys(held, &doc, NULL), 0);
     assert_string_equal(json_string_value(json_object_get(doc, "active")), "v1");
     json_decref(doc);
+    /* A retired key given as a PEM public key (openssl pkey -pubout). */
+    const char *pub_argv[] = {"openssl", "pkey", "-in", pem_file, "-pubout", NULL};
+    char *pub_pem = NULL, v5[400];
+    assert_int_equal(th_run("/usr/bin/openssl", pub_argv, NULL, &pub_pem, NULL, 10000), 0);
+    snprintf(v5, sizeof(v5), "AUDIT_PUBLIC_KEY_V5=%s", pub_pem);
+    free(pub_pem);
+    const char *pem_pub[] = {KEY_V2_ENV, v5, NULL};
+    assert_int_equal(pubkeys(pem_pub, &doc, NULL), 0);
+    assert_key(doc, "v5", v1pk, 0);
+    assert_string_equal(json_string_value(json_object_get(doc, "active")), "v2");
+    json_decref(doc);
     /* A PEM file from `openssl genpkey` and the seed in the variable work too. */
     char v1f[400];
     snprintf(v1f, sizeof(v1f), "AUDIT_PRIVATE_KEY_V1_FILE=%s", pem_file);
