@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+extern char **environ;
+
 static struct audit_key *key_add(struct audit_keyring *kr, int version)
 {
     for (size_t i = 0; i < kr->n; i++)
@@ -118,6 +120,43 @@ static void pick_active(struct cfg *c, struct audit_keyring *kr, int require_sig
                     "a key made by `auditd keygen`");
 }
 
+/* Is s[0..len) a version number in min..AUDIT_KEY_VERSION_MAX, without leading zeros? */
+static int version_ok(const char *s, size_t len, int min)
+{
+    int v = 0;
+    if (len < 1 || len > 3 || (s[0] == '0' && len > 1))
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v >= min && v <= AUDIT_KEY_VERSION_MAX;
+}
+
+/* A key variable whose version this does not read (V0 or V1000 for a private key, V01,
+ * V2_FILE for a public key) would be ignored silently: refuse it, by name only. */
+static void check_key_names(struct cfg *c)
+{
+    static const char *const prefixes[] = {"AUDIT_PRIVATE_KEY_V", "AUDIT_PUBLIC_KEY_V"};
+    for (char **e = environ; e && *e; e++)
+        for (int p = 0; p < 2; p++) {
+            size_t n = strlen(prefixes[p]);
+            const char *eq = strchr(*e, '=');
+            if (!eq || strncmp(*e, prefixes[p], n) != 0)
+                continue;
+            size_t len = (size_t)(eq - *e) - n;
+            if (p == 0 && len > 5 && memcmp(eq - 5, "_FILE", 5) == 0)
+                len -= 5;
+            if (!version_ok(*e + n, len, p == 0 ? 1 : 0))
+                cfg_fail(c,
+                         "%.*s: not a key version (allowed: %s<n>%s, n in %d..%d without leading "
+                         "zeros%s)",
+                         (int)(eq - *e), *e, prefixes[p], p == 0 ? "[_FILE]" : "", p == 0 ? 1 : 0,
+                         AUDIT_KEY_VERSION_MAX, p == 0 ? "; v0 is AUDIT_PRIVATE_KEY" : "");
+        }
+}
+
 struct audit_keyring *audit_keyring_from_env(struct cfg *c, const char *origin, int require_signing)
 {
     char var[48];
@@ -125,6 +164,7 @@ struct audit_keyring *audit_keyring_from_env(struct cfg *c, const char *origin, 
     if (!kr)
         return NULL;
     snprintf(kr->origin, sizeof(kr->origin), "%s", origin);
+    check_key_names(c);
     if (load_private(c, kr, "AUDIT_PRIVATE_KEY", 0) != 0)
         goto fail;
     for (int v = 1; v <= AUDIT_KEY_VERSION_MAX; v++) {

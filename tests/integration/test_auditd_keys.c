@@ -10,6 +10,8 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
+
 #include "test_auditd_util.h"
 
 /* An Ed25519 key made once by `openssl genpkey -algorithm ed25519` (seed in hex below). */
@@ -364,6 +366,148 @@ static void test_check_deferred_while_redis_away(void **state)
     th_proc_stop(&p, SIGTERM, 5000);
 }
 
+/* Each AUDIT_* variable with a bad value: exit 2, one line naming it and the value. */
+static void test_bad_settings(void **state)
+{
+    (void)state;
+    static const char *const bad[][2] = {
+        {"AUDIT_CHAIN=Bad", "AUDIT_CHAIN"},
+        {"AUDIT_CHAIN=a{b}", "AUDIT_CHAIN"},
+        {"AUDIT_ORIGIN=has space", "AUDIT_ORIGIN"},
+        {"AUDIT_BATCH_MAX=0", "AUDIT_BATCH_MAX"},
+        {"AUDIT_WAIT_REPLICAS=-1", "AUDIT_WAIT_REPLICAS"},
+        {"AUDIT_WAIT_TIMEOUT=5", "AUDIT_WAIT_TIMEOUT"},
+        {"AUDIT_DEDUP_WINDOW=0s", "AUDIT_DEDUP_WINDOW"},
+        {"AUDIT_CHECKPOINT_INTERVAL=500ms", "AUDIT_CHECKPOINT_INTERVAL"},
+        {"AUDIT_CHECKPOINT_INTERVAL=soon", "AUDIT_CHECKPOINT_INTERVAL"},
+        {"AUDIT_PUBLIC_KEY_V2_FILE=/x", "AUDIT_PUBLIC_KEY_V2_FILE: not a key version"},
+        {"AUDIT_PRIVATE_KEY_V0=" SEED_V2, "AUDIT_PRIVATE_KEY_V0: not a key version"},
+        {"AUDIT_PRIVATE_KEY_V01=" SEED_V2, "AUDIT_PRIVATE_KEY_V01: not a key version"},
+        {"AUDIT_PRIVATE_KEY_V1000=" SEED_V1, "AUDIT_PRIVATE_KEY_V1000: not a key version"},
+    };
+    const char *argv[] = {"auditd", "--check-config", NULL};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *err = NULL;
+        const char *env[] = {bad[i][0], KEY_V1_ENV, NULL};
+        int st = th_run(th_bin("bin/auditd"), argv, env, NULL, &err, 10000);
+        if (st != 2 || !err || !strstr(err, bad[i][1]))
+            fail_msg("%s: exit %d, %s", bad[i][0], st, err ? err : "");
+        free(err);
+    }
+}
+
+/* AUDIT_BATCH_MAX=1: one request per compare-and-set even under concurrency (the
+ * activation entry rides with the first); AUDIT_CHECKPOINT_INTERVAL=0: none stored;
+ * AUDIT_ORIGIN names the checkpoints and changes the key id; AUDIT_DEDUP_WINDOW: an id
+ * older than it is appended again. */
+struct bm_client {
+    int port, ok;
+};
+
+static void *bm_main(void *arg)
+{
+    struct bm_client *c = arg;
+    for (int i = 0; i < 10; i++)
+        c->ok += au_post(c->port, "/v1/events", "{\"actor\":\"u\",\"action\":\"bm\"}", NULL) == 201;
+    return NULL;
+}
+
+static void test_settings_take_effect(void **state)
+{
+    (void)state;
+    struct th_proc p;
+    struct bm_client c[20];
+    pthread_t t[20];
+    const char *env[] = {"AUDIT_CHAIN=bm",
+                         KEY_V1_ENV,
+                         "AUDIT_BATCH_MAX=1",
+                         "AUDIT_CHECKPOINT_INTERVAL=0",
+                         "AUDIT_ORIGIN=example.com/audit",
+                         "AUDIT_DEDUP_WINDOW=1s",
+                         NULL};
+    assert_int_equal(au_start(&p, &redis, env), 0);
+    for (int i = 0; i < 20; i++) {
+        c[i] = (struct bm_client){.port = p.port};
+        assert_int_equal(pthread_create(&t[i], NULL, bm_main, &c[i]), 0);
+    }
+    for (int i = 0; i < 20; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(c[i].ok, 10);
+    }
+    assert_int_equal(au_metric(p.port, "auditd_append_batch_size_count "), 200);
+    assert_int_equal(au_metric(p.port, "auditd_append_batch_size_sum "), 201);
+    /* a client's own batch is one compare-and-set whatever AUDIT_BATCH_MAX says */
+    assert_int_equal(
+        au_post(p.port, "/v1/events/batch",
+                "{\"events\":[{\"actor\":\"u\",\"action\":\"x\"},"
+                "{\"actor\":\"u\",\"action\":\"y\"},{\"actor\":\"u\",\"action\":\"z\"}]}",
+                NULL),
+        201);
+    assert_int_equal(au_metric(p.port, "auditd_append_batch_size_count "), 201);
+    struct th_resp r;
+    assert_int_equal(th_http(p.port, "GET", "/v1/checkpoint", NULL, NULL, 0, &r), 0);
+    assert_int_equal(strncmp(r.body, "example.com/audit\n204\n", 22), 0);
+    assert_non_null(strstr(r.body, "\n\n\xe2\x80\x94 example.com/audit "));
+    th_resp_free(&r);
+    json_t *keys = au_get(p.port, "/v1/keys");
+    uint8_t pre[64], md[32], pk[32];
+    char id[9];
+    const char *pk64 = json_string_value(
+        json_object_get(json_array_get(json_object_get(keys, "keys"), 0), "public_key"));
+    crypto_unb64(pk64, strlen(pk64), pk, 32);
+    memcpy(pre, "example.com/audit\n\x01", 19);
+    memcpy(pre + 19, pk, 32);
+    crypto_sha256(pre, 51, md);
+    crypto_hex(md, 4, id);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(keys, "keys"), 0), "key_id")),
+                        id);
+    json_decref(keys);
+    const char *ev = "{\"actor\":\"u\",\"action\":\"w\",\"event_id\":\"win-1\"}";
+    json_t *a = NULL, *b = NULL;
+    assert_int_equal(au_post(p.port, "/v1/events", ev, &a), 201);
+    assert_int_equal(au_post(p.port, "/v1/events", ev, NULL), 200);
+    usleep(1200000);
+    assert_int_equal(au_post(p.port, "/v1/events", ev, &b), 201);
+    assert_int_not_equal(json_integer_value(json_object_get(a, "seq")),
+                         json_integer_value(json_object_get(b, "seq")));
+    json_decref(a);
+    json_decref(b);
+    th_proc_stop(&p, SIGTERM, 5000);
+    assert_int_equal(th_redis_int(&redis, "EXISTS audit:{bm}:checkpoints"), 0);
+}
+
+/* AUDIT_WAIT_REPLICAS with a real replica: the 201 says it acknowledged. */
+static void test_wait_for_replica(void **state)
+{
+    (void)state;
+    struct th_redis replica;
+    struct th_proc p;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", redis.port);
+    const char *extra[] = {"--replicaof", "127.0.0.1", port, NULL};
+    assert_int_equal(th_redis_start(&replica, extra), 0);
+    for (int i = 0; i < 100 && th_redis_int(&redis, "EVAL %s 0",
+                                            "return redis.call('INFO','replication'):find("
+                                            "'state=online', 1, true) and 1 or 0") != 1;
+         i++)
+        usleep(100000);
+    const char *env[] = {"AUDIT_CHAIN=repl", KEY_V1_ENV, "AUDIT_WAIT_REPLICAS=1", NULL};
+    assert_int_equal(au_start(&p, &redis, env), 0);
+    json_t *j = NULL;
+    assert_int_equal(au_post(p.port, "/v1/events", "{\"actor\":\"u\",\"action\":\"r\"}", &j), 201);
+    assert_int_equal(json_integer_value(json_object_get(j, "replicas_acked")), 1);
+    json_decref(j);
+    assert_int_equal(au_post(p.port, "/v1/events/batch",
+                             "{\"events\":[{\"actor\":\"u\",\"action\":\"r\"}]}", &j),
+                     201);
+    assert_int_equal(json_integer_value(json_object_get(j, "replicas_acked")), 1);
+    json_decref(j);
+    assert_int_equal(th_redis_int(&replica, "XLEN audit:{repl}:log"), 3);
+    th_proc_stop(&p, SIGTERM, 5000);
+    th_redis_stop(&replica);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +518,9 @@ int main(void)
         cmocka_unit_test(test_secrets_stay_private),
         cmocka_unit_test(test_refuses_other_mismatches),
         cmocka_unit_test(test_check_deferred_while_redis_away),
+        cmocka_unit_test(test_bad_settings),
+        cmocka_unit_test(test_settings_take_effect),
+        cmocka_unit_test(test_wait_for_replica),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
