@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/app.h"
 #include "store.h"
 #include "tool.h"
 
@@ -13,18 +14,21 @@
 
 static const char USAGE[] =
     "usage: audit-export --redis redis://host:6379/0 [--chain default] [--from-seq N]\n"
-    "                    [--to-seq N]   (JSON lines on stdout)\n";
+    "                    [--to-seq N]   (JSON lines on stdout)\n"
+    "       --redis may be left out when REDIS_URL is set; --check-config; --version\n";
 
 struct opts {
     const char *redis, *chain;
     long long from_seq, to_seq;
+    int check;
 };
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-    static const struct option longs[] = {{"redis", 1, 0, 'r'},    {"chain", 1, 0, 'c'},
-                                          {"from-seq", 1, 0, 's'}, {"to-seq", 1, 0, 't'},
-                                          {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
+    static const struct option longs[] = {{"redis", 1, 0, 'r'},        {"chain", 1, 0, 'c'},
+                                          {"from-seq", 1, 0, 's'},     {"to-seq", 1, 0, 't'},
+                                          {"help", 0, 0, 'h'},         {"version", 0, 0, 'V'},
+                                          {"check-config", 0, 0, 'C'}, {0, 0, 0, 0}};
     int c;
     *o = (struct opts){.chain = "default", .from_seq = 1, .to_seq = -1};
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -40,9 +44,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                 return -1;
             break;
         case 'h': fputs(USAGE, stdout); exit(0);
+        case 'V': puts("audit-export " WARDEN_VERSION); exit(0);
+        case 'C': o->check = 1; break;
         default: return -1;
         }
     }
+    o->redis = audit_tool_redis_url(o->redis);
     return (optind == argc && o->redis && audit_chain_valid(o->chain)) ? 0 : -1;
 }
 
@@ -86,6 +93,11 @@ int main(int argc, char **argv)
     if (parse_opts(argc, argv, &o) != 0) {
         fputs(USAGE, stderr);
         return 3;
+    }
+    if (o.check) {
+        audit_tool_print_url("redis", o.redis);
+        printf("chain=%s\nfrom_seq=%lld\nto_seq=%lld\n", o.chain, o.from_seq, o.to_seq);
+        return 0;
     }
     struct rpool *p = audit_tool_pool(o.redis, err, sizeof(err));
     if (!p) {

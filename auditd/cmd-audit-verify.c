@@ -9,6 +9,7 @@
 
 #include "checkpoint.h"
 #include "scan.h"
+#include "shared/app.h"
 #include "store.h"
 #include "tool.h"
 #include "verify.h"
@@ -19,7 +20,7 @@ struct opts {
     const char *redis, *file, *chain, *keys, *expect;
     char expect_head[96];
     long long from_seq;
-    int threads, json;
+    int threads, json, check;
 };
 
 static const char USAGE[] =
@@ -27,6 +28,8 @@ static const char USAGE[] =
     "                    [--from-seq N] [--expect checkpoint.txt | --expect-head SEQ:HASH]\n"
     "                    [--threads N] [--json]\n"
     "       audit-verify --file export.jsonl --keys keyring.json [...]\n"
+    "       --redis may be left out when REDIS_URL is set (keeps a password off the command\n"
+    "       line); --check-config checks the options and files and prints them; --version\n"
     "exit: 0 verified, 1 tampered, 2 unverifiable or incomplete, 3 usage or I/O error\n";
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -40,6 +43,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                                           {"expect-head", 1, 0, 'H'},
                                           {"threads", 1, 0, 't'},
                                           {"json", 0, 0, 'j'},
+                                          {"check-config", 0, 0, 'C'},
+                                          {"version", 0, 0, 'V'},
                                           {"help", 0, 0, 'h'},
                                           {0, 0, 0, 0}};
     long long n;
@@ -53,6 +58,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case 'k': o->keys = optarg; break;
         case 'e': o->expect = optarg; break;
         case 'j': o->json = 1; break;
+        case 'C': o->check = 1; break;
+        case 'V': puts("audit-verify " WARDEN_VERSION); exit(0);
         case 'H': snprintf(o->expect_head, sizeof(o->expect_head), "%s", optarg); break;
         case 's':
             if (audit_tool_num(optarg, 1, 1LL << 62, &o->from_seq) != 0)
@@ -67,6 +74,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         default: return -1;
         }
     }
+    if (!o->file)
+        o->redis = audit_tool_redis_url(o->redis);
     if (optind != argc || !o->keys || !o->redis == !o->file || !audit_chain_valid(o->chain) ||
         (o->expect && o->expect_head[0]))
         return -1;
@@ -240,6 +249,15 @@ int main(int argc, char **argv)
                 "audit-verify: the expected head (seq %lld) lies before --from-seq %lld "
                 "and its link: it cannot be checked\n",
                 so.expect_seq, so.from_seq);
+        goto done;
+    }
+    if (o.check) {
+        audit_tool_print_url("redis", o.redis);
+        printf("file=%s\nchain=%s\nkeys=%s (%zu keys)\nfrom_seq=%lld\nexpect_seq=%lld\n"
+               "threads=%d\njson=%d\n",
+               o.file ? o.file : "<unset>", o.chain, o.keys, kr->n, o.from_seq, so.expect_seq,
+               o.threads, o.json);
+        code = 0;
         goto done;
     }
     if (run(&o, kr, &so, &res) == 0)

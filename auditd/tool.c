@@ -72,6 +72,27 @@ struct audit_keyring *audit_tool_keyring(const char *path, char *err, size_t err
     return kr;
 }
 
+const char *audit_tool_redis_url(const char *opt)
+{
+    const char *env = getenv("REDIS_URL");
+    return opt ? opt : (env && *env ? env : NULL);
+}
+
+void audit_tool_print_url(const char *name, const char *url)
+{
+    const char *scheme = url ? strstr(url, "://") : NULL;
+    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    const char *slash = scheme ? strchr(scheme + 3, '/') : NULL;
+    const char *colon = scheme ? strchr(scheme + 3, ':') : NULL;
+    if (!url) {
+        printf("%s=<unset>\n", name);
+    } else if (at && (!slash || at < slash) && colon && colon < at) {
+        printf("%s=%.*s:<secret>%s\n", name, (int)(colon - url), url, at);
+    } else {
+        printf("%s=%s\n", name, url);
+    }
+}
+
 int audit_tool_num(const char *s, long long min, long long max, long long *out)
 {
     char *end;

@@ -20,6 +20,13 @@ struct audit_keyring *audit_tool_keyring(const char *path, char *err, size_t err
 /* A whole file into a malloc'd NUL-terminated buffer (caller frees); NULL on error. */
 char *audit_tool_read_file(const char *path, size_t *len);
 
+/* The Redis URL a tool uses: the --redis value, else REDIS_URL from the environment (so a
+ * password need not be on the command line), else NULL. */
+const char *audit_tool_redis_url(const char *opt);
+
+/* Print url for --check-config with any password replaced by <secret>. */
+void audit_tool_print_url(const char *name, const char *url);
+
 /* Parse a decimal in [min, max]; returns 0 or -1. */
 int audit_tool_num(const char *s, long long min, long long max, long long *out);
 

@@ -376,6 +376,42 @@ static void test_verify_exit_3(void **state)
     }
 }
 
+/* --help, --version, --check-config (the URL's password masked), and REDIS_URL in the
+ * environment standing in for --redis, for both tools. */
+static void test_tool_flags(void **state)
+{
+    (void)state;
+    char url[200], *out = NULL;
+    write_log(saved, CHAIN_LEN, CHAIN_LEN, saved[CHAIN_LEN - 1].hash);
+    const char *tools[] = {"bin/audit-verify", "bin/audit-export"};
+    for (int i = 0; i < 2; i++) {
+        const char *help[] = {"x", "--help", NULL}, *ver[] = {"x", "--version", NULL};
+        assert_int_equal(th_run(th_bin(tools[i]), help, NULL, &out, NULL, 10000), 0);
+        assert_non_null(strstr(out, "usage: audit-"));
+        free(out);
+        assert_int_equal(th_run(th_bin(tools[i]), ver, NULL, &out, NULL, 10000), 0);
+        assert_non_null(strstr(out, " 0.1.0"));
+        free(out);
+    }
+    const char *chk[] = {
+        "audit-verify",   "--redis", "redis://auditor:s3cret@127.0.0.1:1/0", "--keys", keys_file,
+        "--check-config", NULL};
+    assert_int_equal(th_run(th_bin("bin/audit-verify"), chk, NULL, &out, NULL, 10000), 0);
+    assert_non_null(strstr(out, "redis=redis://auditor:<secret>@127.0.0.1:1/0"));
+    assert_null(strstr(out, "s3cret"));
+    free(out);
+    snprintf(url, sizeof(url), "REDIS_URL=%s", redis.url);
+    const char *env[] = {url, NULL};
+    const char *v[] = {"audit-verify", "--chain", "t", "--keys", keys_file, NULL};
+    assert_int_equal(th_run(th_bin("bin/audit-verify"), v, env, &out, NULL, 20000), 0);
+    assert_non_null(strstr(out, "OK: 20 entries"));
+    free(out);
+    const char *x[] = {"audit-export", "--chain", "t", "--to-seq", "1", NULL};
+    assert_int_equal(th_run(th_bin("bin/audit-export"), x, env, &out, NULL, 20000), 0);
+    assert_int_equal(strncmp(out, "{\"seq\":1,", 9), 0);
+    free(out);
+}
+
 /* --from-seq at the head + 1 (nothing new) verifies 0 entries; past it the chain is
  * shorter than asked for; an expected head right before --from-seq is the trusted link. */
 static void test_from_seq_edges(void **state)
@@ -775,6 +811,7 @@ int main(void)
         cmocka_unit_test(test_other_reasons),
         cmocka_unit_test(test_export_file),
         cmocka_unit_test(test_verify_exit_3),
+        cmocka_unit_test(test_tool_flags),
         cmocka_unit_test(test_from_seq_edges),
         cmocka_unit_test(test_verify_live_chain),
         cmocka_unit_test(test_rotation),
