@@ -231,6 +231,9 @@ static void test_group_commit(void **state)
     assert_int_equal((long long)appends, N * PER_CLIENT + 1);
     assert_int_equal(au_metric(d.port, "auditd_chain_head_seq "), N * PER_CLIENT + 1);
     assert_int_equal(au_metric(d.port, "auditd_cas_conflicts_total "), 0); /* one writer */
+    assert_int_equal(au_metric(d.port, "auditd_append_duration_seconds_count "), commits);
+    assert_int_equal(au_metric(d.port, "auditd_signing_key_info{version=\"v1\"} "), 1);
+    assert_int_equal(au_metric(d.port, "auditd_checkpoints_total "), 0);
     th_proc_stop(&d, SIGTERM, 5000);
     th_redis_stop(&redis);
 }
