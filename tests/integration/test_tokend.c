@@ -586,7 +586,7 @@ static void test_family_cap(void **state)
     (void)state;
     issue(short_d.port, "u-cap2", "d-1", CHROME120, "", other);
     for (int i = 0; i < 3; i++) {
-        char dev[8];
+        char dev[16];
         snprintf(dev, sizeof(dev), "d-%d", i);
         issue(short_d.port, "u-cap", dev, CHROME120, "", c[i]);
         usleep(5 * 1000); /* distinct creation milliseconds: "oldest" is well defined */
