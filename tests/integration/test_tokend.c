@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../../tokend/fingerprint.h"
@@ -117,6 +118,8 @@ static void test_refresh_rotates_and_grace(void **state)
     snprintf(t1, sizeof(t1), "%s", jstr(j, "refresh_token"));
     assert_string_not_equal(t1, t0);
     assert_memory_equal(t1, t0, 27); /* same family */
+    assert_memory_equal(jstr(j, "family_id"), t0 + 4, 22);
+    assert_int_equal(strlen(jstr(j, "family_id")), 22);
     assert_string_equal(jstr(j, "user_id"), "u-r");
     assert_string_equal(jstr(j, "client_id"), "web");
     assert_string_equal(jstr(j, "scope"), "openid offline");
@@ -486,10 +489,17 @@ static void test_sessions_list_and_delete(void **state)
     assert_memory_equal(jstr(first, "family_id"), a + 4, 22);
     assert_string_equal(jstr(first, "device_id"), "d-1");
     assert_string_equal(jstr(first, "client_id"), "web");
-    assert_int_equal(strlen(jstr(first, "ua_hash")), 16);
+    char ua_hash[TOK_UA_HASH_LEN + 1];
+    tok_ua_hash(CHROME120, strlen(CHROME120), ua_hash);
+    assert_string_equal(jstr(first, "ua_hash"), ua_hash);
     assert_true(json_integer_value(json_object_get(first, "expires_at")) >
                 json_integer_value(json_object_get(first, "created_at")));
-    assert_non_null(json_object_get(first, "last_used_at"));
+    /* Seconds since the epoch (Redis time, here the same clock). */
+    long long created = json_integer_value(json_object_get(first, "created_at"));
+    assert_true(llabs(created - (long long)time(NULL)) <= 5);
+    assert_int_equal(json_integer_value(json_object_get(first, "last_used_at")), created);
+    assert_int_equal(json_integer_value(json_object_get(first, "expires_at")) - created,
+                     14 * 86400);
     json_decref(j);
     /* Another user cannot end it; the owner can, once. */
     snprintf(path, sizeof(path), "/v1/users/u-other/sessions/%.22s", a + 4);
