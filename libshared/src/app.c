@@ -28,6 +28,8 @@ struct app {
     sigset_t signals;
     void (*reload_fn)(void *);
     void *reload_arg;
+    void (*drain_fn)(void *);
+    void *drain_arg;
     void (*shutdown_fn)(void *);
     void *shutdown_arg;
     _Atomic int draining;
@@ -161,6 +163,12 @@ void app_on_reload(struct app *a, void (*fn)(void *arg), void *arg)
 {
     a->reload_fn = fn;
     a->reload_arg = arg;
+}
+
+void app_on_drain(struct app *a, void (*fn)(void *arg), void *arg)
+{
+    a->drain_fn = fn;
+    a->drain_arg = arg;
 }
 
 void app_on_shutdown(struct app *a, void (*fn)(void *arg), void *arg)
@@ -298,6 +306,8 @@ int app_run(struct app *a)
              LF_I("in_flight", http_in_flight(a->http)));
     atomic_store(&a->draining, 1);
     http_quiesce(a->http);
+    if (a->drain_fn)
+        a->drain_fn(a->drain_arg);
     if (http_drain(a->http, a->shutdown_timeout_ms) != 0)
         log_warn(NULL, "shutdown timeout: in-flight requests cut off",
                  LF_I("in_flight", http_in_flight(a->http)));

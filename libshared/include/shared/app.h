@@ -63,11 +63,15 @@ void app_route(struct app *a, const char *method, const char *pattern, http_hand
 
 /* Called (on the main thread) on SIGHUP. */
 void app_on_reload(struct app *a, void (*fn)(void *arg), void *arg);
+/* Called (on the main thread) when shutdown begins, once listening has stopped and before
+ * in-flight requests are waited for: answer requests parked with http_suspend() now. */
+void app_on_drain(struct app *a, void (*fn)(void *arg), void *arg);
 /* Called after in-flight requests have drained, before the pool closes (flush batches). */
 void app_on_shutdown(struct app *a, void (*fn)(void *arg), void *arg);
 
-/* Serve until SIGTERM/SIGINT; then /ready turns 503, stop accepting, let in-flight
- * requests finish within SHUTDOWN_TIMEOUT, run the shutdown hook, close the pool.
+/* Serve until SIGTERM/SIGINT; then /ready turns 503, stop accepting, run the drain hook,
+ * let in-flight requests finish within SHUTDOWN_TIMEOUT, run the shutdown hook, close the
+ * pool.
  * Returns the process exit status (0, or 1 if the server could not start). */
 int app_run(struct app *a);
 
