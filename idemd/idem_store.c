@@ -177,13 +177,14 @@ internal:
 
 /* ---- running scripts --------------------------------------------------------------- */
 
-/* Run ncmds script commands, then WAIT when replicas are asked for, in one round trip.
- * Parses each reply into res[i] with its status in rc[i]. Returns IDEM_OK or IDEM_EBACKEND. */
-static int run(struct idem_store *st, struct rpool_cmd *cmds, size_t ncmds, struct idem_result *res,
-               int *rc)
+/* Run ncmds script commands, then (if they may write and replicas are asked for) WAIT, in
+ * one round trip. Parses each reply into res[i] with its status in rc[i]. Returns IDEM_OK
+ * or IDEM_EBACKEND. */
+static int run(struct idem_store *st, struct rpool_cmd *cmds, size_t ncmds, int writes,
+               struct idem_result *res, int *rc)
 {
     redisReply *replies[IDEM_BATCH_MAX + 1];
-    int wait = st->conf->wait_replicas > 0;
+    int wait = writes && st->conf->wait_replicas > 0;
     const char *wargv[] = {"WAIT", st->wait_n, st->wait_ms};
     int64_t timeout = rpool_command_timeout_ms(st->pool);
     long long acked = -1;
@@ -206,9 +207,11 @@ static int run(struct idem_store *st, struct rpool_cmd *cmds, size_t ncmds, stru
     return IDEM_OK;
 }
 
-/* One script on one record with the given arguments (after the key). */
-static int run_one(struct idem_store *st, const struct script *s, const struct idem_ref *ref,
-                   int nargs, const char **args, const size_t *lens, struct idem_result *res)
+/* One script on one record with the given arguments (after the key). writes: the script
+ * may write (so WAIT follows it when replicas are asked for). */
+static int run_one(struct idem_store *st, const struct script *s, int writes,
+                   const struct idem_ref *ref, int nargs, const char **args, const size_t *lens,
+                   struct idem_result *res)
 {
     const char *argv[8];
     size_t argvlen[8];
@@ -224,7 +227,7 @@ static int run_one(struct idem_store *st, const struct script *s, const struct i
     cmds[0] = (struct rpool_cmd){
         .script = s, .nkeys = 1, .argc = nargs + 1, .argv = argv, .argvlen = argvlen};
     memset(res, 0, sizeof(*res));
-    if (run(st, cmds, 1, res, &rc) != IDEM_OK)
+    if (run(st, cmds, 1, writes, res, &rc) != IDEM_OK)
         return IDEM_EBACKEND;
     if (rc != IDEM_OK)
         idem_result_free(res);
@@ -259,7 +262,7 @@ int idem_store_claim_many(struct idem_store *st, const struct idem_claim_in *con
             cmds[i] = (struct rpool_cmd){
                 .script = &script_idem_claim, .nkeys = 1, .argc = 7, .argv = argv[i]};
         }
-        if (run(st, cmds, chunk, res + done, rc + done) != IDEM_OK) {
+        if (run(st, cmds, chunk, 1, res + done, rc + done) != IDEM_OK) {
             for (size_t i = 0; i < done; i++)
                 idem_result_free(&res[i]);
             return IDEM_EBACKEND;
@@ -288,7 +291,7 @@ int idem_store_complete(struct idem_store *st, const struct idem_lease_in *in,
     const char *args[] = {in->lease_token, status, in->headers_json, in->body, in->body_encoding};
     size_t lens[] = {in->lease_token_len, strlen(status), strlen(in->headers_json), in->body_len,
                      strlen(in->body_encoding)};
-    return run_one(st, &script_idem_complete, &in->ref, 5, args, lens, res);
+    return run_one(st, &script_idem_complete, 1, &in->ref, 5, args, lens, res);
 }
 
 int idem_store_release(struct idem_store *st, const struct idem_lease_in *in,
@@ -296,7 +299,7 @@ int idem_store_release(struct idem_store *st, const struct idem_lease_in *in,
 {
     const char *args[] = {in->lease_token};
     size_t lens[] = {in->lease_token_len};
-    return run_one(st, &script_idem_release, &in->ref, 1, args, lens, res);
+    return run_one(st, &script_idem_release, 1, &in->ref, 1, args, lens, res);
 }
 
 int idem_store_extend(struct idem_store *st, const struct idem_lease_in *in,
@@ -306,7 +309,7 @@ int idem_store_extend(struct idem_store *st, const struct idem_lease_in *in,
     snprintf(lease, sizeof(lease), "%lld", (long long)in->lease_ms);
     const char *args[] = {in->lease_token, lease};
     size_t lens[] = {in->lease_token_len, strlen(lease)};
-    return run_one(st, &script_idem_extend, &in->ref, 2, args, lens, res);
+    return run_one(st, &script_idem_extend, 1, &in->ref, 2, args, lens, res);
 }
 
 int idem_store_checkpoint(struct idem_store *st, const struct idem_lease_in *in,
@@ -314,10 +317,11 @@ int idem_store_checkpoint(struct idem_store *st, const struct idem_lease_in *in,
 {
     const char *args[] = {in->lease_token, in->checkpoint};
     size_t lens[] = {in->lease_token_len, in->checkpoint_len};
-    return run_one(st, &script_idem_checkpoint, &in->ref, 2, args, lens, res);
+    return run_one(st, &script_idem_checkpoint, 1, &in->ref, 2, args, lens, res);
 }
 
 int idem_store_record(struct idem_store *st, const struct idem_ref *ref, struct idem_result *res)
 {
-    return run_one(st, &script_idem_record, ref, 0, NULL, NULL, res);
+    /* Read-only: nothing for a replica to acknowledge, so no WAIT. */
+    return run_one(st, &script_idem_record, 0, ref, 0, NULL, NULL, res);
 }

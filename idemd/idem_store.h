@@ -1,6 +1,7 @@
 /* idem_store: idemd's records in Redis — each decision is one EVALSHA of a
- * lua-scripts/idem_*.lua script on the single key idem:<scope>:<key>, optionally followed
- * (same connection, same round trip) by WAIT for IDEM_WAIT_REPLICAS replicas.
+ * lua-scripts/idem_*.lua script on the single key idem:<scope>:<key>; every script that may
+ * write is followed (same connection, same round trip) by WAIT for IDEM_WAIT_REPLICAS
+ * replicas when that is set.
  * Thread-safe (the pool is). */
 #ifndef IDEMD_IDEM_STORE_H
 #define IDEMD_IDEM_STORE_H

@@ -27,6 +27,7 @@ struct idem_waiter {
     struct waiting *head;
     int count;
     int stopping;
+    int joined; /* the thread has ended (idem_waiter_stop) */
     pthread_t thread;
 };
 
@@ -248,15 +249,23 @@ struct idem_waiter *idem_waiter_create(struct idem_store *st, idem_wait_answer_f
     return w;
 }
 
-void idem_waiter_free(struct idem_waiter *w)
+void idem_waiter_stop(struct idem_waiter *w)
 {
-    if (!w)
+    if (w->joined)
         return;
     pthread_mutex_lock(&w->mu);
     w->stopping = 1;
     pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
+    w->joined = 1;
+}
+
+void idem_waiter_free(struct idem_waiter *w)
+{
+    if (!w)
+        return;
+    idem_waiter_stop(w);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->wake);
     free(w);

@@ -37,7 +37,12 @@ int idem_waiter_add(struct idem_waiter *w, struct http_req *r, const struct idem
 /* Claims waiting now. */
 int idem_waiter_count(struct idem_waiter *w);
 
-/* Answer whatever still waits (one last check), stop the thread, free. NULL does nothing. */
+/* Answer whatever still waits (one last check) and stop the thread; later adds fail, so
+ * their callers answer at once. For shutdown: waiting claims must not hold it up.
+ * Call from one thread; a second call does nothing. */
+void idem_waiter_stop(struct idem_waiter *w);
+
+/* Stop (if not yet stopped) and free. NULL does nothing. */
 void idem_waiter_free(struct idem_waiter *w);
 
 #endif

@@ -30,11 +30,13 @@ static const struct script *const idem_scripts[] = {
     "  IDEM_WAIT_REPLICAS       replicas every write waits for (0)\n"                              \
     "  IDEM_WAIT_TIMEOUT        how long it waits for them (500ms)\n"
 
+/* Shutdown begins: claims waiting on an in-flight key get their answer now (usually 409
+ * with Retry-After, so the caller retries elsewhere) instead of holding the drain for up
+ * to wait_ms. The waiter stays allocated, so a claim still arriving is answered at once. */
 static void stop_waiter(void *arg)
 {
     struct idem_ctx *ctx = arg;
-    idem_waiter_free(ctx->waiter);
-    ctx->waiter = NULL;
+    idem_waiter_stop(ctx->waiter);
 }
 
 int main(int argc, char **argv)
@@ -66,7 +68,7 @@ int main(int argc, char **argv)
     app_route(a, "POST", "/v1/extend", idem_handle_extend, &ctx, 0);
     app_route(a, "POST", "/v1/checkpoint", idem_handle_checkpoint, &ctx, 0);
     app_route(a, "GET", "/v1/record", idem_handle_record, &ctx, 0);
-    app_on_shutdown(a, stop_waiter, &ctx);
+    app_on_drain(a, stop_waiter, &ctx);
 
     int rc = app_run(a);
     idem_waiter_free(ctx.waiter);
