@@ -18,6 +18,38 @@ static void check_ref(const struct idem_ref *ref)
         abort();
 }
 
+/* The stored headers are canonical JSON holding only configured replay headers (so never
+ * Set-Cookie), each a string. */
+static void check_headers(const char *headers_json)
+{
+    json_t *h = json_loads(headers_json, JSON_REJECT_DUPLICATES, NULL);
+    const char *name;
+    json_t *v;
+    if (!json_is_object(h))
+        abort();
+    json_object_foreach(h, name, v)
+    {
+        const char *canon = idem_config_replay_header(&conf, name);
+        if (!canon || strcmp(canon, name) != 0 || !json_is_string(v))
+            abort();
+    }
+    char *again = json_dumps(h, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!again || strcmp(again, headers_json) != 0)
+        abort();
+    free(again);
+    json_decref(h);
+}
+
+/* A fingerprint is 1..128 of [A-Za-z0-9_-] (given, or 64 hex digits computed). */
+static void check_fingerprint(const char *fp)
+{
+    size_t n = strlen(fp);
+    if (n < 1 || n > IDEM_FP_MAX ||
+        strspn(fp, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789_-") != n)
+        abort();
+}
+
 static void parse_all(const json_t *body)
 {
     struct idem_claim_in claim;
@@ -26,13 +58,16 @@ static void parse_all(const json_t *body)
     if (idem_parse_claim(body, &conf, &claim, &e) == 0) {
         check_ref(&claim.ref);
         if (claim.lease_ms < 1000 || claim.lease_ms > conf.lease_max_ms || claim.wait_ms < 0 ||
-            claim.wait_ms > IDEM_WAIT_MAX_MS || strlen(claim.fingerprint) == 0)
+            claim.wait_ms > IDEM_WAIT_MAX_MS)
             abort();
+        check_fingerprint(claim.fingerprint);
     }
     if (idem_parse_complete(body, &conf, &lease, &e) == 0) {
         check_ref(&lease.ref);
-        if (lease.status < 100 || lease.status > 599 || !lease.headers_json)
+        if (lease.status < 100 || lease.status > 599 || !lease.headers_json ||
+            lease.body_len > conf.max_response * 4 / 3 + 4)
             abort();
+        check_headers(lease.headers_json);
     }
     idem_lease_in_clear(&lease);
     (void)idem_parse_release(body, &lease, &e);

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,6 +138,82 @@ static void test_redis_frozen_then_back(void **state)
     assert_true(took >= 0 && took < 1500);
 }
 
+/* One claim in a thread: its status and how long it took. */
+struct shot {
+    const char *body;
+    int status;
+    char code[32];
+    int64_t took_ms;
+    pthread_t thread;
+};
+
+static void *shoot(void *arg)
+{
+    struct shot *s = arg;
+    struct th_resp r;
+    int64_t t0 = th_now_ms();
+    s->status = th_post_json(idemd.port, "/v1/claim", s->body, &r) == 0 ? r.status : -1;
+    s->took_ms = th_now_ms() - t0;
+    json_t *j = s->status > 0 ? th_json(&r) : NULL;
+    snprintf(s->code, sizeof(s->code), "%s",
+             j && json_is_string(json_object_get(j, "code"))
+                 ? json_string_value(json_object_get(j, "code"))
+                 : "");
+    json_decref(j);
+    th_resp_free(&r);
+    return NULL;
+}
+
+/* Many claims at once on a frozen Redis: each one a 503 within the bound, none a 201. */
+static void test_concurrent_calls_on_frozen_redis(void **state)
+{
+    (void)state;
+    enum { N = 20 };
+    struct shot shots[N];
+    assert_true(wait_claim_ok(2000) >= 0);
+    th_redis_pause(&redis);
+    for (int i = 0; i < N; i++) {
+        shots[i] =
+            (struct shot){.body = "{\"scope\":\"t\",\"key\":\"frozen\",\"fingerprint\":\"f\"}"};
+        assert_int_equal(pthread_create(&shots[i].thread, NULL, shoot, &shots[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(shots[i].thread, NULL);
+    th_redis_resume(&redis);
+    for (int i = 0; i < N; i++) {
+        if (shots[i].status != 503 || strcmp(shots[i].code, "backend_unavailable") != 0 ||
+            shots[i].took_ms > BOUND_MS)
+            fail_msg("claim %d: %d %s after %lld ms", i, shots[i].status, shots[i].code,
+                     (long long)shots[i].took_ms);
+    }
+    assert_true(wait_claim_ok(3000) >= 0);
+}
+
+/* A claim waiting on an in-flight key gets 503 soon after Redis stops answering, not
+ * when its wait ends. */
+static void test_waiting_claim_when_redis_fails(void **state)
+{
+    (void)state;
+    struct shot w = {.body = "{\"scope\":\"t\",\"key\":\"held\",\"fingerprint\":\"f\","
+                             "\"wait_ms\":8000}"};
+    struct th_resp r;
+    assert_int_equal(th_post_json(idemd.port, "/v1/claim",
+                                  "{\"scope\":\"t\",\"key\":\"held\",\"fingerprint\":\"f\"}", &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    th_resp_free(&r);
+    assert_int_equal(pthread_create(&w.thread, NULL, shoot, &w), 0);
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 300000000L};
+    nanosleep(&ts, NULL);
+    th_redis_pause(&redis);
+    pthread_join(w.thread, NULL);
+    th_redis_resume(&redis);
+    assert_int_equal(w.status, 503);
+    assert_string_equal(w.code, "backend_unavailable");
+    assert_true(w.took_ms < 300 + BOUND_MS + 200);
+    assert_true(wait_claim_ok(3000) >= 0);
+}
+
 /* SCRIPT FLUSH behind idemd's back: the next call reloads the script and succeeds. */
 static void test_script_flush(void **state)
 {
@@ -183,6 +260,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_redis_killed_then_back),
         cmocka_unit_test(test_redis_frozen_then_back),
+        cmocka_unit_test(test_concurrent_calls_on_frozen_redis),
+        cmocka_unit_test(test_waiting_claim_when_redis_fails),
         cmocka_unit_test(test_script_flush),
         cmocka_unit_test(test_eviction_policy_warned),
     };

@@ -13,21 +13,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "../lib/harness.h"
 #include "scripts.h"
-
-static struct th_redis redis;
+#define IDEM_TEST_REDIS
+#include "test_idemd_util.h"
 
 static const struct script *const all[] = {
     &script_idem_claim,  &script_idem_complete,   &script_idem_release,
     &script_idem_extend, &script_idem_checkpoint, &script_idem_record,
 };
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static int setup(void **state)
 {
@@ -47,13 +40,6 @@ static int teardown(void **state)
 {
     (void)state;
     th_redis_stop(&redis);
-    return 0;
-}
-
-static int reset(void **state)
-{
-    (void)state;
-    freeReplyObject(th_redis_cmd(&redis, "FLUSHALL"));
     return 0;
 }
 
@@ -79,22 +65,6 @@ static long long int_at(const redisReply *r, size_t i)
     assert_true(i < r->elements);
     assert_int_equal(r->element[i]->type, REDIS_REPLY_INTEGER);
     return r->element[i]->integer;
-}
-
-/* The whole hash as one string "f=v;..." (sorted by Redis order), for before/after. */
-static char *snapshot(const char *key)
-{
-    redisReply *r = th_redis_cmd(&redis, "HGETALL %s", key);
-    assert_non_null(r);
-    size_t cap = 64;
-    for (size_t i = 0; i < r->elements; i++)
-        cap += r->element[i]->len + 2;
-    char *out = calloc(1, cap);
-    size_t at = 0;
-    for (size_t i = 0; i < r->elements; i++)
-        at += (size_t)snprintf(out + at, cap - at, "%s%s", r->element[i]->str, i % 2 ? ";" : "=");
-    freeReplyObject(r);
-    return out;
 }
 
 /* Run script s on key with up to 5 args, expecting a reply whose first element is want. */
@@ -191,7 +161,7 @@ static void test_stale_token_changes_nothing(void **state)
 {
     (void)state;
     freeReplyObject(claim("idem:s:w", "fp", "right", "30000", "takeover", ""));
-    char *before = snapshot("idem:s:w");
+    char *before = snapshot(&redis, "idem:s:w");
     const char *done[] = {"wrong", "200", "{}", "", "utf8"};
     const char *tok[] = {"wrong", "5000"};
     const char *cp[] = {"wrong", "cp"};
@@ -199,7 +169,7 @@ static void test_stale_token_changes_nothing(void **state)
     expect(&script_idem_release, "idem:s:w", 1, tok, "lease_lost");
     expect(&script_idem_extend, "idem:s:w", 2, tok, "lease_lost");
     expect(&script_idem_checkpoint, "idem:s:w", 2, cp, "lease_lost");
-    char *after = snapshot("idem:s:w");
+    char *after = snapshot(&redis, "idem:s:w");
     assert_string_equal(before, after);
     free(before);
     free(after);
@@ -226,12 +196,12 @@ static void test_takeover_hands_checkpoint_and_stales_old_token(void **state)
     assert_string_equal(str_at(r, 6), "charge_created");
     freeReplyObject(r);
     assert_int_equal(th_redis_int(&redis, "HGET idem:s:o claims"), 2);
-    char *before = snapshot("idem:s:o");
+    char *before = snapshot(&redis, "idem:s:o");
     const char *done[] = {"old", "200", "{}", "", "utf8"};
     expect(&script_idem_complete, "idem:s:o", 5, done, "lease_lost");
     const char *ext[] = {"old", "1000"};
     expect(&script_idem_extend, "idem:s:o", 2, ext, "lease_lost");
-    char *after = snapshot("idem:s:o");
+    char *after = snapshot(&redis, "idem:s:o");
     assert_string_equal(before, after);
     free(before);
     free(after);
@@ -297,6 +267,68 @@ static void test_lease_capped_at_record_expiry(void **state)
     freeReplyObject(r);
 }
 
+/* A completed record is final: no call changes it, whatever the token. */
+static void test_completed_record_is_final(void **state)
+{
+    (void)state;
+    freeReplyObject(claim("idem:s:f", "fp", "tok", "30000", "takeover", ""));
+    const char *done[] = {"tok", "201", "{}", "ok", "utf8"};
+    expect(&script_idem_complete, "idem:s:f", 5, done, "completed");
+    char *before = snapshot(&redis, "idem:s:f");
+    const char *other[] = {"tok", "201", "{}", "other body", "utf8"};
+    const char *stranger[] = {"nope", "201", "{}", "ok", "utf8"};
+    const char *tok[] = {"tok", "60000"};
+    const char *cp[] = {"tok", "cp"};
+    expect(&script_idem_complete, "idem:s:f", 5, other, "lease_lost");
+    expect(&script_idem_complete, "idem:s:f", 5, stranger, "lease_lost");
+    expect(&script_idem_release, "idem:s:f", 1, tok, "lease_lost");
+    expect(&script_idem_extend, "idem:s:f", 2, tok, "lease_lost");
+    expect(&script_idem_checkpoint, "idem:s:f", 2, cp, "lease_lost");
+    redisReply *r = claim("idem:s:f", "fp", "tok2", "30000", "takeover", "");
+    assert_string_equal(str_at(r, 0), "replay");
+    freeReplyObject(r);
+    char *after = snapshot(&redis, "idem:s:f");
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+}
+
+/* The record's TTL is set once, at creation: its absolute expiry (PEXPIRETIME) stays the
+ * same through every later script. */
+static void test_ttl_never_extended(void **state)
+{
+    (void)state;
+    static const char *const want[] = {"extended",  "saved",     "claimed", "in_progress",
+                                       "recovered", "completed", "replay",  "found"};
+    const char *cp[] = {"tok", "cp"};
+    const char *ext[] = {"tok", "40"};
+    const char *done[] = {"tok2", "200", "{}", "", "utf8"};
+    freeReplyObject(claim("idem:s:ttl", "fp", "tok", "40", "takeover", "att"));
+    long long expiry = th_redis_int(&redis, "PEXPIRETIME idem:s:ttl");
+    assert_true(expiry > 0);
+    for (int step = 0; step < 8; step++) {
+        sleep_ms(step == 4 ? 60 : 3); /* before step 4 the lease runs out */
+        redisReply *r = NULL;
+        switch (step) {
+        case 0: expect(&script_idem_extend, "idem:s:ttl", 2, ext, want[step]); break;
+        case 1: expect(&script_idem_checkpoint, "idem:s:ttl", 2, cp, want[step]); break;
+        case 2: r = claim("idem:s:ttl", "fp", "tok9", "40", "takeover", "att"); break;
+        case 3: r = claim("idem:s:ttl", "fp", "tok9", "40", "takeover", ""); break;
+        case 4: r = claim("idem:s:ttl", "fp", "tok2", "30000", "takeover", ""); break;
+        case 5: expect(&script_idem_complete, "idem:s:ttl", 5, done, want[step]); break;
+        case 6: r = claim("idem:s:ttl", "fp", "tok3", "30000", "takeover", ""); break;
+        default: expect(&script_idem_record, "idem:s:ttl", 0, NULL, want[step]); break;
+        }
+        if (r) {
+            assert_string_equal(str_at(r, 0), want[step]);
+            freeReplyObject(r);
+        }
+        long long now = th_redis_int(&redis, "PEXPIRETIME idem:s:ttl");
+        if (now != expiry)
+            fail_msg("%s moved the expiry from %lld to %lld", want[step], expiry, now);
+    }
+}
+
 static void test_record_and_release(void **state)
 {
     (void)state;
@@ -331,6 +363,8 @@ int main(void)
         cmocka_unit_test_setup(test_block_mode, reset),
         cmocka_unit_test_setup(test_attempt_id_repeat, reset),
         cmocka_unit_test_setup(test_lease_capped_at_record_expiry, reset),
+        cmocka_unit_test_setup(test_completed_record_is_final, reset),
+        cmocka_unit_test_setup(test_ttl_never_extended, reset),
         cmocka_unit_test_setup(test_record_and_release, reset),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
