@@ -1,19 +1,13 @@
--- token_user_add: index a new family under its user and enforce the per-user cap.
+-- token_user_add: index a new family under its user.
 -- KEYS[1] tok:user:{<user_id>} (sorted set of family ids by creation ms)
--- ARGV[1] family id  ARGV[2] created ms  ARGV[3] max families  ARGV[4] key ttl ms
--- Reply: array of the family ids evicted from the index (oldest first), for the caller
--- to revoke (reason cap); their keys live in other slots.
+-- ARGV[1] family id  ARGV[2] created ms  ARGV[3] key ttl ms
+-- Reply: the number of ids now in the index (integer). Above TOKEN_MAX_FAMILIES_PER_USER
+-- the caller enforces the cap: the index also holds revoked and expired families, and
+-- only their own slots tell which are alive, so the eviction cannot happen here.
 
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-local n = redis.call('ZCARD', KEYS[1])
-local max = tonumber(ARGV[3])
-local evicted = {}
-if n > max then
-  evicted = redis.call('ZRANGE', KEYS[1], 0, n - max - 1)
-  redis.call('ZREM', KEYS[1], unpack(evicted))
-end
 -- The index outlives every family in it: extend, never shorten.
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
-return evicted
+return redis.call('ZCARD', KEYS[1])

@@ -100,13 +100,13 @@ static void count_drift(struct tok_service *s, unsigned bits)
             metric_inc(metric_with(s->drift, tok_fp_name(b)));
 }
 
-/* Revoke the listed families (an array reply of ids) in one pipeline of token_revoke
- * runs, each in its own slot; user_id (may be NULL) must own them. Ids that are not
- * family ids are skipped. Adds the number revoked to *count. */
-static int revoke_many(struct tok_service *s, const redisReply *ids, const char *user_id,
-                       const char *reason, long *count)
+/* Revoke the listed families in one pipeline of token_revoke runs, each in its own slot;
+ * user_id (may be NULL) must own them. Ids that are not family ids are skipped. Adds the
+ * number revoked to *count. */
+static int revoke_many(struct tok_service *s, const char *const *ids, size_t total,
+                       const char *user_id, const char *reason, long *count)
 {
-    size_t n = 0, total = ids->elements;
+    size_t n = 0;
     char(*keys)[2][KEY_MAX] = calloc(total + 1, sizeof(*keys));
     const char **argv = calloc((total + 1) * 7, sizeof(*argv));
     struct rpool_cmd *cmds = calloc(total + 1, sizeof(*cmds));
@@ -115,11 +115,10 @@ static int revoke_many(struct tok_service *s, const redisReply *ids, const char 
     if (!keys || !argv || !cmds || !replies)
         goto done;
     for (size_t i = 0; i < total; i++) {
-        const redisReply *e = ids->element[i];
-        if (e->type != REDIS_REPLY_STRING || !tok_family_valid(e->str, e->len))
+        if (!tok_family_valid(ids[i], strlen(ids[i])))
             continue;
         const char **a = argv + n * 7;
-        family_keys(e->str, keys[n][0], keys[n][1]);
+        family_keys(ids[i], keys[n][0], keys[n][1]);
         a[0] = keys[n][0];
         a[1] = keys[n][1];
         a[2] = "family";
@@ -151,27 +150,71 @@ done:
     return rc;
 }
 
-/* Add the family to its user's index; revoke what the cap pushes out. */
+/* ZREM the given family ids from the user's index (best effort: a stale entry is only
+ * pruned again later). */
+static void unindex(struct tok_service *s, const char *user_id, const char *const *ids, size_t n)
+{
+    char key[KEY_MAX];
+    redisReply *reply = NULL;
+    if (n == 0)
+        return;
+    const char **argv = malloc((n + 2) * sizeof(*argv));
+    if (!argv)
+        return;
+    user_key(user_id, key);
+    argv[0] = "ZREM";
+    argv[1] = key;
+    memcpy(argv + 2, ids, n * sizeof(*ids));
+    (void)rpool_command(s->pool, (int)(n + 2), argv, NULL, 0, &reply);
+    freeReplyObject(reply);
+    free(argv);
+}
+
+/* The user has more indexed families than the cap. The index also holds families that
+ * were revoked or expired (their state lives in other slots), so read which are live
+ * (tok_sessions prunes the rest) and revoke the oldest live ones beyond the cap — never
+ * the one just issued. Best effort: a failure only leaves the cap briefly exceeded. */
+static void enforce_cap(struct tok_service *s, const char *rid, const char *user_id,
+                        const char *family)
+{
+    struct tok_session *live = NULL;
+    size_t n = 0, nevict = 0;
+    long evicted = 0;
+    if (tok_sessions(s, user_id, &live, &n) != TOK_OK || n <= (size_t)s->conf->max_families)
+        goto done;
+    const char **ids = calloc(n, sizeof(*ids));
+    if (!ids)
+        goto done;
+    for (size_t i = 0; i < n && n - nevict > (size_t)s->conf->max_families; i++)
+        if (strcmp(live[i].family, family) != 0)
+            ids[nevict++] = live[i].family;
+    if (revoke_many(s, ids, nevict, user_id, "cap", &evicted) == TOK_OK) {
+        unindex(s, user_id, ids, nevict);
+        if (evicted > 0)
+            log_info(rid, "families revoked by the per-user cap", LF_I("revoked", evicted));
+    }
+    free(ids);
+done:
+    free(live);
+}
+
+/* Add the family to its user's index; enforce the cap when the index is above it. */
 static int index_family(struct tok_service *s, const char *rid, const char *user_id,
                         const char *family, int64_t created_ms)
 {
-    char key[KEY_MAX], created[24], max[24], ttl[24];
+    char key[KEY_MAX], created[24], ttl[24];
     redisReply *reply = NULL;
     user_key(user_id, key);
     snprintf(created, sizeof(created), "%" PRId64, created_ms);
-    snprintf(max, sizeof(max), "%lld", s->conf->max_families);
     snprintf(ttl, sizeof(ttl), "%" PRId64, s->conf->absolute_ttl_ms);
-    const char *argv[] = {key, family, created, max, ttl};
-    enum rpool_status st = rpool_eval(s->pool, &script_token_user_add, 1, 5, argv, NULL, 0, &reply);
+    const char *argv[] = {key, family, created, ttl};
+    enum rpool_status st = rpool_eval(s->pool, &script_token_user_add, 1, 4, argv, NULL, 0, &reply);
     if (st != RPOOL_OK)
         return fail_status(st, reply, "user_add");
-    long evicted = 0;
-    /* Best effort: the new family exists either way; an id left unrevoked only means the
-     * cap was briefly exceeded (its family still expires by TTL). */
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
-        revoke_many(s, reply, NULL, "cap", &evicted) == TOK_OK && evicted > 0)
-        log_info(rid, "families revoked by the per-user cap", LF_I("revoked", evicted));
+    long long indexed = reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
     freeReplyObject(reply);
+    if (indexed > s->conf->max_families)
+        enforce_cap(s, rid, user_id, family);
     return TOK_OK;
 }
 
@@ -392,26 +435,6 @@ static int user_families(struct tok_service *s, const char *user_id, redisReply 
     return TOK_OK;
 }
 
-/* ZREM the given family ids from the user's index (best effort: a stale entry is only
- * pruned again later). */
-static void unindex(struct tok_service *s, const char *user_id, const char *const *ids, size_t n)
-{
-    char key[KEY_MAX];
-    redisReply *reply = NULL;
-    if (n == 0)
-        return;
-    const char **argv = malloc((n + 2) * sizeof(*argv));
-    if (!argv)
-        return;
-    user_key(user_id, key);
-    argv[0] = "ZREM";
-    argv[1] = key;
-    memcpy(argv + 2, ids, n * sizeof(*ids));
-    (void)rpool_command(s->pool, (int)(n + 2), argv, NULL, 0, &reply);
-    freeReplyObject(reply);
-    free(argv);
-}
-
 int tok_revoke_user(struct tok_service *s, const char *user_id, long *revoked)
 {
     redisReply *ids = NULL;
@@ -420,18 +443,20 @@ int tok_revoke_user(struct tok_service *s, const char *user_id, long *revoked)
     int rc = user_families(s, user_id, &ids);
     if (rc != TOK_OK)
         return rc;
-    /* The owner check inside the script keeps a forged index entry harmless. */
-    rc = revoke_many(s, ids, user_id, "user", revoked);
-    if (rc != TOK_OK)
-        goto done;
-    /* Drop exactly the ids seen: a family indexed meanwhile stays listed (and alive). */
     listed = calloc(ids->elements + 1, sizeof(*listed));
-    if (!listed)
+    if (!listed) {
+        rc = TOK_INTERNAL;
         goto done;
+    }
     size_t n = 0;
     for (size_t i = 0; i < ids->elements; i++)
         if (ids->element[i]->type == REDIS_REPLY_STRING)
             listed[n++] = ids->element[i]->str;
+    /* The owner check inside the script keeps a forged index entry harmless. */
+    rc = revoke_many(s, listed, n, user_id, "user", revoked);
+    if (rc != TOK_OK)
+        goto done;
+    /* Drop exactly the ids seen: a family indexed meanwhile stays listed (and alive). */
     unindex(s, user_id, listed, n);
 done:
     free(listed);

@@ -619,6 +619,35 @@ static void test_family_cap(void **state)
     free(m);
 }
 
+/* The cap counts live families: logged-out (revoked) and expired ones still in the index
+ * make no room for evicting a live one. */
+static void test_family_cap_counts_live_families(void **state)
+{
+    char a[80], b[80], c[80], d[80], body[128];
+    int st;
+    (void)state;
+    issue(short_d.port, "u-cap3", "d-1", CHROME120, "", a);
+    usleep(5 * 1000);
+    issue(short_d.port, "u-cap3", "d-2", CHROME120, "", b);
+    snprintf(body, sizeof(body), "{\"token\":\"%s\"}", b); /* device 2 logs out */
+    json_t *j = post(short_d.port, "/v1/tokens/revoke", &st, "%s", body);
+    assert_int_equal(json_integer_value(json_object_get(j, "revoked")), 1);
+    json_decref(j);
+    usleep(5 * 1000);
+    issue(short_d.port, "u-cap3", "d-2", CHROME120, "", c); /* and back in: 2 live */
+    expect_family(a, "active", "");
+    refresh_ok(short_d.port, a, "d-1", CHROME120, "", a);
+    /* A third live one is beyond the cap: the oldest live family goes. */
+    usleep(5 * 1000);
+    issue(short_d.port, "u-cap3", "d-3", CHROME120, "", d);
+    expect_family(a, "revoked", "cap");
+    expect_family(c, "active", "");
+    expect_family(d, "active", "");
+    j = sessions(short_d.port, "u-cap3");
+    assert_int_equal(json_array_size(json_object_get(j, "sessions")), 2);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -632,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_sessions_list_and_delete),
         cmocka_unit_test(test_idle_and_absolute_expiry),
         cmocka_unit_test(test_family_cap),
+        cmocka_unit_test(test_family_cap_counts_live_families),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,6 +1,6 @@
 /* tokend's Lua scripts run directly against a real redis-server with EVALSHA: issue,
  * refresh (rotation, grace, reuse, fingerprint policy, TTLs, key rotation), revoke and
- * the per-user index with its cap. */
+ * the per-user index. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -333,26 +333,29 @@ static void test_revoke_script(void **state)
     assert_int_equal(th_redis_int(&redis, "EXISTS tok:{gone}:f"), 0);
 }
 
-static void test_user_index_cap(void **state)
+/* The index counts what it holds and never shortens its TTL; the cap itself is enforced
+ * by tokend, which can see which indexed families are alive. */
+static void test_user_index(void **state)
 {
     (void)state;
-    const char *ids[] = {"a", "b", "c", "d"};
+    const char *ids[] = {"a", "b", "c", "b"};
+    const long long want[] = {1, 2, 3, 3}; /* "b" again: updated, not added */
+    const char *ttl[] = {"60000", "60000", "1000", "60000"};
     for (int i = 0; i < 4; i++) {
         char score[16];
         snprintf(score, sizeof(score), "%d", 100 + i);
-        const char *args[] = {"tok:user:{u-cap}", ids[i], score, "3", "60000", NULL};
+        const char *args[] = {"tok:user:{u-idx}", ids[i], score, ttl[i], NULL};
         redisReply *r = run(&script_token_user_add, 1, args);
-        assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-        if (i < 3) {
-            assert_int_equal(r->elements, 0);
-        } else {
-            assert_int_equal(r->elements, 1);
-            assert_string_equal(r->element[0]->str, "a"); /* the oldest */
-        }
+        assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+        assert_int_equal(r->integer, want[i]);
         freeReplyObject(r);
+        assert_true(th_redis_int(&redis, "PTTL tok:user:{u-idx}") > 59000);
     }
-    assert_int_equal(th_redis_int(&redis, "ZCARD tok:user:{u-cap}"), 3);
-    assert_true(th_redis_int(&redis, "PTTL tok:user:{u-cap}") > 59000);
+    redisReply *r = redisCommand(rc, "ZRANGE tok:user:{u-idx} 0 -1");
+    assert_int_equal(r->elements, 3);
+    assert_string_equal(r->element[0]->str, "a"); /* by creation time */
+    assert_string_equal(r->element[2]->str, "b");
+    freeReplyObject(r);
 }
 
 /* Every key a tokend script touches is one of its KEYS (so the caller's hash tags decide
@@ -393,7 +396,7 @@ int main(void)
         cmocka_unit_test(test_ttls_and_absolute_expiry),
         cmocka_unit_test(test_previous_key_hash),
         cmocka_unit_test(test_revoke_script),
-        cmocka_unit_test(test_user_index_cap),
+        cmocka_unit_test(test_user_index),
         cmocka_unit_test(test_scripts_touch_only_declared_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
