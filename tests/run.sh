@@ -56,11 +56,13 @@ trap cleanup EXIT
 trap 'echo "run.sh: interrupted" >&2; cleanup; exit 130' INT
 trap 'echo "run.sh: terminated" >&2; cleanup; exit 143' TERM
 
-# The sum of the numbers a cmocka summary line carries in a file ("PASSED" or "FAILED").
+# The sum of the numbers a cmocka summary line carries in a file ("PASSED", "FAILED" or
+# "SKIPPED").
 count() {
     case $1 in
     PASSED) pattern='.*\[  PASSED  \] \([0-9][0-9]*\) test(s)\..*' ;;
     FAILED) pattern='.*\[  FAILED  \] \([0-9][0-9]*\) test(s), listed below:.*' ;;
+    SKIPPED) pattern='.*\[  SKIPPED \] \([0-9][0-9]*\) test(s), listed below:.*' ;;
     esac
     sed -n "s/$pattern/\\1/p" "$2" | awk '{ n += $1 } END { print n + 0 }'
 }
@@ -68,6 +70,8 @@ count() {
 passed=0
 failed=0
 failed_list=
+skipped=0
+skipped_list=
 ran=0
 out=$tmp/output
 fifo=$tmp/output.fifo
@@ -103,6 +107,15 @@ for bin in "$WARDEN_BUILD"/tests/unit/test_* "$WARDEN_BUILD"/tests/integration/t
     p=$(count PASSED "$out")
     f=$(count FAILED "$out")
     passed=$((passed + p))
+    k=$(count SKIPPED "$out")
+    if [ "$k" -gt 0 ]; then   # a skipped check is not a pass: say which ones
+        skipped=$((skipped + k))
+        skipped_list="$skipped_list$(awk -v b="$name" '
+            /\[  SKIPPED \] [0-9]+ test\(s\), listed below:/ { on = 1; next }
+            on && /^\[  SKIPPED \] / { sub(/^\[  SKIPPED \] /, ""); print "  " b ": " $0 }
+            on && !/^\[  SKIPPED \] / { on = 0 }' "$out")
+"
+    fi
     if [ "$f" -gt 0 ]; then
         failed=$((failed + f))
         failed_list="$failed_list  $name ($f failed)
@@ -125,6 +138,10 @@ done
 echo
 if [ "$ran" -eq 0 ]; then
     echo "no test binaries under $WARDEN_BUILD/tests/{unit,integration} (build them first)"
+fi
+if [ "$skipped" -gt 0 ]; then
+    echo "Skipped ($skipped, not counted as passed):"
+    printf '%s' "$skipped_list"
 fi
 if [ -n "$failed_list" ]; then
     echo "Failed:"
