@@ -1,0 +1,43 @@
+/* The DR drill of make restore-test inside make test: tests/ops/restore-drill.sh starts a
+ * Redis from deploy/redis/redis.conf with the generated ACL users and the four daemons,
+ * puts real data in, backs it up with backup.sh, and runs restore-test.sh on that backup
+ * (must pass) and on damaged copies (each must fail, naming the check that caught it). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "test_ops_util.h"
+
+static void test_restore_drill(void **state)
+{
+    (void)state;
+    OPS_NEED_SOURCE();
+    char build[1024], tmpdir[256], env_tmp[300], *out = NULL;
+    const char *missing = NULL;
+    static const char *const TOOLS[] = {"redis-server", "redis-cli", "jq", "curl", NULL};
+    for (int i = 0; TOOLS[i]; i++)
+        if (!ops_which(TOOLS[i]))
+            missing = TOOLS[i];
+    if (missing)
+        fail_msg("%s is not installed (make deps)", missing); /* a dependency, not optional */
+    assert_int_equal(th_tmpdir(tmpdir, sizeof(tmpdir)), 0);
+    snprintf(build, sizeof(build), "%s", th_bin("."));
+    snprintf(env_tmp, sizeof(env_tmp), "TMPDIR=%s", tmpdir); /* the runner cleans up there */
+    const char *argv[] = {"sh", ops_src("tests/ops/restore-drill.sh"), build, NULL};
+    const char *env[] = {env_tmp, NULL};
+    int st = th_run("/bin/sh", argv, env, &out, NULL, 240000);
+    fputs(out ? out : "", stdout); /* the drill's own report */
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, " assertions held\n"));
+    assert_null(strstr(out, "  FAIL  "));
+    free(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_restore_drill)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
