@@ -129,9 +129,16 @@ enum brk_ticket brk_acquire(struct brk *b)
         if (st != BRK_HALF_OPEN)
             return st == BRK_CLOSED || st == BRK_DISABLED ? BRK_PASS : BRK_REJECT;
     }
-    /* Half-open: take a probe slot atomically, or give it back and fall back. */
-    if (atomic_fetch_add(&b->in_flight, 1) < b->conf.half_open_max_probes)
-        return BRK_PROBE;
+    /* Half-open: take a probe slot atomically, or give it back and fall back. The state is
+     * read again once the slot is ours: a probe that failed between the first read and the
+     * increment has re-opened the breaker, and then this request must not reach Redis. */
+    if (atomic_fetch_add(&b->in_flight, 1) < b->conf.half_open_max_probes) {
+        st = atomic_load(&b->state);
+        if (st == BRK_HALF_OPEN)
+            return BRK_PROBE;
+        atomic_fetch_sub(&b->in_flight, 1);
+        return st == BRK_CLOSED || st == BRK_DISABLED ? BRK_PASS : BRK_REJECT;
+    }
     atomic_fetch_sub(&b->in_flight, 1);
     if (b->hooks.on_rejected_probe)
         b->hooks.on_rejected_probe(b->hooks.arg);
