@@ -16,8 +16,9 @@ struct rl_limiter {
     struct rl_config conf;
     struct rpool *pool;
     struct brk *breaker;
-    struct rl_lru *deny_cache; /* rule\x1fkey -> {retry deadline us, cost, reset deadline us} */
-    struct rl_lru *local;      /* rule\x1fkey -> {tat us} of the local fallback GCRA */
+    /* rule\x1fkey -> {retry deadline us, cost, reset deadline us, remaining} */
+    struct rl_lru *deny_cache;
+    struct rl_lru *local; /* rule\x1fkey -> {tat us} of the local fallback GCRA */
     struct metric *m_decisions, *m_transitions, *m_fallbacks, *m_rejected_probes;
     struct metric_series *s_state, *s_cache_entries;
 };
@@ -159,7 +160,8 @@ struct cache_probe {
     const struct rl_check *check;
     int64_t now_us;
     struct rl_decision *d;
-    int hit;
+    int hit;  /* the entry answered */
+    int seen; /* a live entry for a larger cost exists (it did not answer this check) */
 };
 
 static int64_t rule_interval_us(const struct rl_rule *r)
@@ -176,12 +178,14 @@ static enum rl_lru_action cache_lookup_fn(int64_t v[RL_LRU_VALUES], int found, v
         return RL_LRU_KEEP;
     if (v[0] <= p->now_us)
         return RL_LRU_DELETE;
-    if (p->check->cost < v[1])
+    if (p->check->cost < v[1]) {
+        p->seen = 1;
         return RL_LRU_KEEP;
+    }
     const struct rl_rule *r = p->check->rule;
     int64_t retry = v[0] - p->now_us, reset = v[2] - p->now_us;
     p->d->allowed = 0;
-    p->d->remaining = 0;
+    p->d->remaining = v[3]; /* sliding window: what Redis said then, a lower bound now */
     p->d->reset_after_us = reset > 0 ? reset : 0;
     p->d->retry_after_us = retry;
     if (r->algorithm == RL_GCRA) {
@@ -195,25 +199,36 @@ static enum rl_lru_action cache_lookup_fn(int64_t v[RL_LRU_VALUES], int found, v
     return RL_LRU_KEEP;
 }
 
+/* Returns 1 when the cache answered (d filled), else 0 with *seen set when an entry for a
+ * larger cost exists. */
 static int cache_lookup(struct rl_limiter *l, const struct rl_check *c, int64_t now_us,
-                        struct rl_decision *d)
+                        struct rl_decision *d, int *seen)
 {
     char k[RL_RULE_NAME_MAX + RL_KEY_MAX + 2];
     size_t kl = local_key(c, k, sizeof(k));
     struct cache_probe p = {.check = c, .now_us = now_us, .d = d};
     if (kl)
         rl_lru_update(l->deny_cache, k, kl, cache_lookup_fn, &p);
+    *seen = p.seen;
     return p.hit;
 }
 
-static void cache_store(struct rl_limiter *l, const struct rl_check *c, int64_t now_us,
-                        const struct rl_decision *d)
+/* After Redis decided a check sent at sent_us: remember a denial; after an allowed check
+ * forget an entry seen for the key, whose times no longer count that consumption (it would
+ * still never deny what Redis allows, but it would tell the caller to retry too early). */
+static void cache_update(struct rl_limiter *l, const struct rl_check *c, int64_t sent_us,
+                         const struct rl_decision *d, int seen)
 {
     char k[RL_RULE_NAME_MAX + RL_KEY_MAX + 2];
     size_t kl = local_key(c, k, sizeof(k));
-    int64_t v[RL_LRU_VALUES] = {now_us + d->retry_after_us, c->cost, now_us + d->reset_after_us};
-    if (kl && d->retry_after_us > 0)
+    int64_t v[RL_LRU_VALUES] = {sent_us + d->retry_after_us, c->cost, sent_us + d->reset_after_us,
+                                d->remaining};
+    if (!kl)
+        return;
+    if (!d->allowed && d->retry_after_us > 0)
         rl_lru_put(l->deny_cache, k, kl, v);
+    else if (d->allowed && seen)
+        rl_lru_delete(l->deny_cache, k, kl);
 }
 
 /* ---- fallbacks ----------------------------------------------------------------------- */
@@ -360,7 +375,8 @@ static int redis_decide(struct rl_limiter *l, const struct rl_check *checks, con
  * request goes out: Redis decided at or after it, so a cached denial measured from it
  * lapses no later than Redis's own retry time (never denies what Redis would allow). */
 static void decide_remote(struct rl_limiter *l, const struct rl_check *checks, const size_t *idx,
-                          size_t m, int consume, int64_t sent_us, struct rl_result *out)
+                          size_t m, int consume, int64_t sent_us, const int *seen,
+                          struct rl_result *out)
 {
     enum brk_ticket t = brk_acquire(l->breaker);
     int ok = 0;
@@ -372,8 +388,7 @@ static void decide_remote(struct rl_limiter *l, const struct rl_check *checks, c
         if (!consume)
             return;
         for (size_t j = 0; j < m; j++)
-            if (!out[idx[j]].d.allowed)
-                cache_store(l, &checks[idx[j]], sent_us, &out[idx[j]].d);
+            cache_update(l, &checks[idx[j]], sent_us, &out[idx[j]].d, seen[idx[j]]);
         return;
     }
     for (size_t j = 0; j < m; j++)
@@ -392,18 +407,19 @@ void rl_limiter_check(struct rl_limiter *l, const struct rl_check *checks, size_
                       struct rl_result *out)
 {
     size_t idx[RL_BATCH_MAX], m = 0;
+    int seen[RL_BATCH_MAX] = {0};
     int64_t now = mono_us();
     if (n > RL_BATCH_MAX)
         n = RL_BATCH_MAX;
     for (size_t i = 0; i < n; i++) {
         memset(&out[i], 0, sizeof(out[i]));
-        if (consume && cache_lookup(l, &checks[i], now, &out[i].d))
+        if (consume && cache_lookup(l, &checks[i], now, &out[i].d, &seen[i]))
             out[i].source = RL_SRC_CACHE;
         else
             idx[m++] = i;
     }
     if (m > 0)
-        decide_remote(l, checks, idx, m, consume, now, out);
+        decide_remote(l, checks, idx, m, consume, now, seen, out);
     for (size_t i = 0; i < n; i++)
         finish(l, &checks[i], &out[i]);
 }

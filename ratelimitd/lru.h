@@ -1,4 +1,4 @@
-/* lru: a bounded in-memory map from a byte-string key to three integers, evicting the least
+/* lru: a bounded in-memory map from a byte-string key to four integers, evicting the least
  * recently used entry when full. Backs the deny cache and the local fallback limiter, so
  * that a flood of distinct keys cannot grow memory past RATELIMIT_LOCAL_MAX_KEYS.
  * Thread-safe (one mutex; every operation is O(1) on average). */
@@ -20,7 +20,7 @@ void rl_lru_free(struct rl_lru *l); /* NULL does nothing */
 /* Atomically read-modify-write one entry: fn gets the current values (found = 0 and all
  * values 0 when absent), may change them, and says what to do. fn runs under the lock:
  * keep it short and do not call back into the map. Returns what fn returned. */
-#define RL_LRU_VALUES 3
+#define RL_LRU_VALUES 4
 typedef enum rl_lru_action (*rl_lru_fn)(int64_t v[RL_LRU_VALUES], int found, void *ctx);
 enum rl_lru_action rl_lru_update(struct rl_lru *l, const char *key, size_t len, rl_lru_fn fn,
                                  void *ctx);

@@ -1,0 +1,430 @@
+/* Integration tests of ratelimitd's decisions against reference models, over real sockets
+ * on a private redis-server: long random sequences of checks where every answer (allowed,
+ * remaining, reset_after_ms, retry_after_ms) and every state change in Redis is compared
+ * with the model evaluated on the Redis clock, and the deny cache is held to "never deny
+ * what Redis alone would allow".
+ *
+ * The Redis time at which a script ran is not observable, only bracketed: the test reads
+ * TIME just before and just after each request (tb <= now <= ta). Every reported quantity
+ * is monotone in now, so the answer must lie between the model at ta and the model at tb
+ * (plus 1 ms for the rounding to whole milliseconds). The state is read from Redis before
+ * each request, so the bracket never widens over the sequence. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../lib/harness.h"
+
+static struct th_redis redis;
+static struct th_proc rl;
+
+/* gm: gcra 50 per 1s, burst 5 (interval 20 ms); sm: sliding window 10 per 1s; dc: gcra 20
+ * per 1s, burst 3 (interval 50 ms) for the deny cache. */
+#define GM_INTERVAL 20000LL
+#define GM_BURST 5
+#define SM_PERIOD 1000000LL
+#define SM_LIMIT 10
+#define DC_INTERVAL 50000LL
+#define DC_BURST 3
+static const char RULES[] =
+    "{\"rules\":["
+    "{\"name\":\"gm\",\"limit\":50,\"period\":\"1s\",\"burst\":5},"
+    "{\"name\":\"sm\",\"algorithm\":\"sliding_window\",\"limit\":10,\"period\":\"1s\"},"
+    "{\"name\":\"dc\",\"limit\":20,\"period\":\"1s\",\"burst\":3}"
+    "]}";
+
+static int setup(void **state)
+{
+    (void)state;
+    char dir[256], path[300], rules[340];
+    if (th_redis_start(&redis, NULL) != 0 || th_tmpdir(dir, sizeof(dir)) != 0)
+        return -1;
+    snprintf(path, sizeof(path), "%s/rules.json", dir);
+    if (th_write_file(path, RULES) != 0)
+        return -1;
+    snprintf(rules, sizeof(rules), "RATELIMIT_RULES_FILE=%s", path);
+    const char *env[] = {rules, "CLOUD_RUN_REGION=model", "REDIS_COMMAND_TIMEOUT=1s", NULL};
+    return th_daemon_start(&rl, "bin/ratelimitd", redis.url, env);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    th_proc_stop(&rl, SIGTERM, 5000);
+    th_redis_stop(&redis);
+    return 0;
+}
+
+/* ---- Redis and HTTP helpers ------------------------------------------------------------ */
+
+static long long redis_now_us(void)
+{
+    redisReply *r = th_redis_cmd(&redis, "TIME");
+    assert_non_null(r);
+    long long us = atoll(r->element[0]->str) * 1000000LL + atoll(r->element[1]->str);
+    freeReplyObject(r);
+    return us;
+}
+
+/* An integer hash field, or -1 when the key or field is absent. */
+static long long hash_field(const char *key, const char *field)
+{
+    redisReply *r = th_redis_cmd(&redis, "HGET %s %s", key, field);
+    assert_non_null(r);
+    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+/* What one check answered. */
+struct answer {
+    int status, allowed, cache;
+    long long remaining, reset_ms, retry_ms;
+};
+
+static void check(const char *rule, const char *key, long long cost, struct answer *a)
+{
+    char body[256];
+    struct th_resp r;
+    snprintf(body, sizeof(body), "{\"rule\":\"%s\",\"key\":\"%s\",\"cost\":%lld}", rule, key, cost);
+    assert_int_equal(th_post_json(rl.port, "/v1/check", body, &r), 0);
+    json_t *j = th_json(&r);
+    assert_non_null(j);
+    a->status = r.status;
+    a->allowed = json_is_true(json_object_get(j, "allowed"));
+    const char *src = json_string_value(json_object_get(j, "source"));
+    assert_non_null(src);
+    if (strcmp(src, "redis") != 0 && strcmp(src, "cache") != 0)
+        fail_msg("unexpected source %s", src);
+    a->cache = strcmp(src, "cache") == 0;
+    a->remaining = (long long)json_integer_value(json_object_get(j, "remaining"));
+    a->reset_ms = (long long)json_integer_value(json_object_get(j, "reset_after_ms"));
+    a->retry_ms = (long long)json_integer_value(json_object_get(j, "retry_after_ms"));
+    assert_int_equal(a->status, a->allowed ? 200 : 429);
+    json_decref(j);
+    th_resp_free(&r);
+}
+
+static long long ceil_ms(long long us)
+{
+    return us <= 0 ? 0 : (us + 999) / 1000;
+}
+
+static long long floor_div(long long a, long long b)
+{
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+/* The model's values at ta and tb bound the answer (times may round by 1 ms). */
+static void assert_between(const char *what, long long got, long long at_late, long long at_early,
+                           int step)
+{
+    long long lo = at_late < at_early ? at_late : at_early;
+    long long hi = at_late < at_early ? at_early : at_late;
+    if (got < lo - 1 || got > hi + 1)
+        fail_msg("step %d: %s = %lld, the model says %lld..%lld", step, what, got, lo, hi);
+}
+
+/* A cached denial is measured from when the first denial was sent, and its remaining is
+ * what Redis said then: never more hopeful than Redis now (a smaller remaining, earlier
+ * times). For gcra the times are also close to Redis's (the cache is not a blanket "try
+ * again later"); a sliding-window entry answers a larger cost with the retry time of the
+ * cost it was stored for, which may be shorter (documented). */
+static void assert_cached(const struct answer *a, long long remaining, long long retry_us,
+                          long long reset_us, int exact, int step)
+{
+    if (a->remaining > remaining + 1 || a->retry_ms > ceil_ms(retry_us) + 1 ||
+        a->reset_ms > ceil_ms(reset_us) + 1)
+        fail_msg("step %d: cached answer (%lld, %lld ms, %lld ms) more hopeful than Redis "
+                 "(%lld, %lld ms, %lld ms)",
+                 step, a->remaining, a->retry_ms, a->reset_ms, remaining, ceil_ms(retry_us),
+                 ceil_ms(reset_us));
+    if (a->reset_ms < ceil_ms(reset_us) - 20 || (exact && a->retry_ms < ceil_ms(retry_us) - 20))
+        fail_msg("step %d: cached times (%lld ms, %lld ms) far below Redis's (%lld ms, %lld ms)",
+                 step, a->retry_ms, a->reset_ms, ceil_ms(retry_us), ceil_ms(reset_us));
+}
+
+/* ---- the GCRA reference ------------------------------------------------------------------
+ * Written from the contract, not from the script: a key's theoretical arrival time tat (0
+ * for a fresh key) moves on by one emission interval per unit of cost; a request fits when
+ * the new tat is at most burst intervals ahead of now. Integer microseconds throughout. */
+struct gcra_ref {
+    int allowed;
+    long long tat_after, remaining, reset_us, retry_us;
+};
+
+static void gcra_ref(long long tat, long long now, long long interval, long long burst,
+                     long long cost, struct gcra_ref *out)
+{
+    long long t = tat > now ? tat : now, tolerance = interval * burst;
+    long long allow_at = t + cost * interval - tolerance;
+    out->allowed = allow_at <= now;
+    out->tat_after = out->allowed ? t + cost * interval : t;
+    out->remaining = floor_div(now - (out->tat_after - tolerance), interval);
+    if (out->remaining < 0)
+        out->remaining = 0;
+    out->reset_us = out->tat_after - now;
+    out->retry_us = out->allowed ? 0 : allow_at - now;
+}
+
+/* One gcra step: state before, bracketed request, state after. Returns 1 when the decision
+ * fell inside the bracket (the model allows at ta but not at tb), where the answer may be
+ * either and only its consistency with the stored state is checked. */
+static int gcra_step(const char *rule, const char *key, const char *rkey, long long interval,
+                     long long burst, long long cost, int step, struct answer *a)
+{
+    long long tat0 = hash_field(rkey, "tat");
+    tat0 = tat0 < 0 ? 0 : tat0;
+    long long tb = redis_now_us();
+    check(rule, key, cost, a);
+    long long ta = redis_now_us();
+    long long tat1 = hash_field(rkey, "tat");
+    struct gcra_ref early, late;
+    gcra_ref(tat0, tb, interval, burst, cost, &early);
+    gcra_ref(tat0, ta, interval, burst, cost, &late);
+    if (early.allowed && !a->allowed)
+        fail_msg("step %d: denied (%s) what the model allows at the earliest time", step,
+                 a->cache ? "cache" : "redis");
+    if (!late.allowed && a->allowed)
+        fail_msg("step %d: allowed what the model denies at the latest time", step);
+    if (a->cache && a->allowed)
+        fail_msg("step %d: the cache allowed", step);
+    if (!a->allowed || a->cache) {
+        /* Unchanged, or expired meanwhile (a key lives until its tat, rounded up to 1 ms). */
+        if (tat1 != (tat0 ? tat0 : -1) && !(tat1 == -1 && tat0 <= ta + 2000))
+            fail_msg("step %d: a denial changed the stored tat", step);
+    } else if (tat1 < (tat0 > tb ? tat0 : tb) + cost * interval - 1 ||
+               tat1 > (tat0 > ta ? tat0 : ta) + cost * interval + 1) {
+        fail_msg("step %d: stored tat %lld is not tat0 %lld + cost %lld intervals", step, tat1,
+                 tat0, cost);
+    }
+    if (early.allowed != late.allowed)
+        return 1;
+    if (a->cache) {
+        assert_cached(a, late.remaining, early.retry_us, early.reset_us, 1, step);
+        return 0;
+    }
+    assert_between("remaining", a->remaining, late.remaining, early.remaining, step);
+    assert_between("reset_after_ms", a->reset_ms, ceil_ms(late.reset_us), ceil_ms(early.reset_us),
+                   step);
+    assert_between("retry_after_ms", a->retry_ms, ceil_ms(late.retry_us), ceil_ms(early.retry_us),
+                   step);
+    return 0;
+}
+
+/* Random costs and pauses on one key: every answer and every stored tat matches the model
+ * (so costs are all or nothing, and a denial consumes nothing). */
+static void test_gcra_random_sequence_matches_model(void **state)
+{
+    (void)state;
+    struct answer a;
+    int boundary = 0, allowed = 0, denied = 0, steps = 300;
+    srand(1234);
+    for (int i = 0; i < steps; i++) {
+        long long cost = 1 + rand() % GM_BURST;
+        boundary +=
+            gcra_step("gm", "seq", "ratelimit:model:gm:seq", GM_INTERVAL, GM_BURST, cost, i, &a);
+        if (a.allowed)
+            allowed++;
+        else
+            denied++;
+        int pause = rand() % 3;
+        usleep((useconds_t)(pause == 0 ? 0 : pause == 1 ? rand() % 20000 : rand() % 60000));
+    }
+    /* Both outcomes are exercised, and few answers fall inside a bracket. */
+    assert_true(allowed > steps / 5);
+    assert_true(denied > steps / 5);
+    assert_true(boundary < steps / 3);
+}
+
+/* ---- the sliding-window reference --------------------------------------------------------
+ * The estimate prev * (period - elapsed) / period + cur of the contract, with the window
+ * roll-over done from the stored window index; retry_after is found by bisection on the
+ * estimate itself (the earliest microsecond at which estimate + cost <= limit), not by a
+ * closed formula like the script's. */
+struct sw_state {
+    long long w, c, p; /* w = -1: no key */
+};
+
+static double sw_estimate(const struct sw_state *s, long long now, long long period, long long *cur,
+                          long long *prev)
+{
+    long long window = now / period;
+    double elapsed = (double)(now - window * period);
+    *cur = s->c;
+    *prev = s->p;
+    if (s->w != window) {
+        *prev = s->w == window - 1 ? s->c : 0;
+        *cur = 0;
+    }
+    return (double)*prev * ((double)period - elapsed) / (double)period + (double)*cur;
+}
+
+struct sw_ref {
+    int allowed;
+    struct sw_state after;
+    long long remaining, reset_us, retry_us;
+};
+
+static void sw_ref(const struct sw_state *s, long long now, long long period, long long limit,
+                   long long cost, struct sw_ref *out)
+{
+    long long cur, prev, window = now / period, elapsed = now - window * period;
+    double est = sw_estimate(s, now, period, &cur, &prev);
+    out->allowed = est + (double)cost <= (double)limit;
+    out->after = *s;
+    if (out->allowed) {
+        cur += cost;
+        est += (double)cost;
+        out->after = (struct sw_state){.w = window, .c = cur, .p = prev};
+    }
+    out->remaining = (long long)floor((double)limit - est);
+    if (out->remaining < 0)
+        out->remaining = 0;
+    out->reset_us = cur > 0 ? 2 * period - elapsed : prev > 0 ? period - elapsed : 0;
+    out->retry_us = 0;
+    if (out->allowed)
+        return;
+    long long lo = 0, hi = 2 * period; /* the estimate is 0 two windows on */
+    while (lo < hi) {
+        long long mid = lo + (hi - lo) / 2, c2, p2;
+        if (sw_estimate(s, now + mid, period, &c2, &p2) + (double)cost <= (double)limit)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    out->retry_us = lo;
+}
+
+static void sw_read(const char *rkey, struct sw_state *s)
+{
+    redisReply *r = th_redis_cmd(&redis, "HMGET %s w c p", rkey);
+    assert_non_null(r);
+    assert_int_equal(r->elements, 3);
+    long long v[3];
+    for (int i = 0; i < 3; i++)
+        v[i] = r->element[i]->type == REDIS_REPLY_STRING ? atoll(r->element[i]->str) : -1;
+    freeReplyObject(r);
+    *s = v[0] < 0 ? (struct sw_state){.w = -1} : (struct sw_state){.w = v[0], .c = v[1], .p = v[2]};
+}
+
+static void test_sliding_random_sequence_matches_model(void **state)
+{
+    (void)state;
+    const char *rkey = "ratelimit:model:sm:seq";
+    int boundary = 0, allowed = 0, denied = 0, used_prev = 0, steps = 160;
+    srand(99);
+    for (int i = 0; i < steps; i++) {
+        long long cost = 1 + rand() % 3;
+        struct sw_state s0, s1;
+        struct answer a;
+        sw_read(rkey, &s0);
+        long long tb = redis_now_us();
+        check("sm", "seq", cost, &a);
+        long long ta = redis_now_us();
+        sw_read(rkey, &s1);
+        struct sw_ref early, late;
+        sw_ref(&s0, tb, SM_PERIOD, SM_LIMIT, cost, &early);
+        sw_ref(&s0, ta, SM_PERIOD, SM_LIMIT, cost, &late);
+        if (early.allowed && !a.allowed)
+            fail_msg("step %d: denied what the model allows at the earliest time", i);
+        if (!late.allowed && a.allowed)
+            fail_msg("step %d: allowed what the model denies at the latest time", i);
+        if (!a.allowed || a.cache) {
+            if (s1.w != s0.w || s1.c != s0.c || s1.p != s0.p)
+                fail_msg("step %d: a denial changed the stored windows", i);
+        } else if (tb / SM_PERIOD == ta / SM_PERIOD) {
+            if (s1.w != early.after.w || s1.c != early.after.c || s1.p != early.after.p)
+                fail_msg("step %d: stored w=%lld c=%lld p=%lld, the model says %lld %lld %lld", i,
+                         s1.w, s1.c, s1.p, early.after.w, early.after.c, early.after.p);
+        }
+        allowed += a.allowed;
+        denied += !a.allowed;
+        long long cur_tb, prev_tb;
+        sw_estimate(&s0, tb, SM_PERIOD, &cur_tb, &prev_tb);
+        used_prev += prev_tb > 0;
+        if (early.allowed != late.allowed || tb / SM_PERIOD != ta / SM_PERIOD) {
+            boundary++;
+        } else {
+            if (a.cache) {
+                assert_cached(&a, late.remaining, early.retry_us, early.reset_us, 0, i);
+            } else {
+                assert_between("remaining", a.remaining, late.remaining, early.remaining, i);
+                assert_between("reset_after_ms", a.reset_ms, ceil_ms(late.reset_us),
+                               ceil_ms(early.reset_us), i);
+                assert_between("retry_after_ms", a.retry_ms, ceil_ms(late.retry_us),
+                               ceil_ms(early.retry_us), i);
+            }
+        }
+        usleep((useconds_t)(rand() % 70000));
+    }
+    assert_true(allowed > steps / 5);
+    assert_true(denied > steps / 5);
+    assert_true(used_prev > steps / 10); /* the previous window's share was exercised */
+    assert_true(boundary < steps / 3);
+}
+
+/* ---- the deny cache ------------------------------------------------------------------------
+ * A long random sequence with the cache on, each answer compared with what Redis alone
+ * would have answered: the stored tat is read just before the request and the model
+ * evaluated at the Redis time tb just before it. Redis's allowance only grows with time
+ * while nobody else consumes, so if the model allows at tb Redis would have allowed at the
+ * moment the cache answered, and a cached denial then is a defect. Half of the pauses aim
+ * at the moment a cached denial lapses, where a cache that outlives Redis's retry time
+ * would be caught. */
+static void test_deny_cache_never_denies_what_redis_allows(void **state)
+{
+    (void)state;
+    int cache_hits = 0, near_lapse = 0, steps = 500;
+    long long last_retry_ms = 0;
+    srand(42);
+    for (int i = 0; i < steps; i++) {
+        long long cost = 1 + rand() % DC_BURST;
+        long long tat0 = hash_field("ratelimit:model:dc:seq", "tat");
+        long long tb = redis_now_us();
+        struct answer a;
+        check("dc", "seq", cost, &a);
+        struct gcra_ref early, soon;
+        gcra_ref(tat0 < 0 ? 0 : tat0, tb, DC_INTERVAL, DC_BURST, cost, &early);
+        gcra_ref(tat0 < 0 ? 0 : tat0, tb + 3000, DC_INTERVAL, DC_BURST, cost, &soon);
+        if (a.cache) {
+            cache_hits++;
+            assert_false(a.allowed);
+            if (early.allowed)
+                fail_msg("step %d: the cache denied cost %lld, Redis alone allowed it", i, cost);
+            near_lapse += soon.allowed; /* within 3 ms of Redis allowing it */
+        }
+        if (!a.allowed)
+            last_retry_ms = a.retry_ms;
+        long long pause_us = 0;
+        if (!a.allowed && rand() % 2 == 0)
+            /* aim at the lapse: retry_after plus or minus 2 ms */
+            pause_us = last_retry_ms * 1000 - 2000 + rand() % 4000;
+        else if (rand() % 3 == 0)
+            pause_us = rand() % 60000;
+        if (pause_us > 0)
+            usleep((useconds_t)pause_us);
+    }
+    assert_true(cache_hits > 50);
+    assert_true(near_lapse > 3);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gcra_random_sequence_matches_model),
+        cmocka_unit_test(test_sliding_random_sequence_matches_model),
+        cmocka_unit_test(test_deny_cache_never_denies_what_redis_allows),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
