@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../lib/harness.h"
@@ -127,6 +128,8 @@ static int group_setup(void **state)
     if (th_write_file(
             path,
             "{\"rules\":[{\"name\":\"loc\",\"limit\":4,\"period\":\"1h\"},"
+            "{\"name\":\"odd\",\"limit\":5,\"period\":\"1h\"},"
+            "{\"name\":\"bst\",\"limit\":10,\"period\":\"1h\",\"burst\":4},"
             "{\"name\":\"opn\",\"limit\":4,\"period\":\"1h\",\"on_redis_failure\":\"open\"},"
             "{\"name\":\"cls\",\"limit\":4,\"period\":\"1h\",\"on_redis_failure\":\"closed\"}]}") !=
         0)
@@ -177,6 +180,14 @@ static int setup_small_local(void **state)
     return start_daemon(proxy.port, "REDIS_COMMAND_TIMEOUT=200ms", "RATELIMIT_LOCAL_MAX_KEYS=2");
 }
 
+/* Half-open admits three probes at once. */
+static int setup_three_probes(void **state)
+{
+    (void)state;
+    return start_daemon(proxy.port, "REDIS_COMMAND_TIMEOUT=200ms",
+                        "BREAKER_HALF_OPEN_MAX_PROBES=3");
+}
+
 /* The daemon straight on Redis, for the SIGSTOP test. */
 static int setup_direct(void **state)
 {
@@ -209,6 +220,44 @@ static int check(const char *rule, const char *key, char *source, size_t size, i
     int st = r.status;
     th_resp_free(&r);
     return st;
+}
+
+static json_t *breaker_state(void);
+
+/* One check; returns the parsed body (caller decrefs), its status and its Retry-After
+ * header ("" when absent). */
+static json_t *check_json(const char *rule, const char *key, int *status, char *retry_after,
+                          size_t size)
+{
+    char body[256];
+    struct th_resp r;
+    snprintf(body, sizeof(body), "{\"rule\":\"%s\",\"key\":\"%s\"}", rule, key);
+    assert_int_equal(th_post_json(rl.port, "/v1/check", body, &r), 0);
+    *status = r.status;
+    if (!th_header(&r, "Retry-After", retry_after, size))
+        retry_after[0] = '\0';
+    json_t *j = th_json(&r);
+    assert_non_null(j);
+    th_resp_free(&r);
+    return j;
+}
+
+static long long jint(const json_t *j, const char *k)
+{
+    return (long long)json_integer_value(json_object_get(j, k));
+}
+
+/* open_until_ms of GET /v1/breaker minus the wall clock now, in ms (state must be open). */
+static long long open_left_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    json_t *j = breaker_state();
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "open");
+    long long left =
+        jint(j, "open_until_ms") - ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    json_decref(j);
+    return left;
 }
 
 static json_t *breaker_state(void)
@@ -282,7 +331,7 @@ static void test_opens_after_threshold_and_stops_traffic(void **state)
     assert_true(metrics_has("ratelimitd_breaker_state 1"));
 }
 
-static atomic_int probe_slow, probe_fast;
+static atomic_int probe_slow, probe_fast, probe_too_slow, herd_not_fallback;
 static void *concurrent_check(void *arg)
 {
     (void)arg;
@@ -290,39 +339,78 @@ static void *concurrent_check(void *arg)
     int64_t took;
     check("opn", "herd", src, sizeof(src), &took);
     atomic_fetch_add(took >= 190 ? &probe_slow : &probe_fast, 1);
+    if (took > 600) /* a hung probe fails after the 200 ms command timeout, not later */
+        atomic_fetch_add(&probe_too_slow, 1);
+    if (strcmp(src, "fallback_open") != 0)
+        atomic_fetch_add(&herd_not_fallback, 1);
     return NULL;
 }
 
-/* Half-open: of 20 concurrent checks exactly one reaches Redis; the rest fall back at once;
- * the hung probe fails after the command timeout and re-opens for twice as long. */
-static void test_half_open_admits_exactly_one_probe(void **state)
+/* 20 concurrent checks on a half-open breaker; returns how many reached Redis. */
+static int herd_of_20(void)
 {
-    (void)state;
-    open_breaker();
-    usleep(400000); /* past 300 ms + 10% */
     atomic_store(&proxy.evalsha, 0);
     atomic_store(&probe_slow, 0);
     atomic_store(&probe_fast, 0);
+    atomic_store(&probe_too_slow, 0);
+    atomic_store(&herd_not_fallback, 0);
     pthread_t t[20];
     for (int i = 0; i < 20; i++)
         assert_int_equal(pthread_create(&t[i], NULL, concurrent_check, NULL), 0);
     for (int i = 0; i < 20; i++)
         pthread_join(t[i], NULL);
     usleep(20000);
-    assert_int_equal(atomic_load(&proxy.evalsha), 1);
+    assert_int_equal(atomic_load(&probe_too_slow), 0);
+    assert_int_equal(atomic_load(&herd_not_fallback), 0);
+    return atomic_load(&proxy.evalsha);
+}
+
+/* Half-open: of 20 concurrent checks exactly one reaches Redis; the rest fall back at once;
+ * the hung probe fails after the command timeout and re-opens for twice as long, and the
+ * next failed probe for twice that, capped at BREAKER_OPEN_MAX (1 s). */
+static void test_half_open_admits_exactly_one_probe(void **state)
+{
+    (void)state;
+    char src[32];
+    open_breaker();
+    usleep(400000); /* past 300 ms + 10% */
+    assert_int_equal(herd_of_20(), 1);
     assert_int_equal(atomic_load(&probe_slow), 1);
     assert_int_equal(atomic_load(&probe_fast), 19);
-    assert_true(metrics_has("ratelimitd_breaker_rejected_probes_total 19"));
+    assert_true(metrics_has("ratelimitd_breaker_rejected_probes_total 19\n"));
     /* Re-opened with the period doubled: 600 ms +-10%, measured from the probe's failure. */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    assert_in_range(open_left_ms(), 300, 660);
+    assert_true(metrics_has("{from=\"half_open\",to=\"open\"} 1\n"));
+    assert_true(th_proc_log_contains(&rl, "\"from\":\"half_open\",\"to\":\"open\""));
+    /* The next probe also hangs: 1200 ms would be next, capped at 1 s +-10%. */
+    while (open_left_ms() > -5)
+        usleep(20000);
+    int64_t took;
+    atomic_store(&proxy.evalsha, 0);
+    assert_int_equal(check("opn", "herd", src, sizeof(src), &took), 200);
+    assert_in_range(took, 190, 600);
+    assert_int_equal(atomic_load(&proxy.evalsha), 1);
+    assert_in_range(open_left_ms(), 700, 1100);
+    assert_true(metrics_has("{from=\"half_open\",to=\"open\"} 2\n"));
+    assert_true(metrics_has("{from=\"open\",to=\"half_open\"} 2\n"));
+}
+
+/* BREAKER_HALF_OPEN_MAX_PROBES=3: of 20 concurrent checks exactly three reach Redis. */
+static void test_half_open_admits_exactly_max_probes(void **state)
+{
+    (void)state;
+    open_breaker();
+    usleep(400000);
+    assert_int_equal(herd_of_20(), 3);
+    assert_int_equal(atomic_load(&probe_slow), 3);
+    assert_int_equal(atomic_load(&probe_fast), 17);
+    assert_true(metrics_has("ratelimitd_breaker_rejected_probes_total 17\n"));
+    /* The first failed probe re-opened it; the two after it changed nothing. */
+    assert_true(metrics_has("{from=\"half_open\",to=\"open\"} 1\n"));
     json_t *j = breaker_state();
     assert_string_equal(json_string_value(json_object_get(j, "state")), "open");
-    long long left = (long long)json_integer_value(json_object_get(j, "open_until_ms")) -
-                     ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    assert_int_equal(jint(j, "half_open_in_flight"), 0);
     json_decref(j);
-    assert_in_range(left, 300, 660);
-    assert_true(metrics_has("{from=\"half_open\",to=\"open\"} 1"));
 }
 
 static void test_successful_probe_closes(void **state)
@@ -353,13 +441,39 @@ static void test_fallback_modes(void **state)
     assert_int_equal(check("loc", "a", src, sizeof(src), NULL), 429);
     assert_string_equal(src, "fallback_local");
     assert_int_equal(check("loc", "other", src, sizeof(src), NULL), 200);
-    assert_int_equal(check("opn", "a", src, sizeof(src), NULL), 200);
-    assert_string_equal(src, "fallback_open");
-    assert_int_equal(check("cls", "a", src, sizeof(src), NULL), 429);
-    assert_string_equal(src, "fallback_closed");
+    /* limit 5 / 2 instances rounds up to 3 */
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(check("odd", "a", src, sizeof(src), NULL), i < 3 ? 200 : 429);
+        assert_string_equal(src, "fallback_local");
+    }
+    /* limit 10 burst 4 / 2 instances: 5 per hour with burst 2; the next in 720 s */
+    char ra[32];
+    int st;
+    for (int i = 0; i < 3; i++) {
+        json_t *j = check_json("bst", "a", &st, ra, sizeof(ra));
+        assert_int_equal(st, i < 2 ? 200 : 429);
+        if (i == 2) {
+            assert_in_range(jint(j, "retry_after_ms"), 719000, 720000);
+            assert_string_equal(ra, "720");
+        }
+        json_decref(j);
+    }
+    json_t *j = check_json("opn", "a", &st, ra, sizeof(ra));
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "source")), "fallback_open");
+    assert_int_equal(jint(j, "remaining"), 4);
+    json_decref(j);
+    j = check_json("cls", "a", &st, ra, sizeof(ra));
+    assert_int_equal(st, 429);
+    assert_string_equal(json_string_value(json_object_get(j, "source")), "fallback_closed");
+    assert_int_equal(jint(j, "retry_after_ms"), 1000);
+    assert_string_equal(ra, "1");
+    json_decref(j);
     usleep(20000);
     assert_int_equal(atomic_load(&proxy.evalsha), 3);
-    assert_true(metrics_has("ratelimitd_fallback_decisions_total{mode=\"local\"} 4"));
+    assert_true(metrics_has("ratelimitd_fallback_decisions_total{mode=\"local\"} 11\n"));
+    assert_true(metrics_has("ratelimitd_fallback_decisions_total{mode=\"open\"} 4\n"));
+    assert_true(metrics_has("ratelimitd_fallback_decisions_total{mode=\"closed\"} 1\n"));
     assert_true(metrics_has("ratelimitd_decisions_total{rule=\"cls\",decision=\"denied\",source="
                             "\"fallback_closed\"} 1"));
 }
@@ -446,7 +560,9 @@ static void test_frozen_redis(void **state)
         /* local: limit 4 / 2 instances = 2 in memory */
         assert_int_equal(check("loc", "z", src, sizeof(src), &took), i < 2 ? 200 : 429);
         assert_string_equal(src, "fallback_local");
-        assert_true(took <= 400); /* 20 ms pool + 50 ms command timeout + scheduling */
+        /* waited for the 50 ms command timeout (at most 20 ms pool + 50 ms command), plus
+         * scheduling noise on a loaded machine */
+        assert_in_range(took, 45, 200);
     }
     assert_state("open");
     for (int i = 0; i < 5; i++) {
@@ -461,6 +577,59 @@ static void test_frozen_redis(void **state)
     assert_state("closed");
 }
 
+/* A Redis of its own that the next test kills. */
+static struct th_redis down;
+
+static int setup_down(void **state)
+{
+    (void)state;
+    if (th_redis_start(&down, NULL) != 0)
+        return -1;
+    return start_daemon(down.port, "REDIS_COMMAND_TIMEOUT=50ms", NULL);
+}
+
+static int teardown_down(void **state)
+{
+    teardown(state);
+    th_redis_stop(&down);
+    return 0;
+}
+
+/* Redis killed (connections refused): every mode's fallback answers at once, the breaker
+ * opens, and once Redis is back the first probe after the open period closes it. */
+static void test_redis_down(void **state)
+{
+    (void)state;
+    char src[32] = "";
+    int64_t took;
+    for (int i = 0; i < 20 && strcmp(src, "redis") != 0; i++)
+        check("loc", "w", src, sizeof(src), NULL);
+    assert_string_equal(src, "redis");
+    th_redis_kill(&down);
+    const char *rules[] = {"loc", "opn", "cls", "loc", "opn", "cls"};
+    const char *want[] = {"fallback_local", "fallback_open", "fallback_closed"};
+    const int status[] = {200, 200, 429};
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(check(rules[i], "d", src, sizeof(src), &took), status[i % 3]);
+        assert_string_equal(src, want[i % 3]);
+        assert_true(took < 100); /* a refused connection fails at once: no waiting at all */
+        if (i == 2)
+            assert_state("open");
+    }
+    assert_true(
+        metrics_has("ratelimitd_breaker_transitions_total{from=\"closed\",to=\"open\"} 1\n"));
+    assert_int_equal(th_redis_restart(&down), 0);
+    int64_t back = th_now_ms();
+    while (strcmp(src, "redis") != 0 && th_now_ms() - back < 3000) {
+        usleep(20000);
+        check("opn", "d", src, sizeof(src), NULL);
+    }
+    assert_string_equal(src, "redis");
+    assert_true(th_now_ms() - back < 1000); /* the 300 ms open period, then one probe */
+    assert_state("closed");
+    assert_int_equal(th_redis_int(&down, "EXISTS ratelimit:default:opn:d"), 1);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -468,12 +637,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_opens_after_threshold_and_stops_traffic, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_half_open_admits_exactly_one_probe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_open_admits_exactly_max_probes,
+                                        setup_three_probes, teardown),
         cmocka_unit_test_setup_teardown(test_successful_probe_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fallback_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_actions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_local_fallback_is_bounded, setup_small_local,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_frozen_redis, setup_direct, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_down, setup_down, teardown_down),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -79,6 +79,18 @@ static void test_key_is_region_qualified(void **state)
     assert_int_equal(r->elements, 1);
     assert_string_equal(r->element[0]->str, "ratelimit:us-central1:ip:203.0.113.1");
     freeReplyObject(r);
+    /* It holds the GCRA state: a tat one emission interval (1200 s) ahead, and a TTL. */
+    r = th_redis_cmd(&redis, "HGET ratelimit:us-central1:ip:203.0.113.1 tat");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    long long tat = atoll(r->str);
+    freeReplyObject(r);
+    r = th_redis_cmd(&redis, "TIME");
+    long long now = atoll(r->element[0]->str) * 1000000LL + atoll(r->element[1]->str);
+    freeReplyObject(r);
+    assert_in_range(tat - now, 1190000000LL, 1200000000LL);
+    assert_in_range(th_redis_int(&redis, "PTTL ratelimit:us-central1:ip:203.0.113.1"), 1190000,
+                    1200000);
 }
 
 static void test_regions_count_independently(void **state)
@@ -92,6 +104,11 @@ static void test_regions_count_independently(void **state)
         for (int i = 0; i < limits[k]; i++)
             assert_int_equal(check(&us, rules[k], "shared", region, sizeof(region)), 200);
         assert_int_equal(check(&us, rules[k], "shared", region, sizeof(region)), 429);
+        char cmd[96];
+        snprintf(cmd, sizeof(cmd), "DUMP ratelimit:us-central1:%s:shared", rules[k]);
+        redisReply *before = th_redis_cmd(&redis, cmd);
+        assert_non_null(before);
+        assert_int_equal(before->type, REDIS_REPLY_STRING);
         /* ... europe-west1 still has its whole allowance for the same rule and key. */
         for (int i = 0; i < limits[k]; i++)
             assert_int_equal(check(&eu, rules[k], "shared", region, sizeof(region)), 200);
@@ -102,6 +119,16 @@ static void test_regions_count_independently(void **state)
         assert_int_equal(th_redis_int(&redis, key), 1);
         snprintf(key, sizeof(key), "EXISTS ratelimit:us-central1:%s:shared", rules[k]);
         assert_int_equal(th_redis_int(&redis, key), 1);
+        /* europe-west1's traffic left us-central1's key exactly as it was */
+        redisReply *after = th_redis_cmd(&redis, cmd);
+        assert_non_null(after);
+        assert_int_equal(after->len, before->len);
+        assert_memory_equal(after->str, before->str, before->len);
+        freeReplyObject(before);
+        freeReplyObject(after);
+        /* and us-central1 is still denied */
+        assert_int_equal(check(&us, rules[k], "shared", region, sizeof(region)), 429);
+        assert_string_equal(region, "us-central1");
     }
 }
 
