@@ -1,7 +1,8 @@
-/* lru: chained hash table + doubly linked recency list (see lru.h). */
+/* lru: chained hash table (SipHash with a random key) + doubly linked recency list (see lru.h). */
 #include "lru.h"
 
 #include <pthread.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,15 +20,18 @@ struct rl_lru {
     size_t capacity, count, nbuckets;
     struct entry **buckets;
     struct entry head; /* sentinel of the recency list */
+    unsigned char seed[crypto_shorthash_KEYBYTES];
 };
 
-static uint64_t hash_key(const char *key, size_t len)
+/* Keys come from callers (IPs, user names): with a fixed hash anyone could pick keys that
+ * share one bucket and turn every lookup, under the map's one mutex, into a walk over
+ * thousands of entries. SipHash with a random per-map key makes that guesswork. */
+static uint64_t hash_key(const struct rl_lru *l, const char *key, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 1099511628211ULL;
-    }
+    unsigned char out[crypto_shorthash_BYTES];
+    uint64_t h;
+    crypto_shorthash(out, (const unsigned char *)key, len, l->seed);
+    memcpy(&h, out, sizeof(h));
     return h;
 }
 
@@ -44,6 +48,7 @@ struct rl_lru *rl_lru_create(size_t capacity)
     if (!l->buckets)
         goto fail;
     l->head.prev = l->head.next = &l->head;
+    randombytes_buf(l->seed, sizeof(l->seed));
     pthread_mutex_init(&l->lock, NULL);
     return l;
 fail:
@@ -106,7 +111,7 @@ static void insert(struct rl_lru *l, const char *key, size_t len, uint64_t h,
 enum rl_lru_action rl_lru_update(struct rl_lru *l, const char *key, size_t len, rl_lru_fn fn,
                                  void *ctx)
 {
-    uint64_t h = hash_key(key, len);
+    uint64_t h = hash_key(l, key, len);
     pthread_mutex_lock(&l->lock);
     struct entry *e = *find_link(l, key, len, h);
     int64_t v[RL_LRU_VALUES] = {0};
@@ -128,7 +133,7 @@ enum rl_lru_action rl_lru_update(struct rl_lru *l, const char *key, size_t len, 
 
 int rl_lru_get(struct rl_lru *l, const char *key, size_t len, int64_t v[RL_LRU_VALUES])
 {
-    uint64_t h = hash_key(key, len);
+    uint64_t h = hash_key(l, key, len);
     pthread_mutex_lock(&l->lock);
     struct entry *e = *find_link(l, key, len, h);
     if (e)
