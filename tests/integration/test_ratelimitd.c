@@ -22,6 +22,7 @@
 
 #include "../lib/harness.h"
 #include "scripts.h"
+#include "test_ratelimitd_util.h"
 
 static struct th_redis redis;
 static struct th_proc rl;
@@ -43,15 +44,7 @@ static const char RULES[] =
 static int setup(void **state)
 {
     (void)state;
-    char dir[256], rules[340];
-    if (th_redis_start(&redis, NULL) != 0 || th_tmpdir(dir, sizeof(dir)) != 0)
-        return -1;
-    snprintf(rules_path, sizeof(rules_path), "%s/rules.json", dir);
-    if (th_write_file(rules_path, RULES) != 0)
-        return -1;
-    snprintf(rules, sizeof(rules), "RATELIMIT_RULES_FILE=%s", rules_path);
-    const char *env[] = {rules, "CLOUD_RUN_REGION=us-central1", "REDIS_COMMAND_TIMEOUT=1s", NULL};
-    return th_daemon_start(&rl, "bin/ratelimitd", redis.url, env);
+    return rlt_start(&redis, &rl, RULES, "us-central1", rules_path, sizeof(rules_path));
 }
 
 static int teardown(void **state)
@@ -99,20 +92,14 @@ static const char *jstr(const json_t *j, const char *k)
 /* Redis TIME in microseconds. */
 static long long redis_now_us(void)
 {
-    redisReply *r = th_redis_cmd(&redis, "TIME");
-    assert_non_null(r);
-    long long us = atoll(r->element[0]->str) * 1000000LL + atoll(r->element[1]->str);
-    freeReplyObject(r);
+    long long us = rlt_now_us(&redis);
+    assert_true(us > 0);
     return us;
 }
 
 static long long redis_tat(const char *key)
 {
-    redisReply *r = th_redis_cmd(&redis, "HGET %s tat", key);
-    assert_non_null(r);
-    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
-    freeReplyObject(r);
-    return v;
+    return rlt_hash_int(&redis, key, "tat");
 }
 
 static long long ceil_ms(long long us)

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "../lib/harness.h"
+#include "test_ratelimitd_util.h"
 
 static struct th_redis redis;
 static struct th_proc rl;
@@ -46,15 +47,8 @@ static const char RULES[] =
 static int setup(void **state)
 {
     (void)state;
-    char dir[256], path[300], rules[340];
-    if (th_redis_start(&redis, NULL) != 0 || th_tmpdir(dir, sizeof(dir)) != 0)
-        return -1;
-    snprintf(path, sizeof(path), "%s/rules.json", dir);
-    if (th_write_file(path, RULES) != 0)
-        return -1;
-    snprintf(rules, sizeof(rules), "RATELIMIT_RULES_FILE=%s", path);
-    const char *env[] = {rules, "CLOUD_RUN_REGION=model", "REDIS_COMMAND_TIMEOUT=1s", NULL};
-    return th_daemon_start(&rl, "bin/ratelimitd", redis.url, env);
+    char path[300];
+    return rlt_start(&redis, &rl, RULES, "model", path, sizeof(path));
 }
 
 static int teardown(void **state)
@@ -69,21 +63,14 @@ static int teardown(void **state)
 
 static long long redis_now_us(void)
 {
-    redisReply *r = th_redis_cmd(&redis, "TIME");
-    assert_non_null(r);
-    long long us = atoll(r->element[0]->str) * 1000000LL + atoll(r->element[1]->str);
-    freeReplyObject(r);
+    long long us = rlt_now_us(&redis);
+    assert_true(us > 0);
     return us;
 }
 
-/* An integer hash field, or -1 when the key or field is absent. */
 static long long hash_field(const char *key, const char *field)
 {
-    redisReply *r = th_redis_cmd(&redis, "HGET %s %s", key, field);
-    assert_non_null(r);
-    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
-    freeReplyObject(r);
-    return v;
+    return rlt_hash_int(&redis, key, field);
 }
 
 /* What one check answered. */
