@@ -19,8 +19,8 @@ struct rl_lru {
     pthread_mutex_t lock;
     size_t capacity, count, nbuckets;
     struct entry **buckets;
-    struct entry head; /* sentinel of the recency list */
     unsigned char seed[crypto_shorthash_KEYBYTES];
+    struct entry head; /* sentinel of the recency list (last: its key[] is empty) */
 };
 
 /* Keys come from callers (IPs, user names): with a fixed hash anyone could pick keys that
