@@ -188,6 +188,13 @@ static int setup_three_probes(void **state)
                         "BREAKER_HALF_OPEN_MAX_PROBES=3");
 }
 
+/* ADMIN_TOKEN set: POST /v1/breaker needs it. */
+static int setup_admin(void **state)
+{
+    (void)state;
+    return start_daemon(proxy.port, "REDIS_COMMAND_TIMEOUT=200ms", "ADMIN_TOKEN=breaker-admin-7");
+}
+
 /* The daemon straight on Redis, for the SIGSTOP test. */
 static int setup_direct(void **state)
 {
@@ -519,6 +526,7 @@ static void test_admin_actions(void **state)
     usleep(20000);
     assert_int_equal(atomic_load(&proxy.evalsha), 5);
     assert_state("disabled");
+    assert_true(metrics_has("ratelimitd_breaker_state 4\n"));
     atomic_store(&proxy.swallow, 0);
     j = admin("reset");
     assert_string_equal(json_string_value(json_object_get(j, "state")), "closed");
@@ -531,6 +539,32 @@ static void test_admin_actions(void **state)
 }
 
 static json_t *admin(const char *action);
+
+/* POST /v1/breaker is an admin route: without the admin token nothing changes. Reading
+ * the state and deciding need no admin token. */
+static void test_breaker_actions_need_the_admin_token(void **state)
+{
+    (void)state;
+    const char *body = "{\"action\":\"force_open\"}";
+    const char *none[] = {"Content-Type: application/json", NULL};
+    const char *wrong[] = {"Content-Type: application/json", "Authorization: Bearer nope", NULL};
+    const char *right[] = {"Content-Type: application/json",
+                           "Authorization: Bearer breaker-admin-7", NULL};
+    const char *const *tries[] = {none, wrong, right};
+    for (int i = 0; i < 3; i++) {
+        struct th_resp r;
+        assert_int_equal(th_http(rl.port, "POST", "/v1/breaker", tries[i], body, strlen(body), &r),
+                         0);
+        assert_int_equal(r.status, i < 2 ? 401 : 200);
+        th_resp_free(&r);
+        assert_state(i < 2 ? "closed" : "forced_open");
+    }
+    char src[32];
+    assert_int_equal(check("opn", "adm", src, sizeof(src), NULL), 200);
+    assert_string_equal(src, "fallback_open");
+    assert_true(metrics_has("ratelimitd_breaker_state 3\n"));
+    assert_true(th_proc_log_contains(&rl, "\"from\":\"closed\",\"to\":\"forced_open\""));
+}
 
 /* RATELIMIT_LOCAL_MAX_KEYS bounds the local fallback: past it the least recently used key
  * is forgotten (and starts afresh), so a flood of keys cannot grow memory. */
@@ -644,6 +678,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_successful_probe_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fallback_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_actions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_breaker_actions_need_the_admin_token, setup_admin,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_local_fallback_is_bounded, setup_small_local,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_frozen_redis, setup_direct, teardown),
