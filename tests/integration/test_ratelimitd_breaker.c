@@ -317,6 +317,12 @@ static void open_breaker(void)
         assert_string_equal(src, "fallback_open");
         /* Waited for the command timeout (200 ms), not much longer. */
         assert_in_range(took, 190, 600);
+        if (i < 2) { /* still closed below the threshold of 3, counting */
+            json_t *j = breaker_state();
+            assert_string_equal(json_string_value(json_object_get(j, "state")), "closed");
+            assert_int_equal(jint(j, "consecutive_failures"), i + 1);
+            json_decref(j);
+        }
     }
     usleep(20000);
     assert_int_equal(atomic_load(&proxy.evalsha), 3);
