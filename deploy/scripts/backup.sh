@@ -35,6 +35,7 @@ tmp=
 dest=
 done_ok=
 cleanup() {
+    trap '' INT TERM # a second signal must not cut the cleanup short
     scratch_redis_stop
     [ -n "$tmp" ] && rm -rf "$tmp"
     if [ -z "$done_ok" ] && [ -n "$dest" ]; then rm -rf "$dest"; fi

@@ -69,7 +69,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/warden-restore.XXXXXX") || exit 2
 chmod 700 "$tmp"
 pids=
 cleanup() {
-    trap - EXIT INT TERM HUP
+    trap - EXIT
+    trap '' INT TERM HUP # a second signal must not cut the cleanup short
     for p in $pids; do kill "$p" 2>/dev/null; done
     for p in $pids; do wait "$p" 2>/dev/null; done
     scratch_redis_stop

@@ -19,7 +19,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/warden-drill.XXXXXX") || exit 2
 pids=
 redis_pid=
 cleanup() {
-    trap - EXIT INT TERM
+    trap - EXIT
+    trap '' INT TERM # a second signal must not cut the cleanup short
     for p in $pids $redis_pid; do kill "$p" 2>/dev/null; done
     for p in $pids $redis_pid; do wait "$p" 2>/dev/null; done
     [ -n "${KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
