@@ -23,7 +23,7 @@ cleanup() {
     trap '' INT TERM # a second signal must not cut the cleanup short
     for p in $pids $redis_pid; do kill "$p" 2>/dev/null; done
     for p in $pids $redis_pid; do wait "$p" 2>/dev/null; done
-    [ -n "${KEEP:-}" ] && echo "kept $tmp" >&2 || rm -rf "$tmp"
+    if [ -n "${KEEP:-}" ]; then echo "kept $tmp" >&2; else rm -rf "$tmp"; fi # KEEP=1: to look
 }
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT
@@ -159,6 +159,11 @@ assert "the manifest counts 2 audit chains, 3 idempotency records and the token 
 restore() { # restore BACKUP [--json] → exit status; output in $tmp/out
     sh deploy/scripts/restore-test.sh --keys "$tmp/keyring.json" --bin "$bin" "$@" >"$tmp/out" 2>"$tmp/err"
 }
+restore_fails() { # restore_fails BACKUP: restore-test.sh --json on it must exit non-zero
+    restore "$1" --json
+    _st=$?
+    assert "exits non-zero ($_st)" [ "$_st" != 0 ]
+}
 failed_checks() { jq -r '"failed: " + (.failed | join(" ")) + "; not run: " + (.not_run | join(" "))' "$tmp/out"; }
 check_state() { jq -r --arg n "$1" '[.checks[] | select(.name == $n) | .ok] | all' "$tmp/out"; }
 
@@ -180,9 +185,7 @@ assert "the live Redis was not touched: none of the drill's keys are in it" \
 echo "restore drill: a key missing from the backup (the manifest counts one more)"
 cp -R "$good" "$tmp/missing"
 jq '.keys.idem += 1 | .ttl.idem.expiring[17] += 1' "$good/manifest.json" >"$tmp/missing/manifest.json"
-restore "$tmp/missing" --json
-status=$?
-assert "exits non-zero ($status)" [ "$status" != 0 ]
+restore_fails "$tmp/missing"
 assert "names data as failed ($(failed_checks))" \
     eval '[ "$(failed_checks)" = "failed: data; not run: " ]'
 
@@ -190,18 +193,14 @@ echo "restore drill: a truncated RDB"
 cp -R "$good" "$tmp/truncated"
 size=$(wc -c <"$good/dump.rdb")
 head -c $((size / 2)) "$good/dump.rdb" >"$tmp/truncated/dump.rdb"
-restore "$tmp/truncated" --json
-status=$?
-assert "exits non-zero ($status)" [ "$status" != 0 ]
+restore_fails "$tmp/truncated"
 assert "names files and restore as failed ($(failed_checks))" \
     eval '[ "$(check_state files)" = false ] && [ "$(check_state restore)" = false ]'
 
 echo "restore drill: a truncated RDB that was hashed as it is (the manifest agrees with it)"
 sha=$(sha256sum "$tmp/truncated/dump.rdb" | cut -c1-64)
 jq --arg s "$sha" '.files["dump.rdb"] = $s' "$good/manifest.json" >"$tmp/truncated/manifest.json"
-restore "$tmp/truncated" --json
-status=$?
-assert "exits non-zero ($status)" [ "$status" != 0 ]
+restore_fails "$tmp/truncated"
 assert "files pass, restore fails: the load itself caught it ($(failed_checks))" \
     eval '[ "$(check_state files)" = true ] && [ "$(check_state restore)" = false ]'
 
@@ -220,9 +219,7 @@ edited=$(admin EVAL "
     return n" 1 'audit:{default}:log')
 assert "one entry's body was edited in place ($edited)" [ "$edited" = 1 ]
 tampered=$(backup "$tmp/backups-tampered") || die "backup.sh failed"
-restore "$tampered" --json
-status=$?
-assert "exits non-zero ($status)" [ "$status" != 0 ]
+restore_fails "$tampered"
 assert "names audit as failed ($(failed_checks))" [ "$(check_state audit)" = false ]
 assert "audit's detail points at the edited entry" \
     jqt '.checks[] | select(.name == "audit") | .detail | test("default: audit-verify exit 1")' "$tmp/out"
