@@ -231,6 +231,14 @@ static int check(const char *rule, const char *key, char *source, size_t size, i
 
 static json_t *breaker_state(void);
 
+/* Has the daemon logged needle within 2 s? (Its log lines go out through a writer thread.) */
+static int logged(const char *needle)
+{
+    for (int i = 0; i < 100 && !th_proc_log_contains(&rl, needle); i++)
+        usleep(20000);
+    return th_proc_log_contains(&rl, needle);
+}
+
 /* One check; returns the parsed body (caller decrefs), its status and its Retry-After
  * header ("" when absent). */
 static json_t *check_json(const char *rule, const char *key, int *status, char *retry_after,
@@ -345,8 +353,8 @@ static void test_opens_after_threshold_and_stops_traffic(void **state)
     }
     usleep(20000);
     assert_int_equal(atomic_load(&proxy.evalsha), 3); /* nothing reached Redis while open */
-    assert_true(th_proc_log_contains(&rl, "\"msg\":\"breaker transition\",\"from\":\"closed\","
-                                          "\"to\":\"open\""));
+    assert_true(logged("\"msg\":\"breaker transition\",\"from\":\"closed\","
+                       "\"to\":\"open\""));
     assert_true(metrics_has("ratelimitd_breaker_transitions_total{from=\"closed\",to=\"open\"} 1"));
     assert_true(metrics_has("ratelimitd_breaker_state 1"));
 }
@@ -401,7 +409,7 @@ static void test_half_open_admits_exactly_one_probe(void **state)
     /* Re-opened with the period doubled: 600 ms +-10%, measured from the probe's failure. */
     assert_in_range(open_left_ms(), 300, 660);
     assert_true(metrics_has("{from=\"half_open\",to=\"open\"} 1\n"));
-    assert_true(th_proc_log_contains(&rl, "\"from\":\"half_open\",\"to\":\"open\""));
+    assert_true(logged("\"from\":\"half_open\",\"to\":\"open\""));
     /* The next probe also hangs: 1200 ms would be next, capped at 1 s +-10%. */
     while (open_left_ms() > -5)
         usleep(20000);
@@ -445,7 +453,7 @@ static void test_successful_probe_closes(void **state)
     assert_state("closed");
     assert_true(metrics_has("{from=\"open\",to=\"half_open\"} 1"));
     assert_true(metrics_has("{from=\"half_open\",to=\"closed\"} 1"));
-    assert_true(th_proc_log_contains(&rl, "\"from\":\"half_open\",\"to\":\"closed\""));
+    assert_true(logged("\"from\":\"half_open\",\"to\":\"closed\""));
 }
 
 /* With Redis unreachable each rule's fallback decides, without touching the network. */
@@ -569,15 +577,27 @@ static void test_breaker_actions_need_the_admin_token(void **state)
     assert_int_equal(check("opn", "adm", src, sizeof(src), NULL), 200);
     assert_string_equal(src, "fallback_open");
     assert_true(metrics_has("ratelimitd_breaker_state 3\n"));
-    assert_true(th_proc_log_contains(&rl, "\"from\":\"closed\",\"to\":\"forced_open\""));
+    assert_true(logged("\"from\":\"closed\",\"to\":\"forced_open\""));
 }
 
-/* RATELIMIT_LOCAL_MAX_KEYS bounds the local fallback: past it the least recently used key
- * is forgotten (and starts afresh), so a flood of keys cannot grow memory. */
+/* RATELIMIT_LOCAL_MAX_KEYS bounds the deny cache and the local fallback: past it the least
+ * recently used key is forgotten (and starts afresh), so a flood of keys cannot grow memory. */
 static void test_local_fallback_is_bounded(void **state)
 {
     (void)state;
     char src[32];
+    /* Three keys denied by Redis, two cache entries. */
+    const char *keys[] = {"x", "y", "z"};
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 5; i++) {
+            assert_int_equal(check("loc", keys[k], src, sizeof(src), NULL), i < 4 ? 200 : 429);
+            assert_string_equal(src, "redis");
+        }
+    assert_true(metrics_has("ratelimitd_deny_cache_entries 2\n"));
+    assert_int_equal(check("loc", "z", src, sizeof(src), NULL), 429);
+    assert_string_equal(src, "cache");
+    assert_int_equal(check("loc", "x", src, sizeof(src), NULL), 429);
+    assert_string_equal(src, "redis"); /* x was the least recently used, forgotten */
     json_decref(admin("force_open"));
     atomic_store(&proxy.evalsha, 0);
     assert_int_equal(check("loc", "a", src, sizeof(src), NULL), 200);
