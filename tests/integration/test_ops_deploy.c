@@ -368,21 +368,28 @@ static void test_container_runtime_is_what_the_binaries_link(void **state)
     assert_non_null(df);
     assert_non_null(strstr(df, "\nFROM debian:12-slim AS build\n")); /* multi-stage */
     assert_non_null(strstr(df, "\nUSER 10001:10001\n"));             /* non-root */
-    struct ops_set listed = {0}, linked = {0}, extra = {0};
+    struct ops_set listed = {0}, linked = {0}, allowed = {0};
     runtime_packages(df, &listed);
     linked_packages(&linked);
-    ops_set_add(&linked, "libc6", 5, 0); /* in every Debian image */
-    if (ops_set_minus(&linked, &listed, diff, sizeof(diff)) > 1 ||
-        (diff[0] && strcmp(diff, " libc6") != 0))
+    if (ops_set_has(&linked, "libasan8") || ops_set_has(&linked, "libubsan1")) {
+        print_message("a sanitizer build (make asan): the image holds release builds: SKIPPED\n");
+        ops_set_free(&listed);
+        ops_set_free(&linked);
+        free(df);
+        skip();
+    }
+    ops_set_add(&listed, "libc6", 5, 0); /* in every Debian image */
+    if (ops_set_minus(&linked, &listed, diff, sizeof(diff)) > 0)
         fail_msg("the binaries link libraries of packages the runtime stage lacks:%s", diff);
-    ops_set_add(&extra, "curl", 4, 0); /* the exec probes' client */
+    ops_set_add(&allowed, "curl", 4, 0); /* the exec probes' client */
+    ops_set_add(&allowed, "libc6", 5, 0);
     for (int i = 0; i < linked.n; i++)
-        ops_set_add(&extra, linked.items[i], strlen(linked.items[i]), 0);
-    if (ops_set_minus(&listed, &extra, diff, sizeof(diff)) > 0)
+        ops_set_add(&allowed, linked.items[i], strlen(linked.items[i]), 0);
+    if (ops_set_minus(&listed, &allowed, diff, sizeof(diff)) > 0)
         fail_msg("the runtime stage installs packages nothing needs:%s", diff);
     ops_set_free(&listed);
     ops_set_free(&linked);
-    ops_set_free(&extra);
+    ops_set_free(&allowed);
     free(df);
 }
 
