@@ -136,7 +136,7 @@ op_auditd() {
         return 1
     fi
     _head=$(http GET /v1/head >/dev/null && field '"\(.seq):\(.hash)"')
-    _v=$("$bin/audit-verify" --redis "$(verify_url)" --chain "$_chain" --keys "$tmp/drill-keyring.json" \
+    _v=$(audit_verify --chain "$_chain" --keys "$tmp/drill-keyring.json" \
         --json --expect-head "$_head" 2>"$tmp/verify.err")
     _rc=$?
     if [ "$_rc" != 0 ] || [ "${_head%%:*}" != "$_seq" ]; then

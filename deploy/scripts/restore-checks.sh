@@ -80,9 +80,11 @@ check_data() {
 }
 
 # ---- audit: every chain verifies and ends at the manifest's head ------------------------------
-verify_url() { printf 'redis://restore-verify:%s@127.0.0.1:%s/0' "$verify_pw" "$REDIS_PORT"; }
-# A read-only user for audit-verify (whose URL is on its command line): it can read the
-# audit keys of the scratch copy and nothing else.
+# audit_verify ARGS...: audit-verify on the scratch copy as a read-only user that can read
+# the audit keys and nothing else; its URL goes in REDIS_URL, never on the command line.
+audit_verify() {
+    REDIS_URL="redis://restore-verify:$verify_pw@127.0.0.1:$REDIS_PORT/0" "$bin/audit-verify" "$@"
+}
 make_verify_user() {
     verify_pw=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
     printf '>%s' "$verify_pw" | rc -x ACL SETUSER restore-verify on '~audit:*' +auth +select +ping \
@@ -110,7 +112,7 @@ check_audit() {
     for _c in $_chains; do
         _want=$(jq -r --arg c "$_c" '.audit_heads[$c] | "\(.seq):\(.hash)"' "$manifest")
         _got=$(printf '%s' "$restored" | jq -r --arg c "$_c" '.audit_heads[$c] | "\(.seq):\(.hash)"')
-        _v=$("$bin/audit-verify" --redis "$(verify_url)" --chain "$_c" --keys "$keyring" --json \
+        _v=$(audit_verify --chain "$_c" --keys "$keyring" --json \
             --expect-head "$_want" 2>"$tmp/verify.err")
         _rc=$?
         if [ "$_got" != "$_want" ]; then

@@ -462,18 +462,19 @@ static void work_idemd(int port)
     json_decref(expect(port, "POST", "/v1/release", body, 200));
 }
 
-/* audit-verify and audit-export as the read-only auditor user. */
+/* audit-verify and audit-export as the read-only auditor user, its URL in REDIS_URL. */
 static void audit_tools(const char *keyring)
 {
-    char *url = acl_file("auditor", "redis-url"), *out = NULL;
-    const char *verify[] = {"audit-verify", "--redis", url, "--keys", keyring, NULL};
-    const char *export[] = {"audit-export", "--redis", url, NULL};
-    int st = th_run(th_bin("bin/audit-verify"), verify, NULL, &out, NULL, 10000);
+    char *url = acl_file("auditor", "redis-url"), *out = NULL, env_url[512];
+    snprintf(env_url, sizeof(env_url), "REDIS_URL=%s", url);
+    const char *verify[] = {"audit-verify", "--keys", keyring, NULL};
+    const char *export[] = {"audit-export", NULL}, *env[] = {env_url, NULL};
+    int st = th_run(th_bin("bin/audit-verify"), verify, env, &out, NULL, 10000);
     if (st != 0)
         fail_msg("audit-verify as auditor: exit %d: %s", st, out ? out : "");
     free(out);
     out = NULL;
-    assert_int_equal(th_run(th_bin("bin/audit-export"), export, NULL, &out, NULL, 10000), 0);
+    assert_int_equal(th_run(th_bin("bin/audit-export"), export, env, &out, NULL, 10000), 0);
     assert_non_null(strstr(out, "\"seq\":5"));
     free(out);
     free(url);
