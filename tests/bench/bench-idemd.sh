@@ -77,3 +77,5 @@ set -- $(bench_wrk claim_complete)
 row "claim→complete on fresh keys (both requests counted)" "$1" "$2" "$3" "$4" "$5" "$rb"
 echo
 echo "idemd peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$DAEMON_PID/status)"
+echo
+bench_cpu_table

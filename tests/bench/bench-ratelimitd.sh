@@ -82,3 +82,5 @@ set -- $opening; echo "| first 4 s (breaker opening) | $1 | $2 | $3 | $4 | $6 |"
 set -- $opened; echo "| next 4 s (breaker open) | $1 | $2 | $3 | $4 | $6 |"
 echo
 echo "ratelimitd peak RSS: $rss"
+echo
+bench_cpu_table

@@ -91,3 +91,5 @@ for ep in issue refresh introspect; do
 done
 echo
 echo "tokend peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$DAEMON_PID/status)"
+echo
+bench_cpu_table

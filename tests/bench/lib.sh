@@ -4,6 +4,9 @@
 #   bench_daemon NAME [VAR=value...]  start $BUILD/bin/NAME against it; sets PORT, DAEMON_PID
 #   bench_wrk SCRIPT [PATH] [SECONDS] run wrk with $dir/common.lua + $dir/SCRIPT.lua; prints
 #                                     "req/s p50_ms p99_ms transport_errors non2xx max_ms"
+#                                     and notes the CPU each process spent on the run
+#   bench_cpu_table                   markdown: CPU microseconds per request of the daemon,
+#                                     Redis and wrk for every bench_wrk run so far
 #   bench_machine                     one line: cores, CPU, Redis version, load
 . tools/scratch-redis.sh
 SECS=${BENCH_SECONDS:-8}
@@ -48,17 +51,45 @@ wrk.headers["Content-Type"] = "application/json"
 function done(summary, latency, requests)
     local errors = summary.errors.connect + summary.errors.read + summary.errors.write +
         summary.errors.timeout
-    io.write(string.format("RESULT %.0f %.3f %.3f %d %d %.3f\n",
+    io.write(string.format("RESULT %.0f %.3f %.3f %d %d %.3f %d\n",
         summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
-        latency:percentile(99) / 1000, errors, summary.errors.status, latency.max / 1000))
+        latency:percentile(99) / 1000, errors, summary.errors.status, latency.max / 1000,
+        summary.requests))
 end
 LUA
 
+# CPU time (user + system, in clock ticks) a process has used so far; 0 if it is gone.
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
 bench_wrk() {
     cat "$dir/common.lua" "$dir/$1.lua" >"$dir/run-$1.lua"
+    _d0=$(cpu_ticks "$DAEMON_PID"); _r0=$(cpu_ticks "$REDIS_PID")
     wrk -t2 -c"$CONNS" -d"${3:-$SECS}s" --timeout 5s -s "$dir/run-$1.lua" \
-        "http://127.0.0.1:$PORT${2:-}" 2>&1 | tee "$dir/wrk-$1.out" |
-        awk '/^RESULT/ {print $2, $3, $4, $5, $6, $7}'
+        "http://127.0.0.1:$PORT${2:-}" >"$dir/wrk-$1.out" 2>&1
+    _d1=$(cpu_ticks "$DAEMON_PID"); _r1=$(cpu_ticks "$REDIS_PID")
+    # This runs in a command substitution, so the children's times are wrk's alone (times
+    # itself must run in this shell, not in another substitution).
+    times >"$dir/times"
+    _wrk=$(tail -1 "$dir/times" | awk '{ n = 0; for (i = 1; i <= 2; i++) { split($i, t, "m")
+        n += t[1] * 60 + t[2] } print n }')
+    awk -v name="$1${2:-}" -v d="$((_d1 - _d0))" -v r="$((_r1 - _r0))" -v w="$_wrk" \
+        -v hz="$(getconf CLK_TCK)" '/^RESULT/ && $8 > 0 {
+            printf "%s %d %.1f %.1f %.1f\n", name, $8, d * 1e6 / hz / $8, r * 1e6 / hz / $8,
+                w * 1e6 / $8 }' "$dir/wrk-$1.out" >>"$dir/cpu.txt"
+    awk '/^RESULT/ {print $2, $3, $4, $5, $6, $7}' "$dir/wrk-$1.out"
+}
+
+bench_cpu_table() {
+    echo "CPU per request (user + system microseconds; the machine has $(nproc) cores, so"
+    echo "$(nproc) s of CPU per second is the ceiling the three processes share):"
+    echo
+    echo "| run | requests | daemon µs | Redis µs | wrk µs | total µs | CPU-bound ceiling req/s |"
+    echo "|---|---|---|---|---|---|---|"
+    awk -v cores="$(nproc)" '{ t = $3 + $4 + $5
+        printf "| %s | %d | %.1f | %.1f | %.1f | %.1f | %.0f |\n", $1, $2, $3, $4, $5, t,
+            cores * 1e6 / t }' "$dir/cpu.txt"
 }
 
 bench_machine() {
