@@ -10,9 +10,11 @@
 #include <cmocka.h>
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "../lib/harness.h"
@@ -386,12 +388,102 @@ static void test_redis_down_is_503(void **state)
     refresh_ok(tokend.port, t, "d-1", CHROME120, "", s);
 }
 
+/* Redis at maxclients: every connection tokend opens is refused with an error reply
+ * ("ERR max number of clients reached"), which is Redis unable to serve, not a bad
+ * command: 503 on every endpoint, not 500; served again once a slot is free. */
+static void test_redis_at_maxclients_is_503(void **state)
+{
+    char t[80], s[80];
+    struct timeval tv = {.tv_sec = 1};
+    (void)state;
+    issue(tokend.port, "u-full", "d-1", CHROME120, "", t);
+    redisContext *admin = redisConnectWithTimeout("127.0.0.1", redis.port, tv);
+    assert_true(admin && !admin->err);
+    redisReply *saved = redisCommand(admin, "CONFIG GET maxclients");
+    assert_true(saved && saved->type == REDIS_REPLY_ARRAY && saved->elements == 2);
+    /* Only this connection fits; tokend's own are closed, so it has to open new ones. */
+    freeReplyObject(redisCommand(admin, "CONFIG SET maxclients 1"));
+    freeReplyObject(redisCommand(admin, "CLIENT KILL TYPE normal"));
+    all_endpoints_503(t);
+    freeReplyObject(redisCommand(admin, "CONFIG SET maxclients %s", saved->element[1]->str));
+    freeReplyObject(saved);
+    redisFree(admin);
+    refresh_ok(tokend.port, t, "d-1", CHROME120, "", s);
+}
+
+/* A Redis loading its dataset after a restart answers every command with a LOADING error
+ * (here about a second: 5000 keys, 200 us each). tokend answers 503 meanwhile, never 500. */
+struct loading_probe {
+    struct th_redis *redis;
+    struct th_proc *tokend;
+    const char *token;
+    atomic_int stop;
+    int loading_seen, n503, n500, other;
+};
+
+static void *probe_loading(void *arg)
+{
+    struct loading_probe *p = arg;
+    while (!atomic_load(&p->stop)) {
+        struct th_resp r;
+        char body[256];
+        redisReply *rr = th_redis_cmd_ms(p->redis, 200, "GET nothing");
+        p->loading_seen +=
+            rr && rr->type == REDIS_REPLY_ERROR && strncmp(rr->str, "LOADING", 7) == 0;
+        freeReplyObject(rr);
+        snprintf(body, sizeof(body),
+                 "{\"refresh_token\":\"%s\",\"device_id\":\"d-1\","
+                 "\"user_agent\":\"%s\"}",
+                 p->token, CHROME120);
+        if (th_post_json(p->tokend->port, "/v1/tokens/refresh", body, &r) == 0) {
+            p->n503 += r.status == 503;
+            p->n500 += r.status == 500;
+            p->other += r.status != 503 && r.status != 500;
+            th_resp_free(&r);
+        }
+        usleep(5 * 1000);
+    }
+    return NULL;
+}
+
+static void test_redis_loading_is_503(void **state)
+{
+    static const char *const slow_load[] = {
+        "--key-load-delay", "200", "--loading-process-events-interval-bytes", "1024", NULL};
+    static const char *const extra[] = {"TOKEN_REUSE_GRACE=5s", NULL};
+    struct th_redis lr;
+    struct th_proc td;
+    char t[80], s[80];
+    pthread_t probe;
+    (void)state;
+    assert_int_equal(th_redis_start(&lr, slow_load), 0);
+    assert_int_equal(tt_start(&td, lr.url, extra), 0);
+    issue(td.port, "u-load", "d-1", CHROME120, "", t);
+    freeReplyObject(th_redis_cmd_ms(&lr, 5000, "EVAL %s 0",
+                                    "for i = 1, 5000 do redis.call('SET', 'pad:' .. i, 'x') end"));
+    freeReplyObject(th_redis_cmd_ms(&lr, 5000, "SAVE"));
+    struct loading_probe p = {.redis = &lr, .tokend = &td, .token = t};
+    th_redis_kill(&lr);
+    assert_int_equal(pthread_create(&probe, NULL, probe_loading, &p), 0);
+    assert_int_equal(th_redis_restart(&lr), 0); /* returns once PING answers: loaded */
+    atomic_store(&p.stop, 1);
+    pthread_join(probe, NULL);
+    assert_true(p.loading_seen > 0); /* the refreshes did meet a loading Redis */
+    if (p.n500 != 0 || p.n503 == 0)
+        fail_msg("while Redis loaded: %d answers 503, %d answers 500", p.n503, p.n500);
+    refresh_ok(td.port, t, "d-1", CHROME120, "", s);
+    th_proc_stop(&td, SIGTERM, 5000);
+    th_redis_stop(&lr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_input_leaves_redis_untouched),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_redis_down_is_503),
+        cmocka_unit_test(test_redis_at_maxclients_is_503),
+        cmocka_unit_test(test_redis_loading_is_503),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
