@@ -588,13 +588,15 @@ void http_suspend(struct http_req *r)
 void http_resume(struct http_req *r)
 {
     pthread_mutex_lock(&r->mu);
-    if (r->suspended) {
-        MHD_resume_connection(r->conn);
-    } else {
+    struct MHD_Connection *parked = r->suspended ? r->conn : NULL;
+    if (!parked) {
         r->resume_pending = 1;
         pthread_cond_signal(&r->resumed);
     }
     pthread_mutex_unlock(&r->mu);
+    /* Last: a worker may answer and free r as soon as the connection is resumed. */
+    if (parked)
+        MHD_resume_connection(parked);
 }
 
 /* MHD calls this first for every request, with the raw URI: the request starts here. */
