@@ -37,15 +37,18 @@ static json_t *js(const char *text)
 
 /* The body parsed last: the parsers borrow strings from it, so it lives until the next. */
 static json_t *last_body;
+/* The last parse error: e.field may point into it (an unknown member's name), so it outlives
+ * the call like last_body. */
+static struct jv_error last_error;
 
 /* Parse a claim body; returns the parser's result, field of the error in *field. */
 static int claim(const char *text, struct idem_claim_in *in, const char **field)
 {
-    struct jv_error e = {0};
     json_decref(last_body);
     last_body = js(text);
-    int rc = idem_parse_claim(last_body, &conf, in, &e);
-    *field = e.field;
+    last_error = (struct jv_error){0};
+    int rc = idem_parse_claim(last_body, &conf, in, &last_error);
+    *field = last_error.field;
     return rc;
 }
 
@@ -180,11 +183,11 @@ static void test_claim_numbers_and_attempt(void **state)
 
 static int complete(const char *text, struct idem_lease_in *in, const char **field)
 {
-    struct jv_error e = {0};
     json_decref(last_body);
     last_body = js(text);
-    int rc = idem_parse_complete(last_body, &conf, in, &e);
-    *field = e.field;
+    last_error = (struct jv_error){0};
+    int rc = idem_parse_complete(last_body, &conf, in, &last_error);
+    *field = last_error.field;
     return rc;
 }
 
