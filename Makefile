@@ -137,8 +137,9 @@ bench: deps
 	@$(MAKE) --no-print-directory -j2 tests-build
 	@sh tests/bench/bench.sh $(BUILD)
 
+# FUZZ_SECONDS per harness (default 60); FUZZ_ONLY="fuzz_config ..." runs just those.
 fuzz: deps
-	@sh tests/fuzz/run.sh $(or $(FUZZ_SECONDS),60)
+	@FUZZ_OUT=$(BUILD)/fuzz sh tests/fuzz/run.sh $(or $(FUZZ_SECONDS),60) $(FUZZ_ONLY)
 
 lint:
 	@sh tools/lint.sh
