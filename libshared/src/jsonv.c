@@ -125,6 +125,31 @@ int jv_array(const json_t *obj, const char *name, int required, size_t minlen, s
     return 1;
 }
 
+size_t jv_utf8_prefix(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max);
+    if (n < max)
+        return n; /* all of s fits */
+    /* The cut is before s[n]: if that byte continues a character, cut before the whole
+     * character. */
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}
+
+void jv_nest(struct jv_error *e, const char *array, size_t index)
+{
+    char inner[sizeof(e->field_buf)];
+    snprintf(inner, sizeof(inner), "%s", e->field ? e->field : "");
+    int at = snprintf(e->field_buf, sizeof(e->field_buf), "%s[%zu].", array, index);
+    if (at < 0 || (size_t)at >= sizeof(e->field_buf))
+        at = 0;
+    size_t n = jv_utf8_prefix(inner, sizeof(e->field_buf) - 1 - (size_t)at);
+    memcpy(e->field_buf + at, inner, n);
+    e->field_buf[(size_t)at + n] = '\0';
+    e->field = e->field_buf;
+}
+
 int jv_only(const json_t *obj, const char *const *allowed, struct jv_error *e)
 {
     const char *key;
@@ -141,7 +166,10 @@ int jv_only(const json_t *obj, const char *const *allowed, struct jv_error *e)
                !(strlen(allowed[i]) == key_len && memcmp(allowed[i], key, key_len) == 0))
             i++;
         if (!allowed[i]) {
-            snprintf(e->field_buf, sizeof(e->field_buf), "%.*s", (int)key_len, key);
+            size_t n = jv_utf8_prefix(
+                key, key_len < sizeof(e->field_buf) - 1 ? key_len : sizeof(e->field_buf) - 1);
+            memcpy(e->field_buf, key, n);
+            e->field_buf[n] = '\0';
             return jv_fail(e, e->field_buf, "unknown field");
         }
     }

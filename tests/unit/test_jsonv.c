@@ -303,6 +303,59 @@ static void test_only_key_with_nul(void **state)
     json_decref(o);
 }
 
+/* A string jansson can put into a JSON answer (valid UTF-8). */
+static void assert_renderable(const char *s)
+{
+    json_t *j = json_string(s);
+    if (!j)
+        fail_msg("not valid UTF-8: \"%s\"", s);
+    json_decref(j);
+}
+
+/* Found by fuzzing: an unknown member with a long non-ASCII name was named cut in the
+ * middle of a character, so the 400 answer could not carry its field. */
+static void test_only_long_utf8_key(void **state)
+{
+    (void)state;
+    static const char *const allowed[] = {"key", NULL};
+    char name[2 * 40 + 1] = "";
+    for (int i = 0; i < 40; i++)
+        strcat(name, "\xc3\xa9"); /* é: 80 bytes, more than field_buf holds */
+    struct jv_error e = {0};
+    json_t *o = json_object();
+    json_object_set_new(o, name, json_true());
+    assert_int_equal(jv_only(o, allowed, &e), -1);
+    assert_renderable(e.field);
+    assert_int_equal(strlen(e.field), 62); /* 31 whole characters */
+    assert_int_equal(strncmp(e.field, name, 62), 0);
+    json_decref(o);
+}
+
+static void test_utf8_prefix_and_nest(void **state)
+{
+    (void)state;
+    assert_int_equal(jv_utf8_prefix("abc", 10), 3);
+    assert_int_equal(jv_utf8_prefix("abc", 2), 2);
+    assert_int_equal(jv_utf8_prefix("a\xc3\xa9", 2), 1); /* not half of é */
+    assert_int_equal(jv_utf8_prefix("a\xc3\xa9", 3), 3);
+    assert_int_equal(jv_utf8_prefix("\xe2\x80\x94x", 2), 0); /* not two thirds of — */
+    assert_int_equal(jv_utf8_prefix("\xe2\x80\x94x", 3), 3);
+    assert_int_equal(jv_utf8_prefix("", 5), 0);
+
+    struct jv_error e = {0};
+    jv_fail(&e, "actor", "is required");
+    jv_nest(&e, "events", 3);
+    assert_error(&e, "events[3].actor", "is required");
+    char name[2 * 40 + 1] = "";
+    for (int i = 0; i < 40; i++)
+        strcat(name, "\xc3\xa9");
+    jv_fail(&e, name, "unknown field");
+    jv_nest(&e, "events", 999);
+    assert_renderable(e.field);
+    assert_int_equal(strncmp(e.field, "events[999].\xc3\xa9", 14), 0);
+    assert_true(strlen(e.field) < sizeof(e.field_buf));
+}
+
 static void test_fail(void **state)
 {
     (void)state;
@@ -366,6 +419,8 @@ int main(void)
         cmocka_unit_test(test_array),
         cmocka_unit_test(test_only),
         cmocka_unit_test(test_only_key_with_nul),
+        cmocka_unit_test(test_only_long_utf8_key),
+        cmocka_unit_test(test_utf8_prefix_and_nest),
         cmocka_unit_test(test_fail),
         cmocka_unit_test(test_token_ok),
         cmocka_unit_test(test_printable_ok),

@@ -33,6 +33,13 @@ int jv_array(const json_t *obj, const char *name, int required, size_t minlen, s
              json_t **out, struct jv_error *e);
 /* Fails on the first member not in the NULL-terminated list. Returns 0 or -1. */
 int jv_only(const json_t *obj, const char *const *allowed, struct jv_error *e);
+/* Name the failed member of an array's element by its place, as "events[3].actor", in
+ * e->field_buf (cut at a character boundary when it does not fit). */
+void jv_nest(struct jv_error *e, const char *array, size_t index);
+/* The length of the longest prefix of s, at most max bytes, that does not end inside a
+ * UTF-8 character: a cut name that stays valid in a JSON answer. */
+size_t jv_utf8_prefix(const char *s, size_t max);
+
 /* Set a field error by hand (for checks beyond the getters). Returns -1. */
 int jv_fail(struct jv_error *e, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
