@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -38,46 +39,62 @@ static int open_unix(struct listener *s, const char *path)
     return fd;
 }
 
-static int split_hostport(const char *addr, char *host, size_t hsize, char *port, size_t psize)
+int listen_addr_parse(const char *addr, struct listen_addr *out)
 {
+    memset(out, 0, sizeof(*out));
+    if (strncmp(addr, "unix:", 5) == 0) {
+        size_t n = strlen(addr + 5);
+        if (n == 0 || n >= sizeof(out->path))
+            return -1;
+        out->is_unix = 1;
+        memcpy(out->path, addr + 5, n + 1);
+        return 0;
+    }
     const char *colon = strrchr(addr, ':');
     if (!colon || colon == addr || colon[1] == '\0')
         return -1;
     const char *h = addr;
     size_t hlen = (size_t)(colon - addr);
     if (addr[0] == '[') {
-        if (colon[-1] != ']')
+        if (colon[-1] != ']' || hlen < 2)
             return -1;
         h = addr + 1;
         hlen -= 2;
+    } else if (memchr(addr, ':', hlen)) {
+        return -1; /* ::1:8080 — an IPv6 host goes in brackets, or the port is a guess */
     }
-    if (hlen == 0 || hlen >= hsize || strlen(colon + 1) >= psize)
+    size_t plen = strlen(colon + 1);
+    if (hlen == 0 || hlen >= sizeof(out->host) || plen >= sizeof(out->port) ||
+        strspn(colon + 1, "0123456789") != plen || atol(colon + 1) > 65535)
         return -1;
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    snprintf(port, psize, "%s", colon + 1);
-    for (const char *p = port; *p; p++)
-        if (*p < '0' || *p > '9')
-            return -1;
+    memcpy(out->host, h, hlen);
+    memcpy(out->port, colon + 1, plen + 1);
     return 0;
+}
+
+int listen_addr_ok(const char *addr)
+{
+    struct listen_addr a;
+    return listen_addr_parse(addr, &a) == 0;
 }
 
 static int open_tcp(struct listener *s, const char *addr)
 {
-    char host[256], port[8];
+    struct listen_addr a;
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
     int fd = -1, one = 1;
-    if (split_hostport(addr, host, sizeof(host), port, sizeof(port)) != 0) {
+    if (listen_addr_parse(addr, &a) != 0 || a.is_unix) {
         snprintf(s->errstr, sizeof(s->errstr),
                  "LISTEN_ADDR must be host:port, [v6]:port or unix:/path");
         return -1;
     }
-    int rc = getaddrinfo(host, port, &hints, &ai);
+    int rc = getaddrinfo(a.host, a.port, &hints, &ai);
     if (rc != 0) {
-        snprintf(s->errstr, sizeof(s->errstr), "cannot resolve %.64s: %s", host, gai_strerror(rc));
+        snprintf(s->errstr, sizeof(s->errstr), "cannot resolve %.64s: %s", a.host,
+                 gai_strerror(rc));
         return -1;
     }
     fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);

@@ -12,6 +12,21 @@ struct listener {
     char errstr[160];
 };
 
+/* The parts of a LISTEN_ADDR value. */
+struct listen_addr {
+    int is_unix;
+    char host[256]; /* a [v6] host without its brackets */
+    char port[8];   /* decimal, 0..65535 */
+    char path[108]; /* unix socket path */
+};
+
+/* Split addr by its syntax alone (nothing is resolved or opened): host:port or [v6]:port
+ * with a decimal port of 0..65535, or unix:<path> with a path of 1..107 bytes. Returns 0,
+ * or -1 if addr is none of these. */
+int listen_addr_parse(const char *addr, struct listen_addr *out);
+/* 1 if listen_addr_parse accepts addr, else 0 (a cfg_str validator). */
+int listen_addr_ok(const char *addr);
+
 /* Open a non-blocking, close-on-exec listening socket for addr (port 0 picks a free
  * port). A stale unix socket file is replaced; any other file there is left alone.
  * Returns 0, or -1 with l->errstr set. */
