@@ -191,7 +191,8 @@ fail:
 static int parse_version(const char *s)
 {
     char *end;
-    if (!s || s[0] != 'v' || s[1] < '0' || s[1] > '9')
+    /* "v" and a decimal without leading zeros: one spelling per version. */
+    if (!s || s[0] != 'v' || s[1] < '0' || s[1] > '9' || (s[1] == '0' && s[2] != '\0'))
         return -1;
     long v = strtol(s + 1, &end, 10);
     if (*end || v < 0 || v > AUDIT_KEY_VERSION_MAX)
@@ -221,8 +222,14 @@ struct audit_keyring *audit_keyring_from_json(const json_t *doc, char *err, size
             snprintf(err, errsize, "keyring: key %zu lacks a valid version or public_key", i);
             goto fail;
         }
+        size_t had = kr->n;
         if (!(key = key_add(kr, v)))
             goto fail;
+        /* Two keys for one version: which one signed would be anyone's guess. */
+        if (kr->n == had) {
+            snprintf(err, errsize, "keyring: version v%d is given twice", v);
+            goto fail;
+        }
         if (crypto_ed25519_pk_parse(pk, key->pk, why, sizeof(why)) != 0) {
             snprintf(err, errsize, "keyring: key v%d: %s", v, why);
             goto fail;
