@@ -12,7 +12,10 @@ static int perr(struct rl_parse_error *err, int status, const char *code, const 
 {
     err->status = status;
     err->code = code;
-    snprintf(err->field, sizeof(err->field), "%s", field ? field : "");
+    field = field ? field : "";
+    /* Cut at a character boundary: the field goes into a JSON answer. */
+    snprintf(err->field, sizeof(err->field), "%.*s",
+             (int)jv_utf8_prefix(field, sizeof(err->field) - 1), field);
     snprintf(err->detail, sizeof(err->detail), "%s", detail);
     return -1;
 }
@@ -72,8 +75,10 @@ int rl_parse_check_body(const json_t *body, const struct rl_ruleset *set, struct
         if (rl_parse_check(json_array_get(arr, i), set, 1, &out[i], err) < 0) {
             char field[sizeof(err->field)];
             memcpy(field, err->field, sizeof(field));
-            /* member names are short: "rule", "key", "cost" */
-            snprintf(err->field, sizeof(err->field), "checks[%zu].%.16s", i, field);
+            /* Known member names are short ("rule", "key", "cost"); an unknown one is cut,
+             * at a character boundary so the answer stays valid JSON. */
+            snprintf(err->field, sizeof(err->field), "checks[%zu].%.*s", i,
+                     (int)jv_utf8_prefix(field, 16), field);
             return -1;
         }
     }
@@ -251,31 +256,39 @@ static json_t *breaker_json(struct brk *b)
                      "half_open_in_flight", s.half_open_in_flight);
 }
 
-void rl_handle_breaker(struct http_req *r, void *ctx)
+int rl_parse_breaker(const json_t *body, struct jv_error *e)
 {
     static const char *const fields[] = {"action", NULL};
+    static const char *const actions[] = {"reset", "force_open", "disable"};
+    const char *action;
+    if (jv_only(body, fields, e) < 0 ||
+        jv_string(body, "action", JV_REQUIRED, 1, 32, &action, NULL, e) < 0)
+        return -1;
+    for (int i = 0; i < 3; i++)
+        if (strcmp(action, actions[i]) == 0)
+            return i;
+    return jv_fail(e, "action", "must be reset, force_open or disable");
+}
+
+void rl_handle_breaker(struct http_req *r, void *ctx)
+{
     struct rl_api *api = ctx;
     struct brk *b = rl_limiter_breaker(api->limiter);
     struct jv_error e = {0};
-    const char *action;
     if (strcmp(http_method(r), "GET") == 0) {
         http_reply_json(r, 200, breaker_json(b));
         return;
     }
-    if (jv_only(http_json(r), fields, &e) < 0 ||
-        jv_string(http_json(r), "action", JV_REQUIRED, 1, 32, &action, NULL, &e) < 0) {
+    int action = rl_parse_breaker(http_json(r), &e);
+    if (action < 0) {
         http_invalid(r, e.field, "%s", e.detail);
         return;
     }
-    if (strcmp(action, "reset") == 0)
+    if (action == RL_BREAKER_RESET)
         brk_reset(b);
-    else if (strcmp(action, "force_open") == 0)
+    else if (action == RL_BREAKER_FORCE_OPEN)
         brk_force_open(b);
-    else if (strcmp(action, "disable") == 0)
+    else
         brk_disable(b);
-    else {
-        http_invalid(r, "action", "must be reset, force_open or disable");
-        return;
-    }
     http_reply_json(r, 200, breaker_json(b));
 }

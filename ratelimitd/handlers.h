@@ -7,6 +7,7 @@
 #include "limiter.h"
 #include "rules.h"
 #include "shared/http.h"
+#include "shared/jsonv.h"
 
 struct rl_api {
     struct rl_limiter *limiter;
@@ -34,5 +35,10 @@ int rl_parse_check(const json_t *obj, const struct rl_ruleset *set, int allow_co
  * (1..RL_BATCH_MAX) with *batch set when it was the array form, or -1 with err set. */
 int rl_parse_check_body(const json_t *body, const struct rl_ruleset *set, struct rl_check *out,
                         int *batch, struct rl_parse_error *err);
+
+/* A POST /v1/breaker body: {"action": "reset" | "force_open" | "disable"}. Returns the
+ * action, or -1 with e set for a 400 invalid_request. */
+enum rl_breaker_action { RL_BREAKER_RESET, RL_BREAKER_FORCE_OPEN, RL_BREAKER_DISABLE };
+int rl_parse_breaker(const json_t *body, struct jv_error *e);
 
 #endif
