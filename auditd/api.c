@@ -7,19 +7,10 @@
 
 #include "checkpoint.h"
 #include "checkpointer.h"
+#include "request.h"
 #include "scan.h"
 #include "shared/jsonv.h"
 #include "shared/log.h"
-
-/* Parse a decimal seq-like number in [min, max]; -1 if it is not one. */
-static long long parse_num(const char *s, long long min, long long max)
-{
-    char *end;
-    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
-        return -1;
-    long long v = strtoll(s, &end, 10);
-    return (*end || v < min || v > max) ? -1 : v;
-}
 
 /* The 201/200 form of an item: its new entry, or the existing one for a duplicate. */
 static json_t *item_json(struct audit_api *api, struct audit_item *it, int *ok)
@@ -49,15 +40,6 @@ static int submit_failed(struct http_req *r, struct audit_request *req)
     return -1;
 }
 
-static void free_items(struct audit_item *items, size_t n)
-{
-    for (size_t i = 0; items && i < n; i++) {
-        json_decref(items[i].event);
-        audit_entry_clear(&items[i].entry);
-    }
-    free(items);
-}
-
 static void handle_event(struct http_req *r, void *ctx)
 {
     struct audit_api *api = ctx;
@@ -85,45 +67,22 @@ static void handle_event(struct http_req *r, void *ctx)
     audit_entry_clear(&item.entry);
 }
 
-/* Validate every event of a batch; on the first bad one answer 400 naming it. */
-static struct audit_item *parse_batch(struct http_req *r, size_t *n)
-{
-    static const char *const fields[] = {"events", NULL};
-    struct jv_error e;
-    json_t *events, *ev;
-    size_t i;
-    if (jv_only(http_json(r), fields, &e) != 0 ||
-        jv_array(http_json(r), "events", JV_REQUIRED, 1, AUDIT_BATCH_EVENTS_MAX, &events, &e) < 0) {
-        http_invalid(r, e.field, "%s", e.detail);
-        return NULL;
-    }
-    struct audit_item *items = calloc(json_array_size(events), sizeof(*items));
-    if (!items) {
-        http_problem(r, 500, "internal", "out of memory");
-        return NULL;
-    }
-    json_array_foreach(events, i, ev)
-    {
-        if (!(items[i].event = audit_event_parse(ev, &e))) {
-            char field[96];
-            snprintf(field, sizeof(field), "events[%zu].%s", i, e.field ? e.field : "");
-            http_invalid(r, field, "%s", e.detail);
-            free_items(items, i);
-            return NULL;
-        }
-    }
-    *n = json_array_size(events);
-    return items;
-}
-
 static void handle_batch(struct http_req *r, void *ctx)
 {
     struct audit_api *api = ctx;
+    struct jv_error e;
+    struct audit_item *items = NULL;
     size_t n = 0;
     int ok = 1;
-    struct audit_item *items = parse_batch(r, &n);
-    if (!items)
+    int rc = audit_req_batch(http_json(r), &items, &n, &e);
+    if (rc == -1) {
+        http_invalid(r, e.field, "%s", e.detail);
         return;
+    }
+    if (rc != 0) {
+        http_problem(r, 500, "internal", "out of memory");
+        return;
+    }
     struct audit_request req = {.items = items, .n = n};
     audit_appender_submit(api->appender, &req);
     if (submit_failed(r, &req) == 0) {
@@ -140,19 +99,17 @@ static void handle_batch(struct http_req *r, void *ctx)
             http_unavailable(r);
         }
     }
-    free_items(items, n);
+    audit_items_free(items, n);
 }
 
 static void handle_list(struct http_req *r, void *ctx)
 {
     struct audit_api *api = ctx;
-    const char *fs = http_query(r, "from_seq"), *ls = http_query(r, "limit");
-    long long from = fs ? parse_num(fs, 1, 1LL << 62) : 1;
-    long long limit = ls ? parse_num(ls, 1, AUDIT_LIST_LIMIT_MAX) : 100;
+    struct jv_error e;
+    long long from, limit;
     size_t n = 0;
-    if (from < 0 || limit < 0) {
-        http_invalid(r, from < 0 ? "from_seq" : "limit", "from_seq >= 1, limit 1..%d",
-                     AUDIT_LIST_LIMIT_MAX);
+    if (audit_req_list(http_query(r, "from_seq"), http_query(r, "limit"), &from, &limit, &e) != 0) {
+        http_invalid(r, e.field, "%s", e.detail);
         return;
     }
     struct audit_entry *page = calloc((size_t)limit, sizeof(*page));
@@ -178,7 +135,7 @@ static void handle_list(struct http_req *r, void *ctx)
 static void handle_get(struct http_req *r, void *ctx)
 {
     struct audit_api *api = ctx;
-    long long seq = parse_num(http_param(r, "seq"), 1, 1LL << 62);
+    long long seq = audit_req_num(http_param(r, "seq"), 1, AUDIT_SEQ_MAX);
     struct audit_entry e;
     size_t n = 0;
     if (seq < 0) {
@@ -232,21 +189,12 @@ static void handle_keys(struct http_req *r, void *ctx)
 
 static void handle_verify(struct http_req *r, void *ctx)
 {
-    static const char *const fields[] = {"from_seq", "to_seq", NULL};
     struct audit_api *api = ctx;
     struct jv_error e;
     struct audit_scan_opts o = {.from_seq = 1, .to_seq = -1, .threads = 0};
     struct audit_vresult res;
-    json_t *body = http_json(r);
-    if (body && (jv_only(body, fields, &e) != 0 ||
-                 jv_int(body, "from_seq", JV_OPTIONAL, 1, 1LL << 62, &o.from_seq, &e) < 0 ||
-                 (!json_is_null(json_object_get(body, "to_seq")) &&
-                  jv_int(body, "to_seq", JV_OPTIONAL, 0, 1LL << 62, &o.to_seq, &e) < 0))) {
+    if (audit_req_verify(http_json(r), &o, &e) != 0) {
         http_invalid(r, e.field, "%s", e.detail);
-        return;
-    }
-    if (o.to_seq >= 0 && o.to_seq < o.from_seq) {
-        http_invalid(r, "to_seq", "to_seq must be null or at least from_seq");
         return;
     }
     if (audit_scan_redis(api->pool, api->keys, api->kr, &o, &res) != RPOOL_OK) {

@@ -8,9 +8,6 @@
 #include "shared/app.h"
 #include "store.h"
 
-#define AUDIT_BATCH_EVENTS_MAX 1000
-#define AUDIT_LIST_LIMIT_MAX 1000
-
 struct audit_api {
     struct rpool *pool;
     const struct audit_keys *keys;

@@ -99,15 +99,8 @@ static int load_expectation(const struct opts *o, const struct audit_keyring *kr
                     note ? err : "cannot read the checkpoint");
         return rc;
     }
-    if (o->expect_head[0]) {
-        char *colon = strchr(o->expect_head, ':');
-        if (!colon || strlen(colon + 1) != AUDIT_HASH_HEX_LEN)
-            return -1;
-        *colon = '\0';
-        if (audit_tool_num(o->expect_head, 1, 1LL << 62, &so->expect_seq) != 0)
-            return -1;
-        memcpy(so->expect_hash, colon + 1, AUDIT_HASH_HEX_LEN + 1);
-    }
+    if (o->expect_head[0])
+        return audit_tool_expect_head(o->expect_head, &so->expect_seq, so->expect_hash);
     return 0;
 }
 
@@ -118,58 +111,6 @@ static void progress(long long seq, long long target, void *arg)
         fprintf(stderr, "\rverified %lld / %lld", seq, target);
     else
         fprintf(stderr, "\rverified %lld", seq);
-}
-
-/* An export file, line by line (never all in memory). Returns 0, or -1 on I/O error. */
-static int verify_file(const char *path, const struct audit_keyring *kr,
-                       const struct audit_scan_opts *so, struct audit_vresult *res)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int stop = 0, first = 1;
-    struct audit_verifier *v = NULL;
-    if (!f)
-        return -1;
-    while (!stop && (len = getline(&line, &cap, f)) > 0) {
-        struct audit_entry e;
-        if (len == 1 && line[0] == '\n')
-            continue;
-        if (audit_entry_from_line(&e, line, (size_t)len) != 0) {
-            /* An unreadable line breaks the chain where it stands. */
-            e.seq = -1;
-            e.body = NULL;
-        }
-        if (e.seq >= 0 && e.seq < so->from_seq) {
-            audit_entry_clear(&e);
-            continue;
-        }
-        if (first) {
-            v = audit_verifier_create(kr, so->threads, so->from_seq, NULL);
-            if (v && so->expect_seq > 0)
-                audit_verifier_expect(v, so->expect_seq, so->expect_hash);
-            first = 0;
-        }
-        stop = v ? audit_verifier_feed(v, &e) : 1;
-        if (so->progress && e.seq > 0 && e.seq % 10000 == 0)
-            so->progress(e.seq, 0, so->progress_arg);
-        audit_entry_clear(&e);
-    }
-    if (so->progress)
-        fputc('\n', stderr);
-    free(line);
-    if (f != stdin)
-        fclose(f);
-    if (!v && !first)
-        return -1;
-    if (!v && !(v = audit_verifier_create(kr, 1, so->from_seq, NULL)))
-        return -1;
-    if (first && so->expect_seq > 0)
-        audit_verifier_expect(v, so->expect_seq, so->expect_hash);
-    audit_verifier_finish(v, 0, 0, 0, NULL, res);
-    audit_verifier_free(v);
-    return 0;
 }
 
 static int report(const struct audit_vresult *res, int json)
@@ -200,7 +141,13 @@ static int run(const struct opts *o, const struct audit_keyring *kr, struct audi
     if (isatty(2))
         so->progress = progress;
     if (o->file) {
-        if (verify_file(o->file, kr, so, res) != 0) {
+        FILE *f = strcmp(o->file, "-") == 0 ? stdin : fopen(o->file, "r");
+        int rc = f ? audit_scan_file(f, kr, so, res) : -1;
+        if (f && f != stdin)
+            fclose(f);
+        if (so->progress)
+            fputc('\n', stderr);
+        if (rc != 0) {
             fprintf(stderr, "audit-verify: cannot read %s\n", o->file);
             return -1;
         }

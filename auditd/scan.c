@@ -1,6 +1,7 @@
 /* scan: paged verification of a chain in Redis. */
 #include "scan.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,4 +81,54 @@ enum rpool_status audit_scan_redis(struct rpool *p, const struct audit_keys *k,
     out->head_seq = head_seq;
     audit_verifier_free(v);
     return st;
+}
+
+/* The verifier for an export, created at the first entry worth checking. */
+static struct audit_verifier *file_verifier(const struct audit_keyring *kr, int threads,
+                                            const struct audit_scan_opts *o)
+{
+    struct audit_verifier *v = audit_verifier_create(kr, threads, o->from_seq, NULL);
+    if (v && o->expect_seq > 0)
+        audit_verifier_expect(v, o->expect_seq, o->expect_hash);
+    return v;
+}
+
+int audit_scan_file(FILE *f, const struct audit_keyring *kr, const struct audit_scan_opts *o,
+                    struct audit_vresult *out)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int stop = 0, first = 1;
+    struct audit_verifier *v = NULL;
+    while (!stop && (len = getline(&line, &cap, f)) > 0) {
+        struct audit_entry e;
+        if (len == 1 && line[0] == '\n')
+            continue;
+        if (audit_entry_from_line(&e, line, (size_t)len) != 0) {
+            /* An unreadable line breaks the chain where it stands. */
+            e.seq = -1;
+            e.body = NULL;
+        }
+        if (e.seq >= 0 && e.seq < o->from_seq) {
+            audit_entry_clear(&e);
+            continue;
+        }
+        if (first) {
+            v = file_verifier(kr, o->threads, o);
+            first = 0;
+        }
+        stop = v ? audit_verifier_feed(v, &e) : 1;
+        if (o->progress && e.seq > 0 && e.seq % 10000 == 0)
+            o->progress(e.seq, 0, o->progress_arg);
+        audit_entry_clear(&e);
+    }
+    free(line);
+    if (ferror(f) || (!v && !first))
+        return -1;
+    if (!v && !(v = file_verifier(kr, 1, o)))
+        return -1;
+    audit_verifier_finish(v, 0, 0, 0, NULL, out);
+    audit_verifier_free(v);
+    return 0;
 }

@@ -96,11 +96,35 @@ void audit_tool_print_url(const char *name, const char *url)
 int audit_tool_num(const char *s, long long min, long long max, long long *out)
 {
     char *end;
-    if (!s || !*s || *s == '-' || *s == ' ')
+    /* strtoll would also take leading whitespace and a sign. */
+    if (!s || *s < '0' || *s > '9')
         return -1;
     long long v = strtoll(s, &end, 10);
     if (*end || v < min || v > max)
         return -1;
     *out = v;
+    return 0;
+}
+
+int audit_tool_expect_head(const char *s, long long *seq, char hash[AUDIT_HASH_HEX_LEN + 1])
+{
+    char num[24];
+    const char *colon = strchr(s, ':');
+    if (!colon || (size_t)(colon - s) >= sizeof(num) || strlen(colon + 1) != AUDIT_HASH_HEX_LEN)
+        return -1;
+    memcpy(num, s, (size_t)(colon - s));
+    num[colon - s] = '\0';
+    if (audit_tool_num(num, 1, 1LL << 62, seq) != 0)
+        return -1;
+    /* The chain's hashes are lowercase hex: anything else could only ever mismatch. */
+    for (size_t i = 0; i < AUDIT_HASH_HEX_LEN; i++) {
+        char ch = colon[1 + i];
+        if (ch >= 'A' && ch <= 'F')
+            ch = (char)(ch - 'A' + 'a');
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+            return -1;
+        hash[i] = ch;
+    }
+    hash[AUDIT_HASH_HEX_LEN] = '\0';
     return 0;
 }

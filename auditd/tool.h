@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "entry.h"
 #include "keyring.h"
 #include "shared/redis_pool.h"
 
@@ -29,5 +30,8 @@ void audit_tool_print_url(const char *name, const char *url);
 
 /* Parse a decimal in [min, max]; returns 0 or -1. */
 int audit_tool_num(const char *s, long long min, long long max, long long *out);
+/* Parse an --expect-head value SEQ:HASH (seq >= 1, 64 hex digits, either case) into seq
+ * and the lowercase hash. Returns 0 or -1. */
+int audit_tool_expect_head(const char *s, long long *seq, char hash[AUDIT_HASH_HEX_LEN + 1]);
 
 #endif
