@@ -32,14 +32,14 @@ static void test_listen_addr_refused(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const char *env[] = {bad[i], NULL};
         char *err = NULL, want[64];
-        int rc = th_run(th_bin("bin/idemd"), argv, env, NULL, &err, th_ms(10000));
+        int rc = th_run(th_bin("bin/idemd"), argv, env, NULL, &err, 10000);
         snprintf(want, sizeof(want), "%s: invalid value", bad[i]);
         if (rc != 2 || !err || !strstr(err, want))
             fail_msg("%s: exit %d, stderr: %s", bad[i], rc, err ? err : "");
         free(err);
     }
     const char *good[] = {"LISTEN_ADDR=[::1]:65535", NULL};
-    assert_int_equal(th_run(th_bin("bin/idemd"), argv, good, NULL, NULL, th_ms(10000)), 0);
+    assert_int_equal(th_run(th_bin("bin/idemd"), argv, good, NULL, NULL, 10000), 0);
 }
 
 /* The answer names the unknown member, cut at a character boundary: still valid JSON. */
@@ -84,8 +84,8 @@ static void test_long_utf8_member_named(void **state)
     assert_field_prefix(&r, "checks[0].", name);
     th_resp_free(&r);
 
-    th_proc_stop(&rl, SIGTERM, th_ms(5000));
-    th_proc_stop(&idemd, SIGTERM, th_ms(5000));
+    th_proc_stop(&rl, SIGTERM, 5000);
+    th_proc_stop(&idemd, SIGTERM, 5000);
     th_redis_stop(&redis);
 }
 
@@ -94,7 +94,7 @@ static int audit_verify(const char *file, const char *keys, const char *opt, con
                         char **out, char **err)
 {
     const char *argv[] = {"audit-verify", "--file", file, "--keys", keys, opt, arg, NULL};
-    return th_run(th_bin("bin/audit-verify"), argv, NULL, out, err, th_ms(10000));
+    return th_run(th_bin("bin/audit-verify"), argv, NULL, out, err, 10000);
 }
 
 static void test_audit_verify_inputs(void **state)
