@@ -156,14 +156,20 @@ static int revoke_many(struct tok_service *s, const char *const *ids, size_t tot
         rc = fail_status(st, NULL, "revoke_many");
         goto done;
     }
+    /* An error reply (OOM, a script error) leaves that family alive: the whole call fails,
+     * so "log out everywhere" is never answered 200 while a family survived. */
+    redisReply *refused = NULL;
     for (size_t i = 0; i < n; i++) {
         if (replies[i]->type == REDIS_REPLY_INTEGER && replies[i]->integer == 1) {
             metric_inc(metric_with(s->revoked, reason));
             (*count)++;
         }
-        freeReplyObject(replies[i]);
+        if (replies[i]->type == REDIS_REPLY_ERROR && !refused)
+            refused = replies[i];
+        else
+            freeReplyObject(replies[i]);
     }
-    rc = TOK_OK;
+    rc = refused ? fail_status(RPOOL_REPLY_ERROR, refused, "revoke_many") : TOK_OK;
 done:
     free(keys);
     free(argv);

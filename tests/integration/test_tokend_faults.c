@@ -411,6 +411,33 @@ static void test_redis_at_maxclients_is_503(void **state)
     refresh_ok(tokend.port, t, "d-1", CHROME120, "", s);
 }
 
+/* "Log out everywhere" while Redis refuses writes (OOM under noeviction): the read of the
+ * user's index works, every revoke script is refused. The answer is 503, never 200 with a
+ * smaller count, the families stay listed and alive, and a retry once Redis takes writes
+ * again revokes them all. */
+static void test_revoke_user_refused_is_503(void **state)
+{
+    char t1[80], t2[80];
+    int st;
+    (void)state;
+    issue(tokend.port, "u-oom", "d-1", CHROME120, "", t1);
+    issue(tokend.port, "u-oom", "d-2", CHROME120, "", t2);
+    freeReplyObject(th_redis_cmd(&redis, "CONFIG SET maxmemory 1"));
+    json_t *j = post(tokend.port, "/v1/tokens/revoke", &st, "{\"user_id\":\"u-oom\"}");
+    freeReplyObject(th_redis_cmd(&redis, "CONFIG SET maxmemory 0"));
+    expect_problem(j, &st, 503, "backend_unavailable");
+    char *state1 = family_field(&redis, t1, "state"), *state2 = family_field(&redis, t2, "state");
+    assert_string_equal(state1, "active");
+    assert_string_equal(state2, "active");
+    free(state1);
+    free(state2);
+    assert_int_equal(th_redis_int(&redis, "ZCARD tok:user:{u-oom}"), 2);
+    j = post(tokend.port, "/v1/tokens/revoke", &st, "{\"user_id\":\"u-oom\"}");
+    assert_int_equal(st, 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "revoked")), 2);
+    json_decref(j);
+}
+
 /* A Redis loading its dataset after a restart answers every command with a LOADING error
  * (here about a second: 5000 keys, 200 us each). tokend answers 503 meanwhile, never 500. */
 struct loading_probe {
@@ -483,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_redis_down_is_503),
         cmocka_unit_test(test_redis_at_maxclients_is_503),
+        cmocka_unit_test(test_revoke_user_refused_is_503),
         cmocka_unit_test(test_redis_loading_is_503),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
