@@ -514,8 +514,8 @@ static void test_refuses_inconsistent_chain(void **state)
 }
 
 struct dedup_post {
-    int port, id, status;
     long long seq;
+    int port, id, status;
     char hash[65];
 };
 
@@ -626,7 +626,7 @@ static void test_answer_only_after_commit(void **state)
     th_proc_stop(&p, SIGTERM, 5000);
 }
 
-/* Redis frozen (SIGSTOP): 503 backend_unavailable with Retry-After: 1 within the command
+/* Redis frozen (SIGSTOP): 503 backend_unavailable with Retry-After: 1 after the command
  * timeout, no hang. The script was sent, so the outcome is unknown (Redis runs it once it
  * thaws); a retry with the same event_id settles it: the event is in the chain once. */
 static void test_redis_frozen(void **state)
@@ -646,7 +646,9 @@ static void test_redis_frozen(void **state)
     assert_non_null(th_header(&r, "Retry-After", ra, sizeof(ra)));
     assert_string_equal(ra, "1");
     th_resp_free(&r);
-    assert_true(took < 5000);
+    /* REDIS_COMMAND_TIMEOUT (1 s) for the compare-and-set, plus scheduling noise. */
+    if (took < 900 || took > 2000)
+        fail_msg("a frozen Redis answered after %lld ms, not about 1 s", (long long)took);
     json_t *j = NULL;
     int st = au_post(daemon_.port, "/v1/events", ev, &j);
     assert_true(st == 200 || st == 201);

@@ -667,8 +667,10 @@ static void test_rolling_restart(void **state)
     for (int i = 0; i < 3; i++)
         th_proc_stop(&d[i], SIGTERM, 5000);
     redisReply *r = th_redis_cmd(&redis, "XRANGE audit:{mix}:log - +");
+    assert_non_null(r);
+    assert_int_equal(r->elements, 62);
     int act_v1 = 0, act_v2 = 0, kv1 = 0, kv2 = 0;
-    for (size_t i = 0; r && i < r->elements; i++) {
+    for (size_t i = 0; i < r->elements; i++) {
         const char *body = r->element[i]->element[1]->element[1]->str;
         int is_v2 = strstr(body, "\"kv\":\"v2\"") != NULL;
         kv1 += !is_v2;
@@ -678,7 +680,6 @@ static void test_rolling_restart(void **state)
             act_v2 += is_v2;
         }
     }
-    assert_int_equal(r->elements, 62);
     freeReplyObject(r);
     assert_int_equal(act_v1, 1);
     assert_int_equal(act_v2, 1);

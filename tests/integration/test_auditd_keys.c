@@ -99,7 +99,7 @@ static void test_key_sources(void **state)
 {
     (void)state;
     char pem_file[320], seed_file[320], v0pk[48], v1pk[48], v2pk[48], rogue[48];
-    char v1[400], v2[400], v4[96];
+    char v0[96], v1[400], v2[400], v4[96];
     json_t *doc = NULL;
     snprintf(pem_file, sizeof(pem_file), "%s/v1.pem", tmp);
     snprintf(seed_file, sizeof(seed_file), "%s/v2.seed", tmp);
@@ -109,10 +109,11 @@ static void test_key_sources(void **state)
     seed_pk(SEED_V2, v2pk);
     seed_pk(SEED_V1, v0pk);
     seed_pk(SEED_ROGUE, rogue);
+    snprintf(v0, sizeof(v0), "AUDIT_PRIVATE_KEY=%s", SEED_V1);
     snprintf(v1, sizeof(v1), "AUDIT_PRIVATE_KEY_V1=%s", PEM_KEY);
     snprintf(v2, sizeof(v2), "AUDIT_PRIVATE_KEY_V2_FILE=%s", seed_file);
     snprintf(v4, sizeof(v4), "AUDIT_PUBLIC_KEY_V4=%s", rogue);
-    const char *env[] = {"AUDIT_PRIVATE_KEY=" SEED_V1, v1, v2, v4, NULL};
+    const char *env[] = {v0, v1, v2, v4, NULL};
     assert_int_equal(pubkeys(env, &doc, NULL), 0);
     assert_non_null(doc);
     assert_int_equal(json_array_size(json_object_get(doc, "keys")), 4);
@@ -455,9 +456,11 @@ static void test_settings_take_effect(void **state)
     const char *pk64 = json_string_value(
         json_object_get(json_array_get(json_object_get(keys, "keys"), 0), "public_key"));
     crypto_unb64(pk64, strlen(pk64), pk, 32);
-    memcpy(pre, "example.com/audit\n\x01", 19);
-    memcpy(pre + 19, pk, 32);
-    crypto_sha256(pre, 51, md);
+    /* The signed-note key hash: SHA-256 of origin, "\n", the Ed25519 byte 0x01, the key. */
+    static const uint8_t note_prefix[19] = "example.com/audit\n\x01";
+    memcpy(pre, note_prefix, sizeof(note_prefix));
+    memcpy(pre + sizeof(note_prefix), pk, 32);
+    crypto_sha256(pre, sizeof(note_prefix) + 32, md);
     crypto_hex(md, 4, id);
     assert_string_equal(json_string_value(json_object_get(
                             json_array_get(json_object_get(keys, "keys"), 0), "key_id")),

@@ -25,11 +25,11 @@ struct ack {
 };
 
 struct client {
+    struct th_redis *redis;
+    struct ack acks[PER_CLIENT];
     int port;
     int id;
     int check_every; /* look every check_every-th answer up in Redis at once */
-    struct th_redis *redis;
-    struct ack acks[PER_CLIENT];
     int nacks, errors, not_in_redis;
 };
 

@@ -21,12 +21,12 @@
 
 /* One claim in a thread of its own: posts body to port, records the answer and its time. */
 struct waiter {
-    int port;
     const char *body;
     struct th_resp resp;
     int64_t took_ms;
-    atomic_int done;
     pthread_t thread;
+    int port;
+    atomic_int done;
 };
 
 static void *wait_claim(void *p)
@@ -117,6 +117,17 @@ static void test_waiters_hold_no_workers(void **state)
 
 /* Waiters on a released key: exactly one of them wins it (201) while the others keep
  * waiting; when that winner completes, the others get the replay. */
+/* The index of the first of the n waiters answered 201 within ms; fails the test if none is. */
+static int first_claimer(struct waiter *w, int n, int ms)
+{
+    for (int64_t t0 = th_now_ms(); th_now_ms() - t0 < ms; sleep_ms(5))
+        for (int i = 0; i < n; i++)
+            if (atomic_load(&w[i].done) && w[i].resp.status == 201)
+                return i;
+    fail_msg("no waiter was answered 201 within %d ms", ms);
+    return 0; /* not reached: fail_msg ends the test */
+}
+
 static void test_waiters_after_release(void **state)
 {
     (void)state;
@@ -130,12 +141,7 @@ static void test_waiters_after_release(void **state)
     sleep_ms(300);
     json_decref(post(idemd.port, "/v1/release", 200,
                      "{\"scope\":\"t\",\"key\":\"rel\",\"lease_token\":\"%s\"}", tok));
-    int winner = -1, done = 0;
-    for (int64_t t0 = th_now_ms(); winner < 0 && th_now_ms() - t0 < 3000; sleep_ms(5))
-        for (int i = 0; i < N; i++)
-            if (atomic_load(&w[i].done) && w[i].resp.status == 201)
-                winner = i;
-    assert_true(winner >= 0);
+    int winner = first_claimer(w, N, 3000), done = 0;
     sleep_ms(300); /* the others had time to be answered, were they to be */
     for (int i = 0; i < N; i++)
         done += atomic_load(&w[i].done);

@@ -151,8 +151,9 @@ static void doc_names(const struct table *t, struct ops_set *out, int with_files
                 ops_set_add(out, t->rows[i].names[k], strlen(t->rows[i].names[k]), 0);
 }
 
-/* A variable family member (AUDIT_PRIVATE_KEY_V1) as its family (AUDIT_PRIVATE_KEY_V<n>). */
-static void normalize(char *name, const struct ops_set *families)
+/* A variable family member (AUDIT_PRIVATE_KEY_V1) as its family (AUDIT_PRIVATE_KEY_V<n>);
+ * name has room for size bytes. */
+static void normalize(char *name, size_t size, const struct ops_set *families)
 {
     char *v = strrchr(name, 'V');
     if (!v || v == name || v[-1] != '_' || !v[1] || strspn(v + 1, "0123456789") != strlen(v + 1))
@@ -160,35 +161,39 @@ static void normalize(char *name, const struct ops_set *families)
     char fam[128];
     snprintf(fam, sizeof(fam), "%.*s<n>", (int)(v + 1 - name), name);
     if (ops_set_has(families, fam))
-        strcpy(name, fam);
+        snprintf(name, size, "%s", fam);
+}
+
+static void add_unshared(struct ops_set *out, const struct ops_set *shared, const char *name)
+{
+    if (!ops_set_has(shared, name))
+        ops_set_add(out, name, strlen(name), 0);
 }
 
 /* What daemon d reads: its sources' getter calls and families, and the names its
  * --check-config prints, less what libshared reads. */
 static void code_names(int d, const struct ops_set *shared, struct ops_set *out)
 {
-    struct ops_set all = {0}, fam = {0};
-    ops_set_scan_dir(&all, ops_src(DAEMONS[d]), ".c", CFG_CALL, 0);
-    ops_set_scan_dir(&fam, ops_src(DAEMONS[d]), ".c", FAMILY, 0);
-    for (int i = 0; i < fam.n; i++) {
-        char *f = fam.items[i];
+    struct ops_set calls = {0}, prefixes = {0}, fam = {0};
+    ops_set_scan_dir(&calls, ops_src(DAEMONS[d]), ".c", CFG_CALL, 0);
+    ops_set_scan_dir(&prefixes, ops_src(DAEMONS[d]), ".c", FAMILY, 0);
+    for (int i = 0; i < calls.n; i++)
+        add_unshared(out, shared, calls.items[i]);
+    for (int i = 0; i < prefixes.n; i++) {
         char name[128];
-        snprintf(name, sizeof(name), "%s<n>", f);
-        free(f);
-        fam.items[i] = strdup(name);
-        ops_set_add(&all, name, strlen(name), 0);
+        snprintf(name, sizeof(name), "%s<n>", prefixes.items[i]);
+        ops_set_add(&fam, name, strlen(name), 0);
+        add_unshared(out, shared, name);
     }
     for (const char *l = check[d]; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
         char name[128];
         if (sscanf(l, "%127[A-Z0-9_]=", name) != 1)
             continue;
-        normalize(name, &fam);
-        ops_set_add(&all, name, strlen(name), 0);
+        normalize(name, sizeof(name), &fam);
+        add_unshared(out, shared, name);
     }
-    for (int i = 0; i < all.n; i++)
-        if (!ops_set_has(shared, all.items[i]))
-            ops_set_add(out, all.items[i], strlen(all.items[i]), 0);
-    ops_set_free(&all);
+    ops_set_free(&calls);
+    ops_set_free(&prefixes);
     ops_set_free(&fam);
 }
 
@@ -266,7 +271,8 @@ static void test_secrets_are_documented_with_their_file(void **state)
         snprintf(fam, sizeof(fam), "%s", secrets.items[i]);
         char *v = strrchr(fam, 'V');
         if (v && v > fam && v[-1] == '_' && v[1] >= '0' && v[1] <= '9')
-            strcpy(v + 1, "<n>"); /* AUDIT_PRIVATE_KEY_V1 → AUDIT_PRIVATE_KEY_V<n> */
+            /* AUDIT_PRIVATE_KEY_V1 → AUDIT_PRIVATE_KEY_V<n> */
+            snprintf(v + 1, sizeof(fam) - (size_t)(v + 1 - fam), "<n>");
         snprintf(file, sizeof(file), "%s_FILE", fam);
         if (!ops_set_has(&all, file))
             fail_msg("%s is a secret but %s is not documented", fam, file);
@@ -332,8 +338,10 @@ static void test_documented_defaults_are_the_daemons(void **state)
             if (sscanf(l, "%127[A-Z0-9_]=%511[^\n]", name, value) != 2 || value[0] == '<')
                 continue; /* a secret or unset string: nothing to compare */
             const struct row *r = doc_row(d, name);
-            if (!r)
+            if (!r) {
                 fail_msg("%s: %s is not documented", DAEMONS[d], name);
+                return; /* not reached: fail_msg ends the test */
+            }
             if (strncmp(r->def, "required", 8) == 0)
                 continue;
             char want[256];

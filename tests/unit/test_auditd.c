@@ -258,14 +258,14 @@ static void test_verifier_tamper(void **state)
 }
 
 /* Ranges: --from-seq at or past the head, an expected head at the trusted link, a chain
- * shorter than the expectation, a missing head. */
+ * shorter than the expectation, a missing head. exp_hash NULL: no expected head. */
 static struct audit_vresult run_range(const struct audit_keyring *kr, struct audit_entry *c, int n,
                                       long long from, const char *prev, long long exp_seq,
                                       const char *exp_hash, int head_known, int head_exists)
 {
     struct audit_vresult res;
     struct audit_verifier *v = audit_verifier_create(kr, 1, from, prev);
-    if (exp_seq > 0)
+    if (exp_hash)
         audit_verifier_expect(v, exp_seq, exp_hash);
     for (int i = (int)from - 1; i < n && !audit_verifier_feed(v, &c[i]); i++)
         ;
