@@ -238,7 +238,11 @@ static enum rpool_status run_script(struct audit_appender *ap, struct batch *b, 
     };
     redisReply *replies[2] = {NULL, NULL};
     size_t ncmds = ap->conf.wait_replicas > 0 ? 2 : 1;
-    st = rpool_exec(ap->pool, cmds, ncmds, replies, ap->conf.wait_timeout_ms + 2000);
+    /* REDIS_COMMAND_TIMEOUT for the compare-and-set, plus the replicas' wait when asked. */
+    int64_t timeout_ms = rpool_command_timeout_ms(ap->pool);
+    if (ncmds == 2)
+        timeout_ms += ap->conf.wait_timeout_ms;
+    st = rpool_exec(ap->pool, cmds, ncmds, replies, timeout_ms);
     free(argv);
     if (st != RPOOL_OK)
         return st;
