@@ -49,6 +49,7 @@ static int env_int(const char *name, int def, int min, int max)
 
 static void load_settings(void)
 {
+    const char *fsync_mode = getenv("CHAOS_APPENDFSYNC");
     ch_set = (struct ch_settings){
         .threads = env_int("CHAOS_THREADS", 32, 1, 256),
         .think_ms = env_int("CHAOS_THINK_MS", 20, 0, 1000),
@@ -62,7 +63,7 @@ static void load_settings(void)
         .maxclients_ms = env_int("CHAOS_MAXCLIENTS_MS", 3000, 100, 60000),
         .fillers = env_int("CHAOS_FILLERS", 8, 1, 64),
         .noise_ms = env_int("CHAOS_NOISE_MS", 100, 0, 10000),
-        .appendfsync = getenv("CHAOS_APPENDFSYNC") ? getenv("CHAOS_APPENDFSYNC") : "always",
+        .appendfsync = fsync_mode ? fsync_mode : "always",
     };
     if (strcmp(ch_set.appendfsync, "everysec") != 0 && strcmp(ch_set.appendfsync, "always") != 0) {
         fprintf(stderr, "chaos: CHAOS_APPENDFSYNC=%s: everysec or always\n", ch_set.appendfsync);

@@ -319,8 +319,8 @@ static void test_only_long_utf8_key(void **state)
     (void)state;
     static const char *const allowed[] = {"key", NULL};
     char name[2 * 40 + 1] = "";
-    for (int i = 0; i < 40; i++)
-        strcat(name, "\xc3\xa9"); /* é: 80 bytes, more than field_buf holds */
+    for (int i = 0; i < 40; i++) /* é: 80 bytes, more than field_buf holds */
+        snprintf(name + 2 * i, sizeof(name) - 2 * i, "%s", "\xc3\xa9");
     struct jv_error e = {0};
     json_t *o = json_object();
     json_object_set_new(o, name, json_true());
@@ -348,7 +348,7 @@ static void test_utf8_prefix_and_nest(void **state)
     assert_error(&e, "events[3].actor", "is required");
     char name[2 * 40 + 1] = "";
     for (int i = 0; i < 40; i++)
-        strcat(name, "\xc3\xa9");
+        snprintf(name + 2 * i, sizeof(name) - 2 * i, "%s", "\xc3\xa9");
     jv_fail(&e, name, "unknown field");
     jv_nest(&e, "events", 999);
     assert_renderable(e.field);
