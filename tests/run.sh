@@ -3,7 +3,9 @@
 # sorted), each with a time limit, inside a private temp dir that is removed at the end with
 # anything still running from it. Adds up cmocka's summary lines and ends with the line
 # "N passed, N failed"; exits 0 only if nothing failed and something passed.
-# Called by `make test` and `make asan`. POSIX sh.
+# Called by `make test`, `make asan` and `make valgrind`. POSIX sh.
+# WARDEN_WRAP (see tests/lib/harness.h), if set, is put before each test binary too, with
+# WARDEN_WRAP_TAG=<the binary's name> in its environment; WARDEN_TEST_TIMEOUT sets the limit.
 set -u
 
 if [ $# -ne 1 ] || [ ! -d "$1" ]; then
@@ -83,7 +85,8 @@ run_binary() {
     mkfifo "$fifo" || return 1
     tee "$out" <"$fifo" &
     tee_pid=$!
-    timeout -k 10 "$LIMIT" "$1" >"$fifo" 2>&1 </dev/null &
+    # shellcheck disable=SC2086 # WARDEN_WRAP is a list of words
+    WARDEN_WRAP_TAG=${1##*/} timeout -k 10 "$LIMIT" ${WARDEN_WRAP:-} "$1" >"$fifo" 2>&1 </dev/null &
     test_pid=$!
     wait "$test_pid"
     rc=$?
@@ -112,7 +115,7 @@ for bin in "$WARDEN_BUILD"/tests/unit/test_* "$WARDEN_BUILD"/tests/integration/t
         skipped=$((skipped + k))
         skipped_list="$skipped_list$(awk -v b="$name" '
             /\[  SKIPPED \] [0-9]+ test\(s\), listed below:/ { on = 1; next }
-            on && /^\[  SKIPPED \] / { sub(/^\[  SKIPPED \] /, ""); print "  " b ": " $0 }
+            on && /^\[  SKIPPED \] / { sub(/^\[  SKIPPED \] /, ""); print "  " b ": " $0; next }
             on && !/^\[  SKIPPED \] / { on = 0 }' "$out")
 "
     fi

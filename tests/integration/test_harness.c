@@ -621,7 +621,7 @@ static void test_run_timeout(void **state)
     int64_t start = th_now_ms();
     assert_int_equal(th_run("/bin/sh", argv, NULL, &out, NULL, 300), -1);
     int64_t took = th_now_ms() - start;
-    assert_true(took >= 250 && took < 2000);
+    assert_true(took >= th_ms(250) && took < th_ms(2000)); /* the harness scales its waits */
     free(out);
 }
 
@@ -676,7 +676,7 @@ static void test_proc_stop_escalates(void **state)
     int64_t start = th_now_ms();
     assert_int_equal(th_proc_stop(&p, SIGTERM, 300), 128 + SIGKILL);
     int64_t took = th_now_ms() - start;
-    assert_true(took >= 290 && took < 2000);
+    assert_true(took >= th_ms(290) && took < th_ms(2000));
 
     const char *exits[] = {"sh", "-c", "exit 7", NULL};
     assert_int_equal(th_proc_start(&p, "/bin/sh", exits, NULL, 0), 0);
@@ -738,10 +738,91 @@ static void test_proc_health(void **state)
     assert_true(th_proc_log_contains(&p, "giving up"));
 }
 
+/* --print-env mode: $TH_ECHO and $WARDEN_WRAP_TAG; --time-scale mode: th_ms(100). */
+static int print_env(void)
+{
+    const char *echo = getenv("TH_ECHO"), *tag = getenv("WARDEN_WRAP_TAG");
+    printf("%s %s\n", echo ? echo : "(unset)", tag ? tag : "(unset)");
+    return 0;
+}
+
+/* Run the copy of this binary in the build dir (where WARDEN_WRAP applies) in a mode. */
+static int run_self(const char *mode, const char *const *env, char **out)
+{
+    const char *argv[] = {"test_harness", mode, NULL};
+    return th_run(th_bin("tests/integration/test_harness"), argv, env, out, NULL, 5000);
+}
+
+/* WARDEN_WRAP goes before the programs of the build dir, each with its own tag, and before
+ * nothing else. */
+static void test_wrap_build_programs_only(void **state)
+{
+    (void)state;
+    const char *wrap = getenv("WARDEN_WRAP");
+    char *saved = wrap ? strdup(wrap) : NULL, *out = NULL;
+    char tag[64];
+    setenv("WARDEN_WRAP", " /usr/bin/env  TH_ECHO=wrapped", 1);
+    int st1 = run_self("--print-env", NULL, &out);
+    char *first = out;
+    int st2 = run_self("--print-env", NULL, &out);
+    const char *sh_argv[] = {"sh", "-c", "echo \"${TH_ECHO:-plain} ${WARDEN_WRAP_TAG:-none}\"",
+                             NULL};
+    char *sh_out = NULL;
+    int st3 = th_run("/bin/sh", sh_argv, NULL, &sh_out, NULL, 5000);
+    if (saved)
+        setenv("WARDEN_WRAP", saved, 1);
+    else
+        unsetenv("WARDEN_WRAP");
+    free(saved);
+    assert_int_equal(st1, 0);
+    assert_int_equal(st2, 0);
+    assert_int_equal(st3, 0);
+    snprintf(tag, sizeof(tag), "wrapped test_harness.%ld.", (long)getpid());
+    assert_memory_equal(first, tag, strlen(tag));
+    assert_memory_equal(out, tag, strlen(tag));
+    assert_string_not_equal(first, out); /* a new number for each process */
+    assert_string_equal(sh_out, "plain none\n");
+    free(first);
+    free(out);
+    free(sh_out);
+}
+
+/* WARDEN_TIME_SCALE multiplies; a value that is not a whole number from 1 to 100 stops the
+ * test with a message instead of being taken as 1. */
+static void test_time_scale(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    const char *three[] = {"WARDEN_TIME_SCALE=3", NULL}, *none[] = {"WARDEN_TIME_SCALE=", NULL};
+    assert_int_equal(run_self("--time-scale", three, &out), 0);
+    assert_string_equal(out, "300\n");
+    free(out);
+    assert_int_equal(run_self("--time-scale", none, &out), 0);
+    assert_string_equal(out, "100\n");
+    free(out);
+    static const char *const bad[] = {"0", "101", "2x", "-1", "1.5", NULL};
+    for (int i = 0; bad[i]; i++) {
+        char env_bad[64], *err = NULL;
+        snprintf(env_bad, sizeof(env_bad), "WARDEN_TIME_SCALE=%s", bad[i]);
+        const char *env[] = {env_bad, NULL};
+        const char *argv[] = {"test_harness", "--time-scale", NULL};
+        assert_int_equal(
+            th_run(th_bin("tests/integration/test_harness"), argv, env, &out, &err, 5000), 2);
+        assert_string_equal(out, "");
+        assert_non_null(strstr(err, "WARDEN_TIME_SCALE"));
+        free(out);
+        free(err);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--health-server") == 0)
         return health_server(atoi(argv[2]));
+    if (argc == 2 && strcmp(argv[1], "--print-env") == 0)
+        return print_env();
+    if (argc == 2 && strcmp(argv[1], "--time-scale") == 0)
+        return printf("%d\n", th_ms(100)) > 0 ? 0 : 1;
     ssize_t n = readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1);
     if (n <= 0)
         return 1;
@@ -769,6 +850,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_proc_log_and_stop),
         cmocka_unit_test(test_proc_stop_escalates),
         cmocka_unit_test(test_proc_health),
+        cmocka_unit_test(test_wrap_build_programs_only),
+        cmocka_unit_test(test_time_scale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -37,6 +38,27 @@ int64_t th_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int th_time_scale(void)
+{
+    const char *s = getenv("WARDEN_TIME_SCALE");
+    char *end;
+    if (!s || !s[0])
+        return 1;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < 1 || v > 100) {
+        fprintf(stderr, "th: WARDEN_TIME_SCALE=%s: expected a whole number from 1 to 100\n", s);
+        exit(2);
+    }
+    return (int)v;
+}
+
+int th_ms(int ms)
+{
+    long long v = (long long)ms * th_time_scale();
+    return v > INT_MAX ? INT_MAX : (int)v;
 }
 
 static void sleep_ms(int ms)
@@ -223,6 +245,74 @@ static int resolve_path(const char *name, char *out, size_t size)
     return -1;
 }
 
+/* How to run a program: as it is, or after the words of $WARDEN_WRAP (see harness.h). */
+struct th_exec {
+    char path[512];    /* what to execve: the program, or the wrapper */
+    char program[512]; /* the program's path */
+    const char **argv; /* the caller's argv, or own (wrapped) */
+    const char **own;  /* malloc'd argv when wrapped, else NULL */
+    char *words;       /* malloc'd copy of $WARDEN_WRAP that own points into, or NULL */
+    char tag[200];     /* "WARDEN_WRAP_TAG=<name>.<pid>.<n>" when wrapped */
+};
+
+/* Put $WARDEN_WRAP's words, the program's path and argv[1...] into x->argv. */
+static int exec_wrap(struct th_exec *x, const char *wrap, const char *const *argv)
+{
+    static unsigned counter;
+    size_t n = 0, k = 0;
+    char *save = NULL;
+    while (argv[n])
+        n++;
+    x->words = strdup(wrap);
+    x->own = calloc(strlen(wrap) / 2 + 1 + n + 1, sizeof(*x->own));
+    if (!x->words || !x->own)
+        return -1;
+    x->argv = x->own;
+    for (char *w = strtok_r(x->words, " ", &save); w; w = strtok_r(NULL, " ", &save))
+        x->argv[k++] = w;
+    x->argv[k++] = x->program;
+    for (size_t i = 1; i < n; i++)
+        x->argv[k++] = argv[i];
+    const char *base = strrchr(x->program, '/');
+    int len = snprintf(x->tag, sizeof(x->tag), "WARDEN_WRAP_TAG=%.60s.%ld.%u",
+                       base ? base + 1 : x->program, (long)getpid(),
+                       __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
+    for (int i = (int)strlen("WARDEN_WRAP_TAG="); i < len; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", x->tag[i]))
+            x->tag[i] = '_';
+    return resolve_path(x->argv[0], x->path, sizeof(x->path));
+}
+
+/* Resolve binary; if it is under the build dir and $WARDEN_WRAP is set, run it wrapped.
+ * Returns 0, or -1 (with a message); exec_free after either. */
+static int exec_prepare(struct th_exec *x, const char *binary, const char *const *argv)
+{
+    char build[512];
+    const char *wrap = getenv("WARDEN_WRAP"), *dir = getenv("WARDEN_BUILD");
+    memset(x, 0, sizeof(*x));
+    x->argv = (const char **)argv;
+    if (resolve_path(binary, x->program, sizeof(x->program)) != 0)
+        return -1;
+    snprintf(x->path, sizeof(x->path), "%s", x->program);
+    /* As th_bin, which is not called: its buffer may hold one of the arguments. */
+    snprintf(build, sizeof(build), "%s/", dir && dir[0] ? dir : "build");
+    if (!wrap || !wrap[strspn(wrap, " ")] || strncmp(x->program, build, strlen(build)) != 0)
+        return 0;
+    if (exec_wrap(x, wrap, argv) != 0) {
+        fprintf(stderr, "th: cannot run %s under WARDEN_WRAP=%s\n", binary, wrap);
+        return -1;
+    }
+    return 0;
+}
+
+static void exec_free(struct th_exec *x)
+{
+    free((void *)x->own);
+    free(x->words);
+    x->own = NULL;
+    x->words = NULL;
+}
+
 static int env_has(const char *const *env, const char *name)
 {
     size_t n = strlen(name);
@@ -233,8 +323,9 @@ static int env_has(const char *const *env, const char *name)
 }
 
 /* The child's environment: PATH and the sanitizer settings of this process (so `make asan`
- * reaches the daemons), unless env sets them, then env. Only the array is malloc'd. */
-static char **make_env(const char *const *env)
+ * reaches the daemons), unless env sets them, then env, then tag (may be NULL). Only the
+ * array is malloc'd. */
+static char **make_env(const char *const *env, const char *tag)
 {
     static const char *const inherited[] = {"PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
                                             NULL};
@@ -259,6 +350,8 @@ static char **make_env(const char *const *env)
     }
     for (size_t i = 0; i < n; i++)
         envp[k++] = env[i];
+    if (tag)
+        envp[k++] = tag;
     return (char **)envp;
 }
 
@@ -379,7 +472,7 @@ static int redis_spawn(struct th_redis *r)
 
     /* Errors before Redis opens its log file (bad arguments) go to stderr: same file. */
     int logfd = open(logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    char **envp = make_env(NULL);
+    char **envp = make_env(NULL, NULL);
     pid_t pid = logfd >= 0 && envp ? spawn(path, (char *const *)argv, envp, logfd, logfd) : -1;
     free(envp);
     if (logfd >= 0)
@@ -443,7 +536,7 @@ int th_redis_start(struct th_redis *r, const char *const *extra_args)
         r->port = th_free_port();
         if (r->port < 0 || redis_spawn(r) != 0)
             goto fail;
-        int ready = redis_wait_ready(r, TH_READY_WAIT_MS);
+        int ready = redis_wait_ready(r, th_ms(TH_READY_WAIT_MS));
         if (ready == 0)
             return 0;
         if (ready < 0)
@@ -481,7 +574,7 @@ int th_redis_restart(struct th_redis *r)
     for (;;) {
         if (redis_spawn(r) != 0)
             return -1;
-        int ready = redis_wait_ready(r, TH_READY_WAIT_MS);
+        int ready = redis_wait_ready(r, th_ms(TH_READY_WAIT_MS));
         if (ready == 0)
             return 0;
         if (ready < 0 || th_now_ms() >= bind_deadline)
@@ -600,10 +693,10 @@ static int health_status(int port, int timeout_ms)
 /* Poll GET /health until it answers 200. Returns 0, or -1 if p exits or time runs out. */
 static int proc_wait_healthy(struct th_proc *p, const char *binary)
 {
-    int64_t deadline = th_now_ms() + TH_READY_WAIT_MS;
+    int64_t deadline = th_now_ms() + th_ms(TH_READY_WAIT_MS);
     for (;;) {
         int64_t left = deadline - th_now_ms();
-        if (health_status(p->port, left < 1000 ? (int)left + 1 : 1000) == 200)
+        if (health_status(p->port, left < th_ms(1000) ? (int)left + 1 : th_ms(1000)) == 200)
             return 0;
         int ws;
         if (waitpid(p->pid, &ws, WNOHANG) == p->pid) {
@@ -614,7 +707,7 @@ static int proc_wait_healthy(struct th_proc *p, const char *binary)
         }
         if (th_now_ms() >= deadline) {
             fprintf(stderr, "th_proc_start: %s: no 200 from GET /health on port %d in %d ms\n",
-                    binary, p->port, TH_READY_WAIT_MS);
+                    binary, p->port, th_ms(TH_READY_WAIT_MS));
             th_proc_stop(p, SIGKILL, 1000);
             return -1;
         }
@@ -625,17 +718,21 @@ static int proc_wait_healthy(struct th_proc *p, const char *binary)
 int th_proc_start(struct th_proc *p, const char *binary, const char *const *argv,
                   const char *const *env, int port)
 {
-    char path[512], dir[200];
+    char dir[200];
+    struct th_exec x;
     const char *base = strrchr(binary, '/');
     memset(p, 0, sizeof(*p));
     p->port = port;
-    if (resolve_path(binary, path, sizeof(path)) != 0 || make_tmpdir("proc", dir, sizeof(dir)))
+    if (exec_prepare(&x, binary, argv) != 0 || make_tmpdir("proc", dir, sizeof(dir))) {
+        exec_free(&x);
         return -1;
+    }
     snprintf(p->log_path, sizeof(p->log_path), "%s/%.40s.log", dir, base ? base + 1 : binary);
     int logfd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
-    char **envp = make_env(env);
-    pid_t pid = logfd >= 0 && envp ? spawn(path, (char *const *)argv, envp, logfd, logfd) : -1;
+    char **envp = make_env(env, x.tag[0] ? x.tag : NULL);
+    pid_t pid = logfd >= 0 && envp ? spawn(x.path, (char *const *)x.argv, envp, logfd, logfd) : -1;
     free(envp);
+    exec_free(&x);
     if (logfd >= 0)
         close(logfd);
     if (pid < 0) {
@@ -692,10 +789,10 @@ int th_proc_wait(struct th_proc *p, int timeout_ms)
     int forced;
     if (p->pid <= 0)
         return -1;
-    int status = reap(p->pid, timeout_ms, &forced);
+    int status = reap(p->pid, th_ms(timeout_ms), &forced);
     if (forced)
         fprintf(stderr, "th_proc: pid %ld still running after %d ms; killed\n", (long)p->pid,
-                timeout_ms);
+                th_ms(timeout_ms));
     proc_reaped(p);
     return status;
 }
@@ -755,22 +852,24 @@ static int drain_pipes(int out_fd, struct th_buf *out, int err_fd, struct th_buf
 int th_run(const char *binary, const char *const *argv, const char *const *env, char **out,
            char **err, int timeout_ms)
 {
-    int64_t deadline = th_now_ms() + timeout_ms;
+    int64_t deadline = th_now_ms() + th_ms(timeout_ms);
     int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
     struct th_buf ob = {0}, eb = {0};
-    char path[512];
+    struct th_exec x;
     char **envp = NULL;
     int status = -1, forced = 0;
     if (out)
         *out = NULL;
     if (err)
         *err = NULL;
-    if (resolve_path(binary, path, sizeof(path)) != 0)
+    if (exec_prepare(&x, binary, argv) != 0) {
+        exec_free(&x);
         return -1;
+    }
     if ((out && pipe2(out_pipe, O_CLOEXEC) != 0) || (err && pipe2(err_pipe, O_CLOEXEC) != 0))
         goto done;
-    envp = make_env(env);
-    pid_t pid = envp ? spawn(path, (char *const *)argv, envp, out_pipe[1], err_pipe[1]) : -1;
+    envp = make_env(env, x.tag[0] ? x.tag : NULL);
+    pid_t pid = envp ? spawn(x.path, (char *const *)x.argv, envp, out_pipe[1], err_pipe[1]) : -1;
     if (out_pipe[1] >= 0)
         close(out_pipe[1]);
     if (err_pipe[1] >= 0)
@@ -782,7 +881,7 @@ int th_run(const char *binary, const char *const *argv, const char *const *env, 
     int64_t left = deadline - th_now_ms();
     status = reap(pid, left > 0 ? (int)left : 0, &forced);
     if (forced) {
-        fprintf(stderr, "th_run: %s ran past %d ms; killed\n", binary, timeout_ms);
+        fprintf(stderr, "th_run: %s ran past %d ms; killed\n", binary, th_ms(timeout_ms));
         status = -1;
     }
     if (out)
@@ -790,6 +889,7 @@ int th_run(const char *binary, const char *const *argv, const char *const *env, 
     if (err)
         *err = th_buf_take(&eb);
 done:
+    exec_free(&x);
     free(envp);
     free(ob.data);
     free(eb.data);

@@ -39,6 +39,29 @@ int th_write_file(const char *path, const char *text);
 /* Monotonic milliseconds. */
 int64_t th_now_ms(void);
 
+/* ---- under a checker (make valgrind) ---------------------------------------------------- */
+
+/* $WARDEN_WRAP: a command prefix, words separated by spaces (no quoting, no glob
+ * characters), e.g. "valgrind --tool=memcheck --log-file=/dir/%q{WARDEN_WRAP_TAG}.%p.log".
+ * When it is set, every program the harness starts from the build dir (th_bin: daemons,
+ * their tools, testd) runs as WRAP... <program> <args>, with WARDEN_WRAP_TAG=<name>.<test
+ * pid>.<n> added to its environment so that a wrapper can name a file per process; other
+ * programs (redis-server, sh, promtool...) run as they are. tests/run.sh puts the same
+ * prefix before each test binary (tagged with its name).
+ *
+ * $WARDEN_TIME_SCALE: a whole number from 1 (the default) to 100 by which everything runs
+ * slower under the wrapper. The harness multiplies its own waits by it: Redis PING and
+ * GET /health after a start, th_proc_wait/th_proc_stop/th_run timeouts, th_http's 10 s and
+ * th_connect's. Tests multiply with th_ms() where they wait for something (th_read_response)
+ * or bound how long it may take. Lower bounds (it waited at least its configured timeout)
+ * need no scaling: a checker only makes things slower. A test whose point is a latency that
+ * scaling would make meaningless skips under a scale > 1 (cmocka's skip(), which run.sh lists,
+ * never counts as passed). An invalid value stops the test with a message. */
+int th_time_scale(void);
+
+/* ms * th_time_scale() (saturating). */
+int th_ms(int ms);
+
 /* ---- a private redis-server ------------------------------------------------------------- */
 
 #define TH_REDIS_ARGS_MAX 1024

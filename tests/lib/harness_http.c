@@ -60,7 +60,7 @@ static int connect_port(int port, int64_t deadline)
     /* Blocking again for callers that use the fd directly; the harness itself always
      * polls first and passes MSG_DONTWAIT. */
     int one = 1;
-    struct timeval send_timeout = {.tv_sec = TH_HTTP_TIMEOUT_MS / 1000};
+    struct timeval send_timeout = {.tv_sec = th_ms(TH_HTTP_TIMEOUT_MS) / 1000};
     if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 ||
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout)) != 0)
@@ -73,7 +73,7 @@ fail:
 
 int th_connect(int port)
 {
-    return connect_port(port, th_now_ms() + TH_CONNECT_TIMEOUT_MS);
+    return connect_port(port, th_now_ms() + th_ms(TH_CONNECT_TIMEOUT_MS));
 }
 
 static int send_all(int fd, const char *p, size_t len, int64_t deadline)
@@ -94,7 +94,7 @@ static int send_all(int fd, const char *p, size_t len, int64_t deadline)
 
 int th_send_all(int fd, const void *buf, size_t len)
 {
-    return send_all(fd, buf, len, th_now_ms() + TH_HTTP_TIMEOUT_MS);
+    return send_all(fd, buf, len, th_now_ms() + th_ms(TH_HTTP_TIMEOUT_MS));
 }
 
 /* Receive up to len bytes, waiting until the deadline. Returns the count, 0 at the end of
@@ -344,7 +344,8 @@ fail:
 int th_http(int port, const char *method, const char *path, const char *const *headers,
             const char *body, size_t body_len, struct th_resp *out)
 {
-    return http_request(port, method, path, headers, body, body_len, out, TH_HTTP_TIMEOUT_MS);
+    return http_request(port, method, path, headers, body, body_len, out,
+                        th_ms(TH_HTTP_TIMEOUT_MS));
 }
 
 int th_post_json(int port, const char *path, const char *json, struct th_resp *out)
