@@ -374,6 +374,19 @@ static void *concurrent_check(void *arg)
     return NULL;
 }
 
+/* The herd must land while the probe waits its 200 ms: under a time scale (make valgrind)
+ * 20 requests take longer than that, and the count would measure the checker, not the
+ * breaker. Those tests skip there (listed by run.sh, never counted as passed). */
+static void skip_when_scaled(void)
+{
+    if (th_time_scale() > 1) {
+        print_message("20 checks within a 200 ms probe: not under WARDEN_TIME_SCALE=%d: "
+                      "SKIPPED\n",
+                      th_time_scale());
+        skip();
+    }
+}
+
 /* 20 concurrent checks on a half-open breaker; returns how many reached Redis. */
 static int herd_of_20(void)
 {
@@ -400,6 +413,7 @@ static void test_half_open_admits_exactly_one_probe(void **state)
 {
     (void)state;
     char src[32];
+    skip_when_scaled();
     open_breaker();
     usleep(400000); /* past 300 ms + 10% */
     assert_int_equal(herd_of_20(), 1);
@@ -427,6 +441,7 @@ static void test_half_open_admits_exactly_one_probe(void **state)
 static void test_half_open_admits_exactly_max_probes(void **state)
 {
     (void)state;
+    skip_when_scaled();
     open_breaker();
     usleep(400000);
     assert_int_equal(herd_of_20(), 3);

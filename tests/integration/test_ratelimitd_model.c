@@ -61,6 +61,19 @@ static int teardown(void **state)
 
 /* ---- Redis and HTTP helpers ------------------------------------------------------------ */
 
+/* Each step brackets a request between two Redis clock reads and compares the stored state
+ * with the model, on keys that live tens of milliseconds (a 20 ms interval) and with pauses
+ * aimed within 2 ms of a lapse: under a time scale (make valgrind) one step outlasts the
+ * keys it checks. These tests skip there (listed by run.sh, never counted as passed). */
+static void skip_when_scaled(void)
+{
+    if (th_time_scale() > 1) {
+        print_message("a model test on 20 ms keys: not under WARDEN_TIME_SCALE=%d: SKIPPED\n",
+                      th_time_scale());
+        skip();
+    }
+}
+
 static long long redis_now_us(void)
 {
     long long us = rlt_now_us(&redis);
@@ -216,6 +229,7 @@ static void test_gcra_random_sequence_matches_model(void **state)
     (void)state;
     struct answer a;
     int boundary = 0, allowed = 0, denied = 0, steps = 300;
+    skip_when_scaled();
     srand(1234);
     for (int i = 0; i < steps; i++) {
         long long cost = 1 + rand() % GM_BURST;
@@ -302,7 +316,10 @@ static void sw_read(const char *rkey, struct sw_state *s)
     for (int i = 0; i < 3; i++)
         v[i] = r->element[i]->type == REDIS_REPLY_STRING ? atoll(r->element[i]->str) : -1;
     freeReplyObject(r);
-    *s = v[0] < 0 ? (struct sw_state){.w = -1} : (struct sw_state){.w = v[0], .c = v[1], .p = v[2]};
+    if (v[0] < 0) /* no window stored */
+        *s = (struct sw_state){.w = -1};
+    else
+        *s = (struct sw_state){.w = v[0], .c = v[1], .p = v[2]};
 }
 
 static void test_sliding_random_sequence_matches_model(void **state)
@@ -310,6 +327,7 @@ static void test_sliding_random_sequence_matches_model(void **state)
     (void)state;
     const char *rkey = "ratelimit:model:sm:seq";
     int boundary = 0, allowed = 0, denied = 0, used_prev = 0, steps = 160;
+    skip_when_scaled();
     srand(99);
     for (int i = 0; i < steps; i++) {
         long long cost = 1 + rand() % 3;
@@ -372,6 +390,7 @@ static void test_sliding_random_sequence_matches_model(void **state)
 static void test_deny_cache_never_denies_what_redis_allows(void **state)
 {
     (void)state;
+    skip_when_scaled();
     int cache_hits = 0, near_lapse = 0, steps = 500;
     long long last_retry_ms = 0;
     srand(42);
