@@ -191,3 +191,13 @@ $(CHAOS_BIN): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/chaos/*.c)) $(TES
 chaos: deps
 	@$(MAKE) --no-print-directory -j2 all $(CHAOS_BIN)
 	@sh tests/chaos/run.sh $(BUILD)
+
+# ---- memory checking (issue 8): the suite under valgrind's memcheck -------------------------
+# Every test binary, and every daemon and tool the tests start, under memcheck with one log
+# per process (build/valgrind/memcheck/); a summary at the end; fails on any error or any
+# definitely lost byte. Timing bounds scale by WARDEN_TIME_SCALE (default 10); see
+# tests/valgrind/run.sh and docs/reliability.md.
+.PHONY: valgrind
+valgrind: deps
+	@$(MAKE) --no-print-directory -j2 BUILD=build/valgrind tests-build
+	@sh tests/valgrind/run.sh build/valgrind

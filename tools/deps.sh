@@ -2,7 +2,7 @@
 # Install the Debian packages warden needs, only those missing (make deps).
 set -eu
 PKGS="build-essential pkg-config libhiredis-dev libmicrohttpd-dev libsodium-dev libssl-dev
-libjansson-dev libcmocka-dev redis-server redis-tools wrk clang openssl curl jq"
+libjansson-dev libcmocka-dev redis-server redis-tools wrk clang openssl curl jq valgrind"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
