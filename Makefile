@@ -120,12 +120,13 @@ deps:
 run: deps all
 	@sh deploy/scripts/run-local.sh $(BUILD)
 
+# make test builds with -Werror (TESTING.md), CI or not; plain `make` only under CI=true.
 test: deps
-	@$(MAKE) --no-print-directory -j2 tests-build
+	@$(MAKE) --no-print-directory -j2 WERROR=-Werror tests-build
 	@sh tests/run.sh $(BUILD)
 
 asan: deps
-	@$(MAKE) --no-print-directory -j2 BUILD=build/asan SAN=1 tests-build
+	@$(MAKE) --no-print-directory -j2 BUILD=build/asan SAN=1 WERROR=-Werror tests-build
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		sh tests/run.sh build/asan
 
