@@ -1,5 +1,8 @@
-/* libFuzzer harness for idemd's request parsing: any bytes, parsed as the HTTP layer does
- * (a JSON object, duplicates refused), through every body parser and the record query. */
+/* libFuzzer harness for idemd's request parsing (idemd/idem_request.c), all six
+ * endpoints: any bytes, parsed as the HTTP layer does (a JSON object, duplicates refused),
+ * are the body of claim, complete, release, extend and checkpoint; split at '&', they are
+ * the scope and key of GET /v1/record. Accepted requests meet the documented limits;
+ * refusals name a field in a renderable answer that never repeats the lease token. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -8,6 +11,7 @@
 #include <jansson.h>
 
 #include "../../idemd/idem_request.h"
+#include "fuzz.h"
 
 static struct idem_config conf;
 
@@ -50,30 +54,72 @@ static void check_fingerprint(const char *fp)
         abort();
 }
 
+/* A refusal renders and never repeats the lease token sent (it is the holder's secret). */
+static void refused(const json_t *body, int rc, const struct jv_error *e)
+{
+    const char *token = json_string_value(json_object_get(body, "lease_token"));
+    if (rc != IDEM_BAD && rc != IDEM_TOO_LARGE)
+        abort();
+    fuzz_check_refusal(e);
+    if (token && !fuzz_in_keys(body, token) &&
+        (fuzz_echoes(e->detail, token) || fuzz_echoes(e->field, token)))
+        abort();
+}
+
+/* The holder's calls: the token is the body's string, whatever it is. */
+static void check_lease(const json_t *body, const struct idem_lease_in *in)
+{
+    json_t *tok = json_object_get(body, "lease_token");
+    check_ref(&in->ref);
+    if (!json_is_string(tok) || in->lease_token != json_string_value(tok) ||
+        in->lease_token_len != json_string_length(tok))
+        abort();
+}
+
 static void parse_all(const json_t *body)
 {
     struct idem_claim_in claim;
     struct idem_lease_in lease;
     struct jv_error e;
-    if (idem_parse_claim(body, &conf, &claim, &e) == 0) {
+    int rc;
+    if ((rc = idem_parse_claim(body, &conf, &claim, &e)) == 0) {
         check_ref(&claim.ref);
         if (claim.lease_ms < 1000 || claim.lease_ms > conf.lease_max_ms || claim.wait_ms < 0 ||
             claim.wait_ms > IDEM_WAIT_MAX_MS)
             abort();
         check_fingerprint(claim.fingerprint);
+    } else {
+        refused(body, rc, &e);
     }
-    if (idem_parse_complete(body, &conf, &lease, &e) == 0) {
-        check_ref(&lease.ref);
+    if ((rc = idem_parse_complete(body, &conf, &lease, &e)) == 0) {
+        check_lease(body, &lease);
         if (lease.status < 100 || lease.status > 599 || !lease.headers_json ||
             lease.body_len > conf.max_response * 4 / 3 + 4)
             abort();
         check_headers(lease.headers_json);
+    } else {
+        refused(body, rc, &e);
     }
     idem_lease_in_clear(&lease);
-    (void)idem_parse_release(body, &lease, &e);
-    (void)idem_parse_extend(body, &conf, &lease, &e);
-    if (idem_parse_checkpoint(body, &lease, &e) == 0 && lease.checkpoint_len > IDEM_CHECKPOINT_MAX)
-        abort();
+    if ((rc = idem_parse_release(body, &lease, &e)) == 0)
+        check_lease(body, &lease);
+    else
+        refused(body, rc, &e);
+    if ((rc = idem_parse_extend(body, &conf, &lease, &e)) == 0) {
+        check_lease(body, &lease);
+        if (lease.lease_ms < 1000 || lease.lease_ms > conf.lease_max_ms)
+            abort();
+    } else {
+        refused(body, rc, &e);
+    }
+    if ((rc = idem_parse_checkpoint(body, &lease, &e)) == 0) {
+        check_lease(body, &lease);
+        if (lease.checkpoint_len > IDEM_CHECKPOINT_MAX ||
+            strlen(lease.checkpoint) != lease.checkpoint_len)
+            abort();
+    } else {
+        refused(body, rc, &e);
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -104,6 +150,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         s[split] = '\0';
         if (idem_ref_set(&ref, s, s + split + 1, strlen(s + split + 1), &e) == 0)
             check_ref(&ref);
+        else
+            fuzz_check_refusal(&e);
     }
     free(s);
     return 0;
