@@ -15,6 +15,9 @@
 #   REDISCLI_AUTH may carry the password instead of putting it in the URL.
 # Prints the new backup's directory. Exits non-zero, leaving no partial backup, on failure.
 set -eu
+# A backup holds what Redis holds (idempotency leases and stored responses, sealed grace
+# successors): readable by this user only.
+umask 077
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
 . "$here/../../tools/scratch-redis.sh"
