@@ -42,7 +42,7 @@ static const char COMMON_HELP[] =
     "  HTTP_THREADS           HTTP worker threads\n"
     "  HTTP_MAX_BODY          largest request body (e.g. 64KiB)\n"
     "  HTTP_CONNECTION_LIMIT  most open connections (1024)\n"
-    "  HTTP_CONNECTION_TIMEOUT idle keep-alive timeout (30s)\n"
+    "  HTTP_CONNECTION_TIMEOUT idle timeout, and time to send a whole request (30s)\n"
     "  API_TOKEN[_FILE]       bearer token required on /v1/...\n"
     "  ADMIN_TOKEN[_FILE]     bearer token required on admin routes\n"
     "  LOG_LEVEL              debug, info, warn, error, critical (info)\n"

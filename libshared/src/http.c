@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "shared/conn_guard.h"
 #include "shared/crypto.h"
 #include "shared/jsonv.h"
 #include "shared/listen.h"
@@ -43,6 +44,8 @@ struct route {
 struct http_server {
     struct http_config conf;
     struct MHD_Daemon *mhd;
+    struct conn_guard *guard; /* slots and request deadlines, while running */
+    struct guard_metrics guard_metrics;
     struct listener lis;
     struct route routes[HTTP_MAX_ROUTES];
     int nroutes;
@@ -59,6 +62,7 @@ struct owned_str {
 struct http_req {
     struct http_server *srv;
     struct MHD_Connection *conn;
+    struct guard_conn *gc; /* the connection's deadline; NULL if unguarded */
     const struct route *route;
     const char *method;
     char *path;
@@ -97,8 +101,7 @@ void http_config_load(struct http_config *hc, struct cfg *c, const char *daemon,
     snprintf(def_body, sizeof(def_body), "%lluB", (unsigned long long)default_max_body);
 
     hc->daemon = daemon;
-    hc->listen = cfg_str(c, "LISTEN_ADDR", def_listen, listen_addr_ok,
-                         "host:port, [v6]:port or unix:/path, port 0..65535");
+    hc->listen = cfg_str(c, "LISTEN_ADDR", def_listen, NULL, NULL);
     hc->threads = (int)cfg_int(c, "HTTP_THREADS", HTTP_DEFAULT_THREADS, 0, 1024);
     hc->max_body = cfg_size(c, "HTTP_MAX_BODY", def_body, 1, 1ull << 30);
     hc->connection_limit = (int)cfg_int(c, "HTTP_CONNECTION_LIMIT", 1024, 1, 1000000);
@@ -577,6 +580,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->suspended = 0;
         return queue(r);
     }
+    guard_disarm(r->gc); /* the request is in; the handler's time does not count */
     dispatch(r);
     return finish(r);
 }
@@ -605,9 +609,11 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     struct http_server *s = cls;
     struct http_req *r = calloc(1, sizeof(*r));
-    (void)conn;
     if (!r)
         return NULL;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->gc = ci ? ci->socket_context : NULL;
     size_t plen = strcspn(uri, "?");
     r->path = strndup(uri, plen);
     if (!r->path) {
@@ -674,8 +680,33 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     log_info(r->rid[0] ? r->rid : NULL, "request", LF_S("method", method), LF_S("route", route),
              LF_I("status", atoi(code)), LF_I("duration_us", us));
     *req_cls = NULL;
+    guard_arm(r->gc); /* the next request on this connection has its own deadline */
     free_req(r);
     atomic_fetch_sub(&s->in_flight, 1);
+}
+
+/* Every accepted connection needs a slot. Refused ones are closed at once, in both
+ * threading modes, instead of waiting in the listen backlog for a slot to free up. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct http_server *s = cls;
+    (void)addr, (void)addrlen;
+    return guard_admit(s->guard) ? MHD_YES : MHD_NO;
+}
+
+/* MHD calls this when a connection starts, and when it ends before closing its socket. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct http_server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = ci ? guard_open(s->guard, ci->connect_fd) : NULL;
+        return;
+    }
+    guard_close(s->guard, *socket_context);
+    *socket_context = NULL;
 }
 
 /* Keep the path raw: parameters are decoded per segment, query values on lookup. */
@@ -712,6 +743,7 @@ struct http_server *http_create(const struct http_config *conf, struct metrics *
     s->m_duration = metrics_histogram(metrics, "http_request_duration_seconds",
                                       "Time from request line to answer.", "route",
                                       METRICS_LATENCY_BUCKETS, METRICS_LATENCY_BUCKETS_N);
+    guard_metrics_init(&s->guard_metrics, metrics);
     return s;
 }
 
@@ -719,6 +751,20 @@ int http_start(struct http_server *s)
 {
     if (listener_open(&s->lis, s->conf.listen) != 0)
         return -1;
+    s->guard =
+        guard_create(s->conf.connection_limit, s->conf.connection_timeout_ms, &s->guard_metrics);
+    if (!s->guard) {
+        snprintf(s->lis.errstr, sizeof(s->lis.errstr), "cannot start the connection watchdog");
+        listener_close(&s->lis);
+        return -1;
+    }
+    /* The guard enforces HTTP_CONNECTION_LIMIT. MHD's own limit sits above it, even for
+     * one pool worker (MHD splits its limit among them): a daemon at its limit stops
+     * accepting, and new connections would hang in the backlog instead of being refused. */
+    unsigned mhd_limit = (unsigned)(s->conf.connection_limit + 1) *
+                         (unsigned)(s->conf.threads ? s->conf.threads : 1);
+    /* The idle timeout (whole seconds) closes silent connections; the guard also cuts off
+     * a connection that keeps sending but never completes its request. */
     unsigned timeout_s = (unsigned)((s->conf.connection_timeout_ms + 999) / 1000);
     /* threads == 0: a thread per connection (poll); else a pool of epoll workers that
      * park deferred requests with MHD_suspend_connection. ITC lets MHD_quiesce_daemon()
@@ -732,17 +778,19 @@ int http_start(struct http_server *s)
          NULL},
         {MHD_OPTION_END, 0, NULL},
     };
-    s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
-                              mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, s->lis.fd, MHD_OPTION_ARRAY,
-                              pool, MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK,
-                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->conf.connection_limit,
-                              MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_URI_LOG_CALLBACK,
-                              on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                              MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
+    s->mhd = MHD_start_daemon(
+        flags, 0, on_accept, s, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_LISTEN_SOCKET, s->lis.fd, MHD_OPTION_ARRAY, pool, MHD_OPTION_THREAD_STACK_SIZE,
+        (size_t)HTTP_THREAD_STACK, MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
     if (!s->mhd) {
         snprintf(s->lis.errstr, sizeof(s->lis.errstr), "cannot start the HTTP server on %.100s",
                  s->lis.desc);
         listener_close(&s->lis);
+        guard_free(s->guard);
+        s->guard = NULL;
         return -1;
     }
     return 0;
@@ -791,6 +839,8 @@ void http_stop(struct http_server *s)
         s->mhd = NULL;
         s->lis.fd = -1; /* MHD closes a listening socket it still holds */
     }
+    guard_free(s->guard); /* after MHD: every connection is closed by now */
+    s->guard = NULL;
     listener_close(&s->lis);
 }
 
