@@ -101,7 +101,8 @@ void http_config_load(struct http_config *hc, struct cfg *c, const char *daemon,
     snprintf(def_body, sizeof(def_body), "%lluB", (unsigned long long)default_max_body);
 
     hc->daemon = daemon;
-    hc->listen = cfg_str(c, "LISTEN_ADDR", def_listen, NULL, NULL);
+    hc->listen = cfg_str(c, "LISTEN_ADDR", def_listen, listen_addr_ok,
+                         "host:port, [v6]:port or unix:/path, port 0..65535");
     hc->threads = (int)cfg_int(c, "HTTP_THREADS", HTTP_DEFAULT_THREADS, 0, 1024);
     hc->max_body = cfg_size(c, "HTTP_MAX_BODY", def_body, 1, 1ull << 30);
     hc->connection_limit = (int)cfg_int(c, "HTTP_CONNECTION_LIMIT", 1024, 1, 1000000);
