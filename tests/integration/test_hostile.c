@@ -460,6 +460,9 @@ static void run_attack(const struct target *t, int threads, enum attack kind)
     measure(d->port, ka, t, SAMPLES_NEW, &keep, &neww);
     assert_normal("half the slots held, keep-alive", &base_keep, &keep);
     assert_normal("half the slots held, new connections", &base_new, &neww);
+    /* The measuring connections are closed, but a pool worker may not have noticed yet:
+     * until it has, their slots are taken and an attacker's connection would be refused. */
+    assert_int_equal(wait_gauge(ka, t, LIMIT / 2 + 1, 2000), LIMIT / 2 + 1);
 
     /* Every slot taken (the last one by the keep-alive connection). */
     attack_open(a, d->port, LIMIT - 1 - LIMIT / 2);
