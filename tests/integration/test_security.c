@@ -447,6 +447,11 @@ static long locked_with(const char *bin, const char *const *extra)
 static void test_secrets_sit_in_locked_memory(void **state)
 {
     (void)state;
+#if defined(__SANITIZE_ADDRESS__)
+    /* ASan's mlock interceptor does nothing (it says "AddressSanitizer ignores mlock"), so
+     * under make asan nothing can be locked: this is checked by make test and make valgrind. */
+    skip();
+#endif
     const char *url[] = {NULL}, *one[] = {"API_TOKEN=" API, NULL},
                *two[] = {"API_TOKEN=" API, "ADMIN_TOKEN=" ADMIN, NULL};
     const char *tok[] = {KEY, NULL}, *aud[] = {KEY_V1_ENV, "AUDIT_CHECKPOINT_INTERVAL=0", NULL};
