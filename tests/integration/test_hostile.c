@@ -43,7 +43,7 @@
 #define SAMPLES_KEEP 40   /* well-behaved requests per measurement on the keep-alive connection */
 #define SAMPLES_NEW 20    /* ... and on new connections */
 #define REFUSE_MAX_MS 500 /* a refused connection learns it within this */
-#define HOSTILE_MAX_MS (TIMEOUT_MS / 4)
+#define HOSTILE_MAX_MS (TIMEOUT_MS / 4.0)
 /* A hostile connection is closed at most this long after the timeout. */
 #define FREED_LATE_MS 1500
 
@@ -256,9 +256,10 @@ static int keepalive_request(int fd, const struct target *t, double *ms)
                        t->path, strlen(body), body);
     struct th_resp r;
     double t0 = now_ms_f();
-    if (th_send_all(fd, req, (size_t)len) != 0 || th_read_response(fd, &r, 5000) != 0)
-        return 0;
+    int failed = th_send_all(fd, req, (size_t)len) != 0 || th_read_response(fd, &r, 5000) != 0;
     *ms = now_ms_f() - t0;
+    if (failed)
+        return 0;
     int ok = r.status == t->want;
     th_resp_free(&r);
     return ok;
@@ -536,7 +537,7 @@ static const struct target idemd = {
     static void name(void **state)                                                                 \
     {                                                                                              \
         (void)state;                                                                               \
-        run_attack(&target, threads, kind);                                                        \
+        run_attack(&(target), threads, kind);                                                      \
     }
 
 ATTACK_TEST(test_slowloris, testd, 0, SLOWLORIS)

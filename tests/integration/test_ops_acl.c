@@ -679,7 +679,7 @@ static void test_users_refused_outside_their_lists(void **state)
                 used += (size_t)snprintf(seen + used, sizeof(seen) - used, " %s", name);
         }
     freeReplyObject(r);
-    for (int i = 0; USERS[i] && i < 6; i++)
+    for (int i = 0; i < 6; i++) /* every user but admin was refused something */
         if (!strstr(seen, USERS[i]))
             fail_msg("no ACL LOG entry for %s (entries for:%s)", USERS[i], seen);
 }
