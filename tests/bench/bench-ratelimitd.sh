@@ -70,8 +70,8 @@ set -- $hot; row "/v1/check hot denied key (/ HTTP hello)" "$hello_rps" "$@"
 # Decision latency while Redis hangs: freeze it; the first run includes the requests that
 # wait for the command timeout until the breaker opens, the second runs on an open breaker.
 kill -STOP "$REDIS_PID"
-opening=$(bench_wrk random "" 4)
-opened=$(bench_wrk random "" 4)
+opening=$(bench_wrk random "" 4 frozen-opening)
+opened=$(bench_wrk random "" 4 frozen-open)
 kill -CONT "$REDIS_PID"
 echo
 echo "Redis frozen (SIGSTOP), /v1/check random keys, breaker defaults, every answer by the local fallback:"

@@ -2,9 +2,11 @@
 # daemon under test on a free port, and wrk runs that report one line of numbers.
 #   bench_redis [redis-server args]   start Redis; sets RPORT (and REDIS_PID)
 #   bench_daemon NAME [VAR=value...]  start $BUILD/bin/NAME against it; sets PORT, DAEMON_PID
-#   bench_wrk SCRIPT [PATH] [SECONDS] run wrk with $dir/common.lua + $dir/SCRIPT.lua; prints
+#   bench_wrk SCRIPT [PATH] [SECONDS] [NAME]
+#                                     run wrk with $dir/common.lua + $dir/SCRIPT.lua; prints
 #                                     "req/s p50_ms p99_ms transport_errors non2xx max_ms"
-#                                     and notes the CPU each process spent on the run
+#                                     and notes the CPU each process spent on the run (under
+#                                     NAME, one word, default SCRIPT)
 #   bench_cpu_table                   markdown: CPU microseconds per request of the daemon,
 #                                     Redis and wrk for every bench_wrk run so far
 #   bench_machine                     one line: cores, CPU, Redis version, load
@@ -74,7 +76,7 @@ bench_wrk() {
     times >"$dir/times"
     _wrk=$(tail -1 "$dir/times" | awk '{ n = 0; for (i = 1; i <= 2; i++) { split($i, t, "m")
         n += t[1] * 60 + t[2] } print n }')
-    awk -v name="$1${2:-}" -v d="$((_d1 - _d0))" -v r="$((_r1 - _r0))" -v w="$_wrk" \
+    awk -v name="${4:-$1}" -v d="$((_d1 - _d0))" -v r="$((_r1 - _r0))" -v w="$_wrk" \
         -v hz="$(getconf CLK_TCK)" '/^RESULT/ && $8 > 0 {
             printf "%s %d %.1f %.1f %.1f\n", name, $8, d * 1e6 / hz / $8, r * 1e6 / hz / $8,
                 w * 1e6 / $8 }' "$dir/wrk-$1.out" >>"$dir/cpu.txt"
