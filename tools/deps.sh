@@ -1,8 +1,9 @@
 #!/bin/sh
-# Install the Debian packages warden needs, only those missing (make deps).
+# Install the Debian packages warden needs, only those missing (make deps); further
+# packages named as arguments are installed with them (.ci/run adds prometheus).
 set -eu
 PKGS="build-essential pkg-config libhiredis-dev libmicrohttpd-dev libsodium-dev libssl-dev
-libjansson-dev libcmocka-dev redis-server redis-tools wrk clang openssl curl jq valgrind"
+libjansson-dev libcmocka-dev redis-server redis-tools wrk clang openssl curl jq valgrind $*"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
