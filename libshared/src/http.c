@@ -1,5 +1,5 @@
-/* http: routing, request checks, JSON/problem responses, deferred answers, access log and
- * metrics over libmicrohttpd. */
+/* http: request checks and dispatch (routes in http_routes.c), JSON/problem responses,
+ * deferred answers, access log and metrics over libmicrohttpd. */
 #include "shared/http.h"
 
 #include <errno.h>
@@ -21,25 +21,14 @@
 #include "shared/listen.h"
 #include "shared/log.h"
 
+#include "http_routes.h"
+
 /* 0: a thread per connection. Chosen by measurement: docs/architecture.md "Threading". */
 #define HTTP_DEFAULT_THREADS 0
 /* Per-connection threads need little stack: handlers keep small buffers only. */
 #define HTTP_THREAD_STACK (512 * 1024)
-#define HTTP_MAX_ROUTES 64
-#define HTTP_MAX_SEGS 8
 #define HTTP_MAX_HEADERS 8
 #define HTTP_RID_MAX 128
-
-struct route {
-    const char *method;
-    const char *pattern;
-    char *buf; /* the pattern's copy that segs point into */
-    char *segs[HTTP_MAX_SEGS];
-    int nsegs;
-    http_handler handler;
-    void *ctx;
-    unsigned flags;
-};
 
 struct http_server {
     struct http_config conf;
@@ -47,16 +36,10 @@ struct http_server {
     struct conn_guard *guard; /* slots and request deadlines, while running */
     struct guard_metrics guard_metrics;
     struct listener lis;
-    struct route routes[HTTP_MAX_ROUTES];
-    int nroutes;
+    struct route_table routes;
     _Atomic int in_flight;
     struct metric *m_requests;
     struct metric *m_duration;
-};
-
-struct owned_str {
-    struct owned_str *next;
-    char s[];
 };
 
 struct http_req {
@@ -112,121 +95,12 @@ void http_config_load(struct http_config *hc, struct cfg *c, const char *daemon,
     hc->admin_token = cfg_secret(c, "ADMIN_TOKEN");
 }
 
-/* ---- routing -------------------------------------------------------------------- */
-
-static int split_path(char *path, char **segs, int max)
-{
-    int n = 0;
-    for (char *save = NULL, *tok = strtok_r(path, "/", &save); tok;
-         tok = strtok_r(NULL, "/", &save)) {
-        if (n == max)
-            return -1;
-        segs[n++] = tok;
-    }
-    return n;
-}
+/* ---- routing (http_routes.c) ------------------------------------------------------ */
 
 void http_route(struct http_server *s, const char *method, const char *pattern, http_handler h,
                 void *ctx, unsigned flags)
 {
-    if (s->nroutes >= HTTP_MAX_ROUTES)
-        abort();
-    struct route *r = &s->routes[s->nroutes++];
-    char *copy = strdup(pattern);
-    if (!copy)
-        abort();
-    r->method = method;
-    r->pattern = pattern;
-    r->buf = copy;
-    r->nsegs = split_path(copy, r->segs, HTTP_MAX_SEGS);
-    if (r->nsegs < 0)
-        abort();
-    r->handler = h;
-    r->ctx = ctx;
-    r->flags = flags;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decode (and '+' → ' ' for query values) into a string owned by the request.
- * An encoded NUL would silently cut the C string short (a%00b read as a), so a value
- * holding one is refused: NULL. */
-static const char *own_decoded(struct http_req *r, const char *src, size_t len, int plus_space)
-{
-    struct owned_str *o = malloc(sizeof(*o) + len + 1);
-    if (!o)
-        return NULL;
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (src[i] == '%' && i + 2 < len && hexval(src[i + 1]) >= 0 && hexval(src[i + 2]) >= 0) {
-            o->s[n] = (char)(hexval(src[i + 1]) * 16 + hexval(src[i + 2]));
-            if (o->s[n++] == '\0') {
-                free(o);
-                return NULL;
-            }
-            i += 2;
-        } else {
-            o->s[n++] = (plus_space && src[i] == '+') ? ' ' : src[i];
-        }
-    }
-    o->s[n] = '\0';
-    o->next = r->owned;
-    r->owned = o;
-    return o->s;
-}
-
-/* Match the raw (still percent-encoded) path against a route; parameters are decoded
- * after splitting, so an encoded '/' stays inside its segment. */
-static int route_match(struct http_req *r, const struct route *rt, char **segs, int nsegs)
-{
-    if (rt->nsegs != nsegs)
-        return 0;
-    for (int i = 0; i < nsegs; i++)
-        if (rt->segs[i][0] != ':' && strcmp(rt->segs[i], segs[i]) != 0)
-            return 0;
-    for (int i = 0; i < nsegs; i++) {
-        r->params[i] = NULL;
-        if (rt->segs[i][0] != ':')
-            continue;
-        r->params[i] = own_decoded(r, segs[i], strlen(segs[i]), 0);
-        if (!r->params[i])
-            return 0; /* undecodable: this route does not match */
-    }
-    return 1;
-}
-
-/* Find the route; on a path match with another method, fill allow. */
-static const struct route *find_route(struct http_req *r, char *allow, size_t allowsize)
-{
-    char *copy = strdup(r->path);
-    char *segs[HTTP_MAX_SEGS + 1];
-    const struct route *found = NULL;
-    allow[0] = '\0';
-    if (!copy)
-        return NULL;
-    int nsegs = split_path(copy, segs, HTTP_MAX_SEGS + 1);
-    for (int i = 0; nsegs >= 0 && i < r->srv->nroutes; i++) {
-        const struct route *rt = &r->srv->routes[i];
-        if (!route_match(r, rt, segs, nsegs))
-            continue;
-        if (strcmp(rt->method, r->method) == 0) {
-            found = rt;
-            break;
-        }
-        size_t used = strlen(allow);
-        snprintf(allow + used, allowsize - used, "%s%s", used ? ", " : "", rt->method);
-    }
-    free(copy);
-    return found;
+    routes_add(&s->routes, method, pattern, h, ctx, flags);
 }
 
 /* ---- responses ------------------------------------------------------------------ */
@@ -384,18 +258,13 @@ json_t *http_json(const struct http_req *r)
 
 const char *http_param(const struct http_req *r, const char *name)
 {
-    if (!r->route)
-        return NULL;
-    for (int i = 0; i < r->route->nsegs; i++)
-        if (r->route->segs[i][0] == ':' && strcmp(r->route->segs[i] + 1, name) == 0)
-            return r->params[i];
-    return NULL;
+    return r->route ? routes_param(r->route, r->params, name) : NULL;
 }
 
 const char *http_query(struct http_req *r, const char *name)
 {
     const char *raw = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
-    return raw ? own_decoded(r, raw, strlen(raw), 1) : NULL;
+    return raw ? owned_decode(&r->owned, raw, strlen(raw), 1) : NULL;
 }
 
 const char *http_header(struct http_req *r, const char *name)
@@ -448,7 +317,8 @@ static int authorized(struct http_req *r)
 static int check_headers(struct http_req *r)
 {
     char allow[128];
-    r->route = find_route(r, allow, sizeof(allow));
+    r->route = routes_find(&r->srv->routes, r->method, r->path, r->params, &r->owned, allow,
+                           sizeof(allow));
     if (!authorized(r)) {
         http_add_header(r, "WWW-Authenticate", "Bearer");
         http_problem(r, 401, "unauthorized", "a valid bearer token is required");
@@ -640,11 +510,7 @@ static const char *method_label(const char *m)
 
 static void free_req(struct http_req *r)
 {
-    while (r->owned) {
-        struct owned_str *next = r->owned->next;
-        free(r->owned);
-        r->owned = next;
-    }
+    owned_free(&r->owned);
     for (int i = 0; i < r->nhdrs; i++) {
         free(r->hdr_name[i]);
         free(r->hdr_value[i]);
@@ -850,7 +716,6 @@ void http_free(struct http_server *s)
     if (!s)
         return;
     http_stop(s);
-    for (int i = 0; i < s->nroutes; i++)
-        free(s->routes[i].buf);
+    routes_free(&s->routes);
     free(s);
 }
