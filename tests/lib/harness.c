@@ -1,11 +1,13 @@
-/* harness: temp dirs, ports, a private redis-server and programs run as subprocesses, for
- * integration tests and bench programs (see harness.h; the HTTP client is harness_http.c). */
+/* harness: time, temp dirs, ports and programs run as subprocesses, for integration tests
+ * and bench programs (see harness.h; the private redis-server is harness_redis.c, the
+ * HTTP client harness_http.c). */
 /* GNU extensions used: memmem, pipe2, close_range, environ (the Makefile passes it too). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "harness.h"
 #include "harness_buf.h"
+#include "harness_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,9 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TH_READY_WAIT_MS 5000   /* Redis PING / daemon /health after a start */
-#define TH_RESTART_BIND_MS 2000 /* how long a restart retries a busy port */
-#define TH_LOG_TAIL 8192        /* how much of a log a failure prints */
+#define TH_LOG_TAIL 8192 /* how much of a log a failure prints */
 #define TH_DEFAULT_PATH "PATH=/usr/local/bin:/usr/bin:/bin"
 
 int64_t th_now_ms(void)
@@ -61,7 +61,7 @@ int th_ms(int ms)
     return v > INT_MAX ? INT_MAX : (int)v;
 }
 
-static void sleep_ms(int ms)
+void thi_sleep_ms(int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
@@ -91,7 +91,7 @@ static char *read_file(const char *path, size_t *len)
 }
 
 /* Print the end of a log file on stderr, to say why a start failed. */
-static void dump_tail(const char *path)
+void thi_dump_tail(const char *path)
 {
     size_t len = 0;
     char *text = read_file(path, &len);
@@ -111,7 +111,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return 0;
 }
 
-static void remove_tree(const char *dir)
+void thi_remove_tree(const char *dir)
 {
     if (dir[0])
         nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
@@ -119,7 +119,7 @@ static void remove_tree(const char *dir)
 
 /* ---- temp dirs, ports, paths ---------------------------------------------------------- */
 
-static int make_tmpdir(const char *prefix, char *out, size_t size)
+int thi_make_tmpdir(const char *prefix, char *out, size_t size)
 {
     const char *base = getenv("WARDEN_TEST_TMPDIR");
     if (!base || !base[0])
@@ -138,12 +138,12 @@ static int make_tmpdir(const char *prefix, char *out, size_t size)
 
 int th_tmpdir(char *out, size_t size)
 {
-    return make_tmpdir("th", out, size);
+    return thi_make_tmpdir("th", out, size);
 }
 
 /* Pid files let tests/run.sh kill what a crashed test left behind; a reaped child's file
  * is removed at once, so run.sh never kills a recycled pid. */
-static void write_pidfile(const char *dir, const char *name, pid_t pid)
+void thi_write_pidfile(const char *dir, const char *name, pid_t pid)
 {
     char path[320];
     snprintf(path, sizeof(path), "%s/%s.pid", dir, name);
@@ -154,7 +154,7 @@ static void write_pidfile(const char *dir, const char *name, pid_t pid)
     }
 }
 
-static void remove_pidfile(const char *dir, const char *name)
+void thi_remove_pidfile(const char *dir, const char *name)
 {
     char path[320];
     snprintf(path, sizeof(path), "%s/%s.pid", dir, name);
@@ -224,7 +224,7 @@ const char *th_bin(const char *rel)
 
 /* The path to execute: name itself if it has a '/', else the first match on $PATH.
  * Returns 0, or -1 (with a message) if there is no such executable. */
-static int resolve_path(const char *name, char *out, size_t size)
+int thi_resolve_path(const char *name, char *out, size_t size)
 {
     if (strchr(name, '/')) {
         snprintf(out, size, "%s", name);
@@ -280,7 +280,7 @@ static int exec_wrap(struct th_exec *x, const char *wrap, const char *const *arg
     for (int i = (int)strlen("WARDEN_WRAP_TAG="); i < len; i++)
         if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", x->tag[i]))
             x->tag[i] = '_';
-    return resolve_path(x->argv[0], x->path, sizeof(x->path));
+    return thi_resolve_path(x->argv[0], x->path, sizeof(x->path));
 }
 
 /* Resolve binary; if it is under the build dir and $WARDEN_WRAP is set, run it wrapped.
@@ -291,7 +291,7 @@ static int exec_prepare(struct th_exec *x, const char *binary, const char *const
     const char *wrap = getenv("WARDEN_WRAP"), *dir = getenv("WARDEN_BUILD");
     memset(x, 0, sizeof(*x));
     x->argv = (const char **)argv;
-    if (resolve_path(binary, x->program, sizeof(x->program)) != 0)
+    if (thi_resolve_path(binary, x->program, sizeof(x->program)) != 0)
         return -1;
     snprintf(x->path, sizeof(x->path), "%s", x->program);
     /* As th_bin, which is not called: its buffer may hold one of the arguments. */
@@ -325,7 +325,7 @@ static int env_has(const char *const *env, const char *name)
 /* The child's environment: PATH and the sanitizer settings of this process (so `make asan`
  * reaches the daemons), unless env sets them, then env, then tag (may be NULL). Only the
  * array is malloc'd. */
-static char **make_env(const char *const *env, const char *tag)
+char **thi_make_env(const char *const *env, const char *tag)
 {
     static const char *const inherited[] = {"PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
                                             NULL};
@@ -358,7 +358,7 @@ static char **make_env(const char *const *env, const char *tag)
 /* Fork and exec path with stdin from /dev/null and stdout/stderr on out_fd/err_fd (-1:
  * /dev/null). The test may have threads, so the child makes only async-signal-safe calls.
  * Returns the pid or -1. */
-static pid_t spawn(const char *path, char *const argv[], char *const envp[], int out_fd, int err_fd)
+pid_t thi_spawn(const char *path, char *const argv[], char *const envp[], int out_fd, int err_fd)
 {
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (devnull < 0)
@@ -406,7 +406,7 @@ static int decode_status(int status)
 
 /* Wait up to timeout_ms for pid to exit, SIGKILL it after that; reaps it either way.
  * *forced says whether it had to be killed. Returns the exit status, 128+signal, or -1. */
-static int reap(pid_t pid, int timeout_ms, int *forced)
+int thi_reap(pid_t pid, int timeout_ms, int *forced)
 {
     int64_t deadline = th_now_ms() + timeout_ms;
     int status = 0;
@@ -425,230 +425,9 @@ static int reap(pid_t pid, int timeout_ms, int *forced)
                     return -1;
             break;
         }
-        sleep_ms(2);
+        thi_sleep_ms(2);
     }
     return decode_status(status);
-}
-
-/* ---- redis ---------------------------------------------------------------------------- */
-
-/* Keep extra_args (NUL-separated) in r for restarts. Returns 0 or -1 if they do not fit. */
-static int redis_keep_args(struct th_redis *r, const char *const *extra)
-{
-    r->extra_len = 0;
-    for (size_t i = 0; extra && extra[i]; i++) {
-        size_t n = strlen(extra[i]) + 1;
-        if (r->extra_len + n > sizeof(r->extra)) {
-            fprintf(stderr, "th_redis_start: extra arguments exceed %d bytes\n", TH_REDIS_ARGS_MAX);
-            return -1;
-        }
-        memcpy(r->extra + r->extra_len, extra[i], n);
-        r->extra_len += n;
-    }
-    return 0;
-}
-
-/* Fork redis-server for r's port, dir and extra arguments; records pid and pid file. */
-static int redis_spawn(struct th_redis *r)
-{
-    char port[16], logfile[300], path[512];
-    const char *argv[16 + TH_REDIS_ARGS_MAX + 1]; /* each extra takes >= 1 byte */
-    int n = 0;
-    snprintf(port, sizeof(port), "%d", r->port);
-    snprintf(logfile, sizeof(logfile), "%s/redis.log", r->dir);
-    snprintf(r->url, sizeof(r->url), "redis://127.0.0.1:%d/0", r->port);
-    if (resolve_path("redis-server", path, sizeof(path)) != 0)
-        return -1;
-    /* clang-format off */
-    const char *fixed[] = {"redis-server", "--port", port, "--bind", "127.0.0.1",
-                           "--save", "", "--appendonly", "no", "--dir", r->dir,
-                           "--daemonize", "no", "--logfile", logfile, NULL};
-    /* clang-format on */
-    for (int i = 0; fixed[i]; i++)
-        argv[n++] = fixed[i];
-    for (size_t off = 0; off < r->extra_len; off += strlen(r->extra + off) + 1)
-        argv[n++] = r->extra + off;
-    argv[n] = NULL;
-
-    /* Errors before Redis opens its log file (bad arguments) go to stderr: same file. */
-    int logfd = open(logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    char **envp = make_env(NULL, NULL);
-    pid_t pid = logfd >= 0 && envp ? spawn(path, (char *const *)argv, envp, logfd, logfd) : -1;
-    free(envp);
-    if (logfd >= 0)
-        close(logfd);
-    if (pid < 0)
-        return -1;
-    r->pid = pid;
-    write_pidfile(r->dir, "redis", pid);
-    return 0;
-}
-
-/* Signal and reap r's server (SIGKILL after timeout_ms); no-op if it is not running. */
-static void redis_end(struct th_redis *r, int sig, int timeout_ms)
-{
-    int forced;
-    if (r->pid <= 0)
-        return;
-    kill(r->pid, sig);
-    if (sig != SIGKILL)
-        kill(r->pid, SIGCONT); /* a paused server would never see the SIGTERM */
-    reap(r->pid, timeout_ms, &forced);
-    r->pid = 0;
-    remove_pidfile(r->dir, "redis");
-}
-
-static int redis_pings(struct th_redis *r)
-{
-    redisReply *reply = th_redis_cmd_ms(r, 200, "PING");
-    int ok = reply && reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0;
-    freeReplyObject(reply);
-    return ok;
-}
-
-/* Wait for PING to answer. Returns 0, 1 if the server exited (port taken, bad argument),
- * -1 after timeout_ms. */
-static int redis_wait_ready(struct th_redis *r, int timeout_ms)
-{
-    int64_t deadline = th_now_ms() + timeout_ms;
-    for (;;) {
-        if (redis_pings(r))
-            return 0;
-        int status;
-        if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
-            r->pid = 0;
-            remove_pidfile(r->dir, "redis");
-            return 1;
-        }
-        if (th_now_ms() >= deadline)
-            return -1;
-        sleep_ms(10);
-    }
-}
-
-int th_redis_start(struct th_redis *r, const char *const *extra_args)
-{
-    memset(r, 0, sizeof(*r));
-    if (redis_keep_args(r, extra_args) != 0 || make_tmpdir("redis", r->dir, sizeof(r->dir)))
-        goto fail;
-    /* Another process may take the port between th_free_port and the bind: try again. */
-    for (int attempt = 0; attempt < 5; attempt++) {
-        r->port = th_free_port();
-        if (r->port < 0 || redis_spawn(r) != 0)
-            goto fail;
-        int ready = redis_wait_ready(r, th_ms(TH_READY_WAIT_MS));
-        if (ready == 0)
-            return 0;
-        if (ready < 0)
-            break;
-    }
-fail:
-    fprintf(stderr, "th_redis_start: redis-server did not start (port %d)\n", r->port);
-    if (r->dir[0]) {
-        char log[300];
-        snprintf(log, sizeof(log), "%s/redis.log", r->dir);
-        dump_tail(log);
-    }
-    redis_end(r, SIGKILL, 0);
-    remove_tree(r->dir);
-    r->dir[0] = '\0';
-    return -1;
-}
-
-void th_redis_stop(struct th_redis *r)
-{
-    redis_end(r, SIGTERM, 5000);
-    remove_tree(r->dir);
-    r->dir[0] = '\0';
-}
-
-void th_redis_kill(struct th_redis *r)
-{
-    redis_end(r, SIGKILL, 0);
-}
-
-int th_redis_restart(struct th_redis *r)
-{
-    int64_t bind_deadline = th_now_ms() + TH_RESTART_BIND_MS;
-    redis_end(r, SIGKILL, 0);
-    for (;;) {
-        if (redis_spawn(r) != 0)
-            return -1;
-        int ready = redis_wait_ready(r, th_ms(TH_READY_WAIT_MS));
-        if (ready == 0)
-            return 0;
-        if (ready < 0 || th_now_ms() >= bind_deadline)
-            break;
-        sleep_ms(50); /* most likely the port is still busy */
-    }
-    fprintf(stderr, "th_redis_restart: redis-server did not come back on port %d\n", r->port);
-    char log[300];
-    snprintf(log, sizeof(log), "%s/redis.log", r->dir);
-    dump_tail(log);
-    redis_end(r, SIGKILL, 0);
-    return -1;
-}
-
-void th_redis_pause(struct th_redis *r)
-{
-    if (r->pid > 0)
-        kill(r->pid, SIGSTOP);
-}
-
-void th_redis_resume(struct th_redis *r)
-{
-    if (r->pid > 0)
-        kill(r->pid, SIGCONT);
-}
-
-static redisReply *redis_vcmd(const struct th_redis *r, int timeout_ms, const char *fmt, va_list ap)
-{
-    struct timeval tv = {.tv_sec = timeout_ms / 1000,
-                         .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
-    redisReply *reply = NULL;
-    if (c && !c->err && redisSetTimeout(c, tv) == REDIS_OK)
-        reply = redisvCommand(c, fmt, ap);
-    redisFree(c);
-    return reply;
-}
-
-redisReply *th_redis_cmd_ms(struct th_redis *r, int timeout_ms, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *reply = redis_vcmd(r, timeout_ms, fmt, ap);
-    va_end(ap);
-    return reply;
-}
-
-redisReply *th_redis_cmd(struct th_redis *r, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *reply = redis_vcmd(r, 1000, fmt, ap);
-    va_end(ap);
-    return reply;
-}
-
-long long th_redis_int(struct th_redis *r, const char *fmt, ...)
-{
-    va_list ap;
-    long long value = -1;
-    va_start(ap, fmt);
-    redisReply *reply = redis_vcmd(r, 1000, fmt, ap);
-    va_end(ap);
-    if (reply && reply->type == REDIS_REPLY_INTEGER) {
-        value = reply->integer;
-    } else if (reply && (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS)) {
-        char *end;
-        errno = 0;
-        long long v = strtoll(reply->str, &end, 10);
-        if (errno == 0 && end != reply->str && *end == '\0')
-            value = v;
-    }
-    freeReplyObject(reply);
-    return value;
 }
 
 /* ---- subprocesses --------------------------------------------------------------------- */
@@ -666,7 +445,7 @@ static void proc_reaped(struct th_proc *p)
 {
     char dir[256];
     proc_dir(p, dir, sizeof(dir));
-    remove_pidfile(dir, "proc");
+    thi_remove_pidfile(dir, "proc");
     p->pid = 0;
 }
 
@@ -711,7 +490,7 @@ static int proc_wait_healthy(struct th_proc *p, const char *binary)
             th_proc_stop(p, SIGKILL, 1000);
             return -1;
         }
-        sleep_ms(10);
+        thi_sleep_ms(10);
     }
 }
 
@@ -723,14 +502,15 @@ int th_proc_start(struct th_proc *p, const char *binary, const char *const *argv
     const char *base = strrchr(binary, '/');
     memset(p, 0, sizeof(*p));
     p->port = port;
-    if (exec_prepare(&x, binary, argv) != 0 || make_tmpdir("proc", dir, sizeof(dir))) {
+    if (exec_prepare(&x, binary, argv) != 0 || thi_make_tmpdir("proc", dir, sizeof(dir))) {
         exec_free(&x);
         return -1;
     }
     snprintf(p->log_path, sizeof(p->log_path), "%s/%.40s.log", dir, base ? base + 1 : binary);
     int logfd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
-    char **envp = make_env(env, x.tag[0] ? x.tag : NULL);
-    pid_t pid = logfd >= 0 && envp ? spawn(x.path, (char *const *)x.argv, envp, logfd, logfd) : -1;
+    char **envp = thi_make_env(env, x.tag[0] ? x.tag : NULL);
+    pid_t pid =
+        logfd >= 0 && envp ? thi_spawn(x.path, (char *const *)x.argv, envp, logfd, logfd) : -1;
     free(envp);
     exec_free(&x);
     if (logfd >= 0)
@@ -740,9 +520,9 @@ int th_proc_start(struct th_proc *p, const char *binary, const char *const *argv
         return -1;
     }
     p->pid = pid;
-    write_pidfile(dir, "proc", pid);
+    thi_write_pidfile(dir, "proc", pid);
     if (port > 0 && proc_wait_healthy(p, binary) != 0) {
-        dump_tail(p->log_path);
+        thi_dump_tail(p->log_path);
         return -1;
     }
     return 0;
@@ -789,7 +569,7 @@ int th_proc_wait(struct th_proc *p, int timeout_ms)
     int forced;
     if (p->pid <= 0)
         return -1;
-    int status = reap(p->pid, th_ms(timeout_ms), &forced);
+    int status = thi_reap(p->pid, th_ms(timeout_ms), &forced);
     if (forced)
         fprintf(stderr, "th_proc: pid %ld still running after %d ms; killed\n", (long)p->pid,
                 th_ms(timeout_ms));
@@ -868,8 +648,9 @@ int th_run(const char *binary, const char *const *argv, const char *const *env, 
     }
     if ((out && pipe2(out_pipe, O_CLOEXEC) != 0) || (err && pipe2(err_pipe, O_CLOEXEC) != 0))
         goto done;
-    envp = make_env(env, x.tag[0] ? x.tag : NULL);
-    pid_t pid = envp ? spawn(x.path, (char *const *)x.argv, envp, out_pipe[1], err_pipe[1]) : -1;
+    envp = thi_make_env(env, x.tag[0] ? x.tag : NULL);
+    pid_t pid =
+        envp ? thi_spawn(x.path, (char *const *)x.argv, envp, out_pipe[1], err_pipe[1]) : -1;
     if (out_pipe[1] >= 0)
         close(out_pipe[1]);
     if (err_pipe[1] >= 0)
@@ -879,7 +660,7 @@ int th_run(const char *binary, const char *const *argv, const char *const *env, 
     if (drain_pipes(out_pipe[0], &ob, err_pipe[0], &eb, deadline) != 0)
         deadline = 0; /* ran out of time: kill it now */
     int64_t left = deadline - th_now_ms();
-    status = reap(pid, left > 0 ? (int)left : 0, &forced);
+    status = thi_reap(pid, left > 0 ? (int)left : 0, &forced);
     if (forced) {
         fprintf(stderr, "th_run: %s ran past %d ms; killed\n", binary, th_ms(timeout_ms));
         status = -1;
