@@ -407,8 +407,8 @@ static void test_deny_cache_never_denies_what_redis_allows(void **state)
     srand(42);
     /* lead_us: how long a step takes from its first Redis read to its answer, about how
      * late after the pause the next step's check is decided; a pause aimed at a lapse is
-     * that much shorter. On a loaded machine sleeps still overshoot and fewer pauses land near a
-     * lapse: go on (up to four times as long) until enough have. */
+     * that much shorter. On a loaded machine sleeps still overshoot and fewer pauses land
+     * near a lapse: go on (up to four times as long) until enough have. */
     long long lead_us = 0;
     for (int i = 0; i < 4 * steps && (i < steps || near_lapse <= 3); i++) {
         long long cost = 1 + rand() % DC_BURST;
