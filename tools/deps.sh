@@ -2,7 +2,7 @@
 # Install the Debian packages warden needs, only those missing (make deps); further
 # packages named as arguments are installed with them (.ci/run adds prometheus).
 set -eu
-PKGS="build-essential pkg-config libhiredis-dev libhttp-parser-dev libsodium-dev libssl-dev
+PKGS="build-essential pkg-config libhiredis-dev libsodium-dev libssl-dev
 libjansson-dev libcmocka-dev redis-server redis-tools wrk clang openssl curl jq valgrind $*"
 missing=""
 for p in $PKGS; do

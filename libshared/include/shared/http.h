@@ -1,4 +1,4 @@
-/* http: the JSON-over-HTTP layer every daemon serves, over libmicrohttpd.
+/* http: the JSON-over-HTTP/1.1 layer every daemon serves.
  *
  * Before a handler runs, the layer has matched the route (404 / 405 + Allow), checked the
  * bearer token of /v1/... routes (401), refused a declared body above HTTP_MAX_BODY before
@@ -8,10 +8,14 @@
  * Every response carries X-Request-ID and Cache-Control: no-store; every request is
  * counted, timed and access-logged.
  *
- * Threading: by default (HTTP_THREADS=0) every connection has a thread of its own, so a
- * handler blocking on Redis delays nobody else; HTTP_THREADS=N selects a pool of N epoll
- * workers instead. A handler that waits for something else (idemd's wait_ms) defers its
- * answer with http_suspend(): in pool mode the connection is parked without a thread. */
+ * Framing is strict (RFC 9112): a request whose length could be read two ways, a transfer
+ * coding other than chunked, or a control character in its head is refused (400, or 501
+ * for the coding) and its connection closed, so nothing a proxy in front took for body
+ * ever runs as a request. After shutdown begins, requests get 503 shutting_down.
+ *
+ * Threading: every connection has a thread of its own, so a handler blocking on Redis
+ * delays nobody else. A handler that waits for something else (idemd's wait_ms) defers its
+ * answer with http_suspend() and is resumed by whoever has it. */
 #ifndef WARDEN_HTTP_H
 #define WARDEN_HTTP_H
 
@@ -28,7 +32,7 @@ struct http_req;
 struct http_config {
     const char *daemon; /* for metrics and logs */
     const char *listen; /* host:port, [v6]:port, unix:/path */
-    int threads;        /* 0: a thread per connection; N: a pool of N workers */
+    int threads;        /* HTTP_THREADS: read and checked; a thread per connection whatever it is */
     uint64_t max_body;
     int connection_limit;
     int64_t connection_timeout_ms;
