@@ -348,6 +348,8 @@ static int chunk_byte(struct http1 *r, char c)
 long http1_body(struct http1 *r, const char *data, size_t len)
 {
     size_t pos = 0;
+    if (r->state == HTTP1_BODY && r->content_length > r->max_body) /* refused before a byte */
+        return refuse(r, 413, "the body is too large");
     while (pos < len && r->state == HTTP1_BODY) {
         if (!r->chunked || r->phase == CH_DATA) {
             size_t n = len - pos < r->left ? len - pos : (size_t)r->left;
