@@ -9,10 +9,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shared/crypto.h"
 #include "shared/log.h"
+
+/* A daemon's route, behind the shutdown gate (gated_handler). */
+struct app_route {
+    struct app *app;
+    http_handler handler;
+    void *ctx;
+    struct app_route *next;
+};
 
 struct app {
     struct app_spec spec;
@@ -34,7 +43,8 @@ struct app {
     void *drain_arg;
     void (*shutdown_fn)(void *);
     void *shutdown_arg;
-    _Atomic int draining;
+    struct app_route *routes; /* freed with the app */
+    _Atomic int draining;     /* shutdown has begun: /ready 503, daemon routes refuse */
     _Atomic int policy_checked;
 };
 
@@ -171,10 +181,32 @@ char **app_args(struct app *a, int *count)
     return a->args;
 }
 
+/* Once shutdown has begun, a daemon's handler no longer starts: the request is refused
+ * with 503 and its connection closed, so a keep-alive client cannot start new work while
+ * the daemon drains and then frees what its handlers use (auditd's appender). A handler
+ * that did start is counted in http_in_flight() until it is answered, and app_run waits
+ * for that. */
+static void gated_handler(struct http_req *r, void *ctx)
+{
+    struct app_route *route = ctx;
+    if (atomic_load(&route->app->draining)) {
+        http_add_header(r, "Retry-After", "1");
+        http_add_header(r, "Connection", "close");
+        http_problem(r, 503, "shutting_down", "the daemon is shutting down; retry later");
+        return;
+    }
+    route->handler(r, route->ctx);
+}
+
 void app_route(struct app *a, const char *method, const char *pattern, http_handler h, void *ctx,
                unsigned flags)
 {
-    http_route(a->http, method, pattern, h, ctx, flags);
+    struct app_route *route = calloc(1, sizeof(*route));
+    if (!route)
+        abort(); /* at startup, before serving: nothing to degrade to */
+    *route = (struct app_route){.app = a, .handler = h, .ctx = ctx, .next = a->routes};
+    a->routes = route;
+    http_route(a->http, method, pattern, gated_handler, route, flags);
 }
 
 void app_on_reload(struct app *a, void (*fn)(void *arg), void *arg)
@@ -301,6 +333,48 @@ static void log_startup(struct app *a)
              LF_I("total", st.total), LF_I("idle", st.idle), LF_I("stale", st.stale));
 }
 
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* SHUTDOWN_TIMEOUT has passed with requests still in flight. Their handlers may be using
+ * what the daemon frees next (auditd's appender), and the server cannot be stopped under
+ * them without waiting for them: end the process here, with status 0 as after any
+ * shutdown. Their clients see the connection close unanswered (outcome unknown, as after a
+ * 503); nothing they sent was acknowledged. */
+static void cut_off(struct app *a) __attribute__((noreturn));
+static void cut_off(struct app *a)
+{
+    log_warn(NULL, "shutdown timeout: in-flight requests cut off",
+             LF_I("in_flight", http_in_flight(a->http)));
+    log_stop();
+    _exit(0);
+}
+
+/* The order matters: the gate closes first (no new handler starts), then the listener, then
+ * parked requests are answered, then what is in flight is waited for, all within
+ * SHUTDOWN_TIMEOUT of the signal. A handler runs only inside a request that
+ * http_in_flight() counts, so once none is in flight after the gate closed, no handler runs
+ * and none can start (a request counted later sees the gate closed). Only then does the
+ * server stop and the daemon's shutdown hook free what handlers use. */
+static void shut_down(struct app *a)
+{
+    int64_t deadline = now_ms() + a->shutdown_timeout_ms;
+    atomic_store(&a->draining, 1);
+    http_quiesce(a->http);
+    if (a->drain_fn)
+        a->drain_fn(a->drain_arg);
+    int64_t left = deadline - now_ms();
+    if (http_drain(a->http, left > 0 ? left : 0) != 0)
+        cut_off(a);
+    http_stop(a->http);
+    if (a->shutdown_fn)
+        a->shutdown_fn(a->shutdown_arg);
+}
+
 int app_run(struct app *a)
 {
     int sig = 0;
@@ -322,16 +396,7 @@ int app_run(struct app *a)
     }
     log_info(NULL, "shutting down", LF_S("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"),
              LF_I("in_flight", http_in_flight(a->http)));
-    atomic_store(&a->draining, 1);
-    http_quiesce(a->http);
-    if (a->drain_fn)
-        a->drain_fn(a->drain_arg);
-    if (http_drain(a->http, a->shutdown_timeout_ms) != 0)
-        log_warn(NULL, "shutdown timeout: in-flight requests cut off",
-                 LF_I("in_flight", http_in_flight(a->http)));
-    if (a->shutdown_fn)
-        a->shutdown_fn(a->shutdown_arg);
-    http_stop(a->http);
+    shut_down(a);
     log_info(NULL, "stopped");
     return 0;
 }
@@ -341,6 +406,11 @@ void app_free(struct app *a)
     if (!a)
         return;
     http_free(a->http);
+    while (a->routes) {
+        struct app_route *next = a->routes->next;
+        free(a->routes);
+        a->routes = next;
+    }
     rpool_free(a->pool);
     metrics_free(a->metrics);
     log_stop();

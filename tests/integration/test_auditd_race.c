@@ -105,28 +105,6 @@ static void *client_main(void *arg)
     return NULL;
 }
 
-/* The stored hash of every seq 1..n (index seq-1), read in pages. */
-static char (*stored_hashes(struct th_redis *r, long long n))[65]
-{
-    char(*h)[65] = calloc((size_t)n + 1, sizeof(*h));
-    long long from = 1;
-    while (from <= n) {
-        redisReply *rep = th_redis_cmd(r, "XRANGE audit:{default}:log %lld-0 + COUNT 1000", from);
-        if (!rep || rep->elements == 0) {
-            freeReplyObject(rep);
-            break;
-        }
-        for (size_t i = 0; i < rep->elements; i++) {
-            long long seq = atoll(rep->element[i]->element[0]->str);
-            if (seq >= 1 && seq <= n)
-                snprintf(h[seq - 1], 65, "%s", rep->element[i]->element[1]->element[3]->str);
-            from = seq + 1;
-        }
-        freeReplyObject(rep);
-    }
-    return h;
-}
-
 static void test_three_writers_one_chain(void **state)
 {
     (void)state;
@@ -165,7 +143,7 @@ static void test_three_writers_one_chain(void **state)
     long long n = th_redis_int(&redis, "HGET audit:{default}:head seq");
     assert_int_equal(n, CLIENTS * PER_CLIENT + BATCHERS * BATCHES * BATCH_N + 1);
     assert_int_equal(th_redis_int(&redis, "XLEN audit:{default}:log"), n);
-    char(*h)[65] = stored_hashes(&redis, n);
+    char(*h)[65] = au_stored_hashes(&redis, n);
     for (int i = 0; i < CLIENTS; i++)
         for (int k = 0; k < cl[i].nacks; k++)
             if (strcmp(h[cl[i].acks[k].seq - 1], cl[i].acks[k].hash) != 0)
@@ -293,7 +271,7 @@ static void test_kill_under_load(void **state)
         pthread_join(t[i], NULL);
     assert_int_equal(th_redis_restart(&redis), 0);
     long long n = th_redis_int(&redis, "HGET audit:{default}:head seq"), acked = 0, unknown = 0;
-    char(*h)[65] = stored_hashes(&redis, n);
+    char(*h)[65] = au_stored_hashes(&redis, n);
     for (int i = 0; i < L; i++)
         for (int k = 0; k < cl[i].nacks; k++, acked++)
             if (cl[i].acks[k].seq > n || strcmp(h[cl[i].acks[k].seq - 1], cl[i].acks[k].hash) != 0)
@@ -357,7 +335,7 @@ static void test_durable_across_redis_kill(void **state)
     }
     th_redis_kill(&redis);
     assert_int_equal(th_redis_restart(&redis), 0);
-    char(*h)[65] = stored_hashes(&redis, 201);
+    char(*h)[65] = au_stored_hashes(&redis, 201);
     for (int i = 0; i < 200; i++)
         assert_string_equal(h[acks[i].seq - 1], acks[i].hash);
     free(h);

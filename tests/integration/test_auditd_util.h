@@ -107,6 +107,29 @@ static inline double au_metric(int port, const char *prefix)
     return v;
 }
 
+/* The stored hash of every seq 1..n of the default chain (index seq-1; "" where none),
+ * read in pages; caller frees. Stops early if Redis does not answer. */
+static inline char (*au_stored_hashes(struct th_redis *r, long long n))[65]
+{
+    char(*h)[65] = calloc((size_t)n + 1, sizeof(*h));
+    long long from = 1;
+    while (h && from <= n) {
+        redisReply *rep = th_redis_cmd(r, "XRANGE audit:{default}:log %lld-0 + COUNT 1000", from);
+        if (!rep || rep->elements == 0) {
+            freeReplyObject(rep);
+            break;
+        }
+        for (size_t i = 0; i < rep->elements; i++) {
+            long long seq = atoll(rep->element[i]->element[0]->str);
+            if (seq >= 1 && seq <= n)
+                snprintf(h[seq - 1], 65, "%s", rep->element[i]->element[1]->element[3]->str);
+            from = seq + 1;
+        }
+        freeReplyObject(rep);
+    }
+    return h;
+}
+
 /* Check an Ed25519 signature with an independent implementation: openssl pkeyutl
  * -verify -rawin, the public key given as base64 of its 32 bytes. dir holds the scratch
  * files. Returns 1 verified, 0 not. */

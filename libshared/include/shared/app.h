@@ -8,7 +8,7 @@
  *     idem_config_load(&conf, app_cfg(a));     // the daemon's own variables
  *     app_config_done(a);                      // exit(2) on a bad value; --check-config
  *     ... create the pieces, app_route(a, "POST", "/v1/claim", handle_claim, ctx, 0) ...
- *     int rc = app_run(a);                     // serve until SIGTERM/SIGINT, then drain
+ *     int rc = app_run(a);                     // serve until SIGTERM/SIGINT, drain, stop
  *     ... free the pieces ...
  *     app_free(a);
  *     return rc;
@@ -58,6 +58,8 @@ struct rpool *app_redis(struct app *a); /* after app_config_done */
 /* Positional arguments left after the flags (e.g. "keygen"), and their count. */
 char **app_args(struct app *a, int *count);
 
+/* Register a daemon's route. Once shutdown has begun its handler no longer runs: the
+ * request gets 503 `shutting_down` with Retry-After: 1 and Connection: close. */
 void app_route(struct app *a, const char *method, const char *pattern, http_handler h, void *ctx,
                unsigned flags);
 
@@ -66,12 +68,16 @@ void app_on_reload(struct app *a, void (*fn)(void *arg), void *arg);
 /* Called (on the main thread) when shutdown begins, once listening has stopped and before
  * in-flight requests are waited for: answer requests parked with http_suspend() now. */
 void app_on_drain(struct app *a, void (*fn)(void *arg), void *arg);
-/* Called after in-flight requests have drained, before the pool closes (flush batches). */
+/* Called once in-flight requests have drained and the server has stopped, so no handler
+ * runs or can start any more; before the pool closes (flush batches, stop what handlers
+ * use). */
 void app_on_shutdown(struct app *a, void (*fn)(void *arg), void *arg);
 
-/* Serve until SIGTERM/SIGINT; then /ready turns 503, stop accepting, run the drain hook,
- * let in-flight requests finish within SHUTDOWN_TIMEOUT, run the shutdown hook, close the
- * pool.
+/* Serve until SIGTERM/SIGINT; then /ready turns 503 and app_route handlers refuse new
+ * requests (503), stop accepting, run the drain hook, let in-flight requests finish within
+ * SHUTDOWN_TIMEOUT (counted from the signal), stop the server, run the shutdown hook.
+ * If requests are still in flight at the deadline, the process ends there with status 0
+ * (they are cut off unanswered; nothing is freed under them) and app_run does not return.
  * Returns the process exit status (0, or 1 if the server could not start). */
 int app_run(struct app *a);
 
