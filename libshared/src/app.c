@@ -15,14 +15,6 @@
 #include "shared/crypto.h"
 #include "shared/log.h"
 
-/* A daemon's route, behind the shutdown gate (gated_handler). */
-struct app_route {
-    struct app *app;
-    http_handler handler;
-    void *ctx;
-    struct app_route *next;
-};
-
 struct app {
     struct app_spec spec;
     struct cfg *cfg;
@@ -43,8 +35,7 @@ struct app {
     void *drain_arg;
     void (*shutdown_fn)(void *);
     void *shutdown_arg;
-    struct app_route *routes; /* freed with the app */
-    _Atomic int draining;     /* shutdown has begun: /ready 503, daemon routes refuse */
+    _Atomic int draining; /* shutdown has begun: /ready 503 */
     _Atomic int policy_checked;
 };
 
@@ -181,32 +172,10 @@ char **app_args(struct app *a, int *count)
     return a->args;
 }
 
-/* Once shutdown has begun, a daemon's handler no longer starts: the request is refused
- * with 503 and its connection closed, so a keep-alive client cannot start new work while
- * the daemon drains and then frees what its handlers use (auditd's appender). A handler
- * that did start is counted in http_in_flight() until it is answered, and app_run waits
- * for that. */
-static void gated_handler(struct http_req *r, void *ctx)
-{
-    struct app_route *route = ctx;
-    if (atomic_load(&route->app->draining)) {
-        http_add_header(r, "Retry-After", "1");
-        http_add_header(r, "Connection", "close");
-        http_problem(r, 503, "shutting_down", "the daemon is shutting down; retry later");
-        return;
-    }
-    route->handler(r, route->ctx);
-}
-
 void app_route(struct app *a, const char *method, const char *pattern, http_handler h, void *ctx,
                unsigned flags)
 {
-    struct app_route *route = calloc(1, sizeof(*route));
-    if (!route)
-        abort(); /* at startup, before serving: nothing to degrade to */
-    *route = (struct app_route){.app = a, .handler = h, .ctx = ctx, .next = a->routes};
-    a->routes = route;
-    http_route(a->http, method, pattern, gated_handler, route, flags);
+    http_route(a->http, method, pattern, h, ctx, flags);
 }
 
 void app_on_reload(struct app *a, void (*fn)(void *arg), void *arg)
@@ -354,11 +323,11 @@ static void cut_off(struct app *a)
     _exit(0);
 }
 
-/* The order matters: the gate closes first (no new handler starts), then the listener, then
- * parked requests are answered, then what is in flight is waited for, all within
- * SHUTDOWN_TIMEOUT of the signal. A handler runs only inside a request that
- * http_in_flight() counts, so once none is in flight after the gate closed, no handler runs
- * and none can start (a request counted later sees the gate closed). Only then does the
+/* The order matters: the server quiesces first (no new connection, and a request whose
+ * head arrives from now on is refused with 503 before any handler), then parked requests
+ * are answered, then what is in flight is waited for, all within SHUTDOWN_TIMEOUT of the
+ * signal. A handler runs only inside a request that http_in_flight() counts, so once none
+ * is in flight after the quiesce, no handler runs and none can start. Only then does the
  * server stop and the daemon's shutdown hook free what handlers use. */
 static void shut_down(struct app *a)
 {
@@ -406,11 +375,6 @@ void app_free(struct app *a)
     if (!a)
         return;
     http_free(a->http);
-    while (a->routes) {
-        struct app_route *next = a->routes->next;
-        free(a->routes);
-        a->routes = next;
-    }
     rpool_free(a->pool);
     metrics_free(a->metrics);
     log_stop();

@@ -58,8 +58,7 @@ struct rpool *app_redis(struct app *a); /* after app_config_done */
 /* Positional arguments left after the flags (e.g. "keygen"), and their count. */
 char **app_args(struct app *a, int *count);
 
-/* Register a daemon's route. Once shutdown has begun its handler no longer runs: the
- * request gets 503 `shutting_down` with Retry-After: 1 and Connection: close. */
+/* Register a daemon's route (http_route). */
 void app_route(struct app *a, const char *method, const char *pattern, http_handler h, void *ctx,
                unsigned flags);
 
@@ -73,8 +72,9 @@ void app_on_drain(struct app *a, void (*fn)(void *arg), void *arg);
  * use). */
 void app_on_shutdown(struct app *a, void (*fn)(void *arg), void *arg);
 
-/* Serve until SIGTERM/SIGINT; then /ready turns 503 and app_route handlers refuse new
- * requests (503), stop accepting, run the drain hook, let in-flight requests finish within
+/* Serve until SIGTERM/SIGINT; then /ready turns 503, the server quiesces (no new
+ * connection; a request arriving on an open one gets 503 `shutting_down` with Retry-After:
+ * 1 and Connection: close, its handler never run), run the drain hook, let in-flight requests finish within
  * SHUTDOWN_TIMEOUT (counted from the signal), stop the server, run the shutdown hook.
  * If requests are still in flight at the deadline, the process ends there with status 0
  * (they are cut off unanswered; nothing is freed under them) and app_run does not return.
