@@ -29,14 +29,31 @@ static json_t *item_json(struct audit_api *api, struct audit_item *it, int *ok)
     return j;
 }
 
-static int submit_failed(struct http_req *r, struct audit_request *req)
+/* The problem for an append (or accept) that did not succeed. Returns 0 when it did. */
+static int append_failed(struct http_req *r, struct audit_api *api, enum audit_append_status st)
 {
-    if (req->status == AUDIT_APPEND_OK)
-        return 0;
-    if (req->status == AUDIT_APPEND_BROKEN)
-        http_problem(r, 500, "chain_broken", "the chain head and log disagree; see the log");
-    else
-        http_unavailable(r);
+    char detail[320];
+    switch (st) {
+    case AUDIT_APPEND_OK: return 0;
+    case AUDIT_APPEND_BROKEN:
+        http_problem(r, 503, "chain_broken",
+                     "the chain head and log disagree (edited behind auditd's back): nothing was "
+                     "appended; see the log");
+        break;
+    case AUDIT_APPEND_REFUSED:
+        if (!audit_guard_refusing(api->guard, detail, sizeof(detail)))
+            snprintf(detail, sizeof(detail),
+                     "the chain in Redis is not the one this instance has "
+                     "seen: nothing was appended; see the log");
+        http_problem(r, 503, "chain_broken", "%s", detail);
+        break;
+    case AUDIT_APPEND_STATE:
+        http_problem(r, 503, "state_unavailable",
+                     "AUDIT_STATE_DIR could not be written, so the entry is not acknowledged; it "
+                     "may be in the chain: retry with the same event_id");
+        break;
+    default: http_unavailable(r);
+    }
     return -1;
 }
 
@@ -53,7 +70,7 @@ static void handle_event(struct http_req *r, void *ctx)
         return;
     }
     audit_appender_submit(api->appender, &req);
-    if (submit_failed(r, &req) == 0) {
+    if (append_failed(r, api, req.status) == 0) {
         json_t *out = item_json(api, &item, &ok);
         if (!ok) {
             http_unavailable(r);
@@ -85,7 +102,7 @@ static void handle_batch(struct http_req *r, void *ctx)
     }
     struct audit_request req = {.items = items, .n = n};
     audit_appender_submit(api->appender, &req);
-    if (submit_failed(r, &req) == 0) {
+    if (append_failed(r, api, req.status) == 0) {
         json_t *entries = json_array();
         for (size_t i = 0; i < n && ok; i++)
             json_array_append_new(entries, item_json(api, &items[i], &ok));
@@ -218,9 +235,13 @@ static void handle_checkpoint(struct http_req *r, void *ctx)
     struct audit_api *api = ctx;
     char note[AUDIT_NOTE_MAX];
     int n = audit_checkpoint_now(api->pool, api->keys, &api->kr->keys[api->kr->active], api->origin,
-                                 note, sizeof(note));
+                                 api->guard, note, sizeof(note));
     if (n == -1) {
         http_unavailable(r);
+        return;
+    }
+    if (n == -3) {
+        append_failed(r, api, AUDIT_APPEND_REFUSED);
         return;
     }
     if (n < 0) {
@@ -228,6 +249,31 @@ static void handle_checkpoint(struct http_req *r, void *ctx)
         return;
     }
     http_reply_raw(r, 200, "text/plain; charset=utf-8", note, (size_t)n);
+}
+
+static json_t *head_json(long long seq, const char *hash)
+{
+    return json_pack("{s:I, s:s}", "seq", (json_int_t)seq, "hash", hash);
+}
+
+/* Admin: go on with the chain Redis shows (an older backup was restored on purpose). */
+static void handle_accept(struct http_req *r, void *ctx)
+{
+    struct audit_api *api = ctx;
+    struct audit_acceptance acc;
+    enum audit_append_status st =
+        audit_appender_accept(api->appender, "POST /v1/admin/chain/accept", &acc);
+    if (append_failed(r, api, st) != 0)
+        return;
+    json_t *out =
+        json_pack("{s:o, s:o, s:o*}", "accepted", head_json(acc.accepted_seq, acc.accepted_hash),
+                  "remembered", head_json(acc.remembered_seq, acc.remembered_hash), "entry",
+                  audit_entry_json(&acc.entry, 0));
+    audit_entry_clear(&acc.entry);
+    if (out)
+        http_reply_json(r, 200, out);
+    else /* accepted and recorded all the same: the log says so */
+        http_problem(r, 500, "internal", "out of memory");
 }
 
 void audit_api_routes(struct app *a, struct audit_api *api)
@@ -240,4 +286,5 @@ void audit_api_routes(struct app *a, struct audit_api *api)
     app_route(a, "GET", "/v1/keys", handle_keys, api, 0);
     app_route(a, "POST", "/v1/verify", handle_verify, api, 0);
     app_route(a, "GET", "/v1/checkpoint", handle_checkpoint, api, 0);
+    app_route(a, "POST", "/v1/admin/chain/accept", handle_accept, api, HTTP_ADMIN | HTTP_NO_BODY);
 }

@@ -13,6 +13,7 @@ struct audit_api {
     const struct audit_keys *keys;
     const struct audit_keyring *kr;
     struct audit_appender *appender;
+    struct audit_guard *guard;
     const char *origin;
     int wait_replicas; /* > 0: 201 answers carry replicas_acked */
 };

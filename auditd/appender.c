@@ -11,6 +11,7 @@
 #include "shared/log.h"
 
 #define MAX_ATTEMPTS 1000         /* CAS retries of one batch before giving up (503) */
+#define ARGV_FIXED 13             /* audit_append.lua: 5 keys, then 8 args before the entries */
 #define AUDIT_COMMIT_ENTRIES 1000 /* entries one compare-and-set carries at most */
 
 struct audit_appender {
@@ -31,6 +32,11 @@ struct audit_appender {
     char head_hash[AUDIT_HASH_HEX_LEN + 1];
     int need_activation;
     struct audit_item activation;
+    struct audit_guard *guard;
+    /* while an operator's accept is committed: its audit.chain_accepted item, and the
+     * head it accepts, which stands in for the guard's floor */
+    struct audit_item *accepting;
+    struct audit_floor accept_floor;
     /* signing helper: signs the second half of a large batch while the appender signs
      * the first (signatures are independent once every body and hash is built) */
     pthread_t helper;
@@ -182,6 +188,14 @@ static int seal_batch(struct audit_appender *ap, struct batch *b)
 {
     char ts[AUDIT_TS_LEN + 1], prev[AUDIT_HASH_HEX_LEN + 1];
     audit_now_ts(ts);
+    if (ap->accepting) {
+        /* What is accepted is the head this attempt builds on (another instance may have
+         * appended since the accept read it). */
+        json_t *meta = json_object_get(ap->accepting->event, "metadata");
+        if (json_object_set_new(meta, "accepted_seq", json_integer(ap->head_seq)) != 0 ||
+            json_object_set_new(meta, "accepted_hash", json_string(ap->head_hash)) != 0)
+            return -1;
+    }
     memcpy(prev, ap->head_hash, sizeof(prev));
     for (size_t i = 0; i < b->n; i++) {
         struct audit_entry *e = &b->items[i]->entry;
@@ -197,43 +211,64 @@ static int seal_batch(struct audit_appender *ap, struct batch *b)
     return 0;
 }
 
-/* One EVALSHA (plus WAIT on the same connection when replicas are wanted). */
-static enum rpool_status run_script(struct audit_appender *ap, struct batch *b, redisReply **reply,
-                                    long long *replicas)
+/* The numbers audit_append.lua takes, as text. */
+struct script_nums {
+    char seq[24], floor_seq[24], window[24], n[24];
+};
+
+/* audit_append.lua's KEYS and ARGV (see its contract) for the batch on the current head
+ * with the floor f: a calloc'd array of ARGV_FIXED + 4 * b->n pointers into ap, f, nums
+ * and the batch (caller frees the array only), or NULL out of memory. */
+static const char **script_argv(struct audit_appender *ap, struct batch *b,
+                                const struct audit_floor *f, struct script_nums *nums)
 {
-    size_t argc = 11 + 4 * b->n;
-    const char **argv = calloc(argc, sizeof(*argv));
-    char seq[24], window[24], n[24], wn[16], wt[24];
-    enum rpool_status st = RPOOL_CONN;
+    const char **argv = calloc(ARGV_FIXED + 4 * b->n, sizeof(*argv));
     if (!argv)
-        return st;
-    snprintf(seq, sizeof(seq), "%lld", ap->head_seq);
-    snprintf(window, sizeof(window), "%lld", (long long)ap->conf.dedup_window_ms);
-    snprintf(n, sizeof(n), "%zu", b->n);
-    const char *fixed[] = {ap->keys->head,
-                           ap->keys->log,
-                           ap->keys->ids,
-                           ap->keys->idseq,
-                           ap->keys->keys,
-                           seq,
-                           ap->head_hash,
-                           window,
-                           ap->active->name,
-                           ap->need_activation ? "1" : "0",
-                           n};
+        return NULL;
+    snprintf(nums->seq, sizeof(nums->seq), "%lld", ap->head_seq);
+    snprintf(nums->floor_seq, sizeof(nums->floor_seq), "%lld", f->seq);
+    snprintf(nums->window, sizeof(nums->window), "%lld", (long long)ap->conf.dedup_window_ms);
+    snprintf(nums->n, sizeof(nums->n), "%zu", b->n);
+    const char *fixed[] = {ap->keys->head,   ap->keys->log,
+                           ap->keys->ids,    ap->keys->idseq,
+                           ap->keys->keys,   nums->seq,
+                           ap->head_hash,    nums->window,
+                           ap->active->name, ap->need_activation ? "1" : "0",
+                           nums->floor_seq,  f->hash,
+                           nums->n};
+    _Static_assert(sizeof(fixed) / sizeof(fixed[0]) == ARGV_FIXED, "audit_append.lua's ARGV");
     memcpy(argv, fixed, sizeof(fixed));
     for (size_t i = 0; i < b->n; i++) {
         const char *id = json_string_value(json_object_get(b->items[i]->event, "event_id"));
-        argv[11 + 4 * i] = id ? id : "";
-        argv[12 + 4 * i] = b->items[i]->entry.body;
-        argv[13 + 4 * i] = b->items[i]->entry.hash;
-        argv[14 + 4 * i] = b->items[i]->entry.sig;
+        const char **at = argv + ARGV_FIXED + 4 * i;
+        at[0] = id ? id : "";
+        at[1] = b->items[i]->entry.body;
+        at[2] = b->items[i]->entry.hash;
+        at[3] = b->items[i]->entry.sig;
     }
+    return argv;
+}
+
+/* One EVALSHA (plus WAIT on the same connection when replicas are wanted). The script
+ * also checks that the chain still holds the floor f. */
+static enum rpool_status run_script(struct audit_appender *ap, struct batch *b,
+                                    const struct audit_floor *f, redisReply **reply,
+                                    long long *replicas)
+{
+    struct script_nums nums;
+    char wn[16], wt[24];
+    const char **argv = script_argv(ap, b, f, &nums);
+    enum rpool_status st = RPOOL_CONN;
+    if (!argv)
+        return st;
     snprintf(wn, sizeof(wn), "%d", ap->conf.wait_replicas);
     snprintf(wt, sizeof(wt), "%lld", (long long)ap->conf.wait_timeout_ms);
     const char *wait_argv[] = {"WAIT", wn, wt};
     struct rpool_cmd cmds[2] = {
-        {.script = &script_audit_append, .nkeys = 5, .argc = (int)argc, .argv = argv},
+        {.script = &script_audit_append,
+         .nkeys = 5,
+         .argc = (int)(ARGV_FIXED + 4 * b->n),
+         .argv = argv},
         {.argc = 3, .argv = wait_argv},
     };
     redisReply *replies[2] = {NULL, NULL};
@@ -268,9 +303,13 @@ static long long reply_int(const redisReply *r, size_t i)
     return e->type == REDIS_REPLY_INTEGER ? e->integer : (e->str ? atoll(e->str) : 0);
 }
 
-/* The script said "ok": the batch is in Redis. */
-static void commit_done(struct audit_appender *ap, struct batch *b, double started)
+/* The script said "ok": the batch is in Redis, on a chain that held the floor f. The floor
+ * rises to the new head (or, for an accept, is reset to it). Returns 0, or -1 if an
+ * accept could not be written to the state file. */
+static int commit_done(struct audit_appender *ap, struct batch *b, const struct audit_floor *f,
+                       double started)
 {
+    int rc = 0;
     for (size_t i = 0; i < b->n; i++)
         b->items[i]->state = AUDIT_ITEM_APPENDED;
     if (ap->need_activation) {
@@ -280,10 +319,15 @@ static void commit_done(struct audit_appender *ap, struct batch *b, double start
     }
     ap->head_seq = b->items[b->n - 1]->entry.seq;
     memcpy(ap->head_hash, b->items[b->n - 1]->entry.hash, sizeof(ap->head_hash));
+    if (ap->accepting)
+        rc = audit_guard_accept(ap->guard, ap->head_seq, ap->head_hash);
+    else
+        audit_guard_advance(ap->guard, f, ap->head_seq, ap->head_hash);
     metric_add(ap->m_appends, b->n);
     metric_observe(ap->m_batch, (double)b->n);
     metric_observe(ap->m_duration, now_s() - started);
     metric_set(ap->m_head, (double)ap->head_seq);
+    return rc;
 }
 
 /* Items whose event_id was repeated inside the commit share the first one's outcome. */
@@ -333,11 +377,17 @@ static int load_head(struct audit_appender *ap)
 }
 
 /* One script reply that is not "ok": adjust and let the caller retry. Returns 0 to retry,
- * or -1 for a broken chain. */
-static int handle_reply(struct audit_appender *ap, struct batch *b, const redisReply *r)
+ * -1 for a broken chain (head and log disagree), -2 for a chain without the floor f. */
+static int handle_reply(struct audit_appender *ap, struct batch *b, const struct audit_floor *f,
+                        const redisReply *r)
 {
     const char *w = reply_word(r);
-    if (strcmp(w, "conflict") == 0 && r->elements == 3 && r->element[2]->str) {
+    int lost = strcmp(w, "rolled_back") == 0 || strcmp(w, "diverged") == 0;
+    if (lost && r->elements == 3 && r->element[2]->str) {
+        audit_guard_refuse(ap->guard, f, w[0] == 'r' ? AUDIT_CHAIN_SHORTER : AUDIT_CHAIN_DIFFERENT,
+                           reply_int(r, 1), r->element[2]->str);
+        return -2;
+    } else if (strcmp(w, "conflict") == 0 && r->elements == 3 && r->element[2]->str) {
         ap->head_seq = reply_int(r, 1);
         snprintf(ap->head_hash, sizeof(ap->head_hash), "%s", r->element[2]->str);
         metric_inc(ap->m_conflicts);
@@ -362,15 +412,18 @@ static enum audit_append_status commit_attempts(struct audit_appender *ap,
     double started = now_s();
     for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         redisReply *r = NULL;
+        struct audit_floor f = ap->accept_floor;
+        if (!ap->accepting)
+            audit_guard_floor(ap->guard, &f);
         int lh = ap->head_known ? 0 : load_head(ap);
         if (lh != 0)
             return lh == -2 ? AUDIT_APPEND_BROKEN : AUDIT_APPEND_UNAVAILABLE;
         resolve_dups(list);
         if (collect(ap, list, b) != 0 || seal_batch(ap, b) != 0)
             return AUDIT_APPEND_UNAVAILABLE;
-        if (b->n == 0)
-            return AUDIT_APPEND_OK;
-        enum rpool_status st = run_script(ap, b, &r, replicas);
+        if (b->n == 0) /* every item a duplicate: acknowledged only once remembered */
+            return audit_guard_sync(ap->guard) == 0 ? AUDIT_APPEND_OK : AUDIT_APPEND_STATE;
+        enum rpool_status st = run_script(ap, b, &f, &r, replicas);
         if (st != RPOOL_OK) {
             freeReplyObject(r);
             ap->head_known = 0; /* the script may have run: learn the head again */
@@ -378,18 +431,56 @@ static enum audit_append_status commit_attempts(struct audit_appender *ap,
         }
         if (strcmp(reply_word(r), "ok") == 0) {
             freeReplyObject(r);
-            commit_done(ap, b, started);
+            int rc = commit_done(ap, b, &f, started);
             resolve_dups(list);
-            return AUDIT_APPEND_OK;
+            /* The state file is written before anyone hears of the entry, so it never
+             * holds less than an acknowledged append. */
+            return rc == 0 && audit_guard_sync(ap->guard) == 0 ? AUDIT_APPEND_OK
+                                                               : AUDIT_APPEND_STATE;
         }
-        int rc = handle_reply(ap, b, r);
+        int rc = handle_reply(ap, b, &f, r);
         freeReplyObject(r);
         if (rc != 0) {
             ap->head_known = 0;
-            return AUDIT_APPEND_BROKEN;
+            return rc == -2 ? AUDIT_APPEND_REFUSED : AUDIT_APPEND_BROKEN;
         }
     }
     return AUDIT_APPEND_UNAVAILABLE;
+}
+
+/* An operator accepts the chain Redis shows (req->items[0] is the audit.chain_accepted
+ * event): its head, if the head and the log agree, stands in for the floor while the
+ * entry recording the accept is committed on it; then the floor is reset to that entry. */
+static enum audit_append_status accept_chain(struct audit_appender *ap, struct audit_request *req,
+                                             struct batch *b, long long *replicas)
+{
+    char err[160];
+    struct audit_floor remembered;
+    int rc = audit_appender_check(ap, err, sizeof(err));
+    if (rc == -1)
+        log_critical(NULL, "audit chain is inconsistent: cannot accept it", LF_S("detail", err));
+    if (rc != 0)
+        return rc == -1 ? AUDIT_APPEND_BROKEN : AUDIT_APPEND_UNAVAILABLE;
+    if (load_head(ap) != 0)
+        return AUDIT_APPEND_UNAVAILABLE;
+    audit_guard_floor(ap->guard, &remembered);
+    json_t *meta = json_object_get(req->items[0].event, "metadata");
+    if (json_object_set_new(meta, "remembered_seq", json_integer(remembered.seq)) != 0 ||
+        json_object_set_new(meta, "remembered_hash", json_string(remembered.hash)) != 0)
+        return AUDIT_APPEND_UNAVAILABLE;
+    ap->accept_floor = remembered;
+    ap->accept_floor.seq = ap->head_seq;
+    memcpy(ap->accept_floor.hash, ap->head_hash, sizeof(ap->accept_floor.hash));
+    ap->accepting = &req->items[0];
+    enum audit_append_status st = commit_attempts(ap, req, b, replicas);
+    ap->accepting = NULL;
+    if (st == AUDIT_APPEND_OK)
+        log_warn(NULL, "audit chain accepted by an operator: appending on it",
+                 LF_S("via", json_string_value(json_object_get(meta, "via"))),
+                 LF_I("remembered_seq", remembered.seq), LF_S("remembered_hash", remembered.hash),
+                 LF_I("accepted_seq", json_integer_value(json_object_get(meta, "accepted_seq"))),
+                 LF_I("entry_seq", req->items[0].entry.seq));
+    return st;
 }
 
 static void *appender_main(void *arg)
@@ -408,8 +499,9 @@ static void *appender_main(void *arg)
          * batch always goes whole, even alone above that). */
         struct audit_request *list = ap->queue_head, *last = list;
         size_t entries = last->n;
-        for (int n = 1; n < ap->conf.batch_max && last->next &&
-                        entries + last->next->n <= AUDIT_COMMIT_ENTRIES;
+        /* An accept is committed alone: it changes the floor the others are judged on. */
+        for (int n = 1; n < ap->conf.batch_max && !list->accept && last->next &&
+                        !last->next->accept && entries + last->next->n <= AUDIT_COMMIT_ENTRIES;
              n++) {
             last = last->next;
             entries += last->n;
@@ -420,7 +512,8 @@ static void *appender_main(void *arg)
         last->next = NULL;
         pthread_mutex_unlock(&ap->mu);
         long long replicas = 0;
-        enum audit_append_status st = commit_attempts(ap, list, &b, &replicas);
+        enum audit_append_status st = list->accept ? accept_chain(ap, list, &b, &replicas)
+                                                   : commit_attempts(ap, list, &b, &replicas);
         finish_requests(ap, list, st, replicas);
     }
     free(b.items);
@@ -445,7 +538,7 @@ static void init_metrics(struct audit_appender *ap, struct metrics *m)
 }
 
 struct audit_appender *audit_appender_create(struct rpool *p, const struct audit_keys *k,
-                                             const struct audit_keyring *kr,
+                                             const struct audit_keyring *kr, struct audit_guard *g,
                                              const struct audit_appender_config *conf,
                                              struct metrics *m)
 {
@@ -455,6 +548,7 @@ struct audit_appender *audit_appender_create(struct rpool *p, const struct audit
     ap->pool = p;
     ap->keys = k;
     ap->kr = kr;
+    ap->guard = g;
     ap->active = &kr->keys[kr->active];
     ap->conf = *conf;
     if (ap->conf.batch_max < 1)
@@ -497,6 +591,33 @@ void audit_appender_submit(struct audit_appender *ap, struct audit_request *req)
         pthread_cond_wait(&req->done_cv, &ap->mu);
     pthread_mutex_unlock(&ap->mu);
     pthread_cond_destroy(&req->done_cv);
+}
+
+enum audit_append_status audit_appender_accept(struct audit_appender *ap, const char *via,
+                                               struct audit_acceptance *out)
+{
+    struct audit_item item = {0};
+    struct audit_request req = {.items = &item, .n = 1, .accept = 1};
+    memset(out, 0, sizeof(*out));
+    item.event = json_pack("{s:s, s:s, s:{s:s}}", "actor", "auditd", "action",
+                           "audit.chain_accepted", "metadata", "via", via);
+    if (!item.event)
+        return AUDIT_APPEND_UNAVAILABLE;
+    audit_appender_submit(ap, &req);
+    if (req.status == AUDIT_APPEND_OK) {
+        json_t *meta = json_object_get(item.event, "metadata");
+        out->remembered_seq = json_integer_value(json_object_get(meta, "remembered_seq"));
+        snprintf(out->remembered_hash, sizeof(out->remembered_hash), "%s",
+                 json_string_value(json_object_get(meta, "remembered_hash")));
+        out->accepted_seq = json_integer_value(json_object_get(meta, "accepted_seq"));
+        snprintf(out->accepted_hash, sizeof(out->accepted_hash), "%s",
+                 json_string_value(json_object_get(meta, "accepted_hash")));
+        out->entry = item.entry;
+    } else {
+        audit_entry_clear(&item.entry);
+    }
+    json_decref(item.event);
+    return req.status;
 }
 
 int audit_appender_check(struct audit_appender *ap, char *err, size_t errsize)

@@ -2,8 +2,9 @@
  * takes whatever is waiting (up to AUDIT_BATCH_MAX requests), builds their entries on the
  * head it knows, signs them and commits them with one audit_append.lua compare-and-set
  * (group commit). On a conflict (another instance moved the head) it rebuilds the batch
- * on the new head and tries again. A request is answered only once its entries are in
- * Redis (or the attempt failed). */
+ * on the new head and tries again. The same script call refuses a chain that no longer
+ * holds the guard's floor (guard.h). A request is answered only once its entries are in
+ * Redis and the floor is remembered (or the attempt failed). */
 #ifndef AUDIT_APPENDER_H
 #define AUDIT_APPENDER_H
 
@@ -12,6 +13,7 @@
 #include <stdint.h>
 
 #include "entry.h"
+#include "guard.h"
 #include "keyring.h"
 #include "shared/metrics.h"
 #include "shared/redis_pool.h"
@@ -35,6 +37,8 @@ enum audit_append_status {
     AUDIT_APPEND_OK = 0,
     AUDIT_APPEND_UNAVAILABLE, /* Redis unreachable or timed out: outcome unknown */
     AUDIT_APPEND_BROKEN,      /* head and log disagree: nothing appended */
+    AUDIT_APPEND_REFUSED,     /* the chain does not hold the guard's floor: nothing appended */
+    AUDIT_APPEND_STATE,       /* appended, but AUDIT_STATE_DIR could not be written */
 };
 
 struct audit_request {
@@ -42,6 +46,7 @@ struct audit_request {
     size_t n;
     enum audit_append_status status;
     long long replicas_acked;
+    int accept; /* an operator's accept: see audit_appender_accept */
     int done;
     pthread_cond_t done_cv; /* private to the appender */
     struct audit_request *next;
@@ -59,13 +64,30 @@ struct audit_appender;
 /* Starts the appender thread. kr must hold an active signing key; everything is borrowed
  * for the appender's life. NULL on failure. */
 struct audit_appender *audit_appender_create(struct rpool *p, const struct audit_keys *k,
-                                             const struct audit_keyring *kr,
+                                             const struct audit_keyring *kr, struct audit_guard *g,
                                              const struct audit_appender_config *conf,
                                              struct metrics *m);
 
 /* Queue req (items filled, state pending) and block until it is committed or failed;
  * then req->status and each item's state/entry are set. Thread-safe. */
 void audit_appender_submit(struct audit_appender *ap, struct audit_request *req);
+
+/* What an accept adopted: the floor the instance remembered, the head it accepted (the
+ * entry's predecessor, unless the key's audit.key_activated came first), and the
+ * audit.chain_accepted entry that records both (caller clears it). */
+struct audit_acceptance {
+    long long remembered_seq, accepted_seq;
+    char remembered_hash[AUDIT_HASH_HEX_LEN + 1], accepted_hash[AUDIT_HASH_HEX_LEN + 1];
+    struct audit_entry entry;
+};
+
+/* An operator says the chain Redis shows now is the one to go on with (after restoring an
+ * older backup, say): if its head and log agree, append an audit.chain_accepted event
+ * (actor auditd; metadata via, remembered_seq/hash, accepted_seq/hash) on it and reset the
+ * guard's floor to that entry. Blocks like submit; thread-safe. Returns the status
+ * (AUDIT_APPEND_BROKEN: head and log disagree, nothing accepted); out is filled on OK. */
+enum audit_append_status audit_appender_accept(struct audit_appender *ap, const char *via,
+                                               struct audit_acceptance *out);
 
 /* Check that the head and the log agree (head seq = last entry's seq and head hash = its
  * hash, or both empty). Returns 0; -1 with the mismatch in err; -2 if Redis is down. */

@@ -17,6 +17,7 @@ struct audit_checkpointer {
     const struct audit_keys *keys;
     const struct audit_key *key;
     const char *origin;
+    struct audit_guard *guard;
     int64_t interval_ms;
     struct metric_series *m_total;
     pthread_t thread;
@@ -25,14 +26,18 @@ struct audit_checkpointer {
     int stopping;
 };
 
+/* A signed checkpoint vouches for a head: never sign one of a chain that lost or replaced
+ * what this instance has seen, which would make the loss look legitimate to auditors. */
 int audit_checkpoint_now(struct rpool *p, const struct audit_keys *k, const struct audit_key *key,
-                         const char *origin, char *out, size_t outsize)
+                         const char *origin, struct audit_guard *g, char *out, size_t outsize)
 {
     long long seq;
     char hash[AUDIT_HASH_HEX_LEN + 1];
-    int exists;
-    if (audit_store_head(p, k, &seq, hash, &exists) != RPOOL_OK)
+    enum audit_verdict v;
+    if (audit_guard_check(g, p, k, &v, &seq, hash) != RPOOL_OK)
         return -1;
+    if (v != AUDIT_CHAIN_HOLDS)
+        return -3;
     int n = audit_checkpoint_make(origin, seq, hash, key, out, outsize);
     return n < 0 ? -2 : n;
 }
@@ -42,8 +47,9 @@ static void tick(struct audit_checkpointer *c)
     char note[AUDIT_NOTE_MAX], seq[24], interval[24];
     long long head_seq;
     char hash[AUDIT_HASH_HEX_LEN + 1];
-    int exists;
-    if (audit_store_head(c->pool, c->keys, &head_seq, hash, &exists) != RPOOL_OK ||
+    enum audit_verdict v;
+    if (audit_guard_check(c->guard, c->pool, c->keys, &v, &head_seq, hash) != RPOOL_OK ||
+        v != AUDIT_CHAIN_HOLDS ||
         audit_checkpoint_make(c->origin, head_seq, hash, c->key, note, sizeof(note)) < 0)
         return;
     snprintf(seq, sizeof(seq), "%lld", head_seq);
@@ -91,7 +97,8 @@ static void *checkpointer_main(void *arg)
 
 struct audit_checkpointer *audit_checkpointer_start(struct rpool *p, const struct audit_keys *k,
                                                     const struct audit_key *key, const char *origin,
-                                                    int64_t interval_ms, struct metrics *m)
+                                                    struct audit_guard *g, int64_t interval_ms,
+                                                    struct metrics *m)
 {
     struct audit_checkpointer *c = calloc(1, sizeof(*c));
     if (!c)
@@ -100,6 +107,7 @@ struct audit_checkpointer *audit_checkpointer_start(struct rpool *p, const struc
     c->keys = k;
     c->key = key;
     c->origin = origin;
+    c->guard = g;
     c->interval_ms = interval_ms;
     c->m_total = metric_with(
         metrics_counter(m, "checkpoints_total", "Periodic checkpoints stored", NULL), NULL);

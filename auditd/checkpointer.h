@@ -8,22 +8,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "guard.h"
 #include "keyring.h"
 #include "shared/metrics.h"
 #include "shared/redis_pool.h"
 #include "store.h"
 
-/* The signed note for the current head into out. Returns its length; -1 if Redis failed;
- * -2 if the note could not be made. */
+/* The signed note for the current head into out, if the chain holds g's floor (checked on
+ * the way, see audit_guard_check). Returns its length; -1 if Redis failed; -2 if the note
+ * could not be made; -3 if the chain does not hold the floor (nothing signed). */
 int audit_checkpoint_now(struct rpool *p, const struct audit_keys *k, const struct audit_key *key,
-                         const char *origin, char *out, size_t outsize);
+                         const char *origin, struct audit_guard *g, char *out, size_t outsize);
 
 struct audit_checkpointer;
 
-/* Start the periodic thread (interval_ms > 0). Everything is borrowed. NULL on failure. */
+/* Start the periodic thread (interval_ms > 0); a tick whose chain does not hold g's floor
+ * stores nothing. Everything is borrowed. NULL on failure. */
 struct audit_checkpointer *audit_checkpointer_start(struct rpool *p, const struct audit_keys *k,
                                                     const struct audit_key *key, const char *origin,
-                                                    int64_t interval_ms, struct metrics *m);
+                                                    struct audit_guard *g, int64_t interval_ms,
+                                                    struct metrics *m);
 
 /* Stop the thread and free. NULL does nothing. */
 void audit_checkpointer_stop(struct audit_checkpointer *c);

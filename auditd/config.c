@@ -18,6 +18,11 @@ const char AUDIT_ENV_HELP[] =
     "  AUDIT_DEDUP_WINDOW         how long an event_id is remembered (default: 24h)\n"
     "  AUDIT_CHECKPOINT_INTERVAL  signed checkpoint cadence, 0 disables (default: 60s)\n"
     "  AUDIT_ORIGIN               checkpoint origin (default: warden-audit/<chain>)\n"
+    "  AUDIT_STATE_DIR            directory keeping the highest entry seen, across restarts\n"
+    "                             (default: unset, memory only)\n"
+    "\nFlags:\n"
+    "  --accept-chain             go on with the chain Redis shows (after restoring an older\n"
+    "                             backup), recording audit.chain_accepted in it\n"
     "\nCommands:\n"
     "  auditd keygen              print a new PEM private key and its base64 public key\n"
     "  auditd pubkeys             print the keyring (as GET /v1/keys) of the keys set\n";
@@ -32,6 +37,11 @@ static int origin_ok(const char *s)
     return audit_origin_valid(s);
 }
 
+static int absolute_path(const char *s)
+{
+    return s[0] == '/';
+}
+
 void audit_config_load(struct audit_config *conf, struct cfg *c)
 {
     conf->chain = cfg_str(c, "AUDIT_CHAIN", "default", chain_ok, "[a-z0-9_.-]{1,64}");
@@ -39,6 +49,7 @@ void audit_config_load(struct audit_config *conf, struct cfg *c)
     const char *origin =
         cfg_str(c, "AUDIT_ORIGIN", conf->origin, origin_ok, "[A-Za-z0-9._/-]{1,128}");
     snprintf(conf->origin, sizeof(conf->origin), "%s", origin);
+    conf->state_dir = cfg_str(c, "AUDIT_STATE_DIR", NULL, absolute_path, "an absolute path");
     conf->batch_max = (int)cfg_int(c, "AUDIT_BATCH_MAX", 256, 1, 4096);
     conf->wait_replicas = (int)cfg_int(c, "AUDIT_WAIT_REPLICAS", 0, 0, 100);
     conf->wait_timeout_ms = cfg_duration_ms(c, "AUDIT_WAIT_TIMEOUT", "500ms", 1, 60000);

@@ -10,6 +10,7 @@
 struct audit_config {
     const char *chain;
     char origin[160];
+    const char *state_dir; /* NULL: the floor is kept in memory only */
     int batch_max;
     int wait_replicas;
     int64_t wait_timeout_ms;

@@ -16,11 +16,15 @@
 
 static const struct script *const AUDIT_SCRIPTS[] = {&script_audit_append, &script_audit_checkpoint,
                                                      NULL};
+static const char *const AUDIT_FLAGS[] = {"--accept-chain", NULL};
 
 struct auditd {
     struct audit_config conf;
     struct audit_keys keys;
     struct audit_keyring *kr;
+    struct audit_guard *guard;
+    int accept_chain; /* --accept-chain */
+    struct rpool *pool;
     struct audit_appender *appender;
     struct audit_checkpointer *checkpointer;
     struct audit_api api;
@@ -79,6 +83,54 @@ static int check_chain(struct auditd *d)
     return 0;
 }
 
+/* What this instance remembers against what Redis shows now. A chain that does not hold it
+ * is not fatal at startup (Redis may be the one to fix, or the operator accepts it over
+ * the admin API): the guard logs it, appends are refused and /ready says so. The state
+ * file is written here, so an unwritable AUDIT_STATE_DIR stops the start. */
+static int check_floor(struct auditd *d)
+{
+    enum audit_verdict v;
+    if (audit_guard_check(d->guard, d->pool, &d->keys, &v, NULL, NULL) != RPOOL_OK)
+        log_warn(NULL, "redis unavailable at startup: checked on the first append");
+    if (audit_guard_sync(d->guard) != 0) {
+        fprintf(stderr, "auditd: AUDIT_STATE_DIR=%s: cannot write the state file (see the log)\n",
+                d->conf.state_dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* --accept-chain: the operator restored an older backup on purpose; record it in the chain
+ * before serving. Needs Redis: without it nothing would be accepted, so the start fails. */
+static int accept_at_start(struct auditd *d)
+{
+    struct audit_acceptance acc;
+    enum audit_append_status st = audit_appender_accept(d->appender, "--accept-chain", &acc);
+    if (st == AUDIT_APPEND_OK) {
+        audit_entry_clear(&acc.entry);
+        return 0;
+    }
+    fprintf(stderr, "auditd: --accept-chain: %s; nothing accepted\n",
+            st == AUDIT_APPEND_BROKEN  ? "the chain head and log disagree"
+            : st == AUDIT_APPEND_STATE ? "AUDIT_STATE_DIR cannot be written"
+                                       : "Redis unavailable");
+    return -1;
+}
+
+/* /ready: looks at Redis rather than only reporting the last append, so that a chain lost
+ * while nobody appends shows too (one pipelined round trip). */
+static int chain_ready(void *arg, char *reason, size_t size)
+{
+    struct auditd *d = arg;
+    enum audit_verdict v;
+    if (audit_guard_check(d->guard, d->pool, &d->keys, &v, NULL, NULL) == RPOOL_OK
+            ? v == AUDIT_CHAIN_HOLDS
+            : !audit_guard_refusing(d->guard, NULL, 0))
+        return 0;
+    snprintf(reason, size, "chain_broken");
+    return 1;
+}
+
 static void on_shutdown(void *arg)
 {
     struct auditd *d = arg;
@@ -95,15 +147,25 @@ static int start(struct app *a, struct auditd *d)
                                        .wait_replicas = d->conf.wait_replicas,
                                        .wait_timeout_ms = d->conf.wait_timeout_ms};
     const struct audit_key *active = &d->kr->keys[d->kr->active];
+    char err[4400];
+    d->pool = app_redis(a);
     audit_keys_init(&d->keys, d->conf.chain);
+    d->guard = audit_guard_create(d->conf.state_dir, d->conf.chain, d->conf.origin, app_metrics(a),
+                                  err, sizeof(err));
+    if (!d->guard) {
+        fprintf(stderr, "auditd: %s\n", err);
+        return -1;
+    }
     metric_set(metric_with(metrics_gauge(app_metrics(a), "signing_key_info",
                                          "Active signing key version", "version"),
                            active->name),
                1);
-    d->appender = audit_appender_create(app_redis(a), &d->keys, d->kr, &ac, app_metrics(a));
+    d->appender = audit_appender_create(d->pool, &d->keys, d->kr, d->guard, &ac, app_metrics(a));
     if (!d->appender || check_chain(d) != 0)
         return -1;
-    d->checkpointer = audit_checkpointer_start(app_redis(a), &d->keys, active, d->conf.origin,
+    if (d->accept_chain ? accept_at_start(d) != 0 : check_floor(d) != 0)
+        return -1;
+    d->checkpointer = audit_checkpointer_start(d->pool, &d->keys, active, d->conf.origin, d->guard,
                                                d->conf.checkpoint_interval_ms, app_metrics(a));
     if (!d->checkpointer)
         return -1;
@@ -111,9 +173,11 @@ static int start(struct app *a, struct auditd *d)
                                 .keys = &d->keys,
                                 .kr = d->kr,
                                 .appender = d->appender,
+                                .guard = d->guard,
                                 .origin = d->conf.origin,
                                 .wait_replicas = d->conf.wait_replicas};
     audit_api_routes(a, &d->api);
+    app_on_ready(a, chain_ready, d);
     app_on_shutdown(a, on_shutdown, d);
     log_info(NULL, "signing with key", LF_S("version", active->name),
              LF_S("key_id", active->key_id), LF_S("chain", d->conf.chain));
@@ -129,9 +193,17 @@ int main(int argc, char **argv)
                                                   .max_body = 1024 * 1024,
                                                   .summary = "hash-chained, signed audit log",
                                                   .env_help = AUDIT_ENV_HELP,
-                                                  .scripts = AUDIT_SCRIPTS},
+                                                  .scripts = AUDIT_SCRIPTS,
+                                                  .flags = AUDIT_FLAGS},
                                argc, argv);
     char **args = app_args(a, &nargs);
+    int kept = 0;
+    for (int i = 0; i < nargs; i++) /* the flag, wherever it is; commands stay in order */
+        if (strcmp(args[i], "--accept-chain") == 0)
+            d.accept_chain = 1;
+        else
+            args[kept++] = args[i];
+    nargs = kept;
     if (nargs > 0) {
         if (strcmp(args[0], "keygen") == 0)
             rc = cmd_keygen();
@@ -153,6 +225,7 @@ int main(int argc, char **argv)
     rc = start(a, &d) == 0 ? app_run(a) : 2;
     on_shutdown(&d);
     app_free(a);
+    audit_guard_free(d.guard);
     audit_keyring_free(d.kr);
     return rc;
 }

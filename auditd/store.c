@@ -29,6 +29,24 @@ void audit_keys_init(struct audit_keys *k, const char *chain)
     snprintf(k->checkpoints, sizeof(k->checkpoints), "audit:{%s}:checkpoints", chain);
 }
 
+/* An HMGET seq hash reply into seq, hash and exists (absent head: 0, zero hash). */
+static enum rpool_status parse_head(const redisReply *r, long long *seq,
+                                    char hash[AUDIT_HASH_HEX_LEN + 1], int *exists)
+{
+    *seq = 0;
+    *exists = 0;
+    memcpy(hash, AUDIT_ZERO_HASH, AUDIT_HASH_HEX_LEN + 1);
+    if (r->type != REDIS_REPLY_ARRAY)
+        return RPOOL_REPLY_ERROR;
+    if (r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING &&
+        r->element[1]->type == REDIS_REPLY_STRING) {
+        *seq = atoll(r->element[0]->str);
+        snprintf(hash, AUDIT_HASH_HEX_LEN + 1, "%s", r->element[1]->str);
+        *exists = 1;
+    }
+    return RPOOL_OK;
+}
+
 enum rpool_status audit_store_head(struct rpool *p, const struct audit_keys *k, long long *seq,
                                    char hash[AUDIT_HASH_HEX_LEN + 1], int *exists)
 {
@@ -38,15 +56,47 @@ enum rpool_status audit_store_head(struct rpool *p, const struct audit_keys *k, 
     *seq = 0;
     *exists = 0;
     memcpy(hash, AUDIT_ZERO_HASH, AUDIT_HASH_HEX_LEN + 1);
-    if (st == RPOOL_OK && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
-        *seq = atoll(r->element[0]->str);
-        snprintf(hash, AUDIT_HASH_HEX_LEN + 1, "%s", r->element[1]->str);
-        *exists = 1;
-    } else if (st == RPOOL_OK && r->type != REDIS_REPLY_ARRAY) {
-        st = RPOOL_REPLY_ERROR;
-    }
+    if (st == RPOOL_OK)
+        st = parse_head(r, seq, hash, exists);
     freeReplyObject(r);
+    return st;
+}
+
+/* The "hash" field of the one entry an XRANGE id id reply holds, into out ("" if none). */
+static void entry_hash(const redisReply *r, char out[AUDIT_HASH_HEX_LEN + 1])
+{
+    out[0] = '\0';
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 ||
+        r->element[0]->type != REDIS_REPLY_ARRAY || r->element[0]->elements != 2)
+        return;
+    const redisReply *f = r->element[0]->element[1];
+    for (size_t j = 0; f->type == REDIS_REPLY_ARRAY && j + 1 < f->elements; j += 2)
+        if (f->element[j]->str && strcmp(f->element[j]->str, "hash") == 0 &&
+            f->element[j + 1]->type == REDIS_REPLY_STRING)
+            snprintf(out, AUDIT_HASH_HEX_LEN + 1, "%s", f->element[j + 1]->str);
+}
+
+enum rpool_status audit_store_head_at(struct rpool *p, const struct audit_keys *k, long long at_seq,
+                                      long long *seq, char hash[AUDIT_HASH_HEX_LEN + 1],
+                                      char hash_at[AUDIT_HASH_HEX_LEN + 1])
+{
+    char id[32];
+    int exists;
+    snprintf(id, sizeof(id), "%lld-0", at_seq);
+    const char *head_argv[] = {"HMGET", k->head, "seq", "hash"};
+    const char *at_argv[] = {"XRANGE", k->log, id, id};
+    struct rpool_cmd cmds[2] = {{.argc = 4, .argv = head_argv}, {.argc = 4, .argv = at_argv}};
+    redisReply *r[2] = {NULL, NULL};
+    size_t n = at_seq > 0 ? 2 : 1;
+    hash_at[0] = '\0';
+    enum rpool_status st = rpool_exec(p, cmds, n, r, 0);
+    if (st != RPOOL_OK)
+        return st;
+    st = parse_head(r[0], seq, hash, &exists);
+    if (n == 2)
+        entry_hash(r[1], hash_at);
+    for (size_t i = 0; i < n; i++)
+        freeReplyObject(r[i]);
     return st;
 }
 

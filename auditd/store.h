@@ -24,6 +24,12 @@ void audit_keys_init(struct audit_keys *k, const char *chain);
 enum rpool_status audit_store_head(struct rpool *p, const struct audit_keys *k, long long *seq,
                                    char hash[AUDIT_HASH_HEX_LEN + 1], int *exists);
 
+/* The head (as audit_store_head) and the stored hash of entry at_seq (at_seq 0: not read)
+ * in one round trip (pipelined). hash_at is "" when there is no such entry. */
+enum rpool_status audit_store_head_at(struct rpool *p, const struct audit_keys *k, long long at_seq,
+                                      long long *seq, char hash[AUDIT_HASH_HEX_LEN + 1],
+                                      char hash_at[AUDIT_HASH_HEX_LEN + 1]);
+
 /* The seq of the last log entry (0 when empty). */
 enum rpool_status audit_store_last_seq(struct rpool *p, const struct audit_keys *k, long long *seq);
 

@@ -3,16 +3,41 @@
 -- KEYS[4] = audit:{c}:idseq (hash id -> seq)  KEYS[5] = audit:{c}:keys (hash version -> seq)
 -- ARGV[1] = expected head seq  ARGV[2] = expected head hash  ARGV[3] = dedup window ms
 -- ARGV[4] = key version of the batch  ARGV[5] = "1" if entry 1 is its audit.key_activated
--- ARGV[6] = n, then n times: event_id ("" for none), body, hash, sig
+-- ARGV[6] = floor seq  ARGV[7] = floor hash: the highest entry the calling instance has
+--           seen ("0" and 64 zeros: none); the chain must still hold it
+-- ARGV[8] = n, then n times: event_id ("" for none), body, hash, sig
 -- Reply: {"ok", last_seq} | {"conflict", head_seq, head_hash}
 --      | {"duplicate", index1, seq1, index2, seq2, ...} (1-based indexes into the batch)
 --      | {"need_activation"} | {"activated"} | {"broken", head_seq, last_log_id}
+--      | {"rolled_back", head_seq, head_hash}  (the head is below the floor)
+--      | {"diverged", head_seq, head_hash}     (another hash at the floor's seq)
 -- Nothing is written unless the reply is "ok": every check runs before the first write,
 -- because Redis does not roll a script back.
 
 local head = redis.call('HMGET', KEYS[1], 'seq', 'hash')
 local head_seq = tonumber(head[1] or '0')
 local head_hash = head[2] or string.rep('0', 64)
+-- The floor first: a chain that lost (FLUSHALL, a Redis restarted empty, an older backup)
+-- or replaced what the caller already saw must not be appended to, even when the head is
+-- the one the caller expects. Checked here, in the same call, so it costs no round trip.
+local floor_seq = tonumber(ARGV[6])
+if floor_seq > 0 then
+    if head_seq < floor_seq then
+        return {'rolled_back', head_seq, head_hash}
+    end
+    local at = head_hash
+    if head_seq > floor_seq then
+        at = nil
+        local e = redis.call('XRANGE', KEYS[2], floor_seq .. '-0', floor_seq .. '-0')
+        local f = (e[1] and e[1][2]) or {}
+        for i = 1, #f - 1, 2 do
+            if f[i] == 'hash' then at = f[i + 1] end
+        end
+    end
+    if at ~= ARGV[7] then
+        return {'diverged', head_seq, head_hash}
+    end
+end
 if head_seq ~= tonumber(ARGV[1]) or head_hash ~= ARGV[2] then
     return {'conflict', head_seq, head_hash}
 end
@@ -26,10 +51,10 @@ end
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[3])
-local n = tonumber(ARGV[6])
+local n = tonumber(ARGV[8])
 local dups = {}
 for i = 1, n do
-    local id = ARGV[7 + (i - 1) * 4]
+    local id = ARGV[9 + (i - 1) * 4]
     if id ~= '' then
         local at = redis.call('ZSCORE', KEYS[3], id)
         local seq = redis.call('HGET', KEYS[4], id)
@@ -54,7 +79,7 @@ end
 local seq = head_seq
 local hash = head_hash
 for i = 1, n do
-    local base = 7 + (i - 1) * 4
+    local base = 9 + (i - 1) * 4
     seq = seq + 1
     hash = ARGV[base + 2]
     redis.call('XADD', KEYS[2], seq .. '-0', 'body', ARGV[base + 1], 'hash', hash,

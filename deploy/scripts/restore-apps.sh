@@ -2,16 +2,18 @@
 # restored copy on a free loopback port, /ready 200, one real operation.
 
 # start_daemon NAME [NAME=value...]: start bin/NAME against the scratch copy with only the
-# given settings (none of the caller's environment), wait for /health. Sets DAEMON_PID and
-# DAEMON_PORT; returns 1 (log in $tmp/NAME.log) if it does not come up.
+# given settings (none of the caller's environment) and the flags in $daemon_flags, wait
+# for /health. Sets DAEMON_PID and DAEMON_PORT; returns 1 (log in $tmp/NAME.log) if it
+# does not come up.
 start_daemon() {
     _d=$1
     shift
     [ -x "$bin/$_d" ] || { echo "$bin/$_d: not found" >"$tmp/$_d.log"; return 1; }
     for _try in 1 2 3; do
         DAEMON_PORT=$(free_port) || return 1
+        # shellcheck disable=SC2086 # $daemon_flags: no word, or flags without spaces
         env -i PATH="$PATH" LISTEN_ADDR="127.0.0.1:$DAEMON_PORT" REDIS_URL_FILE="$tmp/redis-url" \
-            SHUTDOWN_TIMEOUT=2s LOG_LEVEL=warn "$@" "$bin/$_d" >"$tmp/$_d.log" 2>&1 &
+            SHUTDOWN_TIMEOUT=2s LOG_LEVEL=warn "$@" "$bin/$_d" ${daemon_flags:-} >"$tmp/$_d.log" 2>&1 &
         DAEMON_PID=$!
         pids="$pids $DAEMON_PID"
         for _i in $(seq 50); do
@@ -126,9 +128,19 @@ op_tokend() {
     return 0
 }
 
-# auditd, once per chain: append an event, then audit-verify the whole chain up to the new
-# head with the auditors' keyring plus the drill key.
+# auditd, once per chain, started as after a real restore: with --accept-chain (the restored
+# chain is older than what production instances remember) and a state directory. The
+# acceptance must be recorded on the restored head; then append an event and audit-verify
+# the whole chain up to the new head with the auditors' keyring plus the drill key.
 op_auditd() {
+    _at=$(jq -r --arg c "$_chain" '.audit_heads[$c] // {seq: 0, hash: ("0" * 64)} | "\(.seq):\(.hash)"' "$manifest")
+    http GET "/v1/events?from_seq=$((${_at%%:*} + 1))&limit=10" >/dev/null
+    _acc=$(field '[.entries[].event | select(.action == "audit.chain_accepted")][0].metadata
+        | "\(.accepted_seq):\(.accepted_hash) \(.via)"')
+    if [ "$_acc" != "$_at --accept-chain" ]; then
+        app_detail="chain $_chain: no audit.chain_accepted of the restored head $_at (found: $_acc)"
+        return 1
+    fi
     _s=$(http POST /v1/events '{"actor":"restore-test","action":"drill.append","outcome":"success"}')
     _seq=$(field .seq)
     if [ "$_s" != 201 ]; then
@@ -143,7 +155,12 @@ op_auditd() {
         app_detail="chain $_chain: appended seq $_seq, head $_head, audit-verify exit $_rc $(printf '%s' "$_v" | head -c 200)"
         return 1
     fi
-    app_detail="chain $_chain: appended seq $_seq and the chain still verifies"
+    _kept=$(cat "$tmp/audit-state-$_chain"/audit-*.json 2>/dev/null | jq -r '"\(.seq):\(.hash)"')
+    if [ "$_kept" != "$_head" ]; then
+        app_detail="chain $_chain: the state file holds $_kept, not the head $_head"
+        return 1
+    fi
+    app_detail="chain $_chain: --accept-chain recorded the restored head (seq ${_at%%:*}), appended seq $_seq, the chain still verifies"
     return 0
 }
 
@@ -188,7 +205,11 @@ check_apps() {
     _chains=$(printf '%s' "$restored" | jq -r '.audit_heads | keys[]')
     for _chain in ${_chains:-default}; do
         app_name=auditd:$_chain
+        mkdir -m 700 "$tmp/audit-state-$_chain"
+        daemon_flags=--accept-chain
         app_check auditd op_auditd "AUDIT_CHAIN=$_chain" AUDIT_CHECKPOINT_INTERVAL=0 \
-            "AUDIT_PRIVATE_KEY_V${drill_version}_FILE=$tmp/drill.pem"
+            "AUDIT_PRIVATE_KEY_V${drill_version}_FILE=$tmp/drill.pem" \
+            "AUDIT_STATE_DIR=$tmp/audit-state-$_chain"
+        daemon_flags=
     done
 }

@@ -292,7 +292,8 @@ drill_scripts() {
     run_script idem_record 1 "$k:idem"
     run_script idem_complete 1 "$k:idem" lease-drill 200 '{}' drill utf8
     run_script idem_release 1 "$k:idem" lease-drill
-    run_script audit_append 5 "$k:head" "$k:log" "$k:ids" "$k:idseq" "$k:keys" 0 "$z" 86400000 v1 0 0
+    run_script audit_append 5 "$k:head" "$k:log" "$k:ids" "$k:idseq" "$k:keys" 0 "$z" 86400000 v1 0 \
+        0 "$z" 0
     run_script audit_checkpoint 1 "$k:checkpoints" 60000 0 "$z" drill-note
     run_script token_issue 1 "$k:f" user-drill web openid device-drill ua-hash "" "" "" fp-drill \
         hash-1 60000 120000

@@ -35,6 +35,8 @@ struct app {
     void *drain_arg;
     void (*shutdown_fn)(void *);
     void *shutdown_arg;
+    int (*ready_fn)(void *, char *, size_t);
+    void *ready_arg;
     _Atomic int draining; /* shutdown has begun: /ready 503 */
     _Atomic int policy_checked;
 };
@@ -57,10 +59,21 @@ static const char COMMON_HELP[] =
 static void usage(const struct app_spec *s, FILE *out)
 {
     fprintf(out, "%s %s — %s\n\n", s->name, WARDEN_VERSION, s->summary ? s->summary : "");
-    fprintf(out, "Usage: %s [--help] [--version] [--check-config]\n\n", s->name);
+    fprintf(out, "Usage: %s [--help] [--version] [--check-config]", s->name);
+    for (int i = 0; s->flags && s->flags[i]; i++)
+        fprintf(out, " [%s]", s->flags[i]);
+    fprintf(out, "\n\n");
     fprintf(out, COMMON_HELP, s->port);
     if (s->env_help)
         fprintf(out, "\n%s", s->env_help);
+}
+
+static int daemon_flag(const struct app_spec *s, const char *arg)
+{
+    for (int i = 0; s->flags && s->flags[i]; i++)
+        if (strcmp(arg, s->flags[i]) == 0)
+            return 1;
+    return 0;
 }
 
 static void parse_flags(struct app *a, int argc, char **argv)
@@ -77,7 +90,7 @@ static void parse_flags(struct app *a, int argc, char **argv)
             exit(0);
         } else if (strcmp(argv[i], "--check-config") == 0) {
             a->check_config = 1;
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0' && !daemon_flag(&a->spec, argv[i])) {
             fprintf(stderr, "%s: unknown option %s (try --help)\n", a->spec.name, argv[i]);
             exit(2);
         } else {
@@ -196,6 +209,12 @@ void app_on_shutdown(struct app *a, void (*fn)(void *arg), void *arg)
     a->shutdown_arg = arg;
 }
 
+void app_on_ready(struct app *a, int (*fn)(void *arg, char *reason, size_t size), void *arg)
+{
+    a->ready_fn = fn;
+    a->ready_arg = arg;
+}
+
 /* ---- built-in routes ---------------------------------------------------------- */
 
 /* Evicted records mean double execution or a broken chain: say so loudly, once. */
@@ -239,6 +258,12 @@ static void handle_ready(struct http_req *r, void *ctx)
         return;
     }
     check_eviction_policy(a);
+    if (a->ready_fn && a->ready_fn(a->ready_arg, reason, sizeof(reason)) != 0) {
+        http_reply_json(
+            r, 503,
+            json_pack("{s:s,s:s,s:s}", "status", "not_ready", "redis", "ok", "reason", reason));
+        return;
+    }
     http_reply_json(r, 200, json_pack("{s:s,s:s}", "status", "ready", "redis", "ok"));
 }
 

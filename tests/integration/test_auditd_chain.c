@@ -627,19 +627,6 @@ static void test_rotation(void **state)
     (void)doc;
 }
 
-struct poster {
-    int port, ok;
-};
-
-static void *poster_main(void *arg)
-{
-    struct poster *p = arg;
-    for (int i = 0; i < 20; i++)
-        p->ok +=
-            au_post(p->port, "/v1/events", "{\"actor\":\"u\",\"action\":\"mix\"}", NULL) == 201;
-    return NULL;
-}
-
 /* A rolling restart: an old instance (v1 only) and two new ones (v1 + v2) append at the
  * same time to a new chain. Each version is activated exactly once, entries of both
  * versions interleave, and the chain verifies with both public keys. */
@@ -647,17 +634,18 @@ static void test_rolling_restart(void **state)
 {
     (void)state;
     struct th_proc d[3];
-    struct poster ps[3];
+    struct au_poster ps[3];
     pthread_t t[3];
     char ring[320], *out = NULL;
     const char *old[] = {"AUDIT_CHAIN=mix", KEY_V1_ENV, NULL};
     const char *nu[] = {"AUDIT_CHAIN=mix", KEY_V1_ENV, KEY_V2_ENV, NULL};
     for (int i = 0; i < 3; i++) {
         assert_int_equal(au_start(&d[i], &redis, i == 0 ? old : nu), 0);
-        ps[i] = (struct poster){.port = d[i].port};
+        ps[i] = (struct au_poster){
+            .port = d[i].port, .n = 20, .body = "{\"actor\":\"u\",\"action\":\"mix\"}"};
     }
     for (int i = 0; i < 3; i++)
-        assert_int_equal(pthread_create(&t[i], NULL, poster_main, &ps[i]), 0);
+        assert_int_equal(pthread_create(&t[i], NULL, au_poster_main, &ps[i]), 0);
     for (int i = 0; i < 3; i++) {
         pthread_join(t[i], NULL);
         assert_int_equal(ps[i].ok, 20);

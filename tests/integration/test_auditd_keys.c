@@ -340,7 +340,7 @@ static void test_refuses_other_mismatches(void **state)
 }
 
 /* Redis frozen while auditd starts: it starts, and checks the chain before its first
- * append — a broken chain then gets 500 chain_broken and nothing is written. */
+ * append — a broken chain then gets 503 chain_broken and nothing is written. */
 static void test_check_deferred_while_redis_away(void **state)
 {
     (void)state;
@@ -358,7 +358,7 @@ static void test_check_deferred_while_redis_away(void **state)
     assert_int_equal(started, 0);
     assert_int_equal(th_post_json(p.port, "/v1/events", "{\"actor\":\"u\",\"action\":\"a\"}", &r),
                      0);
-    assert_int_equal(r.status, 500);
+    assert_int_equal(r.status, 503);
     assert_non_null(strstr(r.body, "chain_broken"));
     th_resp_free(&r);
     assert_int_equal(th_redis_int(&redis, "XLEN audit:{late}:log"), 1);

@@ -23,8 +23,10 @@
 #define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 
 /* Start auditd against r with extra "NAME=value" settings (NULL-terminated); they come
- * first in the environment, so they override the defaults set here. */
-static inline int au_start(struct th_proc *p, struct th_redis *r, const char *const *extra)
+ * first in the environment, so they override the defaults set here. flag (may be NULL)
+ * is one command-line flag, e.g. "--accept-chain". */
+static inline int au_start_flag(struct th_proc *p, struct th_redis *r, const char *const *extra,
+                                const char *flag)
 {
     char url[160], listen[64];
     const char *env[40];
@@ -38,8 +40,13 @@ static inline int au_start(struct th_proc *p, struct th_redis *r, const char *co
     env[n++] = "SHUTDOWN_TIMEOUT=5s";
     env[n++] = "LOG_LEVEL=warn";
     env[n] = NULL;
-    const char *argv[] = {"auditd", NULL};
+    const char *argv[] = {"auditd", flag, NULL};
     return th_proc_start(p, th_bin("bin/auditd"), argv, env, port);
+}
+
+static inline int au_start(struct th_proc *p, struct th_redis *r, const char *const *extra)
+{
+    return au_start_flag(p, r, extra, NULL);
 }
 
 /* POST an event; returns the HTTP status and, on 201/200, the parsed answer in *out. */
@@ -53,6 +60,21 @@ static inline int au_post(int port, const char *path, const char *json, json_t *
         *out = th_json(&r);
     th_resp_free(&r);
     return st;
+}
+
+/* A thread that posts body n times to /v1/events on port and counts the 201s in ok
+ * (pthread_create(&t, NULL, au_poster_main, &poster)). */
+struct au_poster {
+    int port, n, ok;
+    const char *body;
+};
+
+static inline void *au_poster_main(void *arg)
+{
+    struct au_poster *p = arg;
+    for (int i = 0; i < p->n; i++)
+        p->ok += au_post(p->port, "/v1/events", p->body, NULL) == 201;
+    return NULL;
 }
 
 /* GET path as JSON (NULL unless 200). */

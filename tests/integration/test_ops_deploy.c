@@ -3,7 +3,8 @@
  * really read through *_FILE; systemd-analyze verifies them (when it is installed: skipped,
  * and said so, when not); their readiness command waits for /health on LISTEN_ADDR; the
  * container's runtime packages are exactly the libraries the binaries link; the sidecar
- * example probes /health and /ready and mounts its secrets as files. */
+ * examples (idemd, auditd) probe /health and /ready and mount their secrets as files, and
+ * auditd's unit and sidecar give it a state directory. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,9 @@ static const char *const DAEMONS[NDAEMONS] = {"ratelimitd", "auditd", "idemd", "
 static const int PORTS[NDAEMONS] = {8081, 8082, 8083, 8084};
 
 static char tmp[256];
+
+/* The one setting in a unit that is not a credential file. */
+#define AUDITD_STATE "Environment=AUDIT_STATE_DIR=%S/warden-auditd"
 
 static int setup(void **state)
 {
@@ -90,12 +94,20 @@ static void test_units_are_hardened(void **state)
         assert_true(has_line(text, line));
         snprintf(line, sizeof(line), "EnvironmentFile=/etc/warden/%s.env", DAEMONS[d]);
         assert_true(has_line(text, line));
-        /* no secret in the unit itself: only *_FILE variables */
+        /* no secret in the unit itself: only *_FILE variables, and auditd's state dir */
         for (const char *p = strstr(text, "\nEnvironment="); p; p = strstr(p + 1, "\nEnvironment="))
-            if (!strstr(p, "_FILE=%d/") || strstr(p, "_FILE=%d/") > strchr(p + 1, '\n'))
+            if ((!strstr(p, "_FILE=%d/") || strstr(p, "_FILE=%d/") > strchr(p + 1, '\n')) &&
+                strncmp(p, "\n" AUDITD_STATE "\n", strlen(AUDITD_STATE) + 2) != 0)
                 fail_msg("warden-%s.service: %.40s is not a credential file", DAEMONS[d], p + 1);
         free(text);
     }
+    /* auditd remembers what it saw of its chain across restarts, in the unit's own
+     * state directory (the only writable place besides the runtime one) */
+    char *text = unit_text("auditd");
+    assert_true(has_line(text, "StateDirectory=warden-auditd"));
+    assert_true(has_line(text, "StateDirectoryMode=0700"));
+    assert_true(has_line(text, AUDITD_STATE));
+    free(text);
 }
 
 /* Each Environment=NAME_FILE=%d/ID against its LoadCredential=ID:..., into names/ids. */
@@ -394,38 +406,62 @@ static void test_container_runtime_is_what_the_binaries_link(void **state)
     free(df);
 }
 
-/* The sidecar example: a second container on loopback, probes on /health and /ready,
- * secrets as read-only files read through *_FILE, limits, the image's non-root user. */
-static void test_k8s_sidecar_example(void **state)
+/* One sidecar example: a second container on loopback, probes on /health and /ready,
+ * secrets as read-only files read through *_FILE, limits, the image's non-root user, and
+ * the lines of its own (NULL-terminated) besides. */
+static void check_sidecar(const char *daemon, int port, const char *const *own)
 {
-    (void)state;
-    char *y = ops_read(ops_src("deploy/k8s/idemd-sidecar.yaml"));
-    assert_non_null(y);
-    static const char *const MUST[] = {
+    char rel[96], must[20][128];
+    int n = 0;
+    snprintf(rel, sizeof(rel), "deploy/k8s/%s-sidecar.yaml", daemon);
+    char *y = ops_read(ops_src(rel));
+    if (!y)
+        fail_msg("%s is missing", rel);
+    snprintf(must[n++], sizeof(must[0]), "- name: %s", daemon);
+    snprintf(must[n++], sizeof(must[0]), "{name: LISTEN_ADDR, value: \"127.0.0.1:%d\"}", port);
+    snprintf(must[n++], sizeof(must[0]), "\"http://127.0.0.1:%d/health\"", port);
+    snprintf(must[n++], sizeof(must[0]), "\"http://127.0.0.1:%d/ready\"", port);
+    snprintf(must[n++], sizeof(must[0]), "secretName: warden-%s", daemon);
+    static const char *const COMMON[] = {
         "- name: app",
-        "- name: idemd",
-        "{name: LISTEN_ADDR, value: \"127.0.0.1:8083\"}",
         "livenessProbe:",
-        "\"http://127.0.0.1:8083/health\"",
         "readinessProbe:",
-        "\"http://127.0.0.1:8083/ready\"",
         "limits: {cpu:",
         "{name: REDIS_URL_FILE, value: \"/run/secrets/warden/redis-url\"}",
         "{name: API_TOKEN_FILE, value: \"/run/secrets/warden/api-token\"}",
         "{name: warden-secrets, mountPath: /run/secrets/warden, readOnly: true}",
-        "secretName: warden-idemd",
         "runAsNonRoot: true",
         "runAsUser: 10001",
         "fsGroup: 10001",
         "readOnlyRootFilesystem: true",
         "allowPrivilegeEscalation: false",
         NULL};
-    for (int i = 0; MUST[i]; i++)
-        if (!strstr(y, MUST[i]))
-            fail_msg("deploy/k8s/idemd-sidecar.yaml lacks %s", MUST[i]);
+    for (int i = 0; COMMON[i]; i++)
+        snprintf(must[n++], sizeof(must[0]), "%s", COMMON[i]);
+    for (int i = 0; i < n; i++)
+        if (!strstr(y, must[i]))
+            fail_msg("%s lacks %s", rel, must[i]);
+    for (int i = 0; own && own[i]; i++)
+        if (!strstr(y, own[i]))
+            fail_msg("%s lacks %s", rel, own[i]);
     assert_null(strstr(y, "{name: REDIS_URL,")); /* never the secret itself in the env */
     assert_null(strstr(y, "{name: API_TOKEN,"));
+    assert_null(strstr(y, "{name: AUDIT_PRIVATE_KEY_V1,"));
     free(y);
+}
+
+static void test_k8s_sidecar_example(void **state)
+{
+    (void)state;
+    /* auditd: its key as a file, and a writable volume for what it has seen of the chain
+     * (the root file system is read-only) */
+    static const char *const AUDITD[] = {
+        "{name: AUDIT_PRIVATE_KEY_V1_FILE, value: \"/run/secrets/warden/key-v1\"}",
+        "{name: AUDIT_STATE_DIR, value: \"/var/lib/warden-auditd\"}",
+        "{name: auditd-state, mountPath: /var/lib/warden-auditd}",
+        "- name: auditd-state\n          emptyDir:", NULL};
+    check_sidecar("idemd", 8083, NULL);
+    check_sidecar("auditd", 8082, AUDITD);
 }
 
 int main(void)

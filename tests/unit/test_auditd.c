@@ -1,5 +1,6 @@
 /* Unit tests of auditd's domain modules: Ed25519 vectors and key loading, event
- * validation, the canonical entry body, the verifier's tamper detection, checkpoints. */
+ * validation, the canonical entry body, the verifier's tamper detection, checkpoints, the
+ * guard's rule and its state file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +14,9 @@
 
 #include "../../auditd/checkpoint.h"
 #include "../../auditd/entry.h"
+#include "../../auditd/guard.h"
 #include "../../auditd/keyring.h"
+#include "../../auditd/state.h"
 #include "../../auditd/verify.h"
 #include "shared/config.h"
 #include "shared/crypto.h"
@@ -355,6 +358,55 @@ static void test_checkpoint_note(void **state)
     free(key.sk);
 }
 
+#define HA "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define HB "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+/* The rule audit_append.lua applies too: the chain must hold the floor. */
+static void test_guard_judge(void **state)
+{
+    (void)state;
+    struct audit_floor none = {.seq = 0, .hash = AUDIT_ZERO_HASH};
+    struct audit_floor f = {.seq = 5, .hash = HA};
+    assert_int_equal(audit_guard_judge(&none, 0, AUDIT_ZERO_HASH, NULL), AUDIT_CHAIN_HOLDS);
+    assert_int_equal(audit_guard_judge(&f, 5, HA, NULL), AUDIT_CHAIN_HOLDS);
+    assert_int_equal(audit_guard_judge(&f, 9, HB, HA), AUDIT_CHAIN_HOLDS); /* grown past it */
+    assert_int_equal(audit_guard_judge(&f, 4, HA, NULL), AUDIT_CHAIN_SHORTER);
+    assert_int_equal(audit_guard_judge(&f, 0, AUDIT_ZERO_HASH, NULL), AUDIT_CHAIN_SHORTER);
+    assert_int_equal(audit_guard_judge(&f, 5, HB, NULL), AUDIT_CHAIN_DIFFERENT);
+    assert_int_equal(audit_guard_judge(&f, 9, HA, HB), AUDIT_CHAIN_DIFFERENT);
+    assert_int_equal(audit_guard_judge(&f, 9, HA, NULL), AUDIT_CHAIN_DIFFERENT); /* no entry */
+}
+
+/* Saved, read back; a file of another origin is refused; no directory, no state. */
+static void test_state_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/warden-state-XXXXXX", err[4400], hash[AUDIT_HASH_HEX_LEN + 1];
+    long long seq = -1;
+    assert_non_null(mkdtemp(dir));
+    struct audit_state *s = audit_state_open(dir, "c", "o/1", err, sizeof(err));
+    assert_non_null(s);
+    assert_int_equal(audit_state_load(s, &seq, hash, err, sizeof(err)), 0); /* none yet */
+    assert_int_equal(audit_state_save(s, 7, HA, err, sizeof(err)), 0);
+    assert_int_equal(audit_state_save(s, 9, HB, err, sizeof(err)), 0);
+    assert_int_equal(audit_state_load(s, &seq, hash, err, sizeof(err)), 1);
+    assert_int_equal(seq, 9);
+    assert_string_equal(hash, HB);
+    struct audit_state *other = audit_state_open(dir, "c", "o/2", err, sizeof(err));
+    assert_int_equal(audit_state_load(other, &seq, hash, err, sizeof(err)), 0); /* its own */
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "cp %s %s", audit_state_path(s), audit_state_path(other));
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(audit_state_load(other, &seq, hash, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "belongs to another chain or origin"));
+    snprintf(cmd, sizeof(cmd), "rm -r %s", dir);
+    audit_state_close(s);
+    audit_state_close(other);
+    assert_int_equal(system(cmd), 0);
+    assert_null(audit_state_open(dir, "c", "o/1", err, sizeof(err)));
+    assert_non_null(strstr(err, "No such file or directory"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +419,8 @@ int main(void)
         cmocka_unit_test(test_checkpoint_note),
         cmocka_unit_test(test_verifier_ranges),
         cmocka_unit_test(test_key_id),
+        cmocka_unit_test(test_guard_judge),
+        cmocka_unit_test(test_state_file),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -40,6 +40,8 @@ struct app_spec {
     const char *summary;                 /* one line for --help */
     const char *env_help;                /* the daemon's own variables, for --help */
     const struct script *const *scripts; /* NULL-terminated: loaded at start, checked by /ready */
+    const char *const *flags;            /* NULL-terminated: the daemon's own flags ("--x"),
+                                            accepted and left in app_args; NULL: none */
 };
 
 /* Parse flags (--help and --version print and exit 0; an unknown flag exits 2), read the
@@ -71,6 +73,10 @@ void app_on_drain(struct app *a, void (*fn)(void *arg), void *arg);
  * runs or can start any more; before the pool closes (flush batches, stop what handlers
  * use). */
 void app_on_shutdown(struct app *a, void (*fn)(void *arg), void *arg);
+/* A daemon's own readiness, asked by GET /ready once Redis answers (on a request thread):
+ * return 0 when ready, else non-zero with a short reason (e.g. "chain_broken"), answered
+ * as 503 {"status":"not_ready","redis":"ok","reason":"<reason>"}. */
+void app_on_ready(struct app *a, int (*fn)(void *arg, char *reason, size_t size), void *arg);
 
 /* Serve until SIGTERM/SIGINT; then /ready turns 503, the server quiesces (no new
  * connection; a request arriving on an open one gets 503 `shutting_down` with Retry-After:
