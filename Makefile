@@ -20,7 +20,7 @@ ifneq ($(CI),)
 endif
 ALL_CFLAGS = $(BASEFLAGS) $(HARDEN) $(CFLAGS) $(WERROR)
 LDFLAGS_ALL = -pie -Wl,-z,relro -Wl,-z,now $(LDSAN) $(LDFLAGS)
-LIBS = -lhiredis -lsodium -lcrypto -ljansson -lpthread -lm
+LIBS = -lhiredis -lsodium -lssl -lcrypto -ljansson -lpthread -lm
 
 # ---- libshared -------------------------------------------------------------
 SHARED_SRC = $(wildcard libshared/src/*.c)

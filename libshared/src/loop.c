@@ -302,6 +302,24 @@ void loop_defer(struct loop *l, struct loop_task *t)
     l->tasks_tail = t;
 }
 
+void loop_cancel(struct loop *l, struct loop_task *t)
+{
+    if (!t->queued)
+        return;
+    struct loop_task *prev = NULL;
+    for (struct loop_task *q = l->tasks; q; prev = q, q = q->next)
+        if (q == t) {
+            if (prev)
+                prev->next = t->next;
+            else
+                l->tasks = t->next;
+            if (l->tasks_tail == t)
+                l->tasks_tail = prev;
+            break;
+        }
+    t->queued = 0;
+}
+
 /* Tasks deferred while these run (a flush that makes more work) run in the same pass. */
 static void run_tasks(struct loop *l)
 {

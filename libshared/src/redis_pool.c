@@ -86,7 +86,8 @@ static int valid_url(const char *s)
 {
     struct rpool_url u;
     char err[128];
-    return rpool_url_parse(s, &u, err, sizeof(err)) == 0;
+    /* rediss:// comes with the event-driven client; this pool speaks plain TCP only. */
+    return rpool_url_parse(s, &u, err, sizeof(err)) == 0 && !u.tls;
 }
 
 static const char *ms_str(int64_t ms, char *buf, size_t size)

@@ -106,11 +106,12 @@ int rpool_url_parse(const char *url, struct rpool_url *out, char *err, size_t er
     memset(out, 0, sizeof(*out));
     if (strncmp(url, "unix://", 7) == 0)
         return parse_unix(url + 7, out, err, errsize);
-    if (strncmp(url, "redis://", 8) != 0) {
-        snprintf(err, errsize, "scheme must be redis:// or unix://");
+    out->tls = strncmp(url, "rediss://", 9) == 0;
+    if (!out->tls && strncmp(url, "redis://", 8) != 0) {
+        snprintf(err, errsize, "scheme must be redis://, rediss:// or unix://");
         return -1;
     }
-    const char *p = url + 8;
+    const char *p = url + 8 + out->tls;
     const char *slash = strchr(p, '/');
     const char *end = slash ? slash : p + strlen(p);
     const char *at = memchr(p, '@', (size_t)(end - p));

@@ -42,6 +42,16 @@ static void test_url_tcp_forms(void **state)
     assert_string_equal(u.host, "::1");
     assert_int_equal(u.port, 6380);
     assert_int_equal(u.db, 1);
+    assert_int_equal(u.tls, 0);
+
+    /* rediss:// is the same with TLS. */
+    assert_int_equal(rpool_url_parse("rediss://u:p@redis.example:6380/2", &u, err, sizeof(err)),
+                     0);
+    assert_int_equal(u.tls, 1);
+    assert_string_equal(u.host, "redis.example");
+    assert_int_equal(u.port, 6380);
+    assert_string_equal(u.user, "u");
+    assert_int_equal(u.db, 2);
 }
 
 static void test_url_unix(void **state)

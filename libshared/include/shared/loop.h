@@ -78,6 +78,8 @@ int loop_timer_armed(const struct loop_timer *t);
 
 /* Run t at the end of this turn, after the ready descriptors and the timers. */
 void loop_defer(struct loop *l, struct loop_task *t);
+/* Take t back if it is deferred and has not run (before freeing it). */
+void loop_cancel(struct loop *l, struct loop_task *t);
 
 /* Run fn(arg) on the loop's thread, from any thread. Wakes the loop. Returns 0, or -1 if
  * out of memory. */

@@ -1,5 +1,6 @@
 /* redis_url: parsing REDIS_URL — redis://[user:pass@]host:port[/db], redis://:pass@host,
- * [v6] hosts, unix:///path[?db=N]; percent-encoded credentials. Thread-safe. */
+ * [v6] hosts, rediss://... for TLS, unix:///path[?db=N]; percent-encoded credentials.
+ * Thread-safe. */
 #ifndef WARDEN_REDIS_URL_H
 #define WARDEN_REDIS_URL_H
 
@@ -12,6 +13,7 @@ struct rpool_url {
     char user[128]; /* empty: no AUTH user (AUTH pass alone when pass is set) */
     char pass[256];
     int db;
+    int tls; /* rediss:// */
 };
 /* Parse a REDIS_URL. Returns 0, or -1 with the reason in err (without the password). */
 int rpool_url_parse(const char *url, struct rpool_url *out, char *err, size_t errsize);

@@ -1,0 +1,460 @@
+/* redis_client: one loop's Redis client — which connection a command takes, scripts by
+ * EVALSHA with a reload on NOSCRIPT, waiting for room, reconnecting with backoff, TLS
+ * settings. The connections themselves are redis_conn.c's. */
+#include "shared/redis_client.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "shared/log.h"
+#include "shared/redis_url.h"
+
+#include "redis_conn.h"
+
+#define RCL_MAX_CONNS 64
+#define RCL_BACKOFF_MIN_MS 10
+#define RCL_BACKOFF_MAX_MS 1000
+
+/* One caller's command, from rcl_command/rcl_eval to its done function. */
+struct rcl_call {
+    struct rclient *client;
+    struct rcl_call *next; /* in the waiting queue, or on the free list */
+    rcl_done_fn fn;
+    void *arg;
+    const struct script *script; /* for the reload on NOSCRIPT */
+    char *cmd;                   /* the formatted command (hiredis's), kept for a resend */
+    size_t len;
+    int64_t timeout_ms;
+    int64_t wait_deadline_ms; /* while waiting for room */
+    int reloaded;
+    int internal; /* a SCRIPT LOAD of our own: its reply is not passed on */
+};
+
+struct rclient {
+    struct loop *loop;
+    struct rcl_config conf;
+    struct rpool_url url;
+    SSL_CTX *tls;
+    const char *server_name;
+    int max_conns;
+
+    struct rconn *conns[RCL_MAX_CONNS];
+    int nconns;
+    int64_t backoff_ms, next_connect_ms;
+
+    struct rcl_call *waiting, *waiting_tail; /* for room, oldest first */
+    struct loop_timer wait_timer;
+    struct rcl_call *free_calls;
+
+    struct rconn *replying; /* the connection whose reply is being handed over */
+    int64_t last_critical_ms;
+    struct rcl_stats stats;
+    uint64_t closed_writes; /* of connections gone */
+};
+
+const char *rcl_status_name(enum rcl_status st)
+{
+    switch (st) {
+    case RCL_OK: return "ok";
+    case RCL_POOL_TIMEOUT: return "pool_timeout";
+    case RCL_CONN: return "connect";
+    case RCL_TIMEOUT: return "timeout";
+    case RCL_REPLY_ERROR: return "reply";
+    }
+    return "unknown";
+}
+
+void rcl_tls_config_load(struct rcl_tls *tls, struct cfg *c)
+{
+    tls->ca_file = cfg_str(c, "REDIS_TLS_CA_FILE", NULL, NULL, NULL);
+    tls->cert_file = cfg_str(c, "REDIS_TLS_CERT_FILE", NULL, NULL, NULL);
+    tls->key_file = cfg_str(c, "REDIS_TLS_KEY_FILE", NULL, NULL, NULL);
+    tls->server_name = cfg_str(c, "REDIS_TLS_SERVER_NAME", NULL, NULL, NULL);
+    if (!tls->cert_file != !tls->key_file)
+        cfg_fail(c, "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together");
+}
+
+/* ---- calls ----------------------------------------------------------------------------- */
+
+static struct rcl_call *call_new(struct rclient *c)
+{
+    struct rcl_call *k = c->free_calls;
+    if (k)
+        c->free_calls = k->next;
+    else if (!(k = malloc(sizeof(*k))))
+        return NULL;
+    memset(k, 0, sizeof(*k));
+    k->client = c;
+    return k;
+}
+
+static void call_free(struct rcl_call *k)
+{
+    struct rclient *c = k->client;
+    redisFreeCommand(k->cmd);
+    k->cmd = NULL;
+    k->next = c->free_calls;
+    c->free_calls = k;
+}
+
+/* The call is over: tell its caller, and recycle it. */
+static void finish(struct rcl_call *k, enum rcl_status st, redisReply *reply)
+{
+    if (!k->internal)
+        k->fn(k->arg, st, reply);
+    call_free(k);
+}
+
+/* ---- connections ----------------------------------------------------------------------- */
+
+static void on_reply(void *owner, struct rconn *rc, void *arg, enum rcl_status st,
+                     redisReply *reply);
+static void on_up(void *owner, struct rconn *rc);
+static void on_down(void *owner, struct rconn *rc, enum rcl_status why);
+
+static struct rconn *open_conn(struct rclient *c)
+{
+    int64_t now = loop_now_ms(c->loop);
+    if (c->nconns >= c->max_conns || now < c->next_connect_ms)
+        return NULL;
+    struct rconn_target t = {
+        .host = c->url.host,
+        .port = c->url.port,
+        .path = c->url.path[0] ? c->url.path : NULL,
+        .user = c->url.user[0] ? c->url.user : NULL,
+        .pass = c->url.pass[0] ? c->url.pass : NULL,
+        .db = c->url.db,
+        .tls = c->tls,
+        .server_name = c->server_name,
+        .connect_timeout_ms = c->conf.connect_timeout_ms,
+    };
+    struct rconn_owner o = {.reply = on_reply, .up = on_up, .down = on_down, .owner = c};
+    struct rconn *rc = rconn_open(c->loop, &t, &o);
+    if (!rc)
+        return NULL;
+    if (c->stats.open++ > 0 || c->stats.commands > 0)
+        c->stats.reconnects++;
+    c->conns[c->nconns++] = rc;
+    return rc;
+}
+
+static void forget_conn(struct rclient *c, struct rconn *rc)
+{
+    uint64_t cmds, writes;
+    rconn_counters(rc, &cmds, &writes);
+    (void)cmds;
+    c->closed_writes += writes;
+    for (int i = 0; i < c->nconns; i++)
+        if (c->conns[i] == rc) {
+            c->conns[i] = c->conns[--c->nconns];
+            break;
+        }
+    c->stats.open = (uint32_t)c->nconns;
+}
+
+/* A connection for one more command: the first with room that is not too old; a new one
+ * when all are full and the pool allows; NULL when there is none (full, or Redis is down
+ * and the next try is not due). */
+static struct rconn *pick(struct rclient *c)
+{
+    int64_t now = loop_now_ms(c->loop);
+    for (int i = 0; i < c->nconns; i++) {
+        struct rconn *rc = c->conns[i];
+        int old =
+            c->conf.max_conn_age_ms > 0 && now - rconn_opened_ms(rc) >= c->conf.max_conn_age_ms;
+        if (old && rconn_in_flight(rc) == 0) { /* retired, and nothing left on it */
+            forget_conn(c, rc);
+            rconn_close(rc);
+            i--;
+            continue;
+        }
+        if (!old && rconn_in_flight(rc) < RCL_MAX_IN_FLIGHT)
+            return rc;
+    }
+    return open_conn(c);
+}
+
+/* Put a formatted command on a connection, or in the queue waiting for room. */
+static void dispatch(struct rcl_call *k)
+{
+    struct rclient *c = k->client;
+    struct rconn *rc = pick(c);
+    int64_t now = loop_now_ms(c->loop);
+    if (rc) {
+        if (rconn_push(rc, k->cmd, k->len, now + k->timeout_ms, k) != 0)
+            finish(k, RCL_CONN, NULL);
+        return;
+    }
+    if (c->nconns == 0) { /* Redis is down and the next connect is not due: fail fast */
+        finish(k, RCL_CONN, NULL);
+        return;
+    }
+    k->wait_deadline_ms = now + c->conf.pool_timeout_ms;
+    k->next = NULL;
+    if (c->waiting_tail)
+        c->waiting_tail->next = k;
+    else
+        c->waiting = k;
+    c->waiting_tail = k;
+    if (!loop_timer_armed(&c->wait_timer))
+        loop_timer_start(c->loop, &c->wait_timer, c->conf.pool_timeout_ms);
+}
+
+/* Room may have come: hand waiting commands over, oldest first. */
+static void drain_waiting(struct rclient *c)
+{
+    while (c->waiting) {
+        struct rconn *rc = pick(c);
+        if (!rc)
+            return;
+        struct rcl_call *k = c->waiting;
+        c->waiting = k->next;
+        if (!c->waiting)
+            c->waiting_tail = NULL;
+        if (rconn_push(rc, k->cmd, k->len, loop_now_ms(c->loop) + k->timeout_ms, k) != 0)
+            finish(k, RCL_CONN, NULL);
+    }
+}
+
+static void on_wait_timer(struct loop_timer *t)
+{
+    struct rclient *c = t->arg;
+    int64_t now = loop_now_ms(c->loop);
+    while (c->waiting && c->waiting->wait_deadline_ms <= now) {
+        struct rcl_call *k = c->waiting;
+        c->waiting = k->next;
+        if (!c->waiting)
+            c->waiting_tail = NULL;
+        c->stats.pool_timeouts++;
+        if (now - c->last_critical_ms >= 1000) {
+            c->last_critical_ms = now;
+            log_critical(NULL, "redis: no room for a command within REDIS_POOL_TIMEOUT",
+                         LF_I("connections", c->nconns), LF_I("pool_size", c->max_conns));
+        }
+        finish(k, RCL_POOL_TIMEOUT, NULL);
+    }
+    if (c->waiting)
+        loop_timer_start(c->loop, t, c->waiting->wait_deadline_ms - now);
+}
+
+/* ---- what the connections report ---------------------------------------------------- */
+
+static int is_noscript(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR && r->str && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+/* NOSCRIPT (SCRIPT FLUSH, a restarted or failed-over Redis): load the script and run the
+ * command again on the same connection, right behind the load, once. */
+static int reload_and_rerun(struct rclient *c, struct rconn *rc, struct rcl_call *k)
+{
+    struct rcl_call *load = call_new(c);
+    if (!load)
+        return -1;
+    const char *argv[] = {"SCRIPT", "LOAD", k->script->source};
+    int n = redisFormatCommandArgv(&load->cmd, 3, argv, NULL);
+    int64_t deadline = loop_now_ms(c->loop) + k->timeout_ms;
+    load->internal = 1;
+    load->len = n < 0 ? 0 : (size_t)n;
+    k->reloaded = 1;
+    if (n < 0 || rconn_push(rc, load->cmd, load->len, deadline, load) != 0) {
+        call_free(load);
+        return -1;
+    }
+    return rconn_push(rc, k->cmd, k->len, deadline, k);
+}
+
+static void on_reply(void *owner, struct rconn *rc, void *arg, enum rcl_status st,
+                     redisReply *reply)
+{
+    struct rclient *c = owner;
+    struct rcl_call *k = arg;
+    if (st == RCL_TIMEOUT)
+        c->stats.timeouts++;
+    if (st == RCL_REPLY_ERROR && k->script && !k->reloaded && is_noscript(reply) &&
+        reload_and_rerun(c, rc, k) == 0)
+        return;
+    c->replying = rc;
+    finish(k, st, reply);
+    c->replying = NULL;
+    if (c->waiting && rconn_in_flight(rc) < RCL_MAX_IN_FLIGHT)
+        drain_waiting(c);
+}
+
+static void on_up(void *owner, struct rconn *rc)
+{
+    struct rclient *c = owner;
+    (void)rc;
+    c->backoff_ms = 0;
+    drain_waiting(c);
+}
+
+static void on_down(void *owner, struct rconn *rc, enum rcl_status why)
+{
+    struct rclient *c = owner;
+    forget_conn(c, rc);
+    if (!rconn_is_up(rc) && why == RCL_CONN) { /* it never came up: back off */
+        c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : RCL_BACKOFF_MIN_MS;
+        if (c->backoff_ms > RCL_BACKOFF_MAX_MS)
+            c->backoff_ms = RCL_BACKOFF_MAX_MS;
+        c->next_connect_ms = loop_now_ms(c->loop) + c->backoff_ms;
+    }
+}
+
+/* ---- the interface ---------------------------------------------------------------------- */
+
+static SSL_CTX *tls_context(const struct rcl_tls *t, char *err, size_t errsize)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        goto fail;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if ((t->ca_file ? SSL_CTX_load_verify_locations(ctx, t->ca_file, NULL)
+                    : SSL_CTX_set_default_verify_paths(ctx)) != 1) {
+        snprintf(err, errsize, "REDIS_TLS_CA_FILE: cannot load %s",
+                 t->ca_file ? t->ca_file : "the system's trust store");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (t->cert_file && (SSL_CTX_use_certificate_chain_file(ctx, t->cert_file) != 1 ||
+                         SSL_CTX_use_PrivateKey_file(ctx, t->key_file, SSL_FILETYPE_PEM) != 1)) {
+        snprintf(err, errsize, "REDIS_TLS_CERT_FILE/REDIS_TLS_KEY_FILE: cannot load them");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    return ctx;
+fail:
+    snprintf(err, errsize, "cannot set up TLS");
+    return NULL;
+}
+
+struct rclient *rcl_create(struct loop *l, const struct rcl_config *conf, char *err, size_t errsize)
+{
+    struct rclient *c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errsize, "out of memory");
+        return NULL;
+    }
+    c->loop = l;
+    c->conf = *conf;
+    c->wait_timer = (struct loop_timer){.fn = on_wait_timer, .arg = c};
+    if (rpool_url_parse(conf->url, &c->url, err, errsize) != 0)
+        goto fail;
+    if (c->url.tls) {
+        c->tls = tls_context(&conf->tls, err, errsize);
+        if (!c->tls)
+            goto fail;
+        c->server_name = conf->tls.server_name ? conf->tls.server_name : c->url.host;
+    }
+    int loops = conf->loops > 0 ? conf->loops : 1;
+    c->max_conns = conf->pool_size / loops;
+    c->max_conns = c->max_conns < 1               ? 1
+                   : c->max_conns > RCL_MAX_CONNS ? RCL_MAX_CONNS
+                                                  : c->max_conns;
+    for (int i = 0; i < conf->min_idle / loops && i < c->max_conns; i++)
+        open_conn(c);
+    return c;
+fail:
+    rcl_free(c);
+    return NULL;
+}
+
+void rcl_free(struct rclient *c)
+{
+    if (!c)
+        return;
+    loop_timer_stop(c->loop, &c->wait_timer);
+    while (c->waiting) {
+        struct rcl_call *k = c->waiting;
+        c->waiting = k->next;
+        finish(k, RCL_CONN, NULL);
+    }
+    while (c->nconns > 0) {
+        struct rconn *rc = c->conns[c->nconns - 1];
+        forget_conn(c, rc);
+        rconn_close(rc);
+    }
+    while (c->free_calls) {
+        struct rcl_call *k = c->free_calls;
+        c->free_calls = k->next;
+        free(k);
+    }
+    SSL_CTX_free(c->tls);
+    free(c);
+}
+
+/* Format and send; scripts keep their command for a reload. */
+static int issue(struct rclient *c, const struct script *s, int argc, const char *const *argv,
+                 const size_t *argvlen, int64_t timeout_ms, rcl_done_fn fn, void *arg)
+{
+    struct rcl_call *k = call_new(c);
+    if (!k)
+        return -1;
+    int n = redisFormatCommandArgv(&k->cmd, argc, (const char **)argv, argvlen);
+    if (n < 0) {
+        call_free(k);
+        return -1;
+    }
+    k->len = (size_t)n;
+    k->fn = fn;
+    k->arg = arg;
+    k->script = s;
+    k->timeout_ms = timeout_ms > 0 ? timeout_ms : c->conf.command_timeout_ms;
+    c->stats.commands++;
+    dispatch(k);
+    return 0;
+}
+
+int rcl_command(struct rclient *c, int argc, const char *const *argv, const size_t *argvlen,
+                int64_t timeout_ms, rcl_done_fn fn, void *arg)
+{
+    return issue(c, NULL, argc, argv, argvlen, timeout_ms, fn, arg);
+}
+
+#define RCL_EVAL_MAX_ARGS 64
+
+int rcl_eval(struct rclient *c, const struct script *s, int nkeys, int argc,
+             const char *const *argv, const size_t *argvlen, int64_t timeout_ms, rcl_done_fn fn,
+             void *arg)
+{
+    const char *v[RCL_EVAL_MAX_ARGS + 3];
+    size_t vl[RCL_EVAL_MAX_ARGS + 3];
+    char nk[16];
+    if (argc > RCL_EVAL_MAX_ARGS)
+        abort(); /* a script with more arguments than this is a programming error */
+    snprintf(nk, sizeof(nk), "%d", nkeys);
+    v[0] = "EVALSHA", v[1] = s->sha1, v[2] = nk;
+    for (int i = 0; i < 3; i++)
+        vl[i] = strlen(v[i]);
+    for (int i = 0; i < argc; i++) {
+        v[i + 3] = argv[i];
+        vl[i + 3] = argvlen ? argvlen[i] : strlen(argv[i]);
+    }
+    return issue(c, s, argc + 3, v, vl, timeout_ms, fn, arg);
+}
+
+redisReply *rcl_steal(struct rclient *c)
+{
+    return c->replying ? rconn_steal_reply(c->replying) : NULL;
+}
+
+void rcl_stats(const struct rclient *c, struct rcl_stats *out)
+{
+    *out = c->stats;
+    out->writes = c->closed_writes;
+    out->open = (uint32_t)c->nconns;
+    out->in_flight = 0;
+    for (int i = 0; i < c->nconns; i++) {
+        uint64_t cmds, writes;
+        rconn_counters(c->conns[i], &cmds, &writes);
+        out->writes += writes;
+        out->in_flight += (uint32_t)rconn_in_flight(c->conns[i]);
+    }
+    for (const struct rcl_call *k = c->waiting; k; k = k->next)
+        out->in_flight++;
+}
