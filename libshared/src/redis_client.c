@@ -68,16 +68,6 @@ const char *rcl_status_name(enum rcl_status st)
     return "unknown";
 }
 
-void rcl_tls_config_load(struct rcl_tls *tls, struct cfg *c)
-{
-    tls->ca_file = cfg_str(c, "REDIS_TLS_CA_FILE", NULL, NULL, NULL);
-    tls->cert_file = cfg_str(c, "REDIS_TLS_CERT_FILE", NULL, NULL, NULL);
-    tls->key_file = cfg_str(c, "REDIS_TLS_KEY_FILE", NULL, NULL, NULL);
-    tls->server_name = cfg_str(c, "REDIS_TLS_SERVER_NAME", NULL, NULL, NULL);
-    if (!tls->cert_file != !tls->key_file)
-        cfg_fail(c, "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together");
-}
-
 /* ---- calls ----------------------------------------------------------------------------- */
 
 static struct rcl_call *call_new(struct rclient *c)

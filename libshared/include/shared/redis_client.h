@@ -27,7 +27,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "shared/config.h"
 #include "shared/loop.h"
 #include "shared/script.h"
 
@@ -54,9 +53,6 @@ struct rcl_config {
     int64_t command_timeout_ms;
     struct rcl_tls tls;
 };
-
-/* Read REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE, REDIS_TLS_SERVER_NAME. */
-void rcl_tls_config_load(struct rcl_tls *tls, struct cfg *c);
 
 enum rcl_status {
     RCL_OK = 0,
