@@ -260,6 +260,15 @@ static void *conn_main(void *arg)
     struct http_server *s = c->srv;
     while (serve_one(c) == 0)
         ;
+    /* Close first, while the server (and its guard) surely exists: once this connection
+     * leaves the list, http_stop may free the server. The fd is taken out under the lock,
+     * so http_stop never shuts down a number the kernel has given to someone else. */
+    pthread_mutex_lock(&s->conns_mu);
+    int fd = c->fd;
+    c->fd = -1;
+    pthread_mutex_unlock(&s->conns_mu);
+    guard_close(s->guard, c->gc); /* before close: the watchdog never sees a reused fd */
+    close(fd);
     pthread_mutex_lock(&s->conns_mu);
     if (c->prev)
         c->prev->next = c->next;
@@ -270,9 +279,7 @@ static void *conn_main(void *arg)
     if (!s->conns)
         pthread_cond_broadcast(&s->conns_gone);
     pthread_mutex_unlock(&s->conns_mu);
-    guard_close(s->guard, c->gc); /* before close: the watchdog never sees a reused fd */
-    close(c->fd);
-    free(c->in);
+    free(c->in); /* s is not touched from here on */
     free(c);
     return NULL;
 }
@@ -440,7 +447,8 @@ void http_stop(struct http_server *s)
      * it, finds its socket shut and ends. */
     pthread_mutex_lock(&s->conns_mu);
     for (struct http_conn *c = s->conns; c; c = c->next)
-        shutdown(c->fd, SHUT_RDWR);
+        if (c->fd >= 0)
+            shutdown(c->fd, SHUT_RDWR);
     while (s->conns)
         pthread_cond_wait(&s->conns_gone, &s->conns_mu);
     pthread_mutex_unlock(&s->conns_mu);
