@@ -239,16 +239,55 @@ static void new_rid(char out[17])
     crypto_hex(b, sizeof(b), out);
 }
 
-/* Is this content type JSON? application/json, optionally with parameters. */
-static int json_ctype(const char *ct)
+/* Is ct this media type, optionally with parameters? */
+static int ctype_is(const char *ct, const char *type)
 {
     if (!ct)
         return 0;
     while (*ct == ' ')
         ct++;
-    size_t n = strlen("application/json");
-    return strncasecmp(ct, "application/json", n) == 0 &&
-           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+    size_t n = strlen(type);
+    return strncasecmp(ct, type, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* W3C traceparent: version 00 "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>",
+ * neither id all zeros. Copies the trace id into out (33 bytes) and returns 0, or -1. */
+static int trace_id_of(const char *tp, char out[33])
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!tp || strlen(tp) != 55 || strncmp(tp, "00-", 3) != 0 || tp[35] != '-' || tp[52] != '-')
+        return -1;
+    for (int i = 3; i < 55; i++)
+        if (i != 35 && i != 52 && !strchr(hex, tp[i]))
+            return -1;
+    if (strspn(tp + 3, "0") >= 32 || strspn(tp + 36, "0") >= 16)
+        return -1;
+    memcpy(out, tp + 3, 32);
+    out[32] = '\0';
+    return 0;
+}
+
+/* An application/x-www-form-urlencoded body as a JSON object of strings, so that handlers
+ * read its fields as they read JSON. NULL if a name repeats or a part does not decode. */
+static json_t *form_object(struct http_req *r)
+{
+    json_t *o = json_object();
+    const char *p = r->msg.body ? r->msg.body : "", *end = p + r->msg.body_len;
+    while (o && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p)), *e = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(e - p));
+        if (e > p) {
+            const char *name = owned_decode(&r->owned, p, (size_t)((eq ? eq : e) - p), 1);
+            const char *value = eq ? owned_decode(&r->owned, eq + 1, (size_t)(e - eq - 1), 1) : "";
+            if (!name || !value || json_object_get(o, name) ||
+                json_object_set_new(o, name, json_string(value)) != 0) {
+                json_decref(o);
+                return NULL; /* a repeated name, a NUL, or not UTF-8 */
+            }
+        }
+        p = e + 1;
+    }
+    return o;
 }
 
 static int has_body_method(const char *m)
@@ -280,9 +319,15 @@ int http_req_head(struct http_req *r)
         *q = '\0';
         r->query = q + 1;
     }
+    /* Without an X-Request-ID of its own, a traced request is known by its trace id, so
+     * that every log line of the request names the trace. */
     const char *rid = http_header(r, "X-Request-ID");
+    if (trace_id_of(http_header(r, "traceparent"), r->trace_id) != 0)
+        r->trace_id[0] = '\0';
     if (rid_ok(rid))
         snprintf(r->rid, sizeof(r->rid), "%s", rid);
+    else if (r->trace_id[0])
+        snprintf(r->rid, sizeof(r->rid), "%s", r->trace_id);
     char allow[128];
     if (atomic_load(&r->srv->quiescing)) {
         http_add_header(r, "Retry-After", "1");
@@ -310,9 +355,16 @@ int http_req_head(struct http_req *r)
                      (unsigned long long)r->srv->conf.max_body);
         return -1;
     }
-    if (has_body_method(r->method) && !(r->route->flags & HTTP_NO_BODY) &&
-        !json_ctype(http_header(r, "Content-Type"))) {
-        http_problem(r, 415, "unsupported_media_type", "the body must be application/json");
+    if (!has_body_method(r->method) || (r->route->flags & HTTP_NO_BODY))
+        return 0;
+    const char *ct = http_header(r, "Content-Type");
+    r->form =
+        (r->route->flags & HTTP_FORM_BODY) && ctype_is(ct, "application/x-www-form-urlencoded");
+    if (!r->form && !ctype_is(ct, "application/json")) {
+        http_problem(r, 415, "unsupported_media_type",
+                     (r->route->flags & HTTP_FORM_BODY)
+                         ? "the body must be application/json or application/x-www-form-urlencoded"
+                         : "the body must be application/json");
         return -1;
     }
     return 0;
@@ -336,7 +388,14 @@ void http_req_refused(struct http_req *r)
 
 void http_req_dispatch(struct http_req *r)
 {
-    if (has_body_method(r->method) && !(r->route->flags & HTTP_NO_BODY)) {
+    if (r->form) {
+        r->json = form_object(r);
+        if (!r->json) {
+            http_problem(r, 400, "invalid_form",
+                         "the form body repeats a name or holds a value that does not decode");
+            return;
+        }
+    } else if (has_body_method(r->method) && !(r->route->flags & HTTP_NO_BODY)) {
         json_error_t jerr;
         r->json = json_loadb(r->msg.body ? r->msg.body : "", r->msg.body_len,
                              JSON_REJECT_DUPLICATES, &jerr);
@@ -407,8 +466,12 @@ void http_req_end(struct http_req *r, int status)
     metric_inc(metric_with(s->m_requests, route, method, code));
     metric_observe(metric_with(s->m_duration, route), (double)us / 1e6);
     /* The path is not logged: it may carry caller secrets in its query. */
-    log_info(r->rid, "request", LF_S("method", method), LF_S("route", route),
-             LF_I("status", status), LF_I("duration_us", us));
+    if (r->trace_id[0])
+        log_info(r->rid, "request", LF_S("method", method), LF_S("route", route),
+                 LF_I("status", status), LF_I("duration_us", us), LF_S("trace_id", r->trace_id));
+    else
+        log_info(r->rid, "request", LF_S("method", method), LF_S("route", route),
+                 LF_I("status", status), LF_I("duration_us", us));
     owned_free(&r->owned);
     for (int i = 0; i < r->nhdrs; i++) {
         free(r->hdr_name[i]);

@@ -69,7 +69,9 @@ struct http_req {
     const char *resp_ctype;
     char *hdr_name[HTTP_MAX_HEADERS], *hdr_value[HTTP_MAX_HEADERS];
     int nhdrs;
-    int close; /* close the connection after the answer */
+    int close;         /* close the connection after the answer */
+    int form;          /* the body is a form (HTTP_FORM_BODY), read into json */
+    char trace_id[33]; /* from a W3C traceparent, or "" */
 
     /* Deferred answers: see http_suspend(). */
     pthread_mutex_t mu;

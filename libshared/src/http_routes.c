@@ -89,17 +89,42 @@ void owned_free(struct owned_str **owned)
     }
 }
 
+/* The segments joined with '/', as a string added to *owned (NULL if out of memory). */
+static const char *rest_of(struct owned_str **owned, char **segs, int n)
+{
+    size_t len = 0;
+    for (int i = 0; i < n; i++)
+        len += strlen(segs[i]) + 1;
+    struct owned_str *o = malloc(sizeof(*o) + len);
+    if (!o)
+        return NULL;
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(segs[i]);
+        if (i)
+            o->s[at++] = '/';
+        memcpy(o->s + at, segs[i], l);
+        at += l;
+    }
+    o->s[at] = '\0';
+    o->next = *owned;
+    *owned = o;
+    return o->s;
+}
+
 /* Match the raw path's segments against a route; parameters are decoded after splitting,
  * so an encoded '/' stays inside its segment. */
 static int route_match(const struct route *rt, char **segs, int nsegs,
                        const char *params[HTTP_MAX_SEGS], struct owned_str **owned)
 {
-    if (rt->nsegs != nsegs)
+    int rest = rt->nsegs > 0 && rt->segs[rt->nsegs - 1][0] == '*';
+    int fixed = rest ? rt->nsegs - 1 : rt->nsegs;
+    if (rest ? nsegs <= fixed : nsegs != fixed)
         return 0;
-    for (int i = 0; i < nsegs; i++)
+    for (int i = 0; i < fixed; i++)
         if (rt->segs[i][0] != ':' && strcmp(rt->segs[i], segs[i]) != 0)
             return 0;
-    for (int i = 0; i < nsegs; i++) {
+    for (int i = 0; i < fixed; i++) {
         params[i] = NULL;
         if (rt->segs[i][0] != ':')
             continue;
@@ -107,7 +132,9 @@ static int route_match(const struct route *rt, char **segs, int nsegs,
         if (!params[i])
             return 0; /* undecodable: this route does not match */
     }
-    return 1;
+    if (rest) /* the remaining segments, raw, joined by '/' again */
+        params[fixed] = rest_of(owned, segs + fixed, nsegs - fixed);
+    return !rest || params[fixed];
 }
 
 const struct route *routes_find(const struct route_table *t, const char *method, const char *path,
@@ -140,7 +167,7 @@ const char *routes_param(const struct route *rt, const char *const params[HTTP_M
                          const char *name)
 {
     for (int i = 0; i < rt->nsegs; i++)
-        if (rt->segs[i][0] == ':' && strcmp(rt->segs[i] + 1, name) == 0)
+        if ((rt->segs[i][0] == ':' || rt->segs[i][0] == '*') && strcmp(rt->segs[i] + 1, name) == 0)
             return params[i];
     return NULL;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -71,6 +72,15 @@ static int send_all(int fd, struct iovec *iov, int n)
     return 0;
 }
 
+/* Did the handler set Cache-Control itself (an immutable resource)? Else: no-store. */
+static int own_cache_control(const struct http_req *r)
+{
+    for (int i = 0; i < r->nhdrs; i++)
+        if (r->hdr_name[i] && strcasecmp(r->hdr_name[i], "Cache-Control") == 0)
+            return 1;
+    return 0;
+}
+
 /* Write the answer: the head in one buffer, the body beside it, in one system call. */
 static int send_answer(struct http_req *r, int keep_alive)
 {
@@ -82,9 +92,10 @@ static int send_answer(struct http_req *r, int keep_alive)
     size_t n =
         (size_t)snprintf(head, sizeof(head),
                          "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                         "X-Request-ID: %s\r\nCache-Control: no-store\r\n%s",
+                         "X-Request-ID: %s\r\n%s%s",
                          r->status, http_status_title(r->status), http_date(),
                          r->resp_ctype ? r->resp_ctype : "application/json", r->resp_len, r->rid,
+                         own_cache_control(r) ? "" : "Cache-Control: no-store\r\n",
                          !keep_alive         ? "Connection: close\r\n"
                          : r->msg.minor == 0 ? "Connection: keep-alive\r\n"
                                              : "");

@@ -226,6 +226,94 @@ static void test_path_params_and_query(void **state)
     th_resp_free(&r);
 }
 
+/* A last pattern segment "*name" takes the rest of the path, raw; a handler's own
+ * Cache-Control replaces no-store. */
+static void test_rest_of_path_and_cache_control(void **state)
+{
+    (void)state;
+    struct th_resp r;
+    char cc[64];
+    assert_int_equal(th_http(testd.port, "GET", "/v1/rest/0/x001/234.p/17", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *j = th_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "a")), "0");
+    assert_string_equal(json_string_value(json_object_get(j, "rest")), "x001/234.p/17");
+    json_decref(j);
+    assert_string_equal(th_header(&r, "Cache-Control", cc, sizeof(cc)),
+                        "public, max-age=31536000, immutable");
+    assert_int_equal(strstr(r.headers, "no-store") == NULL, 1); /* only one Cache-Control */
+    th_resp_free(&r);
+    assert_int_equal(th_http(testd.port, "GET", "/v1/rest/5/abc", NULL, NULL, 0, &r), 0);
+    j = th_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "rest")), "abc");
+    json_decref(j);
+    th_resp_free(&r);
+    assert_int_equal(th_http(testd.port, "GET", "/v1/rest/5", NULL, NULL, 0, &r), 0);
+    assert_problem(&r, 404, "not_found"); /* the rest is one segment or more */
+    th_resp_free(&r);
+}
+
+/* HTTP_FORM_BODY: a form-encoded body reads like a JSON object of strings; JSON still
+ * works; a repeated name is refused; other routes still take JSON only. */
+static void test_form_bodies(void **state)
+{
+    (void)state;
+    struct th_resp r;
+    const char *form[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    const char body[] = "token=a%2Bb+c&token_type_hint=refresh_token&empty=";
+    assert_int_equal(th_http(testd.port, "POST", "/v1/fields", form, body, strlen(body), &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *j = th_json(&r), *f = json_object_get(j, "fields");
+    assert_string_equal(json_string_value(json_object_get(f, "token")), "a+b c");
+    assert_string_equal(json_string_value(json_object_get(f, "token_type_hint")), "refresh_token");
+    assert_string_equal(json_string_value(json_object_get(f, "empty")), "");
+    json_decref(j);
+    th_resp_free(&r);
+    assert_int_equal(th_post_json(testd.port, "/v1/fields", "{\"token\":\"t\"}", &r), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    const char twice[] = "token=a&token=b";
+    assert_int_equal(th_http(testd.port, "POST", "/v1/fields", form, twice, strlen(twice), &r), 0);
+    assert_problem(&r, 400, "invalid_form");
+    th_resp_free(&r);
+    const char nul[] = "token=a%00b";
+    assert_int_equal(th_http(testd.port, "POST", "/v1/fields", form, nul, strlen(nul), &r), 0);
+    assert_problem(&r, 400, "invalid_form");
+    th_resp_free(&r);
+    assert_int_equal(th_http(testd.port, "POST", "/v1/echo", form, body, strlen(body), &r), 0);
+    assert_problem(&r, 415, "unsupported_media_type");
+    th_resp_free(&r);
+}
+
+/* W3C traceparent: its trace id is the request id when the caller sends none, and is in
+ * the access log line; a malformed one is ignored. */
+static void test_traceparent(void **state)
+{
+    (void)state;
+    struct th_resp r;
+    char rid[64];
+    const char *tp[] = {"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                        NULL};
+    assert_int_equal(th_http(testd.port, "GET", "/health", tp, NULL, 0, &r), 0);
+    assert_string_equal(th_header(&r, "X-Request-ID", rid, sizeof(rid)),
+                        "4bf92f3577b34da6a3ce929d0e0e4736");
+    th_resp_free(&r);
+    const char *both[] = {"X-Request-ID: mine-1", tp[0], NULL};
+    assert_int_equal(th_http(testd.port, "GET", "/health", both, NULL, 0, &r), 0);
+    assert_string_equal(th_header(&r, "X-Request-ID", rid, sizeof(rid)), "mine-1");
+    th_resp_free(&r);
+    int logged = 0;
+    for (int i = 0; i < 100 && !logged; i++, usleep(20000))
+        logged = th_proc_log_contains(&testd, "\"request_id\":\"mine-1\"") &&
+                 th_proc_log_contains(&testd, "\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\"");
+    assert_true(logged);
+    const char *bad[] = {"traceparent: 00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                         NULL};
+    assert_int_equal(th_http(testd.port, "GET", "/health", bad, NULL, 0, &r), 0);
+    assert_int_equal(strlen(th_header(&r, "X-Request-ID", rid, sizeof(rid))), 16);
+    th_resp_free(&r);
+}
+
 /* API_TOKEN guards /v1/..., ADMIN_TOKEN admin routes; /health stays open. */
 static void test_bearer_tokens(void **state)
 {
@@ -531,6 +619,9 @@ int main(void)
         cmocka_unit_test(test_invalid_request_names_field),
         cmocka_unit_test(test_request_id),
         cmocka_unit_test(test_path_params_and_query),
+        cmocka_unit_test(test_rest_of_path_and_cache_control),
+        cmocka_unit_test(test_form_bodies),
+        cmocka_unit_test(test_traceparent),
         cmocka_unit_test(test_bearer_tokens),
         cmocka_unit_test(test_ready_follows_redis),
         cmocka_unit_test(test_metrics),

@@ -96,6 +96,23 @@ static void handle_params(struct http_req *r, void *ctx)
         json_pack("{s:s, s:s, s:s?}", "a", http_param(r, "a"), "b", http_param(r, "b"), "q", q));
 }
 
+/* GET /v1/rest/:a/<anything>: the parameter and the rest of the path, with a long-lived
+ * Cache-Control (an immutable resource). */
+static void handle_rest(struct http_req *r, void *ctx)
+{
+    (void)ctx;
+    http_add_header(r, "Cache-Control", "public, max-age=31536000, immutable");
+    http_reply_json(
+        r, 200, json_pack("{s:s, s:s}", "a", http_param(r, "a"), "rest", http_param(r, "rest")));
+}
+
+/* POST /v1/fields: the body's fields back, JSON or form-encoded. */
+static void handle_fields(struct http_req *r, void *ctx)
+{
+    (void)ctx;
+    http_reply_json(r, 200, json_pack("{s:O}", "fields", http_json(r)));
+}
+
 static void handle_admin(struct http_req *r, void *ctx)
 {
     (void)ctx;
@@ -162,6 +179,8 @@ int main(int argc, char **argv)
     app_route(a, "GET", "/v1/sleep", handle_sleep, NULL, 0);
     app_route(a, "GET", "/v1/params/:a/:b", handle_params, NULL, 0);
     app_route(a, "GET", "/v1/admin", handle_admin, NULL, HTTP_ADMIN);
+    app_route(a, "GET", "/v1/rest/:a/*rest", handle_rest, NULL, 0);
+    app_route(a, "POST", "/v1/fields", handle_fields, NULL, HTTP_FORM_BODY);
     app_route(a, "POST", "/v1/defer", handle_defer, NULL, 0);
     int rc = app_run(a);
     app_free(a);

@@ -36,6 +36,7 @@ static int setup(void **state)
     routes_add(&f.t, "GET", "/v1/sessions/:user", handler_b, NULL, 0);
     routes_add(&f.t, "DELETE", "/v1/sessions/:user/:family", handler_a, NULL, 0);
     routes_add(&f.t, "GET", "/v1/claim", handler_b, NULL, 0);
+    routes_add(&f.t, "GET", "/tile/:level/*index", handler_a, NULL, 0);
     *state = &f;
     return 0;
 }
@@ -68,6 +69,23 @@ static void test_literal_routes_by_method(void **state)
     assert_string_equal(f->allow, "");
     assert_null(find(f, "POST", "/v1"));
     assert_null(find(f, "POST", "/v1/claim/extra"));
+}
+
+/* "*name" takes the rest of the path (one segment or more), raw. */
+static void test_rest_of_path(void **state)
+{
+    struct fixture *f = *state;
+    const struct route *r = find(f, "GET", "/tile/0/x001/x234/067.p/5");
+    assert_non_null(r);
+    assert_string_equal(routes_param(r, f->params, "level"), "0");
+    assert_string_equal(routes_param(r, f->params, "index"), "x001/x234/067.p/5");
+    r = find(f, "GET", "/tile/entries/%41");
+    assert_non_null(r);
+    assert_string_equal(routes_param(r, f->params, "index"), "%41"); /* not decoded */
+    assert_null(find(f, "GET", "/tile/0"));
+    assert_null(find(f, "GET", "/tile"));
+    assert_null(find(f, "POST", "/tile/0/1"));
+    assert_string_equal(f->allow, "GET");
 }
 
 static void test_params_are_decoded_after_splitting(void **state)
@@ -119,6 +137,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_literal_routes_by_method, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rest_of_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_params_are_decoded_after_splitting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_methods_fill_allow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_encoded_nul_never_matches, setup, teardown),

@@ -5,8 +5,9 @@
  * reading it (413), required a JSON content type on bodies (415), read the body and
  * parsed it as a JSON object (400 invalid_json). A handler then parses its fields, calls
  * domain code and sets exactly one response with http_reply_*() or http_problem*().
- * Every response carries X-Request-ID and Cache-Control: no-store; every request is
- * counted, timed and access-logged.
+ * Every response carries X-Request-ID (the caller's, else the trace id of a W3C
+ * traceparent, else a fresh one) and Cache-Control: no-store unless the handler set its
+ * own; every request is counted, timed and access-logged (with its trace id if traced).
  *
  * Framing is strict (RFC 9112): a request whose length could be read two ways, a transfer
  * coding other than chunked, or a control character in its head is refused (400, or 501
@@ -48,6 +49,10 @@ void http_config_load(struct http_config *hc, struct cfg *c, const char *daemon,
 /* Route flags. */
 #define HTTP_ADMIN 0x1u   /* needs ADMIN_TOKEN when set (else API_TOKEN) */
 #define HTTP_NO_BODY 0x2u /* a POST action without a body: no content type needed, body ignored */
+/* The body may also be application/x-www-form-urlencoded (RFC 7662, RFC 7009): its fields
+ * are then given by http_json() as an object of strings (a repeated name: 400
+ * invalid_form). */
+#define HTTP_FORM_BODY 0x4u
 
 typedef void (*http_handler)(struct http_req *req, void *ctx);
 
@@ -56,7 +61,10 @@ struct http_server *http_create(const struct http_config *conf, struct metrics *
 void http_free(struct http_server *s); /* stops first if running; NULL does nothing */
 
 /* Register a route (before http_start). pattern segments starting with ':' are
- * parameters: "/v1/events/:seq". Routes outside /v1/ need no token. */
+ * parameters: "/v1/events/:seq". A last segment starting with '*' takes the rest of the
+ * path, one segment or more, raw (not decoded): "/tile/:level" followed by the segment
+ * "*index" matches "/tile/0/x001/234.p/17" with index "x001/234.p/17". Routes outside
+ * /v1/ need no token. */
 void http_route(struct http_server *s, const char *method, const char *pattern, http_handler h,
                 void *ctx, unsigned flags);
 
@@ -90,7 +98,8 @@ const char *http_header(struct http_req *r, const char *name);
 json_t *http_json(const struct http_req *r);
 
 /* ---- responses (exactly one per request) ---- */
-/* Add a response header (before the http_reply_* / http_problem call). */
+/* Add a response header (before the http_reply_* / http_problem call). A Cache-Control
+ * of the handler's replaces the default no-store (for immutable resources). */
 void http_add_header(struct http_req *r, const char *name, const char *value);
 /* JSON response; steals body. */
 void http_reply_json(struct http_req *r, int status, json_t *body);
