@@ -45,8 +45,7 @@ static void test_url_tcp_forms(void **state)
     assert_int_equal(u.tls, 0);
 
     /* rediss:// is the same with TLS. */
-    assert_int_equal(rpool_url_parse("rediss://u:p@redis.example:6380/2", &u, err, sizeof(err)),
-                     0);
+    assert_int_equal(rpool_url_parse("rediss://u:p@redis.example:6380/2", &u, err, sizeof(err)), 0);
     assert_int_equal(u.tls, 1);
     assert_string_equal(u.host, "redis.example");
     assert_int_equal(u.port, 6380);
