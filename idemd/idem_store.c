@@ -10,6 +10,7 @@
 #include "scripts.h"
 #include "shared/crypto.h"
 #include "shared/log.h"
+#include "shared/redis_reply.h"
 
 struct idem_store {
     const struct idem_config *conf;
@@ -69,24 +70,6 @@ void idem_result_free(struct idem_result *res)
 
 /* ---- reply parsing ---------------------------------------------------------------- */
 
-static int el_int(const redisReply *r, size_t i, long long *out)
-{
-    if (i >= r->elements || r->element[i]->type != REDIS_REPLY_INTEGER)
-        return -1;
-    *out = r->element[i]->integer;
-    return 0;
-}
-
-/* A string element, or NULL if element i is missing or not a string. */
-static const char *el_str(const redisReply *r, size_t i, size_t *len)
-{
-    if (i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING)
-        return NULL;
-    if (len)
-        *len = r->element[i]->len;
-    return r->element[i]->str;
-}
-
 static int outcome_of(const char *name, enum idem_outcome *o)
 {
     for (size_t i = 0; i < sizeof(outcome_names) / sizeof(outcome_names[0]); i++)
@@ -101,23 +84,24 @@ static int outcome_of(const char *name, enum idem_outcome *o)
 static int parse_claimed(const redisReply *r, struct idem_result *res)
 {
     long long recovered, has_cp;
-    res->lease_token = el_str(r, 1, NULL);
-    if (!res->lease_token || el_int(r, 2, &res->lease_left_ms) ||
-        el_int(r, 3, &res->expires_in_ms) || el_int(r, 4, &recovered) || el_int(r, 5, &has_cp))
+    res->lease_token = rreply_str(r, 1, NULL);
+    if (!res->lease_token || rreply_int(r, 2, &res->lease_left_ms) ||
+        rreply_int(r, 3, &res->expires_in_ms) || rreply_int(r, 4, &recovered) ||
+        rreply_int(r, 5, &has_cp))
         return -1;
     res->recovered = recovered != 0;
-    res->checkpoint = has_cp ? el_str(r, 6, &res->checkpoint_len) : NULL;
+    res->checkpoint = has_cp ? rreply_str(r, 6, &res->checkpoint_len) : NULL;
     return has_cp && !res->checkpoint ? -1 : 0;
 }
 
 /* {"replay", status, headers, body, encoding, completed_ms, expires_in} */
 static int parse_replay(const redisReply *r, struct idem_result *res)
 {
-    res->headers_json = el_str(r, 2, NULL);
-    res->body = el_str(r, 3, &res->body_len);
-    res->body_encoding = el_str(r, 4, NULL);
-    if (el_int(r, 1, &res->status) || !res->headers_json || !res->body || !res->body_encoding ||
-        el_int(r, 5, &res->completed_ms) || el_int(r, 6, &res->expires_in_ms))
+    res->headers_json = rreply_str(r, 2, NULL);
+    res->body = rreply_str(r, 3, &res->body_len);
+    res->body_encoding = rreply_str(r, 4, NULL);
+    if (rreply_int(r, 1, &res->status) || !res->headers_json || !res->body || !res->body_encoding ||
+        rreply_int(r, 5, &res->completed_ms) || rreply_int(r, 6, &res->expires_in_ms))
         return -1;
     return 0;
 }
@@ -126,14 +110,14 @@ static int parse_replay(const redisReply *r, struct idem_result *res)
 static int parse_found(const redisReply *r, struct idem_result *res)
 {
     long long has_cp;
-    res->state = el_str(r, 1, NULL);
-    res->fingerprint = el_str(r, 2, NULL);
-    if (!res->state || !res->fingerprint || el_int(r, 3, &res->created_ms) ||
-        el_int(r, 4, &res->lease_left_ms) || el_int(r, 5, &res->status) || el_int(r, 6, &has_cp) ||
-        el_int(r, 8, &res->claims) || el_int(r, 9, &res->expires_in_ms) ||
-        el_int(r, 10, &res->completed_ms))
+    res->state = rreply_str(r, 1, NULL);
+    res->fingerprint = rreply_str(r, 2, NULL);
+    if (!res->state || !res->fingerprint || rreply_int(r, 3, &res->created_ms) ||
+        rreply_int(r, 4, &res->lease_left_ms) || rreply_int(r, 5, &res->status) ||
+        rreply_int(r, 6, &has_cp) || rreply_int(r, 8, &res->claims) ||
+        rreply_int(r, 9, &res->expires_in_ms) || rreply_int(r, 10, &res->completed_ms))
         return -1;
-    res->checkpoint = has_cp ? el_str(r, 7, &res->checkpoint_len) : NULL;
+    res->checkpoint = has_cp ? rreply_str(r, 7, &res->checkpoint_len) : NULL;
     return 0;
 }
 
@@ -148,11 +132,13 @@ static int parse_reply(redisReply *r, struct idem_result *res)
     res->completed_ms = -1;
     res->reply_ = r;
     if (r->type == REDIS_REPLY_ERROR) {
-        /* OOM under noeviction, NOPERM, a script killed: Redis cannot serve the call. */
+        /* OOM under noeviction, NOPERM, a script killed: Redis cannot serve the call (503);
+         * anything else is a bug (500), as in every daemon (redis_reply.h). */
         log_error(NULL, "redis refused an idemd script", LF_S("error", r->str));
-        return IDEM_EBACKEND;
+        return rreply_classify(RPOOL_REPLY_ERROR, r) == RREPLY_UNAVAILABLE ? IDEM_EBACKEND
+                                                                           : IDEM_EINTERNAL;
     }
-    if (r->type != REDIS_REPLY_ARRAY || !(name = el_str(r, 0, NULL)) ||
+    if (r->type != REDIS_REPLY_ARRAY || !(name = rreply_str(r, 0, NULL)) ||
         outcome_of(name, &res->outcome) != 0)
         goto internal;
     switch (res->outcome) {
@@ -160,11 +146,11 @@ static int parse_reply(redisReply *r, struct idem_result *res)
     case IDEM_RECOVERED: bad = parse_claimed(r, res); break;
     case IDEM_REPLAY: bad = parse_replay(r, res); break;
     case IDEM_IN_PROGRESS:
-        bad = el_int(r, 1, &res->lease_left_ms) || el_int(r, 2, &res->expires_in_ms);
+        bad = rreply_int(r, 1, &res->lease_left_ms) || rreply_int(r, 2, &res->expires_in_ms);
         break;
     case IDEM_BLOCKED:
-    case IDEM_COMPLETED: bad = el_int(r, 1, &res->expires_in_ms); break;
-    case IDEM_EXTENDED: bad = el_int(r, 1, &res->lease_left_ms); break;
+    case IDEM_COMPLETED: bad = rreply_int(r, 1, &res->expires_in_ms); break;
+    case IDEM_EXTENDED: bad = rreply_int(r, 1, &res->lease_left_ms); break;
     case IDEM_FOUND: bad = parse_found(r, res); break;
     default: break;
     }

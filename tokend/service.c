@@ -11,6 +11,7 @@
 #include "shared/crypto.h"
 #include "shared/jsonv.h"
 #include "shared/log.h"
+#include "shared/redis_reply.h"
 
 #define KEY_MAX 320
 
@@ -44,32 +45,11 @@ static void user_key(const char *user_id, char out[KEY_MAX])
     snprintf(out, KEY_MAX, "tok:user:{%s}", user_id);
 }
 
-/* Does this error reply say that Redis cannot serve anyone for now — loading its dataset
- * after a restart, at maxclients (the refusal of a new connection), out of memory under
- * noeviction, busy with a slow script, a replica without its master — rather than that
- * the command was wrong? The caller should retry later: a 503 like a timeout. */
-static int redis_unavailable(const redisReply *reply)
-{
-    static const char *const prefixes[] = {"LOADING ",
-                                           "ERR max number of clients reached",
-                                           "OOM ",
-                                           "BUSY ",
-                                           "MASTERDOWN ",
-                                           "TRYAGAIN ",
-                                           "CLUSTERDOWN ",
-                                           "READONLY ",
-                                           NULL};
-    for (int i = 0; reply && reply->str && prefixes[i]; i++)
-        if (strncmp(reply->str, prefixes[i], strlen(prefixes[i])) == 0)
-            return 1;
-    return 0;
-}
-
-/* Map a pool failure to a status; any other reply error is a bug or a misconfigured
- * Redis. */
+/* Map a failed call to a status: 503 when Redis cannot serve now, 500 for anything else
+ * (logged), as every daemon does (redis_reply.h). */
 static int fail_status(enum rpool_status st, redisReply *reply, const char *what)
 {
-    if (st == RPOOL_REPLY_ERROR && !redis_unavailable(reply)) {
+    if (rreply_classify(st, reply) == RREPLY_INTERNAL) {
         log_error(NULL, "redis refused a tokend command", LF_S("op", what),
                   LF_S("error", reply && reply->str ? reply->str : ""));
         freeReplyObject(reply);
