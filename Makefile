@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # warden — one entry point. `make` builds every daemon and tool; see README.md.
 
 PREFIX  ?= /usr/local
@@ -120,7 +121,7 @@ deps:
 run: deps all
 	@sh deploy/scripts/run-local.sh $(BUILD)
 
-# make test builds with -Werror (TESTING.md), CI or not; plain `make` only under CI=true.
+# make test builds with -Werror (CONTRIBUTING.md, "Testing"), CI or not; plain `make` only under CI=true.
 test: deps
 	@$(MAKE) --no-print-directory -j2 WERROR=-Werror tests-build
 	@sh tests/run.sh $(BUILD)

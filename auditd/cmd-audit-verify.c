@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* audit-verify: the auditors' chain-verify tool. Streams a chain from Redis or an export
  * file through the verifier and prints one summary line (or a JSON report).
  * Exit status: 0 verified, 1 tampered, 2 unverifiable or incomplete, 3 usage or I/O. */
@@ -59,7 +60,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case 'e': o->expect = optarg; break;
         case 'j': o->json = 1; break;
         case 'C': o->check = 1; break;
-        case 'V': puts("audit-verify " WARDEN_VERSION); exit(0);
+        case 'V': puts("warden-audit-verify " WARDEN_VERSION); exit(0);
         case 'H': snprintf(o->expect_head, sizeof(o->expect_head), "%s", optarg); break;
         case 's':
             if (audit_tool_num(optarg, 1, 1LL << 62, &o->from_seq) != 0)

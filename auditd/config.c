@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config: the AUDIT_* variables. */
 #include "config.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* keyring: versioned Ed25519 keys from the environment or a keyring document. */
 #include "keyring.h"
 

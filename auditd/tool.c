@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tool: shared plumbing of audit-verify and audit-export. */
 #include "tool.h"
 

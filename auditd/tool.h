@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tool: what audit-verify and audit-export share — a small Redis pool for a URL, the
  * keyring file, and numeric option parsing. */
 #ifndef AUDIT_TOOL_H

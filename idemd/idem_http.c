@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* idem_http: the handlers of POST /v1/claim, /v1/complete, /v1/release, /v1/extend,
  * /v1/checkpoint and GET /v1/record. They parse, call idem_store, and render. */
 #include "idem_http.h"

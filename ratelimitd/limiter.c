@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* limiter: deny cache -> breaker -> Redis (EVALSHA, pipelined for a batch) -> fallback,
  * then shadow mode and metrics (see limiter.h). */
 #include "limiter.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* handlers: parse and validate tokend requests, call the service, render the answers. */
 #include "handlers.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* service: tokend's Redis operations (issue, refresh, revoke, introspect, sessions) and
  * their metrics. Every write decision is one EVALSHA of a script in lua-scripts/token_*. */
 #include "service.h"

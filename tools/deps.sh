@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Install the Debian packages warden needs, only those missing (make deps); further
 # packages named as arguments are installed with them (.ci/run adds prometheus).
 set -eu

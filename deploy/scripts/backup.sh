@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Back up warden's Redis: BGSAVE, wait for it, copy the RDB (and the AOF directory when
 # there is one) into OUT/<UTC timestamp>/, then write manifest.json describing exactly what
 # the copied RDB holds: key counts per prefix (with a profile of their TTLs, so that keys

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Sourced by backup.sh and restore-test.sh (and the drill of make restore-test).
 #
 # What a Redis holds, measured the same way by both, so that a restored copy can be compared

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Sourced by restore-checks.sh: the application checks — each daemon started against the
 # restored copy on a free loopback port, /ready 200, one real operation.
 

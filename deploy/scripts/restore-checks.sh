@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Sourced by restore-test.sh: one function per check. Each calls `record NAME pass|fail
 # DETAIL`. They share: $backup $manifest $tmp $bin $scripts $keyring, and after
 # check_restore the scratch Redis ($REDIS_PORT, REDISCLI_AUTH) and $restored (its census).

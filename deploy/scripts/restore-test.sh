@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # restore-test.sh — the DR drill: prove that a backup made by backup.sh restores into a
 # working warden. It never touches the live Redis: it loads a copy of the backup's RDB into
 # a scratch redis-server on a free loopback port and checks, in order:

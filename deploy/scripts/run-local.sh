@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # make run: a private Redis and every built daemon on its default port, with a working
 # demo configuration. Data and logs live in .run/ (ignored by git). Ctrl-C stops all.
 set -eu

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* app: flags, common configuration, /health /ready /metrics, signals and graceful
  * shutdown — everything a daemon's main() would otherwise repeat. */
 #include "shared/app.h"
@@ -86,7 +87,7 @@ static void parse_flags(struct app *a, int argc, char **argv)
             usage(&a->spec, stdout);
             exit(0);
         } else if (strcmp(argv[i], "--version") == 0) {
-            printf("%s %s\n", a->spec.name, WARDEN_VERSION);
+            printf("warden-%s %s\n", a->spec.name, WARDEN_VERSION);
             exit(0);
         } else if (strcmp(argv[i], "--check-config") == 0) {
             a->check_config = 1;

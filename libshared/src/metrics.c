@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* metrics: the registry of counter, gauge and histogram families, lock-free series lookup,
  * atomic updates, and rendering in the Prometheus text format 0.0.4. */
 #include "shared/metrics.h"

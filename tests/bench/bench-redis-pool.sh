@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # make bench-redis-pool: EVALSHA through the pool at 80 and 160 threads, beside
 # redis-benchmark running the same script at the same concurrency, in the same run.
 set -eu

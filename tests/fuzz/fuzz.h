@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz: small checks the libFuzzer harnesses share. A failed check aborts, which
  * libFuzzer reports as a crash with the input that caused it. */
 #ifndef WARDEN_FUZZ_H

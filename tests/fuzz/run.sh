@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # make fuzz: build every tests/fuzz/fuzz_*.c as a libFuzzer binary (clang, ASan + UBSan)
 # against libshared and the daemons' own objects, then run each, one after the other, for
 # SECONDS with its seed corpus (tests/fuzz/corpus/<name>/).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of auditd's chain guarantees: tampering edited directly in Redis is
  * caught by audit-verify (exit 1/2, right seq) and /v1/verify; a truncated tail is caught
  * against a kept checkpoint; key rotation; periodic checkpoints across instances. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of a daemon's command line: --help, --version, --check-config with
  * good and bad values of every variable type (exit 2 with one line naming it). */
 #include <setjmp.h>

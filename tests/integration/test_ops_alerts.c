@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of deploy/prometheus/alerts.yml: promtool accepts the rules and their
  * unit tests pass (when promtool is installed: skipped, and said so, when not); every alert
  * the operations issue asks for is there with a comment saying what to do; and every

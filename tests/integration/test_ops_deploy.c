@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of deploy/systemd, deploy/container and deploy/k8s: the units carry the
  * hardening the operations issue lists and pass secrets as credentials that the daemons
  * really read through *_FILE; systemd-analyze verifies them (when it is installed: skipped,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The DR drill of make restore-test inside make test: tests/ops/restore-drill.sh starts a
  * Redis from deploy/redis/redis.conf with the generated ACL users and the four daemons,
  * puts real data in, backs it up with backup.sh, and runs restore-test.sh on that backup

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers shared by the operations tests (header-only: each test binary is one source
  * file): where the source tree is, reading its files, running its shell scripts, small
  * string sets, and finding tools that may not be installed. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of ratelimitd over real sockets against a private redis-server: the API
  * (fields, headers, statuses), GCRA and sliding-window exactness against a reference read
  * on the Redis clock, no over-grant under concurrency, bad input, shadow mode, rules reload

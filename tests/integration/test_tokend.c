@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tokend end to end: real redis-server, tokend daemons as subprocesses (one per policy
  * set), real HTTP. Follows tokend.md's guarantees: one rotation under 20 concurrent
  * refreshes, reuse detection, fingerprint policy, lifetimes and the per-user cap, revoke,

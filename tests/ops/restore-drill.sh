@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # make restore-test: the DR drill end to end, and proof that it catches damage.
 #   1. a "live" Redis from deploy/redis/redis.conf with the ACL file of gen-acl.sh, on a free
 #      loopback port; the four daemons, each with its own ACL user; real data put in through

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for shared/metrics: exact Prometheus exposition text, label escaping, the
  * overflow series, number formatting, render hooks and exact totals under contention. */
 #include <math.h>

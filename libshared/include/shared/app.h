@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* app: the life of a daemon — flags, common configuration, logging, the Redis pool, the
  * HTTP server with /health, /ready and /metrics, signals and graceful shutdown.
  *
@@ -25,8 +26,7 @@
 #include "shared/metrics.h"
 #include "shared/redis_pool.h"
 #include "shared/script.h"
-
-#define WARDEN_VERSION "0.1.0"
+#include "shared/version.h"
 
 struct app;
 

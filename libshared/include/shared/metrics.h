@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* metrics: counters, gauges and histograms with labels, rendered in the Prometheus text
  * format 0.0.4.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redis_url: parsing REDIS_URL — redis://[user:pass@]host:port[/db], redis://:pass@host,
  * [v6] hosts, unix:///path[?db=N]; percent-encoded credentials. Thread-safe. */
 #ifndef WARDEN_REDIS_URL_H
