@@ -6,7 +6,7 @@ DESTDIR ?=
 BUILD   ?= build
 CC      ?= cc
 
-WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wwrite-strings -Wformat=2
+WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings -Wformat=2
 HARDEN   = -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
 CFLAGS  ?= -O2 -g
 BASEFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -Ilibshared/include -I$(BUILD)/gen

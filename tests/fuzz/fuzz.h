@@ -11,6 +11,9 @@
 
 #include "shared/jsonv.h"
 
+/* The entry point every harness defines; libFuzzer calls it with each input. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 /* A NUL-terminated copy of data (caller frees), or NULL. */
 static inline char *fuzz_cstr(const uint8_t *data, size_t size)
 {

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../../auditd/tool.h"
+#include "fuzz.h"
 #include "shared/crypto.h"
 
 static void check_keys(const struct audit_keyring *kr)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../../auditd/scan.h"
+#include "fuzz.h"
 #include "shared/crypto.h"
 
 static struct audit_key key = {.version = 1, .name = "v1"};

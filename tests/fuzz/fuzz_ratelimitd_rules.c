@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../../ratelimitd/rules.h"
+#include "fuzz.h"
 
 static void check_rule(const struct rl_ruleset *s, size_t i)
 {

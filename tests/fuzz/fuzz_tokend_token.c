@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../../tokend/token.h"
+#include "fuzz.h"
 #include "shared/crypto.h"
 
 #define FUZZ_KEY "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="

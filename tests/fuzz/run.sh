@@ -19,7 +19,7 @@ mkdir -p "$out/gen" "$out/obj"
 sh tools/embed-lua.sh "$out/gen/scripts.c" $(ls lua-scripts/*.lua 2>/dev/null | sort)
 
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Ilibshared/include -I$out/gen"
-WARN="-Wall -Wextra -Wshadow -Wstrict-prototypes -Wwrite-strings -Wformat=2"
+WARN="-Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings -Wformat=2"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 LIBS="-lhiredis -lsodium -lcrypto -ljansson -lpthread -lm"
 
