@@ -146,9 +146,42 @@ fuzz: deps
 lint:
 	@sh tools/lint.sh
 
+# ---- make install: a working system under $(DESTDIR)$(PREFIX) ---------------------------------
+# Programs as warden-<name> (Debian's own auditd is another program), man pages, systemd
+# units (paths rewritten to this prefix), an example environment file per daemon (never
+# over an existing one), the Redis files, the backup and restore scripts with the Lua
+# scripts they check, alert rules and dashboard, and the docs the units point at.
+# PREFIX=/usr puts configuration in /etc and units in /lib/systemd/system (the package).
+BINDIR     ?= $(PREFIX)/bin
+DATADIR    ?= $(PREFIX)/share/warden
+DOCDIR     ?= $(PREFIX)/share/doc/warden
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR    ?= $(if $(filter /usr,$(PREFIX)),/lib,$(PREFIX)/lib)/systemd/system
+UNIT_SED    = -e 's|/usr/bin/|$(BINDIR)/|g' -e 's|/etc/warden/|$(SYSCONFDIR)/warden/|g' \
+              -e 's|/usr/share/doc/warden/|$(DOCDIR)/|g'
+OPS_SCRIPTS = backup.sh restore-test.sh restore-checks.sh restore-apps.sh common.sh
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/warden $(DESTDIR)$(DATADIR)/redis \
+		$(DESTDIR)$(DATADIR)/scripts $(DESTDIR)$(DATADIR)/lua-scripts \
+		$(DESTDIR)$(DATADIR)/prometheus $(DESTDIR)$(DOCDIR)/api
+	for b in $(notdir $(BINS)); do install -m 0755 $(BUILD)/bin/$$b $(DESTDIR)$(BINDIR)/warden-$$b; done
+	install -m 0644 docs/man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 docs/man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	for u in deploy/systemd/*.service; do \
+		sed $(UNIT_SED) $$u >$(DESTDIR)$(UNITDIR)/$${u##*/} && chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/}; done
+	for e in deploy/env/*.env; do d=$(DESTDIR)$(SYSCONFDIR)/warden/$${e##*/}; \
+		[ -e $$d ] || sed $(UNIT_SED) $$e >$$d; done
+	install -m 0644 deploy/redis/redis.conf $(DESTDIR)$(DATADIR)/redis/
+	install -m 0755 deploy/redis/gen-acl.sh $(DESTDIR)$(DATADIR)/redis/
+	install -m 0755 $(OPS_SCRIPTS:%=deploy/scripts/%) tools/scratch-redis.sh $(DESTDIR)$(DATADIR)/scripts/
+	install -m 0644 lua-scripts/*.lua $(DESTDIR)$(DATADIR)/lua-scripts/
+	install -m 0644 deploy/prometheus/*.yml $(DESTDIR)$(DATADIR)/prometheus/
+	install -m 0644 docs/*.md CHANGELOG.md SECURITY.md CONTRIBUTING.md LICENSE $(DESTDIR)$(DOCDIR)/
+	install -m 0644 docs/api/*.md $(DESTDIR)$(DOCDIR)/api/
+	sed 's|](docs/|](|g' README.md >$(DESTDIR)$(DOCDIR)/README.md
 
 clean:
 	rm -rf build

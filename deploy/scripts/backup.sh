@@ -21,7 +21,7 @@ set -eu
 umask 077
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
-. "$here/../../tools/scratch-redis.sh"
+if [ -f "$here/scratch-redis.sh" ]; then . "$here/scratch-redis.sh"; else . "$here/../../tools/scratch-redis.sh"; fi
 
 url=redis://127.0.0.1:6379/0
 out=./backups

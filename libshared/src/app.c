@@ -43,7 +43,7 @@ struct app {
 };
 
 static const char COMMON_HELP[] =
-    "Common environment (see docs/operations.md):\n"
+    "Common environment (man warden-%s; the operations runbook, operations.md):\n"
     "  LISTEN_ADDR            host:port, [::1]:port or unix:/path (default 127.0.0.1:%d)\n"
     "  HTTP_THREADS           HTTP worker threads\n"
     "  HTTP_MAX_BODY          largest request body (e.g. 64KiB)\n"
@@ -59,12 +59,12 @@ static const char COMMON_HELP[] =
 
 static void usage(const struct app_spec *s, FILE *out)
 {
-    fprintf(out, "%s %s — %s\n\n", s->name, WARDEN_VERSION, s->summary ? s->summary : "");
-    fprintf(out, "Usage: %s [--help] [--version] [--check-config]", s->name);
+    fprintf(out, "warden-%s %s — %s\n\n", s->name, WARDEN_VERSION, s->summary ? s->summary : "");
+    fprintf(out, "Usage: warden-%s [--help] [--version] [--check-config]", s->name);
     for (int i = 0; s->flags && s->flags[i]; i++)
         fprintf(out, " [%s]", s->flags[i]);
     fprintf(out, "\n\n");
-    fprintf(out, COMMON_HELP, s->port);
+    fprintf(out, COMMON_HELP, s->name, s->port);
     if (s->env_help)
         fprintf(out, "\n%s", s->env_help);
 }

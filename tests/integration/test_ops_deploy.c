@@ -56,18 +56,6 @@ static int has_line(const char *text, const char *line)
     return 0;
 }
 
-/* The value of the first line starting "key=", copied into buf; NULL if none. */
-static char *unit_value(const char *text, const char *key, char *buf, size_t size)
-{
-    size_t n = strlen(key);
-    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-        if (strncmp(p, key, n) == 0 && p[n] == '=') {
-            snprintf(buf, size, "%.*s", (int)strcspn(p + n + 1, "\n"), p + n + 1);
-            return buf;
-        }
-    return NULL;
-}
-
 static void test_units_are_hardened(void **state)
 {
     (void)state;
@@ -91,7 +79,7 @@ static void test_units_are_hardened(void **state)
         for (int i = 0; LINES[i]; i++)
             if (!has_line(text, LINES[i]))
                 fail_msg("warden-%s.service lacks %s", DAEMONS[d], LINES[i]);
-        snprintf(line, sizeof(line), "ExecStart=/usr/local/bin/%s", DAEMONS[d]);
+        snprintf(line, sizeof(line), "ExecStart=/usr/bin/warden-%s", DAEMONS[d]);
         assert_true(has_line(text, line));
         snprintf(line, sizeof(line), "EnvironmentFile=/etc/warden/%s.env", DAEMONS[d]);
         assert_true(has_line(text, line));
@@ -187,7 +175,7 @@ static void copy_units(char *list, size_t size)
     list[0] = '\0';
     for (int d = 0; d < NDAEMONS; d++) {
         char *text = unit_text(DAEMONS[d]), path[400], from[64];
-        snprintf(from, sizeof(from), "ExecStart=/usr/local/bin/%s", DAEMONS[d]);
+        snprintf(from, sizeof(from), "ExecStart=/usr/bin/warden-%s", DAEMONS[d]);
         char *at = strstr(text, from);
         assert_non_null(at);
         FILE *f;
@@ -220,8 +208,27 @@ static void test_systemd_analyze_verify(void **state)
         paths[d] = strtok(NULL, "\n");
     const char *argv[] = {"systemd-analyze", "verify", paths[0], paths[1],
                           paths[2],          paths[3], NULL};
+    /* verify runs man(1) on each Documentation=man: page: the project's own pages, laid
+     * out as an installed man tree */
+    char mandir[300], manpath[320];
+    snprintf(mandir, sizeof(mandir), "%s/man", tmp);
+    mkdir(mandir, 0755);
+    snprintf(mandir, sizeof(mandir), "%s/man/man8", tmp);
+    mkdir(mandir, 0755);
+    assert_int_equal(access(mandir, W_OK), 0);
+    for (int d = 0; d < NDAEMONS; d++) {
+        char rel[96], dst[400];
+        snprintf(rel, sizeof(rel), "docs/man/warden-%s.8", DAEMONS[d]);
+        char *page = ops_read(ops_src(rel));
+        assert_non_null(page);
+        snprintf(dst, sizeof(dst), "%s/warden-%s.8", mandir, DAEMONS[d]);
+        assert_int_equal(th_write_file(dst, page), 0);
+        free(page);
+    }
+    snprintf(manpath, sizeof(manpath), "MANPATH=%s/man", tmp);
+    const char *env[] = {manpath, NULL};
     char *out = NULL, *err = NULL;
-    int st = th_run(sa, argv, NULL, &out, &err, 30000);
+    int st = th_run(sa, argv, env, &out, &err, 30000);
     if (st != 0 || (err && *err))
         fail_msg("systemd-analyze verify: exit %d\n%s%s", st, out ? out : "", err ? err : "");
     free(out);
@@ -241,7 +248,7 @@ static void test_systemd_analyze_verify(void **state)
 static char *readiness_command(const char *daemon)
 {
     char *text = unit_text(daemon), line[1024] = "";
-    assert_non_null(unit_value(text, "ExecStartPost", line, sizeof(line)));
+    assert_non_null(ops_unit_value(text, "ExecStartPost", line, sizeof(line)));
     free(text);
     char *cmd = calloc(1, strlen(line) + 1), *o = cmd;
     for (const char *p = line; *p; p++) {

@@ -162,7 +162,7 @@ static void test_one_version_everywhere(void **state)
     free(h);
     char *deb = ops_read(ops_src("debian/changelog"));
     assert_non_null(deb);
-    snprintf(line, sizeof(line), "warden (%s-", want);
+    snprintf(line, sizeof(line), "warden (%s) ", want);
     if (strncmp(deb, line, strlen(line)) != 0)
         fail_msg("debian/changelog's newest entry is not %s: %.40s", want, deb);
     free(deb);
