@@ -287,6 +287,19 @@ struct metric *metrics_histogram(struct metrics *m, const char *name, const char
     return family_add(m, f);
 }
 
+struct metric *metrics_find(struct metrics *m, const char *name)
+{
+    size_t plen = strlen(m->prefix);
+    for (struct metric *f = m->first; f; f = f->next) {
+        const char *n = f->name;
+        if (plen && (strncmp(n, m->prefix, plen) != 0 || n[plen] != '_'))
+            continue;
+        if (strcmp(n + plen + (plen ? 1 : 0), name) == 0)
+            return f;
+    }
+    return NULL;
+}
+
 void metrics_on_render(struct metrics *m, void (*fn)(void *arg), void *arg)
 {
     assert(m && fn && m->nhooks < METRICS_MAX_HOOKS);

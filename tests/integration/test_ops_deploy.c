@@ -4,7 +4,8 @@
  * really read through *_FILE; systemd-analyze verifies them (when it is installed: skipped,
  * and said so, when not); their readiness command waits for /health on LISTEN_ADDR; the
  * container's runtime packages are exactly the libraries the binaries link; the sidecar
- * examples (idemd, auditd) probe /health and /ready and mount their secrets as files, and
+ * examples (idemd, auditd) probe /health and /ready on the metrics listener (METRICS_ADDR),
+ * which Prometheus scrapes, and mount their secrets as files, and
  * auditd's unit and sidecar give it a state directory. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -419,7 +420,7 @@ static void test_container_runtime_is_what_the_binaries_link(void **state)
  * the lines of its own (NULL-terminated) besides. */
 static void check_sidecar(const char *daemon, int port, const char *const *own)
 {
-    char rel[96], must[20][128];
+    char rel[96], must[24][128];
     int n = 0;
     snprintf(rel, sizeof(rel), "deploy/k8s/%s-sidecar.yaml", daemon);
     char *y = ops_read(ops_src(rel));
@@ -427,8 +428,12 @@ static void check_sidecar(const char *daemon, int port, const char *const *own)
         fail_msg("%s is missing", rel);
     snprintf(must[n++], sizeof(must[0]), "- name: %s", daemon);
     snprintf(must[n++], sizeof(must[0]), "{name: LISTEN_ADDR, value: \"127.0.0.1:%d\"}", port);
-    snprintf(must[n++], sizeof(must[0]), "\"http://127.0.0.1:%d/health\"", port);
-    snprintf(must[n++], sizeof(must[0]), "\"http://127.0.0.1:%d/ready\"", port);
+    /* probes and scraping on the metrics listener, the API on loopback */
+    snprintf(must[n++], sizeof(must[0]), "{name: METRICS_ADDR, value: \"0.0.0.0:9090\"}");
+    snprintf(must[n++], sizeof(must[0]), "- {name: metrics, containerPort: 9090}");
+    snprintf(must[n++], sizeof(must[0]), "httpGet: {path: /health, port: metrics}");
+    snprintf(must[n++], sizeof(must[0]), "httpGet: {path: /ready, port: metrics}");
+    snprintf(must[n++], sizeof(must[0]), "prometheus.io/port: \"9090\"");
     snprintf(must[n++], sizeof(must[0]), "secretName: warden-%s", daemon);
     static const char *const COMMON[] = {
         "- name: app",

@@ -39,6 +39,10 @@ struct metric *metrics_gauge(struct metrics *m, const char *name, const char *he
 struct metric *metrics_histogram(struct metrics *m, const char *name, const char *help,
                                  const char *labels, const double *buckets, size_t nbuckets);
 
+/* The family registered under name (without the prefix), or NULL. For giving a family
+ * registered elsewhere its known label values at 0 from the start. */
+struct metric *metrics_find(struct metrics *m, const char *name);
+
 /* The series for these label values (as many as the family has label names; NULL for a
  * family without labels). Never NULL. */
 struct metric_series *metric_series(struct metric *f, const char *const *values);
