@@ -21,7 +21,7 @@ ifneq ($(CI),)
 endif
 ALL_CFLAGS = $(BASEFLAGS) $(HARDEN) $(CFLAGS) $(WERROR)
 LDFLAGS_ALL = -pie -Wl,-z,relro -Wl,-z,now $(LDSAN) $(LDFLAGS)
-LIBS = -lhiredis -lsodium -lcrypto -ljansson -lpthread -lm
+LIBS = -lhiredis -lsodium -lcrypto -ljansson -lsystemd -lpthread -lm
 
 # ---- libshared -------------------------------------------------------------
 SHARED_SRC = $(wildcard libshared/src/*.c)

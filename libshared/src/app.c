@@ -17,6 +17,7 @@
 #include "shared/listen.h"
 #include "shared/log.h"
 #include "shared/procstat.h"
+#include "shared/sdnotify.h"
 
 struct app {
     struct app_spec spec;
@@ -37,6 +38,9 @@ struct app {
     struct metric_series *s_stale;
     uint64_t stale_seen;
     pthread_mutex_t stale_mu;
+    /* systemd: the watchdog and STATUS= thread, and the Redis state it last reported */
+    struct sdn_pulse *pulse;
+    char redis_state[96];
     int64_t shutdown_timeout_ms;
     enum log_level level;
     int check_config;
@@ -413,6 +417,43 @@ static void log_startup(struct app *a)
              LF_I("total", st.total), LF_I("idle", st.idle), LF_I("stale", st.stale));
 }
 
+/* "ready", or "not ready (<reason>)": Redis as /ready sees it. */
+static void redis_state(struct app *a, char *out, size_t size)
+{
+    char reason[64];
+    if (rpool_ready(a->pool, reason, sizeof(reason)) == 0)
+        snprintf(out, size, "ready");
+    else
+        snprintf(out, size, "not ready (%s)", reason);
+}
+
+/* On the pulse thread: a STATUS= line whenever Redis's state changes. */
+static void status_tick(void *arg)
+{
+    struct app *a = arg;
+    char state[sizeof(a->redis_state)];
+    redis_state(a, state, sizeof(state));
+    if (strcmp(state, a->redis_state) == 0)
+        return;
+    snprintf(a->redis_state, sizeof(a->redis_state), "%s", state);
+    sdn_send("STATUS=listening on %s; redis %s", http_listen_addr(a->http), state);
+}
+
+/* SIGHUP: the daemon's reload hook between RELOADING=1 and READY=1; a daemon without one
+ * reads its settings at start only, and says so rather than pretend. */
+static void on_sighup(struct app *a)
+{
+    if (!a->reload_fn) {
+        log_info(NULL, "SIGHUP ignored: settings are read at start only; restart to apply "
+                       "changes");
+        return;
+    }
+    log_info(NULL, "SIGHUP: reloading");
+    sdn_send("RELOADING=1\nSTATUS=reloading");
+    a->reload_fn(a->reload_arg);
+    sdn_send("READY=1\nSTATUS=listening on %s; reloaded", http_listen_addr(a->http));
+}
+
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -479,15 +520,22 @@ int app_run(struct app *a)
     if (a->mhttp)
         log_info(NULL, "metrics listening", LF_S("addr", http_listen_addr(a->mhttp)));
     log_startup(a);
+    /* Listening: systemd may start what depends on this unit. Redis may still be down
+     * (/ready 503): STATUS says so, and says again when that changes. */
+    redis_state(a, a->redis_state, sizeof(a->redis_state));
+    sdn_send("READY=1\nSTATUS=listening on %s; redis %s", http_listen_addr(a->http),
+             a->redis_state);
+    a->pulse = sdn_pulse_start(status_tick, a);
     for (;;) {
         if (sigwait(&a->signals, &sig) != 0)
             continue;
         if (sig != SIGHUP)
             break;
-        log_info(NULL, "SIGHUP: reloading");
-        if (a->reload_fn)
-            a->reload_fn(a->reload_arg);
+        on_sighup(a);
     }
+    sdn_pulse_stop(a->pulse);
+    a->pulse = NULL;
+    sdn_send("STOPPING=1\nSTATUS=shutting down");
     log_info(NULL, "shutting down", LF_S("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"),
              LF_I("in_flight", http_in_flight(a->http)));
     shut_down(a);

@@ -21,7 +21,7 @@ sh tools/embed-lua.sh "$out/gen/scripts.c" $(ls lua-scripts/*.lua 2>/dev/null | 
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Ilibshared/include -I$out/gen"
 WARN="-Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings -Wformat=2"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
-LIBS="-lhiredis -lsodium -lcrypto -ljansson -lpthread -lm"
+LIBS="-lhiredis -lsodium -lcrypto -ljansson -lsystemd -lpthread -lm"
 
 # The code under test, compiled once (with coverage for libFuzzer): libshared and every
 # daemon's files except main.c and its command-line tools.

@@ -2,7 +2,7 @@
 /* Integration tests of deploy/systemd, deploy/container and deploy/k8s: the units carry the
  * hardening the operations issue lists and pass secrets as credentials that the daemons
  * really read through *_FILE; systemd-analyze verifies them (when it is installed: skipped,
- * and said so, when not); their readiness command waits for /health on LISTEN_ADDR; the
+ * and said so, when not); they are Type=notify with a watchdog; the
  * container's runtime packages are exactly the libraries the binaries link; the sidecar
  * examples (idemd, auditd) probe /health and /ready on the metrics listener (METRICS_ADDR),
  * which Prometheus scrapes, and mount their secrets as files, and
@@ -20,7 +20,6 @@
 
 #define NDAEMONS 4
 static const char *const DAEMONS[NDAEMONS] = {"ratelimitd", "auditd", "idemd", "tokend"};
-static const int PORTS[NDAEMONS] = {8081, 8082, 8083, 8084};
 
 static char tmp[256];
 
@@ -60,7 +59,7 @@ static int has_line(const char *text, const char *line)
 static void test_units_are_hardened(void **state)
 {
     (void)state;
-    static const char *const LINES[] = {"Type=exec",
+    static const char *const LINES[] = {"Type=notify",
                                         "Restart=on-failure",
                                         "DynamicUser=yes",
                                         "NoNewPrivileges=yes",
@@ -245,70 +244,24 @@ static void test_systemd_analyze_verify(void **state)
     }
 }
 
-/* The unit's ExecStartPost= command as the shell gets it ($$ is systemd's escape for $). */
-static char *readiness_command(const char *daemon)
-{
-    char *text = unit_text(daemon), line[1024] = "";
-    assert_non_null(ops_unit_value(text, "ExecStartPost", line, sizeof(line)));
-    free(text);
-    char *cmd = calloc(1, strlen(line) + 1), *o = cmd;
-    for (const char *p = line; *p; p++) {
-        *o++ = *p;
-        if (p[0] == '$' && p[1] == '$')
-            p++;
-    }
-    return cmd;
-}
-
-static int run_readiness(const char *cmd, const char *listen, int timeout_ms)
-{
-    char env[512];
-    snprintf(env, sizeof(env), "LISTEN_ADDR=%s", listen);
-    const char *argv[] = {"sh", "-c", cmd, NULL}, *envp[] = {env, NULL};
-    return th_run("/bin/sh", argv, envp, NULL, NULL, timeout_ms);
-}
-
-/* The command waits for /health on LISTEN_ADDR: it answers at once for a daemon that runs,
- * waits for one that starts late, works over a unix socket, and never reports success
- * while nothing listens. Any daemon serves /health, idemd is used (no Redis needed). */
-static void test_unit_readiness_waits_for_health(void **state)
+/* Readiness is the daemon's own (sd_notify, test_sdnotify.c): Type=notify, notifications
+ * from the main process only, a watchdog, no polling command; ExecReload only where
+ * SIGHUP reloads something (ratelimitd's rules). */
+static void test_units_are_type_notify(void **state)
 {
     (void)state;
-    struct th_proc idemd = {0}, late = {0}, sh = {0}, uds = {0};
-    char listen[300], want[64], env_listen[320];
-    assert_int_equal(th_daemon_start(&idemd, "bin/idemd", "redis://127.0.0.1:1/0", NULL), 0);
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", idemd.port);
     for (int d = 0; d < NDAEMONS; d++) {
-        char *cmd = readiness_command(DAEMONS[d]);
-        snprintf(want, sizeof(want), "LISTEN_ADDR:-127.0.0.1:%d}", PORTS[d]);
-        assert_non_null(strstr(cmd, want)); /* its own default port when LISTEN_ADDR is unset */
-        assert_int_equal(run_readiness(cmd, listen, 10000), 0);
-        free(cmd);
+        char *text = unit_text(DAEMONS[d]), v[256];
+        assert_true(has_line(text, "Type=notify"));
+        assert_true(has_line(text, "NotifyAccess=main"));
+        assert_non_null(ops_unit_value(text, "WatchdogSec", v, sizeof(v)));
+        assert_null(ops_unit_value(text, "ExecStartPost", v, sizeof(v)));
+        if (strcmp(DAEMONS[d], "ratelimitd") == 0)
+            assert_true(has_line(text, "ExecReload=/bin/kill -HUP $MAINPID"));
+        else
+            assert_null(ops_unit_value(text, "ExecReload", v, sizeof(v)));
+        free(text);
     }
-    char *cmd = readiness_command("idemd");
-    int port = th_free_port();
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-    assert_true(run_readiness(cmd, listen, 2500) != 0); /* nothing there: still waiting, */
-    size_t len = strlen(cmd);                           /* and it gives up with a failure */
-    assert_true(len > 9 && strcmp(cmd + len - 9, "; exit 1'") == 0);
-
-    snprintf(env_listen, sizeof(env_listen), "LISTEN_ADDR=%s", listen);
-    const char *sh_argv[] = {"sh", "-c", cmd, NULL}, *sh_env[] = {env_listen, NULL};
-    const char *d_argv[] = {"idemd", NULL};
-    const char *d_env[] = {env_listen, "REDIS_URL=redis://127.0.0.1:1/0", NULL};
-    assert_int_equal(th_proc_start(&sh, "/bin/sh", sh_argv, sh_env, 0), 0);
-    usleep(1000 * 1000);
-    assert_int_equal(th_proc_start(&late, th_bin("bin/idemd"), d_argv, d_env, port), 0);
-    assert_int_equal(th_proc_wait(&sh, 15000), 0); /* succeeded once the daemon came up */
-
-    snprintf(env_listen, sizeof(env_listen), "LISTEN_ADDR=unix:%s/idemd.sock", tmp);
-    d_env[0] = env_listen;
-    assert_int_equal(th_proc_start(&uds, th_bin("bin/idemd"), d_argv, d_env, 0), 0);
-    assert_int_equal(run_readiness(cmd, env_listen + strlen("LISTEN_ADDR="), 10000), 0);
-    free(cmd);
-    th_proc_stop(&uds, SIGTERM, 5000);
-    th_proc_stop(&late, SIGTERM, 5000);
-    th_proc_stop(&idemd, SIGTERM, 5000);
 }
 
 /* ---- the container image ------------------------------------------------------------------- */
@@ -483,7 +436,7 @@ int main(void)
         cmocka_unit_test(test_units_are_hardened),
         cmocka_unit_test(test_unit_credentials_are_read_by_the_daemons),
         cmocka_unit_test(test_systemd_analyze_verify),
-        cmocka_unit_test(test_unit_readiness_waits_for_health),
+        cmocka_unit_test(test_units_are_type_notify),
         cmocka_unit_test(test_container_runtime_is_what_the_binaries_link),
         cmocka_unit_test(test_k8s_sidecar_example),
     };
