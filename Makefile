@@ -118,8 +118,10 @@ tests-build: all $(UNIT_BINS) $(INTEG_BINS) $(TESTD) $(BENCH_BINS)
 deps:
 	@sh tools/deps.sh
 
+# PORT_BASE=9080 moves the daemons to 9081..9084. The script runs as a job of its own
+# (sh -m): Ctrl-C reaches it and not make, so it stops everything and make exits 0.
 run: deps all
-	@sh deploy/scripts/run-local.sh $(BUILD)
+	@PORT_BASE=$(or $(PORT_BASE),8080) sh -c 'set -m 2>/dev/null; sh deploy/scripts/run-local.sh "$$1"' run $(BUILD)
 
 # make test builds with -Werror (CONTRIBUTING.md, "Testing"), CI or not; plain `make` only under CI=true.
 test: deps
