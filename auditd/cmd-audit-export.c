@@ -14,8 +14,8 @@
 #define PAGE 1000
 
 static const char USAGE[] =
-    "usage: audit-export --redis redis://host:6379/0 [--chain default] [--from-seq N]\n"
-    "                    [--to-seq N]   (JSON lines on stdout)\n"
+    "usage: warden-audit-export --redis redis://host:6379/0 [--chain default] [--from-seq N]\n"
+    "                           [--to-seq N]   (JSON lines on stdout)\n"
     "       --redis may be left out when REDIS_URL is set; --check-config; --version\n";
 
 struct opts {
