@@ -182,6 +182,8 @@ install: all
 	install -m 0644 $(OPS_LIBS:%=deploy/scripts/%) tools/scratch-redis.sh $(DESTDIR)$(DATADIR)/scripts/
 	install -m 0644 lua-scripts/*.lua $(DESTDIR)$(DATADIR)/lua-scripts/
 	install -m 0644 deploy/prometheus/*.yml $(DESTDIR)$(DATADIR)/prometheus/
+	install -d $(DESTDIR)$(DATADIR)/grafana
+	install -m 0644 deploy/grafana/*.json $(DESTDIR)$(DATADIR)/grafana/
 	install -m 0644 docs/*.md CHANGELOG.md SECURITY.md CONTRIBUTING.md LICENSE $(DESTDIR)$(DOCDIR)/
 	install -m 0644 docs/api/*.md $(DESTDIR)$(DOCDIR)/api/
 	sed 's|](docs/|](|g' README.md >$(DESTDIR)$(DOCDIR)/README.md

@@ -4,7 +4,8 @@
  * three; every daemon's exposition passes `promtool check metrics`; the standard process_*
  * metrics are there with sane values; every counter is a counter named *_total (the pool's
  * closed connections as redis_pool_stale_connections_total); labelled counters show their
- * known label values at 0 before anything happened. */
+ * known label values at 0 before anything happened. The Grafana dashboard's queries parse
+ * (promtool check rules) and name only metrics the daemons export. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -214,6 +215,98 @@ static void test_bad_metrics_addr_is_refused(void **state)
     free(err);
 }
 
+/* Every "expr" of the dashboard, into exprs (borrowed from doc). */
+static int dashboard_exprs(json_t *doc, const char **exprs, int max)
+{
+    size_t i, k;
+    json_t *panel, *target;
+    int n = 0;
+    json_array_foreach(json_object_get(doc, "panels"), i, panel)
+    {
+        json_array_foreach(json_object_get(panel, "targets"), k, target)
+        {
+            const char *e = json_string_value(json_object_get(target, "expr"));
+            if (e && n < max)
+                exprs[n++] = e;
+        }
+    }
+    return n;
+}
+
+static void test_dashboard_queries_use_real_metrics(void **state)
+{
+    (void)state;
+    json_error_t je;
+    json_t *doc = json_load_file(ops_src("deploy/grafana/warden.json"), 0, &je);
+    if (!doc)
+        fail_msg("deploy/grafana/warden.json: %s (line %d)", je.text, je.line);
+    const char *exprs[128];
+    int n = dashboard_exprs(doc, exprs, 128);
+    assert_true(n >= 10);
+    /* every metric a query names is exported by a running daemon */
+    char *all[NDAEMONS];
+    for (int d = 0; d < NDAEMONS; d++)
+        all[d] = scrape(daemons[d].port);
+    regex_t name;
+    regmatch_t m[2];
+    assert_int_equal(
+        regcomp(&name, "((ratelimitd|auditd|idemd|tokend|process)_[a-z_]+)", REG_EXTENDED), 0);
+    for (int i = 0; i < n; i++)
+        for (const char *p = exprs[i]; regexec(&name, p, 2, m, 0) == 0; p += m[0].rm_eo) {
+            char metric[160], line[170];
+            snprintf(metric, sizeof(metric), "%.*s", (int)(m[1].rm_eo - m[1].rm_so),
+                     p + m[1].rm_so);
+            int found = 0;
+            for (int d = 0; d < NDAEMONS && !found; d++) {
+                snprintf(line, sizeof(line), "\n%s{", metric);
+                found = strstr(all[d], line) != NULL;
+                snprintf(line, sizeof(line), "\n%s ", metric);
+                found = found || strstr(all[d], line) != NULL;
+                /* a family with no series yet, or a histogram's _bucket of a family */
+                char base[160];
+                snprintf(base, sizeof(base), "%s", metric);
+                char *suffix = strrchr(base, '_');
+                if (suffix && (!strcmp(suffix, "_bucket") || !strcmp(suffix, "_sum") ||
+                               !strcmp(suffix, "_count")))
+                    *suffix = '\0';
+                snprintf(line, sizeof(line), "# TYPE %s ", base);
+                found = found || strstr(all[d], line) != NULL;
+            }
+            if (!found)
+                fail_msg("the dashboard queries %s, which no daemon exports (%s)", metric,
+                         exprs[i]);
+        }
+    regfree(&name);
+    for (int d = 0; d < NDAEMONS; d++)
+        free(all[d]);
+    /* and each parses as PromQL: promtool checks them as recording rules */
+    const char *tool = ops_which("promtool");
+    if (tool) {
+        char path[400], rule[1400], cmd[2100], *out = NULL, *err = NULL;
+        snprintf(path, sizeof(path), "%s/dashboard-rules.yml", tmp);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("groups:\n  - name: dashboard\n    rules:\n", f);
+        for (int i = 0; i < n; i++) {
+            snprintf(rule, sizeof(rule), "      - record: dashboard:query%d\n        expr: '%s'\n",
+                     i, exprs[i]);
+            fputs(rule, f);
+        }
+        fclose(f);
+        snprintf(cmd, sizeof(cmd), "'%s' check rules '%s'", tool, path);
+        const char *argv[] = {"sh", "-c", cmd, NULL};
+        int st = th_run("/bin/sh", argv, NULL, &out, &err, 30000);
+        if (st != 0)
+            fail_msg("promtool check rules on the dashboard's queries: exit %d\n%s%s", st,
+                     out ? out : "", err ? err : "");
+        free(out);
+        free(err);
+    } else {
+        print_message("promtool is not installed: the queries' syntax was not checked\n");
+    }
+    json_decref(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -223,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_counters_are_counters),
         cmocka_unit_test(test_known_label_values_start_at_zero),
         cmocka_unit_test(test_bad_metrics_addr_is_refused),
+        cmocka_unit_test(test_dashboard_queries_use_real_metrics),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
