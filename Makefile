@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # warden — one entry point. `make` builds every daemon and tool; see README.md.
 
 PREFIX  ?= /usr/local
@@ -5,7 +6,7 @@ DESTDIR ?=
 BUILD   ?= build
 CC      ?= cc
 
-WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wwrite-strings -Wformat=2
+WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings -Wformat=2
 HARDEN   = -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
 CFLAGS  ?= -O2 -g
 BASEFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -Ilibshared/include -I$(BUILD)/gen
@@ -18,9 +19,9 @@ endif
 ifneq ($(CI),)
   WERROR = -Werror
 endif
-ALL_CFLAGS = $(BASEFLAGS) $(HARDEN) $(CFLAGS) $(WERROR)
+ALL_CFLAGS = $(BASEFLAGS) $(HARDEN) $(CPPFLAGS) $(CFLAGS) $(WERROR)
 LDFLAGS_ALL = -pie -Wl,-z,relro -Wl,-z,now $(LDSAN) $(LDFLAGS)
-LIBS = -lhiredis -lsodium -lssl -lcrypto -ljansson -lpthread -lm
+LIBS = -lhiredis -lsodium -lssl -lcrypto -ljansson -lsystemd -lpthread -lm
 
 # ---- libshared -------------------------------------------------------------
 SHARED_SRC = $(wildcard libshared/src/*.c)
@@ -53,7 +54,7 @@ INTEG_BINS  = $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(wi
 TESTD       = $(BUILD)/tests/testd
 BENCH_BINS  = $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(wildcard tests/bench/*.c))
 
-.PHONY: all deps run test asan fuzz bench bench-redis-pool lint clean install tests-build
+.PHONY: all deps run test asan fuzz bench bench-redis-pool lint clean install tests-build deb
 .DEFAULT_GOAL := all
 
 all: $(BINS)
@@ -117,10 +118,12 @@ tests-build: all $(UNIT_BINS) $(INTEG_BINS) $(TESTD) $(BENCH_BINS)
 deps:
 	@sh tools/deps.sh
 
+# PORT_BASE=9080 moves the daemons to 9081..9084. The script runs as a job of its own
+# (sh -m): Ctrl-C reaches it and not make, so it stops everything and make exits 0.
 run: deps all
-	@sh deploy/scripts/run-local.sh $(BUILD)
+	@PORT_BASE=$(or $(PORT_BASE),8080) sh -c 'set -m 2>/dev/null; sh deploy/scripts/run-local.sh "$$1"' run $(BUILD)
 
-# make test builds with -Werror (TESTING.md), CI or not; plain `make` only under CI=true.
+# make test builds with -Werror (CONTRIBUTING.md, "Testing"), CI or not; plain `make` only under CI=true.
 test: deps
 	@$(MAKE) --no-print-directory -j2 WERROR=-Werror tests-build
 	@sh tests/run.sh $(BUILD)
@@ -145,9 +148,64 @@ fuzz: deps
 lint:
 	@sh tools/lint.sh
 
+# ---- make install: a working system under $(DESTDIR)$(PREFIX) ---------------------------------
+# Programs as warden-<name> (Debian's own auditd is another program), man pages, systemd
+# units (paths rewritten to this prefix), an example environment file per daemon (never
+# over an existing one), the Redis files, the backup and restore scripts with the Lua
+# scripts they check, alert rules and dashboard, and the docs the units point at.
+# PREFIX=/usr puts configuration in /etc and units in /lib/systemd/system (the package).
+BINDIR     ?= $(PREFIX)/bin
+DATADIR    ?= $(PREFIX)/share/warden
+DOCDIR     ?= $(PREFIX)/share/doc/warden
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR    ?= $(if $(filter /usr,$(PREFIX)),/lib,$(PREFIX)/lib)/systemd/system
+UNIT_SED    = -e 's|/usr/bin/|$(BINDIR)/|g' -e 's|/etc/warden/|$(SYSCONFDIR)/warden/|g' \
+              -e 's|/usr/share/doc/warden/|$(DOCDIR)/|g'
+OPS_LIBS    = restore-checks.sh restore-apps.sh common.sh
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/warden $(DESTDIR)$(DATADIR)/redis \
+		$(DESTDIR)$(DATADIR)/scripts $(DESTDIR)$(DATADIR)/lua-scripts \
+		$(DESTDIR)$(DATADIR)/prometheus $(DESTDIR)$(DOCDIR)/api
+	for b in $(notdir $(BINS)); do install -m 0755 $(BUILD)/bin/$$b $(DESTDIR)$(BINDIR)/warden-$$b; done
+	install -m 0644 docs/man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 docs/man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	for u in deploy/systemd/*.service; do \
+		sed $(UNIT_SED) $$u >$(DESTDIR)$(UNITDIR)/$${u##*/} && chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/}; done
+	for e in deploy/env/*.env; do d=$(DESTDIR)$(SYSCONFDIR)/warden/$${e##*/}; \
+		[ -e $$d ] || sed $(UNIT_SED) $$e >$$d; done
+	install -m 0644 deploy/redis/redis.conf $(DESTDIR)$(DATADIR)/redis/
+	install -m 0755 deploy/redis/gen-acl.sh $(DESTDIR)$(DATADIR)/redis/
+	install -m 0755 deploy/scripts/backup.sh deploy/scripts/restore-test.sh $(DESTDIR)$(DATADIR)/scripts/
+	install -m 0644 $(OPS_LIBS:%=deploy/scripts/%) tools/scratch-redis.sh $(DESTDIR)$(DATADIR)/scripts/
+	install -m 0644 lua-scripts/*.lua $(DESTDIR)$(DATADIR)/lua-scripts/
+	install -m 0644 deploy/prometheus/*.yml $(DESTDIR)$(DATADIR)/prometheus/
+	install -d $(DESTDIR)$(DATADIR)/grafana
+	install -m 0644 deploy/grafana/*.json $(DESTDIR)$(DATADIR)/grafana/
+	install -m 0644 docs/*.md CHANGELOG.md SECURITY.md CONTRIBUTING.md LICENSE $(DESTDIR)$(DOCDIR)/
+	install -m 0644 docs/api/*.md $(DESTDIR)$(DOCDIR)/api/
+	sed 's|](docs/|](|g' README.md >$(DESTDIR)$(DOCDIR)/README.md
+
+# ---- make deb: build/warden_<version>_<arch>.deb with the Debian tools -----------------------
+# A copy of the tree (without build output) goes through dpkg-buildpackage (debian/), so the
+# checkout's debian/ stays clean; then lintian (pedantic), which must find nothing (debian/
+# warden.lintian-overrides explains any tag kept).
+VERSION  = $(shell sed -n 's/^\#define WARDEN_VERSION "\(.*\)"/\1/p' libshared/include/shared/version.h)
+DEB_ARCH = $(shell dpkg --print-architecture 2>/dev/null)
+DEB      = $(BUILD)/warden_$(VERSION)_$(DEB_ARCH).deb
+
+deb:
+	@sh tools/deps.sh debhelper lintian
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb/warden-$(VERSION)
+	tar --exclude=./build --exclude=./.run --exclude=./.git --exclude=./backups -cf - . | \
+		tar -xf - -C $(BUILD)/deb/warden-$(VERSION)
+	cd $(BUILD)/deb/warden-$(VERSION) && dpkg-buildpackage -b -us -uc
+	mv $(BUILD)/deb/warden_$(VERSION)_$(DEB_ARCH).deb $(DEB)
+	lintian --fail-on error,warning,info --info --pedantic $(DEB) || \
+		{ echo "make deb: lintian found problems in $(DEB)" >&2; exit 1; }
+	@echo "make deb: $(DEB)"
 
 clean:
 	rm -rf build

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api: the /v1 handlers of auditd. */
 #include "api.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api: auditd's HTTP handlers. They parse the request, call the appender, the store, the
  * verifier or the checkpointer, and render the answer. */
 #ifndef AUDIT_API_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* appender: group commit of audit entries through the audit_append.lua compare-and-set. */
 #include "appender.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* appender: the one writer of a chain within a process. Requests queue up; one thread
  * takes whatever is waiting (up to AUDIT_BATCH_MAX requests), builds their entries on the
  * head it knows, signs them and commits them with one audit_append.lua compare-and-set

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* checkpoint: C2SP signed notes over a chain head. */
 #include "checkpoint.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* checkpoint: signed checkpoints of a chain head in the C2SP signed-note layout:
  *
  *     <origin>\n<seq>\n<base64 of the 32-byte head hash>\n

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* checkpointer: on-demand and periodic signed checkpoints. */
 #include "checkpointer.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* checkpointer: signed checkpoints of the live head — made on demand (GET /v1/checkpoint)
  * and every AUDIT_CHECKPOINT_INTERVAL by a background thread, stored in
  * audit:{<chain>}:checkpoints by audit_checkpoint.lua at most once per interval across

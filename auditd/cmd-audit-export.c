@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* audit-export: write a chain from Redis as JSON lines, one entry each in the
  * GET /v1/events form — exactly what audit-verify --file reads. Exit 0, or 3 on a usage
  * or I/O error. */
@@ -13,8 +14,8 @@
 #define PAGE 1000
 
 static const char USAGE[] =
-    "usage: audit-export --redis redis://host:6379/0 [--chain default] [--from-seq N]\n"
-    "                    [--to-seq N]   (JSON lines on stdout)\n"
+    "usage: warden-audit-export --redis redis://host:6379/0 [--chain default] [--from-seq N]\n"
+    "                           [--to-seq N]   (JSON lines on stdout)\n"
     "       --redis may be left out when REDIS_URL is set; --check-config; --version\n";
 
 struct opts {
@@ -44,7 +45,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                 return -1;
             break;
         case 'h': fputs(USAGE, stdout); exit(0);
-        case 'V': puts("audit-export " WARDEN_VERSION); exit(0);
+        case 'V': puts("warden-audit-export " WARDEN_VERSION); exit(0);
         case 'C': o->check = 1; break;
         default: return -1;
         }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* audit-verify: the auditors' chain-verify tool. Streams a chain from Redis or an export
  * file through the verifier and prints one summary line (or a JSON report).
  * Exit status: 0 verified, 1 tampered, 2 unverifiable or incomplete, 3 usage or I/O. */
@@ -15,21 +16,26 @@
 #include "verify.h"
 
 #define EXIT_USAGE 3
+#define MAX_KEYRINGS 16
 
 struct opts {
-    const char *redis, *file, *chain, *keys, *expect;
+    const char *redis, *file, *chain, *expect;
+    const char *keys[MAX_KEYRINGS]; /* --keys, once or more: merged */
+    int nkeys;
     char expect_head[96];
     long long from_seq;
     int threads, json, check;
 };
 
 static const char USAGE[] =
-    "usage: audit-verify --redis redis://host:6379/0 [--chain default] --keys keyring.json\n"
+    "usage: warden-audit-verify --redis redis://host:6379/0 [--chain default]\n"
+    "                    --keys keyring.json [--keys keyring.json ...]\n"
     "                    [--from-seq N] [--expect checkpoint.txt | --expect-head SEQ:HASH]\n"
     "                    [--threads N] [--json]\n"
-    "       audit-verify --file export.jsonl --keys keyring.json [...]\n"
-    "       --redis may be left out when REDIS_URL is set (keeps a password off the command\n"
-    "       line); --check-config checks the options and files and prints them; --version\n"
+    "       warden-audit-verify --file export.jsonl --keys keyring.json [...]\n"
+    "       --keys more than once merges the keyrings; --redis may be left out when\n"
+    "       REDIS_URL is set (keeps a password off the command line); --check-config\n"
+    "       checks the options and files and prints them; --version; -h, --help\n"
     "exit: 0 verified, 1 tampered, 2 unverifiable or incomplete, 3 usage or I/O error\n";
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -50,16 +56,20 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     long long n;
     int c;
     *o = (struct opts){.chain = "default", .from_seq = 1, .threads = 1};
-    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
         switch (c) {
         case 'r': o->redis = optarg; break;
         case 'f': o->file = optarg; break;
         case 'c': o->chain = optarg; break;
-        case 'k': o->keys = optarg; break;
+        case 'k':
+            if (o->nkeys == MAX_KEYRINGS)
+                return -1;
+            o->keys[o->nkeys++] = optarg;
+            break;
         case 'e': o->expect = optarg; break;
         case 'j': o->json = 1; break;
         case 'C': o->check = 1; break;
-        case 'V': puts("audit-verify " WARDEN_VERSION); exit(0);
+        case 'V': puts("warden-audit-verify " WARDEN_VERSION); exit(0);
         case 'H': snprintf(o->expect_head, sizeof(o->expect_head), "%s", optarg); break;
         case 's':
             if (audit_tool_num(optarg, 1, 1LL << 62, &o->from_seq) != 0)
@@ -76,7 +86,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     }
     if (!o->file)
         o->redis = audit_tool_redis_url(o->redis);
-    if (optind != argc || !o->keys || !o->redis == !o->file || !audit_chain_valid(o->chain) ||
+    if (optind != argc || !o->nkeys || !o->redis == !o->file || !audit_chain_valid(o->chain) ||
         (o->expect && o->expect_head[0]))
         return -1;
     return 0;
@@ -181,7 +191,7 @@ int main(int argc, char **argv)
         fputs(USAGE, stderr);
         return EXIT_USAGE;
     }
-    struct audit_keyring *kr = audit_tool_keyring(o.keys, err, sizeof(err));
+    struct audit_keyring *kr = audit_tool_keyrings(o.keys, o.nkeys, err, sizeof(err));
     if (!kr) {
         fprintf(stderr, "audit-verify: %s\n", err);
         return EXIT_USAGE;
@@ -200,10 +210,11 @@ int main(int argc, char **argv)
     }
     if (o.check) {
         audit_tool_print_url("redis", o.redis);
-        printf("file=%s\nchain=%s\nkeys=%s (%zu keys)\nfrom_seq=%lld\nexpect_seq=%lld\n"
-               "threads=%d\njson=%d\n",
-               o.file ? o.file : "<unset>", o.chain, o.keys, kr->n, o.from_seq, so.expect_seq,
-               o.threads, o.json);
+        printf("file=%s\nchain=%s\n", o.file ? o.file : "<unset>", o.chain);
+        for (int i = 0; i < o.nkeys; i++)
+            printf("keys=%s\n", o.keys[i]);
+        printf("keyring=%zu keys\nfrom_seq=%lld\nexpect_seq=%lld\nthreads=%d\njson=%d\n", kr->n,
+               o.from_seq, so.expect_seq, o.threads, o.json);
         code = 0;
         goto done;
     }

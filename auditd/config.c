@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config: the AUDIT_* variables. */
 #include "config.h"
 
@@ -24,8 +25,8 @@ const char AUDIT_ENV_HELP[] =
     "  --accept-chain             go on with the chain Redis shows (after restoring an older\n"
     "                             backup), recording audit.chain_accepted in it\n"
     "\nCommands:\n"
-    "  auditd keygen              print a new PEM private key and its base64 public key\n"
-    "  auditd pubkeys             print the keyring (as GET /v1/keys) of the keys set\n";
+    "  warden-auditd keygen       print a new PEM private key and its base64 public key\n"
+    "  warden-auditd pubkeys      print the keyring (as GET /v1/keys) of the keys set\n";
 
 static int chain_ok(const char *s)
 {

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config: auditd's own variables (AUDIT_*), read and validated at startup. The key
  * variables are read by keyring.c. */
 #ifndef AUDIT_CONFIG_H

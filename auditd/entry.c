@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* entry: event validation and the canonical, hashed, signed entry body. */
 #include "entry.h"
 

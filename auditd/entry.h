@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* entry: audit events and chain entries — validating a caller's event, building the
  * canonical entry body (compact JSON, keys sorted bytewise), hashing and signing it. */
 #ifndef AUDIT_ENTRY_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* guard: the floor of what this instance has seen, and the refusal of a chain without it. */
 #include "guard.h"
 

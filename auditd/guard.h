@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* guard: what this instance has seen of its chain, so that a Redis that lost or replaced
  * entries (FLUSHALL, restarted empty, an older backup restored) is refused instead of
  * silently starting a new chain on it.

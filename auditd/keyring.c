@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* keyring: versioned Ed25519 keys from the environment or a keyring document. */
 #include "keyring.h"
 
@@ -63,7 +64,8 @@ static int load_private(struct cfg *c, struct audit_keyring *kr, const char *var
         return 0;
     }
     if (crypto_ed25519_seed_parse(text, seed, err, sizeof(err)) != 0) {
-        cfg_fail(c, "%s: not an Ed25519 private key (%s); make one with `auditd keygen`", var, err);
+        cfg_fail(c, "%s: not an Ed25519 private key (%s); make one with `warden-auditd keygen`",
+                 var, err);
         return 0;
     }
     k->sk = crypto_secret_alloc(CRYPTO_ED25519_SK_LEN);
@@ -117,7 +119,7 @@ static void pick_active(struct cfg *c, struct audit_keyring *kr, int require_sig
         cfg_fail(c, "AUDIT_ACTIVE_KEY_VERSION=%s: no AUDIT_PRIVATE_KEY for that version", want);
     else if (require_signing && kr->active < 0)
         cfg_fail(c, "no signing key: set AUDIT_PRIVATE_KEY_V1 (or AUDIT_PRIVATE_KEY_V1_FILE) to "
-                    "a key made by `auditd keygen`");
+                    "a key made by `warden-auditd keygen`");
 }
 
 /* Is s[0..len) a version number in min..AUDIT_KEY_VERSION_MAX, without leading zeros? */

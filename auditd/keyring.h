@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* keyring: the versioned Ed25519 keys of a chain — loading them from the environment
  * (AUDIT_PRIVATE_KEY[_V<n>][_FILE], AUDIT_PUBLIC_KEY_V<n>, AUDIT_ACTIVE_KEY_VERSION) or
  * from a keyring file (the GET /v1/keys document), and rendering that document. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* auditd: a tamper-evident, hash-chained, signed audit log in Redis. main() reads like a
  * table of contents: configuration, keys, the appender, the checkpointer, the routes. */
 #include <stdio.h>

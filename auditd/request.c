@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* request: parsing and validation of auditd's requests (see request.h). */
 #include "request.h"
 

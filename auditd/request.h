@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* request: validation of auditd's request bodies and query parameters (auditd.md "API")
  * into plain values. Nothing here touches Redis, so bad input is refused before Redis is
  * asked. On failure e names the field for a 400 invalid_request. Thread-safe. */

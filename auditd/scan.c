@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* scan: paged verification of a chain in Redis. */
 #include "scan.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* scan: verify a chain stored in Redis — read the head first, stream the log up to it in
  * pages through the verifier, then check the head (POST /v1/verify, audit-verify --redis)
  * — or an export file, line by line (audit-verify --file). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* state: the remembered head in AUDIT_STATE_DIR, read at start and replaced atomically. */
 #include "state.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* state: the file in AUDIT_STATE_DIR where an instance keeps the highest entry of its
  * chain it has seen, so that a restart still knows what Redis must hold. One file per
  * chain and origin, audit-<chain>-<first 16 hex of SHA-256(origin)>.json (the chain name

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store: chain reads from Redis (head, log ranges, key-version table). */
 #include "store.h"
 

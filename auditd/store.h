@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store: reading a chain from Redis — its key names, the head, ranges of entries, the
  * key-version table. Writes go through the appender (audit_append.lua) only. */
 #ifndef AUDIT_STORE_H

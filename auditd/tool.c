@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tool: shared plumbing of audit-verify and audit-export. */
 #include "tool.h"
 
@@ -69,6 +70,73 @@ struct audit_keyring *audit_tool_keyring(const char *path, char *err, size_t err
     }
     struct audit_keyring *kr = audit_keyring_from_json(doc, err, errsize);
     json_decref(doc);
+    return kr;
+}
+
+/* Append the keys of the document at path to merged, skipping a version already there
+ * with the same public key; -1 with err set on a read error or a conflicting key. */
+static int merge_keys(json_t *merged, const char *path, char *err, size_t errsize)
+{
+    size_t len, i, j;
+    json_error_t je;
+    json_t *k, *have;
+    char *text = audit_tool_read_file(path, &len);
+    if (!text) {
+        snprintf(err, errsize, "cannot read keyring %s", path);
+        return -1;
+    }
+    json_t *doc = json_loadb(text, len, 0, &je);
+    free(text);
+    json_t *keys = doc ? json_object_get(doc, "keys") : NULL;
+    if (!json_is_array(keys)) {
+        snprintf(err, errsize, "keyring %s: %s", path, doc ? "no \"keys\" array" : je.text);
+        json_decref(doc);
+        return -1;
+    }
+    json_array_foreach(keys, i, k)
+    {
+        const char *v = json_string_value(json_object_get(k, "version"));
+        const char *pk = json_string_value(json_object_get(k, "public_key"));
+        int dup = 0;
+        json_array_foreach(merged, j, have)
+        {
+            const char *hv = json_string_value(json_object_get(have, "version"));
+            const char *hpk = json_string_value(json_object_get(have, "public_key"));
+            if (!v || !hv || strcmp(v, hv) != 0)
+                continue;
+            if (!pk || !hpk || strcmp(pk, hpk) != 0) {
+                snprintf(err, errsize,
+                         "keyring %s: version %s has another key than an earlier --keys", path, v);
+                json_decref(doc);
+                return -1;
+            }
+            dup = 1;
+        }
+        if (!dup)
+            json_array_append(merged, k);
+    }
+    json_decref(doc);
+    return 0;
+}
+
+struct audit_keyring *audit_tool_keyrings(const char *const *paths, int n, char *err,
+                                          size_t errsize)
+{
+    if (n == 1)
+        return audit_tool_keyring(paths[0], err, errsize);
+    json_t *merged = json_array();
+    struct audit_keyring *kr = NULL;
+    for (int i = 0; merged && i < n; i++)
+        if (merge_keys(merged, paths[i], err, errsize) != 0)
+            goto done;
+    json_t *doc = merged ? json_pack("{s:O}", "keys", merged) : NULL;
+    if (doc)
+        kr = audit_keyring_from_json(doc, err, errsize);
+    else
+        snprintf(err, errsize, "out of memory");
+    json_decref(doc);
+done:
+    json_decref(merged);
     return kr;
 }
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tool: what audit-verify and audit-export share — a small Redis pool for a URL, the
  * keyring file, and numeric option parsing. */
 #ifndef AUDIT_TOOL_H
@@ -17,6 +18,13 @@ struct rpool *audit_tool_pool(const char *url, char *err, size_t errsize);
 
 /* Read a keyring document (GET /v1/keys) from path. NULL with a reason in err. */
 struct audit_keyring *audit_tool_keyring(const char *path, char *err, size_t errsize);
+
+/* Read n keyring documents and merge them into one keyring (audit-verify --keys given
+ * more than once: a keyring per era, or the auditors' and an operator's). A version given
+ * by two of them with the same public key counts once; with different keys it is refused,
+ * as within one document. NULL with a reason in err. */
+struct audit_keyring *audit_tool_keyrings(const char *const *paths, int n, char *err,
+                                          size_t errsize);
 
 /* A whole file into a malloc'd NUL-terminated buffer (caller frees); NULL on error. */
 char *audit_tool_read_file(const char *path, size_t *len);

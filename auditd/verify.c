@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* verify: sequential chain checks plus signature checks spread over worker threads. */
 #include "verify.h"
 

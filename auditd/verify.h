@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* verify: the chain verifier shared by POST /v1/verify, audit-verify and its tests. Fed
  * entries in order, it checks seq continuity, the prev link, the body hash, the key
  * version and the signature (optionally on worker threads), then the head and any

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* idem_config: reads IDEM_TTL, IDEM_LEASE_*, IDEM_ON_LEASE_EXPIRY, IDEM_MAX_RESPONSE_BYTES,
  * IDEM_REPLAY_HEADERS and IDEM_WAIT_* from the environment. */
 #include "idem_config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* idem_config: idemd's own settings (IDEM_*), read and validated at startup. */
 #ifndef IDEMD_IDEM_CONFIG_H
 #define IDEMD_IDEM_CONFIG_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* idem_http: the handlers of POST /v1/claim, /v1/complete, /v1/release, /v1/extend,
  * /v1/checkpoint and GET /v1/record. They parse, call idem_store, and render. */
 #include "idem_http.h"
@@ -15,6 +16,15 @@ void idem_http_metrics(struct idem_ctx *ctx, struct metrics *m)
     ctx->releases = metrics_counter(m, "releases_total", "Records released by their holder.", NULL);
     ctx->extensions =
         metrics_counter(m, "lease_extensions_total", "Leases extended by their holder.", NULL);
+    /* every outcome at 0 from the start, so rate() sees the first one */
+    static const enum idem_outcome CLAIMS[] = {IDEM_CLAIMED,     IDEM_RECOVERED, IDEM_REPLAY,
+                                               IDEM_IN_PROGRESS, IDEM_BLOCKED,   IDEM_MISMATCH};
+    static const enum idem_outcome COMPLETIONS[] = {IDEM_COMPLETED, IDEM_LEASE_LOST,
+                                                    IDEM_NOT_FOUND};
+    for (size_t i = 0; i < sizeof(CLAIMS) / sizeof(CLAIMS[0]); i++)
+        metric_with(ctx->claims, idem_outcome_name(CLAIMS[i]));
+    for (size_t i = 0; i < sizeof(COMPLETIONS) / sizeof(COMPLETIONS[0]); i++)
+        metric_with(ctx->completions, idem_outcome_name(COMPLETIONS[i]));
 }
 
 /* ---- rendering helpers ------------------------------------------------------------ */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* idem_http: idemd's HTTP handlers — parse the body (idem_request), call the store
  * (idem_store), render the answer of the contract (docs/api/idemd.md). */
 #ifndef IDEMD_IDEM_HTTP_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* idem_request: parsing and validation of idemd's request bodies (see idem_request.h). */
 #include "idem_request.h"
 

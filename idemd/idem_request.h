@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* idem_request: validation of idemd's request bodies into plain structs — scopes, keys,
  * fingerprints (given or computed from the request), leases, stored responses. Nothing
  * here talks to Redis, so bad input is refused before Redis is touched. Thread-safe. */

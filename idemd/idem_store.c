@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* idem_store: runs idemd's Lua scripts through the pool and turns their replies into
  * struct idem_result (see idem_store.h for the contract, lua-scripts/idem_*.lua for the
  * reply shapes). */

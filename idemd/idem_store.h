@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* idem_store: idemd's records in Redis — each decision is one EVALSHA of a
  * lua-scripts/idem_*.lua script on the single key idem:<scope>:<key>; every script that may
  * write is followed (same connection, same round trip) by WAIT for IDEM_WAIT_REPLICAS

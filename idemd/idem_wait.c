@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* idem_wait: the thread that answers suspended claims waiting for an in-flight key
  * (wait_ms). See idem_wait.h. */
 #include "idem_wait.h"

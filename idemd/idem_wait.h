@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* idem_wait: claims that asked for wait_ms while their key was in flight. Their
  * connections are suspended (http_suspend), so waiting holds no HTTP worker; one thread
  * re-runs every waiting claim against Redis at a short interval (all of them pipelined in

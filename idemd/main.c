@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* idemd: idempotency records — claim / replay / conflict decided by one atomic Lua
  * script per call, with leases and a 24 h record lifetime. Contract: docs/api/idemd.md. */
 #include <stdio.h>

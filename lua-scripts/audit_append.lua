@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- audit_append: append a batch of prepared entries to a chain, compare-and-set on its head.
 -- KEYS[1] = audit:{c}:head  KEYS[2] = audit:{c}:log  KEYS[3] = audit:{c}:ids (zset id -> ms)
 -- KEYS[4] = audit:{c}:idseq (hash id -> seq)  KEYS[5] = audit:{c}:keys (hash version -> seq)

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- audit_checkpoint: store a signed checkpoint, at most one per interval across instances.
 -- KEYS[1] = audit:{c}:checkpoints (stream; entry id = start of the interval, in ms)
 -- ARGV[1] = interval ms  ARGV[2] = head seq  ARGV[3] = head hash  ARGV[4] = signed note

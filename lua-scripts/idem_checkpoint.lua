@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- idem_checkpoint: the holder saves a recovery point for whoever takes the key over.
 -- KEYS[1] = idem:<scope>:<key>
 -- ARGV[1] = lease_token   ARGV[2] = checkpoint (<= 256 bytes, checked by the daemon)

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- idem_claim: claim an idempotency key, or say why not, in one atomic step.
 -- KEYS[1] = idem:<scope>:<key>  (the record, a hash; nothing else is touched)
 -- ARGV[1] = fingerprint of the request

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- idem_complete: store the response of the work a lease holder finished.
 -- KEYS[1] = idem:<scope>:<key>
 -- ARGV[1] = lease_token   ARGV[2] = status   ARGV[3] = headers (canonical JSON text)

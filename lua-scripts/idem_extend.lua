@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- idem_extend: heartbeat; the holder's lease runs lease_ms from now (capped at the
 -- record's own expiry).
 -- KEYS[1] = idem:<scope>:<key>

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- idem_record: what a record says, without its lease token or stored body.
 -- KEYS[1] = idem:<scope>:<key>
 -- ARGV: none

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- idem_release: the holder gives the key up (its work failed in a way safe to retry).
 -- KEYS[1] = idem:<scope>:<key>
 -- ARGV[1] = lease_token

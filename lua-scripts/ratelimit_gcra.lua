@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- ratelimit_gcra: one GCRA decision (token bucket of capacity burst, refilling at limit per
 -- period), on the Redis clock. The key holds the theoretical arrival time (tat, in us).
 -- KEYS[1] = ratelimit:<region>:<rule>:<key> (a hash; field tat)

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- ratelimit_sliding: one sliding-window decision (Cloudflare's estimate
 -- prev * (period - elapsed) / period + current), on the Redis clock, both windows in one hash.
 -- KEYS[1] = ratelimit:<region>:<rule>:<key> (a hash; fields w = window index, c = its count,

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- token_issue: create a tokend family at login, with its TTLs from Redis time.
 -- KEYS[1] tok:{<family_id>}:f (hash; must not exist)
 -- ARGV[1] user_id  ARGV[2] client_id  ARGV[3] scope  ARGV[4] device_id  ARGV[5] ua_hash

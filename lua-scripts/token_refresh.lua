@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- token_refresh: one refresh of a tokend family, atomically: lookup, fingerprint policy,
 -- rotation, grace window, reuse detection with family revocation (tokend.md steps 1-6).
 -- KEYS[1] tok:{<family_id>}:f (hash)   KEYS[2] tok:{<family_id>}:used (set); one slot.

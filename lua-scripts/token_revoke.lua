@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- token_revoke: revoke a tokend family, by one of its tokens or by its id.
 -- KEYS[1] tok:{<family_id>}:f   KEYS[2] tok:{<family_id>}:used   (one slot)
 -- ARGV[1] "token" (ARGV[2]/[3] must be a hash the family has had) or "family"

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- token_user_add: index a new family under its user.
 -- KEYS[1] tok:user:{<user_id>} (sorted set of family ids by creation ms)
 -- ARGV[1] family id  ARGV[2] created ms  ARGV[3] key ttl ms

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* breaker: the circuit breaker state machine (see breaker.h). State, counters and the
  * deadline are atomics so the hot path takes no lock; transitions take the mutex. */
 #include "breaker.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* breaker: the circuit breaker that keeps ratelimitd from waiting on a failing Redis.
  *
  * closed --(threshold consecutive failures)--> open --(open period elapsed)--> half_open

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gcra and sliding window arithmetic (see gcra.h); mirrors the Lua scripts line by line,
  * including the 1 us of slack for float rounding near 1.7e15 us. */
 #include "gcra.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gcra and sliding window: the decision arithmetic, the same as lua-scripts/ratelimit_gcra.lua
  * and ratelimit_sliding.lua compute inside Redis. The daemon runs the GCRA in memory for the
  * `local` fallback; the unit tests use both as the reference model for the scripts. Pure

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* handlers: request parsing, calls into the limiter, response rendering (see handlers.h). */
 #include "handlers.h"
 

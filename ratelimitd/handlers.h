@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* handlers: ratelimitd's HTTP API (docs/api/ratelimitd.md). Handlers parse and validate
  * the request, call the limiter and render the answer with its RateLimit headers; bad input
  * never reaches the limiter. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* limiter: deny cache -> breaker -> Redis (EVALSHA, pipelined for a batch) -> fallback,
  * then shadow mode and metrics (see limiter.h). */
 #include "limiter.h"
@@ -102,6 +103,10 @@ static void register_metrics(struct rl_limiter *l, struct metrics *m)
     l->s_cache_entries = metric_series(
         metrics_gauge(m, "deny_cache_entries", "Denials remembered in memory.", NULL), NULL);
     metric_series(l->m_rejected_probes, NULL);
+    /* every fallback mode at 0 from the start, so rate() sees the first one */
+    metric_with(l->m_fallbacks, rl_failure_mode_name(RL_FALLBACK_LOCAL));
+    metric_with(l->m_fallbacks, rl_failure_mode_name(RL_FALLBACK_OPEN));
+    metric_with(l->m_fallbacks, rl_failure_mode_name(RL_FALLBACK_CLOSED));
     metrics_on_render(m, refresh_gauges, l);
 }
 

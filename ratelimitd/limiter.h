@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* limiter: the decision engine of ratelimitd. A check goes to the deny cache, then through
  * the circuit breaker to Redis (one EVALSHA per check, a batch pipelined in one round
  * trip), and falls back to the rule's on_redis_failure mode when Redis fails or the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lru: chained hash table (SipHash with a random key) + doubly linked recency list (see lru.h). */
 #include "lru.h"
 

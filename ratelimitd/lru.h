@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lru: a bounded in-memory map from a byte-string key to four integers, evicting the least
  * recently used entry when full. Backs the deny cache and the local fallback limiter, so
  * that a flood of distinct keys cannot grow memory past RATELIMIT_LOCAL_MAX_KEYS.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ratelimitd: per-region rate limiting on Redis, with a circuit breaker and fallbacks.
  * Reads its configuration, builds the limiter and the rules, serves the API. */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rules: parsing and validation of the rules file, the immutable rule sets and the holder
  * that swaps them on reload (see rules.h). */
 #include "rules.h"

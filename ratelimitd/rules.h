@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rules: the rate-limit rules (from RATELIMIT_RULES_FILE or the built-in default), parsed
  * and validated into an immutable, reference-counted set that a SIGHUP reload swaps
  * atomically under running requests. */

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # tests/run.sh BUILDDIR — run every test binary under BUILDDIR (unit, then integration,
 # sorted), each with a time limit, inside a private temp dir that is removed at the end with
 # anything still running from it. Adds up cmocka's summary lines and ends with the line

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* conf: reading and validating tokend's TOKEN_* variables. */
 #include "conf.h"
 

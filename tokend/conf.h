@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* conf: tokend's own configuration (the TOKEN_* variables of tokend.md). */
 #ifndef TOKEND_CONF_H
 #define TOKEND_CONF_H

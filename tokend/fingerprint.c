@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fingerprint: user-agent parsing, fingerprint digests and the fingerprint policy. */
 #include "fingerprint.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fingerprint: the stable client fingerprint tokend binds a family to — the user-agent
  * parser (product + major version), the ua hash, the fingerprint digest, and the policy
  * that says which presented component is refused, which merely drifted, and when the

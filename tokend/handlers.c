@@ -1,6 +1,8 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* handlers: parse and validate tokend requests, call the service, render the answers. */
 #include "handlers.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "request.h"
@@ -47,8 +49,24 @@ static json_t *str_or_null(const char *s)
     return s[0] ? json_string(s) : json_null();
 }
 
+/* Every 401 says how to authenticate (RFC 9110 section 15.5.2): the refresh token
+ * presented is the credential, and it is not valid (RFC 6750's invalid_token); the
+ * problem's code says which way. */
+static void challenge(struct http_req *r, const char *code)
+{
+    char value[128];
+    snprintf(value, sizeof(value),
+             "Bearer realm=\"tokend\", error=\"invalid_token\", "
+             "error_description=\"%s\"",
+             code);
+    http_add_header(r, "WWW-Authenticate", value);
+}
+
 static void refused(struct http_req *r, const struct tok_refresh_res *res)
 {
+    challenge(r, res->outcome == TOK_R_REUSED     ? "token_reused"
+                 : res->outcome == TOK_R_MISMATCH ? "fingerprint_mismatch"
+                                                  : "invalid_grant");
     if (res->outcome == TOK_R_REUSED) {
         http_problem(r, 401, "token_reused",
                      "this refresh token was already used; the session has been revoked");
@@ -79,6 +97,7 @@ static void handle_refresh(struct http_req *r, void *ctx)
     }
     if (!presented.well_formed) {
         metric_inc(metric_with(svc->refresh, "invalid"));
+        challenge(r, "invalid_grant");
         http_problem(r, 401, "invalid_grant", "the refresh token is malformed");
         goto done;
     }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* handlers: tokend's HTTP API (tokend.md "API"). Handlers validate the request, call the
  * service and render its answer; they never touch Redis on bad input. */
 #ifndef TOKEND_HANDLERS_H

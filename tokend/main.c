@@ -1,5 +1,6 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tokend: refresh tokens bound to a stable client fingerprint, rotated atomically in Redis
- * with reuse detection (../shared/design/tokend.md). */
+ * with reuse detection (docs/api/tokend.md). */
 #include <stdlib.h>
 
 #include "conf.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* request: validation of tokend's request bodies (tokend.md "API") into plain structs.
  * Nothing here touches Redis, so bad input is refused before Redis is asked. Strings are
  * borrowed from the parsed body. Each parser returns 0, or -1 with e set for a 400

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* service: tokend's Redis operations (issue, refresh, revoke, introspect, sessions) and
  * their metrics. Every write decision is one EVALSHA of a script in lua-scripts/token_*. */
 #include "service.h"
@@ -25,6 +26,16 @@ void tok_service_init(struct tok_service *s, struct rpool *pool, const struct to
     s->revoked = metrics_counter(m, "revoked_total", "Families revoked by reason.", "reason");
     s->drift = metrics_counter(m, "fingerprint_drift_total",
                                "Presented fingerprint components that differed.", "component");
+    /* every known label value at 0 from the start, so rate() sees the first one */
+    static const char *const OUTCOMES[] = {"ok", "grace", "mismatch", "reused", "invalid", NULL};
+    static const char *const REASONS[] = {"reuse", "user",     "family", "token",
+                                          "cap",   "mismatch", NULL};
+    for (int i = 0; OUTCOMES[i]; i++)
+        metric_with(s->refresh, OUTCOMES[i]);
+    for (int i = 0; REASONS[i]; i++)
+        metric_with(s->revoked, REASONS[i]);
+    for (unsigned b = TOK_FP_DEVICE; b <= TOK_FP_TLS; b <<= 1)
+        metric_with(s->drift, tok_fp_name(b));
 }
 
 int tok_id_ok(const char *s, size_t len)

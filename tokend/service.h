@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* service: tokend's operations on Redis — issue, refresh, revoke, introspect, list
  * sessions. Each decision is one script run (token_issue / token_refresh / token_revoke /
  * token_user_add); reads are single commands or one pipeline. Counts tokend_* metrics.

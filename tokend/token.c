@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* token: refresh-token text, keyed hashing and grace-successor sealing (see token.h). */
 #include "token.h"
 

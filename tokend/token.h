@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* token: the text of a tokend refresh token (`rt1.<family_id>.<secret>`), its keyed hash
  * (the only form Redis ever sees) and the sealing of a grace successor.
  *

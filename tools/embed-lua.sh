@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Embed Lua scripts into C: `embed-lua.sh OUT.c file.lua...` writes OUT.c and OUT.h.
 # Each file NAME.lua becomes `const struct script script_NAME` (see shared/script.h)
 # holding the source and its SHA-1, the digest Redis uses for EVALSHA. OUT.h also

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Lint every C file of the project: clang-format (check only), cppcheck, clang-tidy.
 # Usage: sh tools/lint.sh [file.c|file.h ...]   (default: every *.c/*.h in the source
 # folders; build/ and generated files are never linted). Exits non-zero on any finding.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Sourced by the scripts that need a private Redis (run-local, bench, restore-test).
 # scratch_redis_start DIR [redis-server args...]: start redis-server on a free loopback
 # port with its data in DIR; sets REDIS_PORT and REDIS_PID. Returns 1 if it cannot.

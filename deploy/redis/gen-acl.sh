@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Write a Redis ACL file for warden: one user per daemon, limited to its key prefix and to
 # exactly the commands it sends, plus three users for people and jobs:
 #   auditor  read-only on audit:* (audit-verify, audit-export)

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Back up warden's Redis: BGSAVE, wait for it, copy the RDB (and the AOF directory when
 # there is one) into OUT/<UTC timestamp>/, then write manifest.json describing exactly what
 # the copied RDB holds: key counts per prefix (with a profile of their TTLs, so that keys
@@ -20,7 +21,7 @@ set -eu
 umask 077
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
-. "$here/../../tools/scratch-redis.sh"
+if [ -f "$here/scratch-redis.sh" ]; then . "$here/scratch-redis.sh"; else . "$here/../../tools/scratch-redis.sh"; fi
 
 url=redis://127.0.0.1:6379/0
 out=./backups

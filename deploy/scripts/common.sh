@@ -1,4 +1,11 @@
+# SPDX-License-Identifier: Apache-2.0
 # Sourced by backup.sh and restore-test.sh (and the drill of make restore-test).
+#
+# warden_bin DIR NAME: the program NAME in DIR as installed (DIR/warden-NAME, from make
+# install or the package) or else as built (DIR/NAME, build/bin of a checkout).
+warden_bin() {
+    if [ -x "$1/warden-$2" ]; then echo "$1/warden-$2"; else echo "$1/$2"; fi
+}
 #
 # What a Redis holds, measured the same way by both, so that a restored copy can be compared
 # with the manifest of its backup:

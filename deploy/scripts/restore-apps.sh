@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Sourced by restore-checks.sh: the application checks — each daemon started against the
 # restored copy on a free loopback port, /ready 200, one real operation.
 
@@ -7,13 +8,14 @@
 # does not come up.
 start_daemon() {
     _d=$1
+    _exe=$(warden_bin "$bin" "$_d")
     shift
-    [ -x "$bin/$_d" ] || { echo "$bin/$_d: not found" >"$tmp/$_d.log"; return 1; }
+    [ -x "$_exe" ] || { echo "$_exe: not found" >"$tmp/$_d.log"; return 1; }
     for _try in 1 2 3; do
         DAEMON_PORT=$(free_port) || return 1
         # shellcheck disable=SC2086 # $daemon_flags: no word, or flags without spaces
         env -i PATH="$PATH" LISTEN_ADDR="127.0.0.1:$DAEMON_PORT" REDIS_URL_FILE="$tmp/redis-url" \
-            SHUTDOWN_TIMEOUT=2s LOG_LEVEL=warn "$@" "$bin/$_d" ${daemon_flags:-} >"$tmp/$_d.log" 2>&1 &
+            SHUTDOWN_TIMEOUT=2s LOG_LEVEL=warn "$@" "$_exe" ${daemon_flags:-} >"$tmp/$_d.log" 2>&1 &
         DAEMON_PID=$!
         pids="$pids $DAEMON_PID"
         for _i in $(seq 50); do
@@ -183,8 +185,8 @@ drill_key() {
         done
     fi
     drill_version=$((_max + 1))
-    (umask 077 && "$bin/auditd" keygen | sed '/^public_key:/d' >"$tmp/drill.pem") || return 1
-    env -i PATH="$PATH" "AUDIT_PRIVATE_KEY_V${drill_version}_FILE=$tmp/drill.pem" "$bin/auditd" pubkeys \
+    (umask 077 && "$(warden_bin "$bin" auditd)" keygen | sed '/^public_key:/d' >"$tmp/drill.pem") || return 1
+    env -i PATH="$PATH" "AUDIT_PRIVATE_KEY_V${drill_version}_FILE=$tmp/drill.pem" "$(warden_bin "$bin" auditd)" pubkeys \
         >"$tmp/drill-pub.json" 2>/dev/null || return 1
     if [ -n "$keyring" ]; then
         jq -s '{keys: (.[0].keys + .[1].keys)}' "$keyring" "$tmp/drill-pub.json" >"$tmp/drill-keyring.json"
@@ -198,8 +200,8 @@ check_apps() {
     app_check idemd op_idemd
     head -c 32 /dev/urandom | base64 >"$tmp/token-hash-key"
     app_check tokend op_tokend "TOKEN_HASH_KEY_FILE=$tmp/token-hash-key"
-    if [ ! -x "$bin/auditd" ] || ! drill_key; then
-        record app:auditd fail "cannot make a drill signing key with $bin/auditd"
+    if [ ! -x "$(warden_bin "$bin" auditd)" ] || ! drill_key; then
+        record app:auditd fail "cannot make a drill signing key with $(warden_bin "$bin" auditd)"
         return
     fi
     _chains=$(printf '%s' "$restored" | jq -r '.audit_heads | keys[]')

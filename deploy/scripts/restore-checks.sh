@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Sourced by restore-test.sh: one function per check. Each calls `record NAME pass|fail
 # DETAIL`. They share: $backup $manifest $tmp $bin $scripts $keyring, and after
 # check_restore the scratch Redis ($REDIS_PORT, REDISCLI_AUTH) and $restored (its census).
@@ -83,7 +84,7 @@ check_data() {
 # audit_verify ARGS...: audit-verify on the scratch copy as a read-only user that can read
 # the audit keys and nothing else; its URL goes in REDIS_URL, never on the command line.
 audit_verify() {
-    REDIS_URL="redis://restore-verify:$verify_pw@127.0.0.1:$REDIS_PORT/0" "$bin/audit-verify" "$@"
+    REDIS_URL="redis://restore-verify:$verify_pw@127.0.0.1:$REDIS_PORT/0" "$(warden_bin "$bin" audit-verify)" "$@"
 }
 make_verify_user() {
     verify_pw=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')

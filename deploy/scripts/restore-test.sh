@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # restore-test.sh — the DR drill: prove that a backup made by backup.sh restores into a
 # working warden. It never touches the live Redis: it loads a copy of the backup's RDB into
 # a scratch redis-server on a free loopback port and checks, in order:
@@ -21,15 +22,18 @@
 #   restore-test.sh [--json] [--keys KEYRING] [--bin DIR] [--scripts DIR] BACKUP_DIR
 #     --keys     the auditors' keyring.json (public keys; required when there are chains)
 #     --bin      where the daemons and audit-verify are (default: build/bin of this
-#                checkout if built, else $PATH)
-#     --scripts  the Lua scripts (default: lua-scripts/ of this checkout)
+#                checkout if built, else where $PATH finds warden-auditd)
+#     --scripts  the Lua scripts (default: lua-scripts/ of this checkout, or of the
+#                installed tree: /usr/share/warden/lua-scripts)
+# Runs from a checkout (deploy/scripts/) or from an installed system
+# (/usr/share/warden/scripts/, from make install or the Debian package).
 # Needs redis-server, redis-cli, jq, curl. No production secret is needed: auditd signs the
 # drill's events with a throw-away key of a new version, tokend uses a throw-away hash key.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 . "$here/common.sh"
-. "$repo/tools/scratch-redis.sh"
+if [ -f "$here/scratch-redis.sh" ]; then . "$here/scratch-redis.sh"; else . "$repo/tools/scratch-redis.sh"; fi
 . "$here/restore-checks.sh"
 
 usage() {
@@ -39,7 +43,7 @@ usage() {
 json=0
 keyring=
 bin=
-scripts=$repo/lua-scripts
+if [ -d "$repo/lua-scripts" ]; then scripts=$repo/lua-scripts; else scripts=$here/../lua-scripts; fi
 backup=
 while [ $# -gt 0 ]; do
     case $1 in
@@ -56,7 +60,11 @@ done
 [ -n "$backup" ] || usage
 [ -d "$backup" ] || { echo "restore-test: $backup is not a directory" >&2; exit 2; }
 if [ -z "$bin" ]; then
-    if [ -x "$repo/build/bin/auditd" ]; then bin=$repo/build/bin; else bin=$(dirname "$(command -v auditd || echo ./x)"); fi
+    if [ -x "$repo/build/bin/auditd" ]; then
+        bin=$repo/build/bin
+    else
+        bin=$(dirname "$(command -v warden-auditd || echo ./x)")
+    fi
 fi
 for tool in redis-server redis-cli jq curl sha256sum sha1sum; do
     command -v "$tool" >/dev/null 2>&1 || { echo "restore-test: $tool not found" >&2; exit 2; }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* app: flags, common configuration, /health /ready /metrics, signals and graceful
  * shutdown — everything a daemon's main() would otherwise repeat. */
 #include "shared/app.h"
@@ -13,7 +14,10 @@
 #include <unistd.h>
 
 #include "shared/crypto.h"
+#include "shared/listen.h"
 #include "shared/log.h"
+#include "shared/procstat.h"
+#include "shared/sdnotify.h"
 
 struct app {
     struct app_spec spec;
@@ -23,6 +27,20 @@ struct app {
     struct http_config hconf;
     struct rpool *pool;
     struct http_server *http;
+    /* METRICS_ADDR: a second server with /metrics, /health and /ready only. Its own
+     * request metrics go to a registry of their own (never rendered): the families of the
+     * API server's are already registered under the same names. */
+    const char *metrics_addr;
+    struct http_config mconf;
+    struct http_server *mhttp;
+    struct metrics *mmetrics;
+    /* redis_pool_stale_connections_total, a counter fed from the pool's statistics */
+    struct metric_series *s_stale;
+    uint64_t stale_seen;
+    pthread_mutex_t stale_mu;
+    /* systemd: the watchdog and STATUS= thread, and the Redis state it last reported */
+    struct sdn_pulse *pulse;
+    char redis_state[96];
     int64_t shutdown_timeout_ms;
     enum log_level level;
     int check_config;
@@ -42,8 +60,9 @@ struct app {
 };
 
 static const char COMMON_HELP[] =
-    "Common environment (see docs/operations.md):\n"
+    "Common environment (man warden-%s; the operations runbook, operations.md):\n"
     "  LISTEN_ADDR            host:port, [::1]:port or unix:/path (default 127.0.0.1:%d)\n"
+    "  METRICS_ADDR           /metrics, /health, /ready on their own address (default: none)\n"
     "  HTTP_THREADS           HTTP worker threads\n"
     "  HTTP_MAX_BODY          largest request body (e.g. 64KiB)\n"
     "  HTTP_CONNECTION_LIMIT  most open connections (1024)\n"
@@ -58,12 +77,12 @@ static const char COMMON_HELP[] =
 
 static void usage(const struct app_spec *s, FILE *out)
 {
-    fprintf(out, "%s %s — %s\n\n", s->name, WARDEN_VERSION, s->summary ? s->summary : "");
-    fprintf(out, "Usage: %s [--help] [--version] [--check-config]", s->name);
+    fprintf(out, "warden-%s %s — %s\n\n", s->name, WARDEN_VERSION, s->summary ? s->summary : "");
+    fprintf(out, "Usage: warden-%s [--help] [--version] [--check-config]", s->name);
     for (int i = 0; s->flags && s->flags[i]; i++)
         fprintf(out, " [%s]", s->flags[i]);
     fprintf(out, "\n\n");
-    fprintf(out, COMMON_HELP, s->port);
+    fprintf(out, COMMON_HELP, s->name, s->port);
     if (s->env_help)
         fprintf(out, "\n%s", s->env_help);
 }
@@ -86,7 +105,7 @@ static void parse_flags(struct app *a, int argc, char **argv)
             usage(&a->spec, stdout);
             exit(0);
         } else if (strcmp(argv[i], "--version") == 0) {
-            printf("%s %s\n", a->spec.name, WARDEN_VERSION);
+            printf("warden-%s %s\n", a->spec.name, WARDEN_VERSION);
             exit(0);
         } else if (strcmp(argv[i], "--check-config") == 0) {
             a->check_config = 1;
@@ -111,6 +130,12 @@ static void block_signals(struct app *a)
     pthread_sigmask(SIG_BLOCK, &a->signals, NULL);
 }
 
+/* METRICS_ADDR: empty (the API listener serves /metrics), or an address like LISTEN_ADDR's. */
+static int metrics_addr_ok(const char *v)
+{
+    return v[0] == '\0' || listen_addr_ok(v);
+}
+
 static void read_common(struct app *a)
 {
     static const char *const levels[] = {"debug", "info", "warn", "error", "critical", NULL};
@@ -118,6 +143,8 @@ static void read_common(struct app *a)
     a->level = (enum log_level)cfg_enum(a->cfg, "LOG_LEVEL", "info", levels);
     a->shutdown_timeout_ms = cfg_duration_ms(a->cfg, "SHUTDOWN_TIMEOUT", "10s", 0, 3600 * 1000);
     http_config_load(&a->hconf, a->cfg, s->name, s->port, s->max_body ? s->max_body : 64 * 1024);
+    a->metrics_addr = cfg_str(a->cfg, "METRICS_ADDR", "", metrics_addr_ok,
+                              "empty, host:port, [v6]:port or unix:/path, port 0..65535");
     rpool_config_defaults(&a->rconf);
     if (s->command_timeout_ms)
         a->rconf.command_timeout_ms = s->command_timeout_ms;
@@ -146,12 +173,14 @@ static void limit_malloc_arenas(void)
 struct app *app_create(const struct app_spec *spec, int argc, char **argv)
 {
     limit_malloc_arenas();
+    procstat_init();
     struct app *a = calloc(1, sizeof(*a));
     if (!a || crypto_init() != 0) {
         fprintf(stderr, "%s: cannot initialise\n", spec->name);
         exit(1);
     }
     a->spec = *spec;
+    pthread_mutex_init(&a->stale_mu, NULL);
     parse_flags(a, argc, argv);
     block_signals(a);
     a->cfg = cfg_create();
@@ -267,17 +296,75 @@ static void handle_ready(struct http_req *r, void *ctx)
     http_reply_json(r, 200, json_pack("{s:s,s:s}", "status", "ready", "redis", "ok"));
 }
 
+/* The daemon's families, then the process_* ones. */
 static void handle_metrics(struct http_req *r, void *ctx)
 {
     struct app *a = ctx;
-    size_t len = 0;
+    size_t len = 0, plen = 0;
     char *text = metrics_render(a->metrics, &len);
-    if (!text) {
+    char *proc = text ? procstat_render(&plen) : NULL;
+    char *all = proc ? realloc(text, len + plen + 1) : NULL;
+    if (!all) {
+        free(text);
+        free(proc);
         http_problem(r, 500, "internal", "cannot render metrics");
         return;
     }
-    http_reply_raw(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
-    free(text);
+    memcpy(all + len, proc, plen + 1);
+    http_reply_raw(r, 200, "text/plain; version=0.0.4; charset=utf-8", all, len + plen);
+    free(all);
+    free(proc);
+}
+
+/* The pool counts connections it closed (for an error, age or idleness) since the start:
+ * a counter, exported as such. A mutex, since two renders may run at once and must not
+ * both add the same closings. */
+static void refresh_stale(void *arg)
+{
+    struct app *a = arg;
+    struct rpool_stats st;
+    rpool_stats(a->pool, &st);
+    pthread_mutex_lock(&a->stale_mu);
+    if ((uint64_t)st.stale > a->stale_seen) {
+        metric_add(a->s_stale, (uint64_t)st.stale - a->stale_seen);
+        a->stale_seen = (uint64_t)st.stale;
+    }
+    pthread_mutex_unlock(&a->stale_mu);
+}
+
+/* Counters whose label values are known before anything happens render at 0 from the
+ * start, so that rate() and alerts see them before their first increment. */
+static void known_series(struct app *a)
+{
+    static const char *const KINDS[] = {"pool_timeout", "connect", "timeout", "reply", NULL};
+    struct metric *errors = metrics_find(a->metrics, "redis_errors_total");
+    for (int i = 0; errors && KINDS[i]; i++)
+        metric_with(errors, KINDS[i]);
+    a->s_stale = metric_series(
+        metrics_counter(a->metrics, "redis_pool_stale_connections_total",
+                        "Redis connections closed so far for an error, age or idleness.", NULL),
+        NULL);
+    metrics_on_render(a->metrics, refresh_stale, a);
+}
+
+/* The METRICS_ADDR server: the API server's settings but its own address, no tokens (its
+ * routes are outside /v1/), and the three routes a scraper and probes use. */
+static void create_metrics_server(struct app *a)
+{
+    char err[160];
+    a->mconf = a->hconf;
+    a->mconf.listen = a->metrics_addr;
+    a->mconf.api_token = NULL;
+    a->mconf.admin_token = NULL;
+    a->mmetrics = metrics_create(a->spec.name);
+    a->mhttp = a->mmetrics ? http_create(&a->mconf, a->mmetrics, err, sizeof(err)) : NULL;
+    if (!a->mhttp) {
+        fprintf(stderr, "%s: METRICS_ADDR: %s\n", a->spec.name, a->mmetrics ? err : "no memory");
+        exit(2);
+    }
+    http_route(a->mhttp, "GET", "/health", handle_health, a, 0);
+    http_route(a->mhttp, "GET", "/ready", handle_ready, a, 0);
+    http_route(a->mhttp, "GET", "/metrics", handle_metrics, a, 0);
 }
 
 void app_config_done(struct app *a)
@@ -306,6 +393,9 @@ void app_config_done(struct app *a)
     http_route(a->http, "GET", "/health", handle_health, a, 0);
     http_route(a->http, "GET", "/ready", handle_ready, a, 0);
     http_route(a->http, "GET", "/metrics", handle_metrics, a, 0);
+    known_series(a);
+    if (a->metrics_addr && a->metrics_addr[0])
+        create_metrics_server(a);
 }
 
 /* ---- run and shut down ------------------------------------------------------------ */
@@ -325,6 +415,43 @@ static void log_startup(struct app *a)
     log_info(NULL, "redis pool", LF_I("size", a->rconf.size), LF_I("min_idle", a->rconf.min_idle),
              LF_I("hits", st.hits), LF_I("misses", st.misses), LF_I("timeouts", st.timeouts),
              LF_I("total", st.total), LF_I("idle", st.idle), LF_I("stale", st.stale));
+}
+
+/* "ready", or "not ready (<reason>)": Redis as /ready sees it. */
+static void redis_state(struct app *a, char *out, size_t size)
+{
+    char reason[64];
+    if (rpool_ready(a->pool, reason, sizeof(reason)) == 0)
+        snprintf(out, size, "ready");
+    else
+        snprintf(out, size, "not ready (%s)", reason);
+}
+
+/* On the pulse thread: a STATUS= line whenever Redis's state changes. */
+static void status_tick(void *arg)
+{
+    struct app *a = arg;
+    char state[sizeof(a->redis_state)];
+    redis_state(a, state, sizeof(state));
+    if (strcmp(state, a->redis_state) == 0)
+        return;
+    snprintf(a->redis_state, sizeof(a->redis_state), "%s", state);
+    sdn_send("STATUS=listening on %s; redis %s", http_listen_addr(a->http), state);
+}
+
+/* SIGHUP: the daemon's reload hook between RELOADING=1 and READY=1; a daemon without one
+ * reads its settings at start only, and says so rather than pretend. */
+static void on_sighup(struct app *a)
+{
+    if (!a->reload_fn) {
+        log_info(NULL, "SIGHUP ignored: settings are read at start only; restart to apply "
+                       "changes");
+        return;
+    }
+    log_info(NULL, "SIGHUP: reloading");
+    sdn_send("RELOADING=1\nSTATUS=reloading");
+    a->reload_fn(a->reload_arg);
+    sdn_send("READY=1\nSTATUS=listening on %s; reloaded", http_listen_addr(a->http));
 }
 
 static int64_t now_ms(void)
@@ -359,12 +486,20 @@ static void shut_down(struct app *a)
     int64_t deadline = now_ms() + a->shutdown_timeout_ms;
     atomic_store(&a->draining, 1);
     http_quiesce(a->http);
+    if (a->mhttp)
+        http_quiesce(a->mhttp);
     if (a->drain_fn)
         a->drain_fn(a->drain_arg);
     int64_t left = deadline - now_ms();
     if (http_drain(a->http, left > 0 ? left : 0) != 0)
         cut_off(a);
     http_stop(a->http);
+    if (a->mhttp) {
+        /* a scrape or probe in flight is short: a second at most */
+        if (http_drain(a->mhttp, 1000) != 0)
+            cut_off(a);
+        http_stop(a->mhttp);
+    }
     if (a->shutdown_fn)
         a->shutdown_fn(a->shutdown_arg);
 }
@@ -376,18 +511,31 @@ int app_run(struct app *a)
         log_error(NULL, "cannot start", LF_S("error", http_errstr(a->http)));
         return 1;
     }
+    if (a->mhttp && http_start(a->mhttp) != 0) {
+        log_error(NULL, "cannot start the metrics listener", LF_S("error", http_errstr(a->mhttp)));
+        return 1;
+    }
     log_info(NULL, "listening", LF_S("addr", http_listen_addr(a->http)),
              LF_S("version", WARDEN_VERSION), LF_I("http_threads", a->hconf.threads));
+    if (a->mhttp)
+        log_info(NULL, "metrics listening", LF_S("addr", http_listen_addr(a->mhttp)));
     log_startup(a);
+    /* Listening: systemd may start what depends on this unit. Redis may still be down
+     * (/ready 503): STATUS says so, and says again when that changes. */
+    redis_state(a, a->redis_state, sizeof(a->redis_state));
+    sdn_send("READY=1\nSTATUS=listening on %s; redis %s", http_listen_addr(a->http),
+             a->redis_state);
+    a->pulse = sdn_pulse_start(status_tick, a);
     for (;;) {
         if (sigwait(&a->signals, &sig) != 0)
             continue;
         if (sig != SIGHUP)
             break;
-        log_info(NULL, "SIGHUP: reloading");
-        if (a->reload_fn)
-            a->reload_fn(a->reload_arg);
+        on_sighup(a);
     }
+    sdn_pulse_stop(a->pulse);
+    a->pulse = NULL;
+    sdn_send("STOPPING=1\nSTATUS=shutting down");
     log_info(NULL, "shutting down", LF_S("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"),
              LF_I("in_flight", http_in_flight(a->http)));
     shut_down(a);
@@ -399,11 +547,14 @@ void app_free(struct app *a)
 {
     if (!a)
         return;
+    http_free(a->mhttp);
     http_free(a->http);
+    metrics_free(a->mmetrics);
     rpool_free(a->pool);
     metrics_free(a->metrics);
     log_stop();
     cfg_free(a->cfg);
     free(a->args);
+    pthread_mutex_destroy(&a->stale_mu);
     free(a);
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config: typed, validated environment variables with one-line errors, and the record of
  * effective values that --check-config prints (secrets masked, held in locked memory). */
 #include "shared/config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* conn_guard: connection slots and request deadlines for the HTTP layer, with the
  * watchdog thread that enforces the deadlines. */
 #include "shared/conn_guard.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* crypto: caller-owns-the-buffer wrappers over libsodium (hashes, MACs, encodings,
  * Ed25519, secret memory) and OpenSSL 3 for the PEM/PKCS#8 key formats only. */
 #include "shared/crypto.h"

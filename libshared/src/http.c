@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* http: the request half of the HTTP layer — configuration, routes, the checks made
  * before a handler runs, dispatch, deferred answers, JSON/problem responses, metrics and
  * the access log. Connections and bytes are http_server.c's; framing is http1.c's. */

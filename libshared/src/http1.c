@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* http1: one HTTP/1.1 request's head and body, read strictly by RFC 9112's grammar
  * (http1.h lists what is refused and why). */
 #include "http1.h"

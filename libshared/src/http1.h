@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* http1: one HTTP/1.1 request read from a connection's bytes — its head (request line and
  * headers), then its body (Content-Length or chunked). Private to the HTTP layer (http.c,
  * http_server.c) and its fuzz harness.

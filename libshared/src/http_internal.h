@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* http_internal: what the HTTP layer's two halves share — the request half (http.c:
  * checks, dispatch, answers, accounting) and the server half (http_server.c: connections,
  * reading requests, writing answers). Private to them. */

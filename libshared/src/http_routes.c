@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* http_routes: the route table, path matching and percent-decoding of the HTTP layer
  * (see http_routes.h). */
 #include "http_routes.h"

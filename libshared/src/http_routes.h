@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* http_routes: the HTTP layer's route table (method + pattern with :params), matching a
  * raw request path, and percent-decoding into strings the request owns. Private to http.c. */
 #ifndef WARDEN_HTTP_ROUTES_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* http_server: the server half of the HTTP layer — the accept thread, a thread per
  * connection reading requests (framed by http1.c) and writing answers, and shutdown. */
 #include <errno.h>

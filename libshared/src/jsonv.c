@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* jsonv: typed, range-checked getters for members of a request's JSON object, each
  * producing a short human-readable detail for a 400 invalid_request when it fails. */
 #include "shared/jsonv.h"

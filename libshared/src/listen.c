@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* listen: opening and closing the listening socket named by LISTEN_ADDR (TCP over IPv4
  * or IPv6, or a unix socket). */
 #include "shared/listen.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log: JSON-lines logging to stdout — line formatting, JSON string escaping, and the
  * bounded ring buffer drained by one writer thread. */
 #include "shared/log.h"

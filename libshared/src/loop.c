@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* loop: one thread's event loop — epoll, a timer heap, end-of-turn tasks, posted work. */
 #include "shared/loop.h"
 

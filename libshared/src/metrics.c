@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* metrics: the registry of counter, gauge and histogram families, lock-free series lookup,
  * atomic updates, and rendering in the Prometheus text format 0.0.4. */
 #include "shared/metrics.h"
@@ -284,6 +285,19 @@ struct metric *metrics_histogram(struct metrics *m, const char *name, const char
     }
     f->nbuckets = nbuckets;
     return family_add(m, f);
+}
+
+struct metric *metrics_find(struct metrics *m, const char *name)
+{
+    size_t plen = strlen(m->prefix);
+    for (struct metric *f = m->first; f; f = f->next) {
+        const char *n = f->name;
+        if (plen && (strncmp(n, m->prefix, plen) != 0 || n[plen] != '_'))
+            continue;
+        if (strcmp(n + plen + (plen ? 1 : 0), name) == 0)
+            return f;
+    }
+    return NULL;
 }
 
 void metrics_on_render(struct metrics *m, void (*fn)(void *arg), void *arg)

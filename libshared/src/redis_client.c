@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redis_client: one loop's Redis client — which connection a command takes, scripts by
  * EVALSHA with a reload on NOSCRIPT, waiting for room, reconnecting with backoff, TLS
  * settings. The connections themselves are redis_conn.c's. */

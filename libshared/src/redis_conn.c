@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redis_conn: one non-blocking, pipelined connection to a Redis node on a loop (TCP, unix
  * socket, TLS), with its handshake, deadlines and in-order replies. */
 #include "redis_conn.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redis_conn: one non-blocking connection to one Redis node on an event loop. Private to
  * redis_client.c, which decides which connection a command takes.
  *

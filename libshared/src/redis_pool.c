@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redis_pool: a bounded pool of blocking hiredis connections, with embedded-script
  * execution (EVALSHA, reload on NOSCRIPT), statistics and a maintenance thread. */
 #include "shared/redis_pool.h"

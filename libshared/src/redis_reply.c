@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redis_reply: the classification of Redis outcomes and typed reads of array replies. */
 #include "shared/redis_reply.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redis_url: REDIS_URL parsing for the pool (and anything else that connects). */
 #include "shared/redis_url.h"
 

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # auditd's part of `make bench`: appends/s with 50 connections (single events, and batches
 # of 100) beside redis-benchmark running XADD at the same concurrency; audit-verify
 # entries/s on a long chain with 1 and 2 threads; beside the single-core libsodium

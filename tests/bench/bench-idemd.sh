@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # idemd's part of `make bench`: claim→complete on fresh keys and replay of a completed key,
 # driven by wrk (keep-alive, 50 connections), beside redis-benchmark running
 # idem_claim.lua by EVALSHA at the same concurrency, in the same run. Prints a markdown

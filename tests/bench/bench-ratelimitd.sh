@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # ratelimitd's part of `make bench`: POST /v1/check on random keys and on one hot,
 # already-denied key (wrk, keep-alive, 50 connections), beside redis-benchmark running the
 # same GCRA script by EVALSHA at the same concurrency and a bare HTTP hello (GET /health)

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # make bench-redis-pool: the non-blocking Redis client (one event loop, one connection)
 # keeping N EVALSHA commands in flight, beside redis-benchmark running the same script at
 # the same concurrency in the same run — N connections with one command each (-c N), and

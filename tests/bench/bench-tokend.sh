@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # tokend's part of `make bench`: issue, refresh and introspect driven by wrk (keep-alive,
 # 50 connections), beside redis-benchmark running the refresh script by EVALSHA on an
 # unknown family at the same concurrency, in the same run. Prints a markdown table.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # make bench: every daemon's benchmark (tests/bench/bench-<daemon>.sh), each of which
 # starts its own Redis and daemon and prints its table beside a same-run baseline.
 set -eu

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_client: the non-blocking Redis client (redis_client.h) on one event loop, keeping
  * N commands in flight — EVALSHA of the test_incr script on random keys; each reply issues
  * the next — for a fixed time. Prints one CSV line:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_pool: N threads running EVALSHA (the test_incr script on random keys) through the
  * pool for a fixed time; prints requests/s, p50, p99 and errors as one CSV line:
  *   threads,rps,p50_ms,p99_ms,errors

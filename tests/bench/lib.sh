@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Sourced by tests/bench/bench-<daemon>.sh (after setting BUILD): a private Redis, the
 # daemon under test on a free port, and wrk runs that report one line of numbers.
 #   bench_redis [redis-server args]   start Redis; sets RPORT (and REDIS_PID)

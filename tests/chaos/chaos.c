@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* chaos: the driver of `make chaos`. For each daemon and each fault it runs one cell (see
  * chaos.h), prints one markdown table per daemon (also written to CHAOS_OUT) and exits 1
  * if any invariant was breached or a cell could not run, else 0.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* chaos: faults injected into Redis while a daemon is under steady load (`make chaos`).
  *
  * One *cell* is one daemon × one fault: a fresh Redis (AOF on) and a fresh daemon, tens of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* chaos: the six faults, each injected into the cell's private Redis from the main thread.
  * Each returns once the fault is over (Redis answers normally again). */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* chaos: requests to the daemon under test, their record, and the numbers the table shows
  * (failures by kind, longest answers, time to recovery). */
 #include <errno.h>

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # tests/chaos/run.sh BUILDDIR — run the chaos program (faults under load, `make chaos`)
 # inside a private temp dir that is removed at the end with every Redis and daemon it
 # started (under $CHAOS_TMPDIR, default /dev/shm). The results table also goes to $CHAOS_OUT

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* chaos workload for auditd: every thread appends events (one in ten requests a batch of
  * four), each with its own event_id, and retries a 503 or a lost answer with the same body
  * for up to 10 s, as the API page tells callers to. Invariants after the run:

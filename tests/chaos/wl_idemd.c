@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* chaos workload for idemd: threads claim keys out of a small shared set (so they meet on
  * the same key), do a few ms of "work", then complete (80%), release (15%) or abandon (5%,
  * the lease then runs out and the next claimer takes over). A 503 or a lost answer is

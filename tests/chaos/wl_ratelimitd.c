@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* chaos workload for ratelimitd: every thread checks random keys of one GCRA rule; one
  * thread polls the breaker. Invariants after the run:
  *   - GCRA bound: for every key, any set of decisions allowed with source=redis whose

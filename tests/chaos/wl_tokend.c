@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* chaos workload for tokend: a set of sessions shared by all threads (so two threads often
  * refresh one token at once, like two browser tabs). A thread picks a session and logs in
  * (no live family), refreshes its token (80%), revokes its family (6%), plays a thief

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz: small checks the libFuzzer harnesses share. A failed check aborts, which
  * libFuzzer reports as a crash with the input that caused it. */
 #ifndef WARDEN_FUZZ_H
@@ -9,6 +10,9 @@
 #include <string.h>
 
 #include "shared/jsonv.h"
+
+/* The entry point every harness defines; libFuzzer calls it with each input. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* A NUL-terminated copy of data (caller frees), or NULL. */
 static inline char *fuzz_cstr(const uint8_t *data, size_t size)

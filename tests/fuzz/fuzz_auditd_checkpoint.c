@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for what audit-verify expects the chain to hold: the signed
  * checkpoint file of --expect (audit_checkpoint_open) and the SEQ:HASH of --expect-head
  * (audit_tool_expect_head). The first byte picks how the rest is used:

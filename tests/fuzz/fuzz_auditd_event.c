@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for auditd's event validation (audit_event_parse, the body of
  * POST /v1/events): any JSON body either yields an event whose sealed entry has a
  * well-formed canonical body (audit_entry_seal, audit_body_parse), or a refusal naming a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for the keyring file audit-verify and audit-export take with --keys
  * (audit_tool_keyring: the file is read and parsed by audit_keyring_from_json). Each
  * input is the file's content, written to a memory file. A keyring accepted holds one key
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "../../auditd/tool.h"
+#include "fuzz.h"
 #include "shared/crypto.h"
 
 static void check_keys(const struct audit_keyring *kr)

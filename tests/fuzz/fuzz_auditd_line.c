@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for audit-verify's export reader (audit_scan_file: the JSON lines of
  * --file, each through audit_entry_from_line and the verifier): each input is an export
  * file. The verdict is consistent (ok counts every entry of the range, a failure names a
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "../../auditd/scan.h"
+#include "fuzz.h"
 #include "shared/crypto.h"
 
 static struct audit_key key = {.version = 1, .name = "v1"};

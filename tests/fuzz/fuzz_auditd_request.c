@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for auditd's request parsers (auditd/request.c): any bytes, parsed as
  * the HTTP layer does, are the body of POST /v1/events/batch and POST /v1/verify; the raw
  * bytes are also the query of GET /v1/events (from_seq&limit) and the :seq of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for configuration values, read the way the daemons read them: the
  * input is a list of settings separated by NUL bytes, each one byte choosing a variable
  * and the rest its value (for a *_FILE variable: the file's content, in a memory file).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for the HTTP layer's request framing (libshared/src/http1.c): the
  * input is what a client sends on one connection. Each request is read twice, its body fed
  * whole and a byte at a time, and both readings must agree (state, status, body): a

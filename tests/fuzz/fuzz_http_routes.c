@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for the HTTP layer's route matching and percent-decoding
  * (libshared/src/http_routes.c): the first byte picks the method, the rest is the raw
  * path. A found route has that method, as many segments as the path and its literal

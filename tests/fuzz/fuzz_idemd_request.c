@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for idemd's request parsing (idemd/idem_request.c), all six
  * endpoints: any bytes, parsed as the HTTP layer does (a JSON object, duplicates refused),
  * are the body of claim, complete, release, extend and checkpoint; split at '&', they are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for ratelimitd's request parsers: any bytes, parsed as the HTTP layer
  * does, are the body of POST /v1/check (single and batch: rl_parse_check_body), of
  * /v1/peek and /v1/reset (rl_parse_check without cost) and of POST /v1/breaker

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for ratelimitd's rules-file parser (rl_rules_parse, what
  * RATELIMIT_RULES_FILE is read with): never crashes; a refusal says why; whatever it
  * accepts satisfies the rules' invariants (sorted unique names, numbers in range) and
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "../../ratelimitd/rules.h"
+#include "fuzz.h"
 
 static void check_rule(const struct rl_ruleset *s, size_t i)
 {

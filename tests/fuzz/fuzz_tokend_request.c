@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for tokend's request parsers (tokend/request.c): any bytes, parsed as
  * the HTTP layer does (a JSON object, duplicates refused), go through the bodies of
  * POST /v1/tokens, /refresh, /introspect and /revoke; the raw bytes, split at '/', are the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for tokend's token parser (tok_parse), family-id check and the
  * opening of a sealed grace successor read back from Redis (tok_unseal): any input either
  * parses into a token whose text re-encodes to exactly the input, or is refused; no input
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "../../tokend/token.h"
+#include "fuzz.h"
 #include "shared/crypto.h"
 
 #define FUZZ_KEY "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for tokend's user-agent parser and fingerprint policy: never reads out
  * of bounds, a recognised product is one of the known names with a sane major, and the
  * policy never re-binds a user agent it refuses. */
@@ -7,6 +8,7 @@
 #include <string.h>
 
 #include "../../tokend/fingerprint.h"
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

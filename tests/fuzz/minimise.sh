@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # After a `make fuzz` run: replace each seed corpus (tests/fuzz/corpus/<name>/) by the
 # smallest set libFuzzer finds that covers every edge the seeds and the inputs found
 # (FUZZ_OUT/corpus/<name>/) cover. Seeds with a name of their own (not a 40-hex-digit

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # make fuzz: build every tests/fuzz/fuzz_*.c as a libFuzzer binary (clang, ASan + UBSan)
 # against libshared and the daemons' own objects, then run each, one after the other, for
 # SECONDS with its seed corpus (tests/fuzz/corpus/<name>/).
@@ -18,9 +19,9 @@ mkdir -p "$out/gen" "$out/obj"
 sh tools/embed-lua.sh "$out/gen/scripts.c" $(ls lua-scripts/*.lua 2>/dev/null | sort)
 
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Ilibshared/include -I$out/gen"
-WARN="-Wall -Wextra -Wshadow -Wstrict-prototypes -Wwrite-strings -Wformat=2"
+WARN="-Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings -Wformat=2"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
-LIBS="-lhiredis -lsodium -lssl -lcrypto -ljansson -lpthread -lm"
+LIBS="-lhiredis -lsodium -lssl -lcrypto -ljansson -lsystemd -lpthread -lm"
 
 # The code under test, compiled once (with coverage for libFuzzer): libshared and every
 # daemon's files except main.c and its command-line tools.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of auditd over real sockets against a private redis-server: the API,
  * bad input leaving the chain untouched, an independent signature check with openssl, key
  * loading and refusal to start, Redis down. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of auditd's chain guarantees: tampering edited directly in Redis is
  * caught by audit-verify (exit 1/2, right seq) and /v1/verify; a truncated tail is caught
  * against a kept checkpoint; key rotation; periodic checkpoints across instances. */
@@ -387,7 +388,7 @@ static void test_tool_flags(void **state)
     for (int i = 0; i < 2; i++) {
         const char *help[] = {"x", "--help", NULL}, *ver[] = {"x", "--version", NULL};
         assert_int_equal(th_run(th_bin(tools[i]), help, NULL, &out, NULL, 10000), 0);
-        assert_non_null(strstr(out, "usage: audit-"));
+        assert_non_null(strstr(out, "usage: warden-audit-"));
         free(out);
         assert_int_equal(th_run(th_bin(tools[i]), ver, NULL, &out, NULL, 10000), 0);
         assert_non_null(strstr(out, " 0.1.0"));

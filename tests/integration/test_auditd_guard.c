@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of auditd's guard against a Redis that lost its data (defects issue,
  * defect 4): real redis-server, real auditd processes. A chain that is shorter than, or
  * different from, what an instance has seen — FLUSHALL under it, a Redis restarted empty,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of auditd's signing keys: every way a key loads (PEM and seed, from
  * the variable or *_FILE, the unversioned v0, retired public keys), which version is
  * active, `auditd keygen`, the refusals; private key bytes never reach the log, Redis or

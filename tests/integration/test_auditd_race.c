@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of auditd under concurrency and faults: three instances and many
  * clients append to one chain (gap-free, verifies, every 201 is in it, CAS conflicts
  * happen, client batches stay contiguous); group commit under 50 clients; an

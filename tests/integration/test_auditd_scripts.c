@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* audit_append.lua and audit_checkpoint.lua run directly with EVALSHA against a real
  * Redis: compare-and-set, conflict without writes, key activation, event-id dedup,
  * head/log mismatch, the caller's floor (a chain rolled back, emptied or replaced is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers shared by auditd's integration tests (header-only: each test binary is one
  * source file): starting auditd, running its tools, posting events, reading metrics. */
 #ifndef TEST_AUDITD_UTIL_H

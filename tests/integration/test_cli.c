@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of a daemon's command line: --help, --version, --check-config with
  * good and bad values of every variable type (exit 2 with one line naming it). */
 #include <setjmp.h>
@@ -33,7 +34,7 @@ static void test_help_and_version(void **state)
     (void)state;
     char *out = NULL, *err = NULL;
     assert_int_equal(run_testd("--help", NULL, &out, &err), 0);
-    assert_non_null(strstr(out, "Usage: testd"));
+    assert_non_null(strstr(out, "Usage: warden-testd"));
     assert_non_null(strstr(out, "REDIS_URL"));
     free(out), free(err);
     assert_int_equal(run_testd("--version", NULL, &out, &err), 0);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Ambiguous HTTP/1.1 framing and forbidden bytes in header values, sent over raw sockets to
  * each of the four daemons (RFC 9112 §6.1, §6.3; RFC 9110 §5.5). Every request here is a
  * write that would change Redis if it ran, followed in the same packet by a second complete

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests, through the real programs, of the bugs found while putting the
  * parsers under libFuzzer (tests/fuzz/): a LISTEN_ADDR whose port or host could only be
  * guessed at; a 400 answer that lost its field when an unknown member had a long non-ASCII

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Tests of the test harness itself (tests/lib): a real redis-server started, killed,
  * restarted, paused and stopped; the HTTP client against tiny servers run in a thread;
  * subprocesses, their logs, exit statuses and environment. */

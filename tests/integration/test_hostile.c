@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Hostile clients against a real daemon over real sockets, in both threading modes:
  * slowloris (headers a byte at a time), a flood of connections past HTTP_CONNECTION_LIMIT,
  * bodies that trickle and bodies that stop. Each test measures a well-behaved client's

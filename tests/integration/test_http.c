@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of the HTTP layer and the daemon lifecycle, over real sockets, against
  * testd (a daemon made of libshared alone) and a real redis-server. */
 #include <setjmp.h>

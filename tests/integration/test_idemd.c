@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* idemd over real sockets against a real redis-server: every endpoint's answers and
  * fields, stale tokens and bad input that leave Redis untouched, scope isolation, the
  * replay-header setting. Waiting claims: test_idemd_wait.c; logs, metrics and replicas:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* idemd when Redis fails: killed, frozen (SIGSTOP), its script cache flushed, or set to
  * evict keys. Every call answers 503 backend_unavailable within the pool + command
  * timeouts (never fails open), /ready turns 503, and calls succeed again once Redis is

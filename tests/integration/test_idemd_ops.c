@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What operators see of idemd, against a real redis-server: keys and tokens never in the
  * logs (only their short hash), the metric families of the contract with exact counts,
  * and IDEM_WAIT_REPLICAS with a real replica. */

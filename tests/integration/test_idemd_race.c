@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* idemd's race guarantees, with many threads against two idemd processes sharing one real
  * redis-server: exactly one claim wins, every replay is byte-identical, and an expired
  * lease is recovered by exactly one claimer (takeover) or by none (block).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* idemd's Lua scripts run directly with EVALSHA against a real redis-server (no daemon):
  * each reply shape, TTL set once, leases from Redis time, takeover vs block, and stale
  * tokens that never change the hash. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers shared by idemd's integration tests (header-only: each test binary is one source
  * file): starting idemd, posting to it with an expected status, reading JSON members,
  * snapshots of a record's hash and values of /metrics. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* idemd's waiting claims (wait_ms) over real sockets against a real redis-server: answered
  * as soon as the key is completed, released or taken over, else 409 when the wait ends;
  * a hundred waiters hold no HTTP worker; shutdown answers waiters at once. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of where and how a daemon listens: LISTEN_ADDR as a unix socket and
  * as [::1]:port, HTTP_CONNECTION_LIMIT and HTTP_CONNECTION_TIMEOUT. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of deploy/redis: a Redis started from redis.conf with the ACL file of
  * gen-acl.sh; the four daemons, each on its own ACL user with its secrets passed through
  * *_FILE variables (as the systemd units pass them), doing real work with no ACL denial;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of deploy/prometheus/alerts.yml: promtool accepts the rules and their
  * unit tests pass (when promtool is installed: skipped, and said so, when not); every alert
  * the operations issue asks for is there with a comment saying what to do; and every
@@ -208,12 +209,21 @@ static int post(int d, const char *path, const char *json, const char *name, cha
     return st;
 }
 
+/* The HTTP layer counts a request once its answer is written, so a scrape sent the moment
+ * the answer arrives may come before the count: look again for up to a second. */
 static void assert_metric(int d, const char *line)
 {
-    char *m = metrics_of(d);
-    if (!strstr(m, line))
-        fail_msg("%s's /metrics lacks %s", DAEMONS[d], line);
-    free(m);
+    int64_t end = th_now_ms() + th_ms(1000);
+    for (;;) {
+        char *m = metrics_of(d);
+        int found = strstr(m, line) != NULL;
+        free(m);
+        if (found)
+            return;
+        if (th_now_ms() > end)
+            fail_msg("%s's /metrics lacks %s", DAEMONS[d], line);
+        usleep(20000);
+    }
 }
 
 /* The label values the rules select on, produced for real: an append, the breaker's admin

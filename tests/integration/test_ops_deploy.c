@@ -1,9 +1,11 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of deploy/systemd, deploy/container and deploy/k8s: the units carry the
  * hardening the operations issue lists and pass secrets as credentials that the daemons
  * really read through *_FILE; systemd-analyze verifies them (when it is installed: skipped,
- * and said so, when not); their readiness command waits for /health on LISTEN_ADDR; the
+ * and said so, when not); they are Type=notify with a watchdog; the
  * container's runtime packages are exactly the libraries the binaries link; the sidecar
- * examples (idemd, auditd) probe /health and /ready and mount their secrets as files, and
+ * examples (idemd, auditd) probe /health and /ready on the metrics listener (METRICS_ADDR),
+ * which Prometheus scrapes, and mount their secrets as files, and
  * auditd's unit and sidecar give it a state directory. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,7 +20,6 @@
 
 #define NDAEMONS 4
 static const char *const DAEMONS[NDAEMONS] = {"ratelimitd", "auditd", "idemd", "tokend"};
-static const int PORTS[NDAEMONS] = {8081, 8082, 8083, 8084};
 
 static char tmp[256];
 
@@ -55,22 +56,10 @@ static int has_line(const char *text, const char *line)
     return 0;
 }
 
-/* The value of the first line starting "key=", copied into buf; NULL if none. */
-static char *unit_value(const char *text, const char *key, char *buf, size_t size)
-{
-    size_t n = strlen(key);
-    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-        if (strncmp(p, key, n) == 0 && p[n] == '=') {
-            snprintf(buf, size, "%.*s", (int)strcspn(p + n + 1, "\n"), p + n + 1);
-            return buf;
-        }
-    return NULL;
-}
-
 static void test_units_are_hardened(void **state)
 {
     (void)state;
-    static const char *const LINES[] = {"Type=exec",
+    static const char *const LINES[] = {"Type=notify",
                                         "Restart=on-failure",
                                         "DynamicUser=yes",
                                         "NoNewPrivileges=yes",
@@ -90,7 +79,7 @@ static void test_units_are_hardened(void **state)
         for (int i = 0; LINES[i]; i++)
             if (!has_line(text, LINES[i]))
                 fail_msg("warden-%s.service lacks %s", DAEMONS[d], LINES[i]);
-        snprintf(line, sizeof(line), "ExecStart=/usr/local/bin/%s", DAEMONS[d]);
+        snprintf(line, sizeof(line), "ExecStart=/usr/bin/warden-%s", DAEMONS[d]);
         assert_true(has_line(text, line));
         snprintf(line, sizeof(line), "EnvironmentFile=/etc/warden/%s.env", DAEMONS[d]);
         assert_true(has_line(text, line));
@@ -186,7 +175,7 @@ static void copy_units(char *list, size_t size)
     list[0] = '\0';
     for (int d = 0; d < NDAEMONS; d++) {
         char *text = unit_text(DAEMONS[d]), path[400], from[64];
-        snprintf(from, sizeof(from), "ExecStart=/usr/local/bin/%s", DAEMONS[d]);
+        snprintf(from, sizeof(from), "ExecStart=/usr/bin/warden-%s", DAEMONS[d]);
         char *at = strstr(text, from);
         assert_non_null(at);
         FILE *f;
@@ -219,8 +208,27 @@ static void test_systemd_analyze_verify(void **state)
         paths[d] = strtok(NULL, "\n");
     const char *argv[] = {"systemd-analyze", "verify", paths[0], paths[1],
                           paths[2],          paths[3], NULL};
+    /* verify runs man(1) on each Documentation=man: page: the project's own pages, laid
+     * out as an installed man tree */
+    char mandir[300], manpath[320];
+    snprintf(mandir, sizeof(mandir), "%s/man", tmp);
+    mkdir(mandir, 0755);
+    snprintf(mandir, sizeof(mandir), "%s/man/man8", tmp);
+    mkdir(mandir, 0755);
+    assert_int_equal(access(mandir, W_OK), 0);
+    for (int d = 0; d < NDAEMONS; d++) {
+        char rel[96], dst[400];
+        snprintf(rel, sizeof(rel), "docs/man/warden-%s.8", DAEMONS[d]);
+        char *page = ops_read(ops_src(rel));
+        assert_non_null(page);
+        snprintf(dst, sizeof(dst), "%s/warden-%s.8", mandir, DAEMONS[d]);
+        assert_int_equal(th_write_file(dst, page), 0);
+        free(page);
+    }
+    snprintf(manpath, sizeof(manpath), "MANPATH=%s/man", tmp);
+    const char *env[] = {manpath, NULL};
     char *out = NULL, *err = NULL;
-    int st = th_run(sa, argv, NULL, &out, &err, 30000);
+    int st = th_run(sa, argv, env, &out, &err, 30000);
     if (st != 0 || (err && *err))
         fail_msg("systemd-analyze verify: exit %d\n%s%s", st, out ? out : "", err ? err : "");
     free(out);
@@ -236,70 +244,24 @@ static void test_systemd_analyze_verify(void **state)
     }
 }
 
-/* The unit's ExecStartPost= command as the shell gets it ($$ is systemd's escape for $). */
-static char *readiness_command(const char *daemon)
-{
-    char *text = unit_text(daemon), line[1024] = "";
-    assert_non_null(unit_value(text, "ExecStartPost", line, sizeof(line)));
-    free(text);
-    char *cmd = calloc(1, strlen(line) + 1), *o = cmd;
-    for (const char *p = line; *p; p++) {
-        *o++ = *p;
-        if (p[0] == '$' && p[1] == '$')
-            p++;
-    }
-    return cmd;
-}
-
-static int run_readiness(const char *cmd, const char *listen, int timeout_ms)
-{
-    char env[512];
-    snprintf(env, sizeof(env), "LISTEN_ADDR=%s", listen);
-    const char *argv[] = {"sh", "-c", cmd, NULL}, *envp[] = {env, NULL};
-    return th_run("/bin/sh", argv, envp, NULL, NULL, timeout_ms);
-}
-
-/* The command waits for /health on LISTEN_ADDR: it answers at once for a daemon that runs,
- * waits for one that starts late, works over a unix socket, and never reports success
- * while nothing listens. Any daemon serves /health, idemd is used (no Redis needed). */
-static void test_unit_readiness_waits_for_health(void **state)
+/* Readiness is the daemon's own (sd_notify, test_sdnotify.c): Type=notify, notifications
+ * from the main process only, a watchdog, no polling command; ExecReload only where
+ * SIGHUP reloads something (ratelimitd's rules). */
+static void test_units_are_type_notify(void **state)
 {
     (void)state;
-    struct th_proc idemd = {0}, late = {0}, sh = {0}, uds = {0};
-    char listen[300], want[64], env_listen[320];
-    assert_int_equal(th_daemon_start(&idemd, "bin/idemd", "redis://127.0.0.1:1/0", NULL), 0);
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", idemd.port);
     for (int d = 0; d < NDAEMONS; d++) {
-        char *cmd = readiness_command(DAEMONS[d]);
-        snprintf(want, sizeof(want), "LISTEN_ADDR:-127.0.0.1:%d}", PORTS[d]);
-        assert_non_null(strstr(cmd, want)); /* its own default port when LISTEN_ADDR is unset */
-        assert_int_equal(run_readiness(cmd, listen, 10000), 0);
-        free(cmd);
+        char *text = unit_text(DAEMONS[d]), v[256];
+        assert_true(has_line(text, "Type=notify"));
+        assert_true(has_line(text, "NotifyAccess=main"));
+        assert_non_null(ops_unit_value(text, "WatchdogSec", v, sizeof(v)));
+        assert_null(ops_unit_value(text, "ExecStartPost", v, sizeof(v)));
+        if (strcmp(DAEMONS[d], "ratelimitd") == 0)
+            assert_true(has_line(text, "ExecReload=/bin/kill -HUP $MAINPID"));
+        else
+            assert_null(ops_unit_value(text, "ExecReload", v, sizeof(v)));
+        free(text);
     }
-    char *cmd = readiness_command("idemd");
-    int port = th_free_port();
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
-    assert_true(run_readiness(cmd, listen, 2500) != 0); /* nothing there: still waiting, */
-    size_t len = strlen(cmd);                           /* and it gives up with a failure */
-    assert_true(len > 9 && strcmp(cmd + len - 9, "; exit 1'") == 0);
-
-    snprintf(env_listen, sizeof(env_listen), "LISTEN_ADDR=%s", listen);
-    const char *sh_argv[] = {"sh", "-c", cmd, NULL}, *sh_env[] = {env_listen, NULL};
-    const char *d_argv[] = {"idemd", NULL};
-    const char *d_env[] = {env_listen, "REDIS_URL=redis://127.0.0.1:1/0", NULL};
-    assert_int_equal(th_proc_start(&sh, "/bin/sh", sh_argv, sh_env, 0), 0);
-    usleep(1000 * 1000);
-    assert_int_equal(th_proc_start(&late, th_bin("bin/idemd"), d_argv, d_env, port), 0);
-    assert_int_equal(th_proc_wait(&sh, 15000), 0); /* succeeded once the daemon came up */
-
-    snprintf(env_listen, sizeof(env_listen), "LISTEN_ADDR=unix:%s/idemd.sock", tmp);
-    d_env[0] = env_listen;
-    assert_int_equal(th_proc_start(&uds, th_bin("bin/idemd"), d_argv, d_env, 0), 0);
-    assert_int_equal(run_readiness(cmd, env_listen + strlen("LISTEN_ADDR="), 10000), 0);
-    free(cmd);
-    th_proc_stop(&uds, SIGTERM, 5000);
-    th_proc_stop(&late, SIGTERM, 5000);
-    th_proc_stop(&idemd, SIGTERM, 5000);
 }
 
 /* ---- the container image ------------------------------------------------------------------- */
@@ -411,7 +373,7 @@ static void test_container_runtime_is_what_the_binaries_link(void **state)
  * the lines of its own (NULL-terminated) besides. */
 static void check_sidecar(const char *daemon, int port, const char *const *own)
 {
-    char rel[96], must[20][128];
+    char rel[96], must[24][128];
     int n = 0;
     snprintf(rel, sizeof(rel), "deploy/k8s/%s-sidecar.yaml", daemon);
     char *y = ops_read(ops_src(rel));
@@ -419,8 +381,12 @@ static void check_sidecar(const char *daemon, int port, const char *const *own)
         fail_msg("%s is missing", rel);
     snprintf(must[n++], sizeof(must[0]), "- name: %s", daemon);
     snprintf(must[n++], sizeof(must[0]), "{name: LISTEN_ADDR, value: \"127.0.0.1:%d\"}", port);
-    snprintf(must[n++], sizeof(must[0]), "\"http://127.0.0.1:%d/health\"", port);
-    snprintf(must[n++], sizeof(must[0]), "\"http://127.0.0.1:%d/ready\"", port);
+    /* probes and scraping on the metrics listener, the API on loopback */
+    snprintf(must[n++], sizeof(must[0]), "{name: METRICS_ADDR, value: \"0.0.0.0:9090\"}");
+    snprintf(must[n++], sizeof(must[0]), "- {name: metrics, containerPort: 9090}");
+    snprintf(must[n++], sizeof(must[0]), "httpGet: {path: /health, port: metrics}");
+    snprintf(must[n++], sizeof(must[0]), "httpGet: {path: /ready, port: metrics}");
+    snprintf(must[n++], sizeof(must[0]), "prometheus.io/port: \"9090\"");
     snprintf(must[n++], sizeof(must[0]), "secretName: warden-%s", daemon);
     static const char *const COMMON[] = {
         "- name: app",
@@ -470,7 +436,7 @@ int main(void)
         cmocka_unit_test(test_units_are_hardened),
         cmocka_unit_test(test_unit_credentials_are_read_by_the_daemons),
         cmocka_unit_test(test_systemd_analyze_verify),
-        cmocka_unit_test(test_unit_readiness_waits_for_health),
+        cmocka_unit_test(test_units_are_type_notify),
         cmocka_unit_test(test_container_runtime_is_what_the_binaries_link),
         cmocka_unit_test(test_k8s_sidecar_example),
     };

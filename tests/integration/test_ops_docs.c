@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* docs/operations.md cannot drift from the code: its variable tables list exactly what
  * libshared and each daemon read (from the cfg_* calls in the sources and from each
  * daemon's --check-config), every secret also as NAME_FILE, and every default as the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers shared by the operations tests (header-only: each test binary is one source
  * file): where the source tree is, reading its files, running its shell scripts, small
  * string sets, and finding tools that may not be installed. */
@@ -82,6 +83,42 @@ static inline int ops_sh(const char *script, const char *const *args, char **out
         argv[n++] = args[i];
     argv[n] = NULL;
     return th_run("/bin/sh", argv, NULL, out, err, timeout_ms);
+}
+
+/* The value of the first line of text starting "key=" (a systemd unit's setting), copied
+ * into buf; NULL if there is none. */
+static inline char *ops_unit_value(const char *text, const char *key, char *buf, size_t size)
+{
+    size_t n = strlen(key);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, key, n) == 0 && p[n] == '=') {
+            snprintf(buf, size, "%.*s", (int)strcspn(p + n + 1, "\n"), p + n + 1);
+            return buf;
+        }
+    return NULL;
+}
+
+/* make install of this checkout's built programs (those of $WARDEN_BUILD, not rebuilt)
+ * into destdir with PREFIX=/usr, as the package does. Returns make's status; its output
+ * goes to stderr when it fails. */
+static inline int ops_install(const char *destdir)
+{
+    char build[1100], dest[1100], src[1024], *err = NULL;
+    const char *make = ops_which("make");
+    if (!make)
+        return -1;
+    char make_path[1024];
+    snprintf(make_path, sizeof(make_path), "%s", make);
+    snprintf(src, sizeof(src), "%s", ops_src("."));
+    snprintf(build, sizeof(build), "BUILD=%s", th_bin("."));
+    snprintf(dest, sizeof(dest), "DESTDIR=%s", destdir);
+    const char *argv[] = {"make",    "-s",          "-C", src,   "-o", "all",
+                          "install", "PREFIX=/usr", dest, build, NULL};
+    int st = th_run(make_path, argv, NULL, NULL, &err, 60000);
+    if (st != 0)
+        fprintf(stderr, "make install: exit %d\n%s", st, err ? err : "");
+    free(err);
+    return st;
 }
 
 /* ---- a small set of strings (command names, variable names) ---------------------------- */

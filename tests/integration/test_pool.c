@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of the Redis pool and script runner against a real redis-server:
  * concurrency, exhaustion, restarts, SCRIPT FLUSH, timeouts, AUTH, db and unix sockets. */
 #include <setjmp.h>

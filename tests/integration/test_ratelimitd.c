@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of ratelimitd over real sockets against a private redis-server: the API
  * (fields, headers, statuses), GCRA and sliding-window exactness against a reference read
  * on the Redis clock, no over-grant under concurrency, bad input, shadow mode, rules reload
@@ -730,8 +731,11 @@ static void test_metrics_families(void **state)
     for (int i = 0; want[i]; i++)
         if (!strstr(r.body, want[i]))
             fail_msg("missing in /metrics: %s", want[i]);
-    /* No fallback and no transition happened here (test_ratelimitd_breaker counts those). */
-    assert_null(strstr(r.body, "ratelimitd_fallback_decisions_total{"));
+    /* No fallback and no transition happened here (test_ratelimitd_breaker counts those):
+     * every fallback mode is shown, at 0 */
+    assert_non_null(strstr(r.body, "\nratelimitd_fallback_decisions_total{mode=\"local\"} 0\n"));
+    assert_non_null(strstr(r.body, "\nratelimitd_fallback_decisions_total{mode=\"open\"} 0\n"));
+    assert_non_null(strstr(r.body, "\nratelimitd_fallback_decisions_total{mode=\"closed\"} 0\n"));
     assert_null(strstr(r.body, "ratelimitd_breaker_transitions_total{"));
     const char *gauge = strstr(r.body, "\nratelimitd_deny_cache_entries ");
     assert_non_null(gauge);

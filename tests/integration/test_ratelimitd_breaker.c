@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of ratelimitd's circuit breaker and fallbacks. Redis sits behind a small
  * counting TCP proxy in the test: in `swallow` mode it accepts and reads everything but
  * forwards nothing (a hung Redis), and it counts every EVALSHA that reaches it, so the tests

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of ratelimitd's decisions against reference models, over real sockets
  * on a private redis-server: long random sequences of checks where every answer (allowed,
  * remaining, reset_after_ms, retry_after_ms) and every state change in Redis is compared

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration test of ratelimitd's per-region limits: two daemons with different
  * CLOUD_RUN_REGION on one Redis keep independent counts under region-qualified keys.
  * `make test-rate-limit-multi-region` runs this binary alone. */

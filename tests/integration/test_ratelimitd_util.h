@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers shared by ratelimitd's integration tests (header-only: each test binary is one
  * source file): a private Redis with one ratelimitd on a rules file, and reading the Redis
  * clock and the keys' fields. */

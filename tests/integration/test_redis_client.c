@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The non-blocking Redis client (libshared/src/redis_client.c, redis_conn.c) against a real
  * redis-server on loopback, driven by a real event loop on the test's thread:
  *   - automatic pipelining: 2,000 commands issued in one turn leave in a handful of writes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* One Redis failure, one answer in every daemon: with an ACL user that may not run
  * scripts (every EVALSHA refused with NOPERM), idemd, tokend and auditd answer their writes
  * with 503 backend_unavailable and Retry-After — an operator fixes it in Redis, the caller

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Security properties docs/security.md states, each over real sockets, real daemons and a
  * real Redis: the default listening address; API_TOKEN and ADMIN_TOKEN on every daemon, as
  * another local user sees them; who may connect to a unix socket; who may read a secret

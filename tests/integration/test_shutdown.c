@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* SIGTERM under keep-alive load, for every daemon: several clients keep appending (auditd),
  * claiming (idemd), issuing (tokend) or checking (ratelimitd) on keep-alive connections
  * while the signal arrives, many times over, in both threading modes. Every run must end

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tokend under bad input and a failing Redis: every malformed request gets its documented
  * 4xx and leaves Redis untouched (no command reaches it, nothing changes); a frozen or
  * dead Redis gives 503 backend_unavailable on every endpoint, within the timeout, and

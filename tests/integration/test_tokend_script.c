@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tokend's Lua scripts run directly against a real redis-server with EVALSHA: issue,
  * refresh (rotation, grace, reuse, fingerprint policy, TTLs, key rotation), revoke and
  * the per-user index. */

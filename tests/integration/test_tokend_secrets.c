@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tokend's secrets: after a workload that reaches every endpoint and every refresh
  * outcome, Redis holds no token, secret or successor in any form (text, base64url,
  * base64, hex, raw — also inside values that decode), only HMACs of them; the daemons'

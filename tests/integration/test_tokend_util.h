@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers shared by tokend's integration tests (header-only: each test binary is one
  * source file): starting tokend, posting requests, issuing and refreshing tokens, and
  * remembering every token handed out so the tests can look for it afterwards. */

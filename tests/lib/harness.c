@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* harness: time, temp dirs, ports and programs run as subprocesses, for integration tests
  * and bench programs (see harness.h; the private redis-server is harness_redis.c, the
  * HTTP client harness_http.c). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* harness: what integration tests and bench programs need around the code under test — a
  * private redis-server, daemons run as subprocesses, and a small HTTP/1.1 client over real
  * sockets. Uses hiredis, jansson and POSIX only (not libshared, so it cannot share its bugs).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* harness_buf: a growable byte buffer shared by harness.c and harness_http.c. Internal to
  * the harness (tests include harness.h only); static inline so each file keeps its own. */
 #ifndef WARDEN_TESTS_HARNESS_BUF_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* harness_http: the harness's minimal HTTP/1.1 client over real TCP sockets (see
  * harness.h). Thread-safe: no globals; every wait is bounded by a deadline. */
 /* GNU extensions used: memmem, pipe2, close_range, environ (the Makefile passes it too). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* harness_int: what harness.c shares with harness_redis.c — sleeping, temp dirs, pid files
  * and starting and reaping programs. Internal to the harness (tests include harness.h
  * only); each function is described where harness.c defines it. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* harness_redis: a private redis-server per test — start on a free port, stop, kill,
  * restart on the same port and data, pause (SIGSTOP) — and commands to it (see harness.h). */
 #include "harness.h"

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # make restore-test: the DR drill end to end, and proof that it catches damage.
 #   1. a "live" Redis from deploy/redis/redis.conf with the ACL file of gen-acl.sh, on a free
 #      loopback port; the four daemons, each with its own ACL user; real data put in through
@@ -9,13 +10,27 @@
 #      (data); a truncated RDB (files, restore); a truncated RDB whose manifest was made from
 #      the truncated file (restore); an audit entry edited in Redis before the backup (audit).
 # Prints what it does and "restore drill: N assertions held" (exit 0), or what went wrong.
-#   sh tests/ops/restore-drill.sh [BUILD]       (default: build)
+#   sh tests/ops/restore-drill.sh [BUILD]             (default: build) from this checkout
+#   sh tests/ops/restore-drill.sh --installed PREFIX  from an installed tree (make install
+#       DESTDIR=... PREFIX=/usr gives PREFIX=<DESTDIR>/usr): its warden-* programs, its
+#       share/warden/redis files and share/warden/scripts; run from a scratch directory,
+#       so nothing of the checkout can stand in for what the install lacks.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
-. deploy/scripts/common.sh
-build=${1:-build}
-bin=$(cd "$build/bin" 2>/dev/null && pwd) || { echo "restore-drill: no $build/bin (make all)" >&2; exit 2; }
+if [ "${1:-}" = --installed ]; then
+    prefix=$(cd "${2:?--installed PREFIX}" && pwd) || exit 2
+    bin=$prefix/bin
+    ops=$prefix/share/warden/scripts
+    redisdir=$prefix/share/warden/redis
+else
+    build=${1:-build}
+    bin=$(cd "$build/bin" 2>/dev/null && pwd) || { echo "restore-drill: no $build/bin (make all)" >&2; exit 2; }
+    ops=$(pwd)/deploy/scripts
+    redisdir=$(pwd)/deploy/redis
+fi
+. "$ops/common.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/warden-drill.XXXXXX") || exit 2
+cd "$tmp" || exit 2
 pids=
 redis_pid=
 cleanup() {
@@ -49,9 +64,9 @@ start_live() {
     for _try in 1 2 3 4 5; do
         port=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000))
         acl=$tmp/acl-$_try
-        sh deploy/redis/gen-acl.sh "$acl" "127.0.0.1:$port" >/dev/null || return 1
+        sh "$redisdir/gen-acl.sh" "$acl" "127.0.0.1:$port" >/dev/null || return 1
         mkdir -p "$tmp/live"
-        redis-server deploy/redis/redis.conf --port "$port" --dir "$tmp/live" \
+        redis-server "$redisdir/redis.conf" --port "$port" --dir "$tmp/live" \
             --aclfile "$acl/users.acl" --logfile "$tmp/live/redis.log" --daemonize no &
         redis_pid=$!
         for _i in $(seq 50); do
@@ -76,7 +91,7 @@ start_daemon() {
     for _try in 1 2 3 4 5; do
         _p=$(free_port) || return 1
         env -i PATH="$PATH" LISTEN_ADDR="127.0.0.1:$_p" REDIS_URL_FILE="$acl/$_d.redis-url" "$@" \
-            "$bin/$_d" >"$tmp/$_d-$_p.log" 2>&1 &
+            "$(warden_bin "$bin" "$_d")" >"$tmp/$_d-$_p.log" 2>&1 &
         _pid=$!
         pids="$pids $_pid"
         for _i in $(seq 50); do
@@ -101,8 +116,8 @@ field() { jq -r "$1" "$tmp/body"; }
 jqt() { jq -e "$@" >/dev/null 2>&1; } # jqt FILTER FILE: is it true?
 echo "restore drill: live Redis from deploy/redis/redis.conf with per-daemon ACL users"
 start_live || die "cannot start redis-server with deploy/redis/redis.conf: $(tail -n 3 "$tmp/live/redis.log")"
-"$bin/auditd" keygen | sed '/^public_key:/d' >"$tmp/audit-v1.pem"
-env -i AUDIT_PRIVATE_KEY_V1_FILE="$tmp/audit-v1.pem" "$bin/auditd" pubkeys >"$tmp/keyring.json" ||
+"$(warden_bin "$bin" auditd)" keygen | sed '/^public_key:/d' >"$tmp/audit-v1.pem"
+env -i AUDIT_PRIVATE_KEY_V1_FILE="$tmp/audit-v1.pem" "$(warden_bin "$bin" auditd)" pubkeys >"$tmp/keyring.json" ||
     die "auditd pubkeys failed"
 head -c 32 /dev/urandom | base64 >"$tmp/token-hash-key"
 # "brief" keys expire 8 s after their check: the backup (taken well within that, even on a
@@ -149,7 +164,7 @@ assert "no ACL denial on the live Redis while the daemons worked $(echo $denials
 
 echo "restore drill: backup.sh as the backup user"
 backup() { # backup OUTDIR → prints the backup dir
-    sh deploy/scripts/backup.sh -u "$(cat "$acl/backup.redis-url")" -o "$1"
+    sh "$ops/backup.sh" -u "$(cat "$acl/backup.redis-url")" -o "$1"
 }
 good=$(backup "$tmp/backups") || die "backup.sh failed"
 assert "the backup has dump.rdb, the AOF directory and manifest.json" \
@@ -159,7 +174,7 @@ assert "the manifest counts 2 audit chains, 3 idempotency records and the token 
            and .keys.idem == 3 and .keys.ratelimit == 5 and .keys.tok == 7' "$good/manifest.json"
 
 restore() { # restore BACKUP [--json] → exit status; output in $tmp/out
-    sh deploy/scripts/restore-test.sh --keys "$tmp/keyring.json" --bin "$bin" "$@" >"$tmp/out" 2>"$tmp/err"
+    sh "$ops/restore-test.sh" --keys "$tmp/keyring.json" --bin "$bin" "$@" >"$tmp/out" 2>"$tmp/err"
 }
 restore_fails() { # restore_fails BACKUP: restore-test.sh --json on it must exit non-zero
     restore "$1" --json

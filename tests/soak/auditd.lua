@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- auditd under soak: append single events (some retried with the same event_id), batches
 -- of 10, read the head, single entries and pages.
 expect = {

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- Shared by the soak scripts (prepended to each). Every request names its operation in
 -- X-Request-ID ("<op>-<thread>-<n>"), which the daemons echo; response() handlers call
 -- check() to compare the status with the operation's expected ones (the table `expect`

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- idemd under soak: claim a fresh key then complete it (most), claim then release,
 -- replay a completed key, read a record.
 expect = {

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- ratelimitd under soak: single checks on many keys (allowed), on a hot key (mostly
 -- denied, then answered from the deny cache), sliding-window checks, peeks and batches.
 expect = {

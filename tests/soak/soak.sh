@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # make soak: the four daemons at once, each under steady load from its own wrk (realistic
 # operations, tests/soak/<daemon>.lua) against one private Redis, for SOAK_SECONDS (600).
 # Every SOAK_SAMPLE seconds (5) it records each daemon's VmRSS and open descriptors. After

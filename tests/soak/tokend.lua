@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- tokend under soak: log in (issue), refresh (the successor goes back in the queue),
 -- introspect, list a user's sessions, revoke.
 expect = {

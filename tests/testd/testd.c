@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* testd: a small daemon built on libshared alone, so the foundation (HTTP layer, pool,
  * scripts, lifecycle) is tested over real sockets before any real daemon exists. */
 #include <pthread.h>

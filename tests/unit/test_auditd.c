@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of auditd's domain modules: Ed25519 vectors and key loading, event
  * validation, the canonical entry body, the verifier's tamper detection, checkpoints, the
  * guard's rule and its state file. */

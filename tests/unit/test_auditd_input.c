@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of what auditd and audit-verify read from outside besides events: the
  * keyring file (--keys), --expect-head, the export reader (--file), numeric options and
  * the query values of GET /v1/events. Each case is a bug found while putting these parsers

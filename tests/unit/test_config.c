@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for libshared config: every getter with good and bad values, the exact
  * one-line errors, *_FILE secrets, masking in cfg_print(), and the duration/size parsers. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for shared/conn_guard: slots up to the limit and no further, and the watchdog
  * shutting down a socket at its deadline — not before, not while disarmed, never after
  * guard_close() — on socketpairs. */

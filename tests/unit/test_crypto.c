@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for libshared crypto: published vectors (NIST SHA-256, RFC 4231 HMAC,
  * RFC 4648 base64, RFC 8032 Ed25519, RFC 8410 PEM) and PEM interop with the openssl CLI. */
 #include <setjmp.h>

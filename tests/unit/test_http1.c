@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for the HTTP layer's request framing (libshared/src/http1.c): each rule of
  * RFC 9112 that http1.h lists, on whole requests, with the status of a refusal, the body of
  * an accepted request and where the next request starts. */

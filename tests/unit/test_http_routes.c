@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for the HTTP layer's route table (libshared/src/http_routes.c): literal and
  * :param segments, decoding after splitting, the Allow list of a path matched under other
  * methods, and values that would decode to a NUL. */

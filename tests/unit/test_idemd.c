@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of idemd's request parsing, Redis key building and configuration (no
  * network): every field's bounds, the fingerprint of a request, replay-header filtering. */
 #include <setjmp.h>

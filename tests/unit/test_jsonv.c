@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for shared/jsonv: every getter against present, absent, required, wrong
  * type, out of range and tricky values; jv_only, jv_fail and the character checks. */
 #include <jansson.h>

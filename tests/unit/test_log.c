@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for shared/log: the JSON shape of a line, escaping, truncation, level
  * filtering, hash ids, the writer thread and dropping when the buffer is full. */
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for the event loop (libshared/src/loop.c): timers fire in order and once,
  * re-arming moves them and stopping disarms them; end-of-turn tasks run after the turn's
  * events, once however often deferred; work posted from other threads runs on the loop;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for shared/metrics: exact Prometheus exposition text, label escaping, the
  * overflow series, number formatting, render hooks and exact totals under contention. */
 #include <math.h>
@@ -385,6 +386,23 @@ static void test_empty_registry_and_prefixless(void **state)
     metrics_free(m);
 }
 
+/* metrics_find: a family by its unprefixed name, NULL for another registry's or none. */
+static void test_find(void **state)
+{
+    (void)state;
+    struct metrics *m = metrics_create("d");
+    struct metric *c = metrics_counter(m, "errors_total", "Errors.", "kind");
+    assert_ptr_equal(metrics_find(m, "errors_total"), c);
+    assert_null(metrics_find(m, "d_errors_total"));
+    assert_null(metrics_find(m, "errors"));
+    metric_with(metrics_find(m, "errors_total"), "timeout");
+    size_t len;
+    char *text = metrics_render(m, &len);
+    assert_non_null(strstr(text, "d_errors_total{kind=\"timeout\"} 0\n"));
+    free(text);
+    metrics_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_updates_exact),
         cmocka_unit_test(test_render_hooks_run_first),
         cmocka_unit_test(test_empty_registry_and_prefixless),
+        cmocka_unit_test(test_find),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

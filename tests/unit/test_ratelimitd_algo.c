@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of ratelimitd's pure parts: GCRA and sliding-window arithmetic against an
  * independent reference model, rules-file parsing, and the bounded LRU map. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of ratelimitd's circuit breaker state machine, on an injected clock and an
  * injected jitter source (no sleeping, no Redis). */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the pool's configuration: REDIS_URL forms and the REDIS_* variables. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for the one classification of Redis outcomes (libshared/src/redis_reply.c):
  * every failure that means "Redis cannot serve now" is 503, any other error reply 500,
  * whichever client (pool or loop) reported it; and the typed element reads. */

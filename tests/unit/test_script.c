@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the embedded Lua scripts: each carries the SHA-1 Redis will name it by,
  * and opens with its KEYS / ARGV / reply contract comment. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of tokend's domain code without Redis: token text parsing, keyed hashing,
  * grace-successor sealing, user-agent parsing, fingerprints and the fingerprint policy. */
 #include <setjmp.h>

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # make valgrind: the whole suite (tests/run.sh) with every test binary, and every daemon and
 # tool the tests start, under valgrind's memcheck — one log per process — then a summary:
 # processes checked, errors, bytes definitely / indirectly / possibly lost. Exits 0 only if

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* app: the life of a daemon — flags, common configuration, logging, the Redis pool, the
  * HTTP server with /health, /ready and /metrics, signals and graceful shutdown.
  *
@@ -25,8 +26,7 @@
 #include "shared/metrics.h"
 #include "shared/redis_pool.h"
 #include "shared/script.h"
-
-#define WARDEN_VERSION "0.1.0"
+#include "shared/version.h"
 
 struct app;
 
@@ -80,8 +80,9 @@ void app_on_ready(struct app *a, int (*fn)(void *arg, char *reason, size_t size)
 
 /* Serve until SIGTERM/SIGINT; then /ready turns 503, the server quiesces (no new
  * connection; a request arriving on an open one gets 503 `shutting_down` with Retry-After:
- * 1 and Connection: close, its handler never run), run the drain hook, let in-flight requests
- * finish within SHUTDOWN_TIMEOUT (counted from the signal), stop the server, run the shutdown hook.
+ * 1 and Connection: close, its handler never run), run the drain hook, let in-flight
+ * requests finish within SHUTDOWN_TIMEOUT (counted from the signal), stop the server, run
+ * the shutdown hook.
  * If requests are still in flight at the deadline, the process ends there with status 0
  * (they are cut off unanswered; nothing is freed under them) and app_run does not return.
  * Returns the process exit status (0, or 1 if the server could not start). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config: typed, validated environment variables (warden is configured by env only).
  *
  * Each getter reads one variable, validates it, records the effective value (for

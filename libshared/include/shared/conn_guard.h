@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* conn_guard: the HTTP layer's connection slots, and a deadline on every request still
  * being received.
  *

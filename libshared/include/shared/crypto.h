@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* crypto: hashing, MACs, encodings, randomness, Ed25519 and secret memory.
  *
  * Thin, caller-owns-the-buffer wrappers over libsodium (and OpenSSL for PEM parsing).

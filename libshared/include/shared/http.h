@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* http: the JSON-over-HTTP/1.1 layer every daemon serves.
  *
  * Before a handler runs, the layer has matched the route (404 / 405 + Allow), checked the

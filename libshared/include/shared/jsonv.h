@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* jsonv: validated reads of request fields, for handlers.
  *
  * Each getter looks up one member of a JSON object and checks its type and range.

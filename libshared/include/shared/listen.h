@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* listen: the listening socket named by a LISTEN_ADDR value — host:port, [v6]:port or
  * unix:/path. */
 #ifndef WARDEN_LISTEN_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log: one JSON object per line on stdout.
  *
  *     {"ts":"2026-11-22T10:00:00.123Z","level":"info","daemon":"idemd","msg":"...",

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* loop: an event loop for one thread — descriptors watched with epoll, timers, work
  * deferred to the end of the current turn, and work posted from other threads.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* metrics: counters, gauges and histograms with labels, rendered in the Prometheus text
  * format 0.0.4.
  *
@@ -37,6 +38,10 @@ struct metric *metrics_gauge(struct metrics *m, const char *name, const char *he
                              const char *labels);
 struct metric *metrics_histogram(struct metrics *m, const char *name, const char *help,
                                  const char *labels, const double *buckets, size_t nbuckets);
+
+/* The family registered under name (without the prefix), or NULL. For giving a family
+ * registered elsewhere its known label values at 0 from the start. */
+struct metric *metrics_find(struct metrics *m, const char *name);
 
 /* The series for these label values (as many as the family has label names; NULL for a
  * family without labels). Never NULL. */

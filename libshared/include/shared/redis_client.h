@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redis_client: the non-blocking Redis client of one event loop (loop.h).
  *
  * A caller names a command, or an embedded script with its keys and arguments, and a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redis_pool: the only way warden talks to Redis.
  *
  * A bounded pool of blocking hiredis connections. Callers hand it a command (or an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redis_reply: one reading of Redis outcomes for every daemon, so that the same failure
  * gets the same answer everywhere:
  *   - Redis cannot serve the call now — unreachable, too slow, no room in the pool, or an

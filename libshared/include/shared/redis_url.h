@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* redis_url: parsing REDIS_URL — redis://[user:pass@]host:port[/db], redis://:pass@host,
  * [v6] hosts, rediss://... for TLS, unix:///path[?db=N]; percent-encoded credentials.
  * Thread-safe. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* script: the Lua scripts embedded into the binaries at build time.
  *
  * tools/embed-lua.sh turns every lua-scripts/NAME.lua into `script_NAME` (declared in
