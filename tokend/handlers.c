@@ -250,8 +250,8 @@ void tok_routes(struct app *a, struct tok_service *svc)
 {
     app_route(a, "POST", "/v1/tokens", handle_issue, svc, 0);
     app_route(a, "POST", "/v1/tokens/refresh", handle_refresh, svc, 0);
-    app_route(a, "POST", "/v1/tokens/revoke", handle_revoke, svc, 0);
-    app_route(a, "POST", "/v1/tokens/introspect", handle_introspect, svc, 0);
+    app_route(a, "POST", "/v1/tokens/revoke", handle_revoke, svc, HTTP_FORM_BODY);
+    app_route(a, "POST", "/v1/tokens/introspect", handle_introspect, svc, HTTP_FORM_BODY);
     app_route(a, "GET", "/v1/users/:user_id/sessions", handle_sessions, svc, 0);
     app_route(a, "DELETE", "/v1/users/:user_id/sessions/:family_id", handle_session_delete, svc, 0);
 }

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Standards where callers expect them: every 401 of tokend carries WWW-Authenticate
  * (RFC 9110), those about the refresh token as a Bearer invalid_token challenge (RFC 6750)
- * naming the problem's code; audit-verify takes --keys more than once and merges the
+ * naming the problem's code; /v1/tokens/introspect and /v1/tokens/revoke take the
+ * application/x-www-form-urlencoded bodies of RFC 7662 and RFC 7009 (token_type_hint
+ * accepted and ignored) as well as JSON; audit-verify takes --keys more than once and merges the
  * keyrings (a chain signed by two key versions verifies only with both), refuses two
  * keyrings that disagree on a version, and answers -h. */
 #include <setjmp.h>
@@ -12,6 +14,7 @@
 #include <cmocka.h>
 
 #include <signal.h>
+#include <string.h>
 
 #include "test_ops_util.h"
 
@@ -98,6 +101,59 @@ static void test_tokend_401s_carry_www_authenticate(void **state)
     th_proc_stop(&d, SIGTERM, 5000);
 }
 
+static void post_form(int port, const char *path, const char *form, struct th_resp *r)
+{
+    const char *hdr[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    assert_int_equal(th_http(port, "POST", path, hdr, form, strlen(form), r), 0);
+}
+
+static void test_tokend_form_introspection_and_revocation(void **state)
+{
+    (void)state;
+    struct th_proc d = {0};
+    struct th_resp r = {0};
+    const char *env[] = {HASH_KEY, NULL};
+    assert_int_equal(th_daemon_start(&d, "bin/tokend", redis.url, env), 0);
+    assert_int_equal(th_post_json(d.port, "/v1/tokens",
+                                  "{\"user_id\":\"u-form\",\"device_id\":\"d-1\","
+                                  "\"user_agent\":\"curl/8.0\"}",
+                                  &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    json_t *j = th_json(&r);
+    char token[256], form[600];
+    snprintf(token, sizeof(token), "%s", json_string_value(json_object_get(j, "refresh_token")));
+    json_decref(j);
+    th_resp_free(&r);
+    /* RFC 7662: token=...&token_type_hint=refresh_token */
+    snprintf(form, sizeof(form), "token=%s&token_type_hint=refresh_token", token);
+    post_form(d.port, "/v1/tokens/introspect", form, &r);
+    assert_int_equal(r.status, 200);
+    j = th_json(&r);
+    assert_true(json_is_true(json_object_get(j, "active")));
+    assert_string_equal(json_string_value(json_object_get(j, "sub")), "u-form");
+    json_decref(j);
+    th_resp_free(&r);
+    /* RFC 7009 */
+    post_form(d.port, "/v1/tokens/revoke", form, &r);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    post_form(d.port, "/v1/tokens/introspect", form, &r);
+    j = th_json(&r);
+    assert_true(json_is_false(json_object_get(j, "active")));
+    json_decref(j);
+    th_resp_free(&r);
+    /* A repeated parameter is refused (RFC 6749 §3.2); the other routes stay JSON only. */
+    snprintf(form, sizeof(form), "token=%s&token=%s", token, token);
+    post_form(d.port, "/v1/tokens/introspect", form, &r);
+    assert_int_equal(r.status, 400);
+    th_resp_free(&r);
+    post_form(d.port, "/v1/tokens/refresh", "refresh_token=x", &r);
+    assert_int_equal(r.status, 415);
+    th_resp_free(&r);
+    th_proc_stop(&d, SIGTERM, 5000);
+}
+
 /* auditd pubkeys with these keys, into dir/name. */
 static void keyring(const char *name, const char *key, char *path, size_t size)
 {
@@ -175,6 +231,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokend_401s_carry_www_authenticate),
+        cmocka_unit_test(test_tokend_form_introspection_and_revocation),
         cmocka_unit_test(test_audit_verify_merges_keyrings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
