@@ -34,10 +34,6 @@ struct app {
     struct http_config mconf;
     struct http_server *mhttp;
     struct metrics *mmetrics;
-    /* redis_pool_stale_connections_total, a counter fed from the pool's statistics */
-    struct metric_series *s_stale;
-    uint64_t stale_seen;
-    pthread_mutex_t stale_mu;
     /* systemd: the watchdog and STATUS= thread, and the Redis state it last reported */
     struct sdn_pulse *pulse;
     char redis_state[96];
@@ -180,7 +176,6 @@ struct app *app_create(const struct app_spec *spec, int argc, char **argv)
         exit(1);
     }
     a->spec = *spec;
-    pthread_mutex_init(&a->stale_mu, NULL);
     parse_flags(a, argc, argv);
     block_signals(a);
     a->cfg = cfg_create();
@@ -316,22 +311,6 @@ static void handle_metrics(struct http_req *r, void *ctx)
     free(proc);
 }
 
-/* The pool counts connections it closed (for an error, age or idleness) since the start:
- * a counter, exported as such. A mutex, since two renders may run at once and must not
- * both add the same closings. */
-static void refresh_stale(void *arg)
-{
-    struct app *a = arg;
-    struct rpool_stats st;
-    rpool_stats(a->pool, &st);
-    pthread_mutex_lock(&a->stale_mu);
-    if ((uint64_t)st.stale > a->stale_seen) {
-        metric_add(a->s_stale, (uint64_t)st.stale - a->stale_seen);
-        a->stale_seen = (uint64_t)st.stale;
-    }
-    pthread_mutex_unlock(&a->stale_mu);
-}
-
 /* Counters whose label values are known before anything happens render at 0 from the
  * start, so that rate() and alerts see them before their first increment. */
 static void known_series(struct app *a)
@@ -340,11 +319,6 @@ static void known_series(struct app *a)
     struct metric *errors = metrics_find(a->metrics, "redis_errors_total");
     for (int i = 0; errors && KINDS[i]; i++)
         metric_with(errors, KINDS[i]);
-    a->s_stale = metric_series(
-        metrics_counter(a->metrics, "redis_pool_stale_connections_total",
-                        "Redis connections closed so far for an error, age or idleness.", NULL),
-        NULL);
-    metrics_on_render(a->metrics, refresh_stale, a);
 }
 
 /* The METRICS_ADDR server: the API server's settings but its own address, no tokens (its
@@ -555,6 +529,5 @@ void app_free(struct app *a)
     log_stop();
     cfg_free(a->cfg);
     free(a->args);
-    pthread_mutex_destroy(&a->stale_mu);
     free(a);
 }

@@ -49,6 +49,14 @@ struct rpool {
     struct metric *m_errors;
 };
 
+/* A connection closed for an error, its age or idleness: counted in the statistics and
+ * on /metrics. */
+static void count_stale(struct rpool *p)
+{
+    atomic_fetch_add(&p->stale, 1);
+    metric_inc(p->m_stale);
+}
+
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -248,7 +256,7 @@ static enum rpool_status checkout(struct rpool *p, struct rconn **out)
                 return RPOOL_OK;
             }
             conn_close(c);
-            atomic_fetch_add(&p->stale, 1);
+            count_stale(p);
             pthread_mutex_lock(&p->mu);
             p->total--;
             continue;
@@ -291,7 +299,7 @@ static void checkin(struct rpool *p, struct rconn *c, int healthy)
     int64_t now = now_ms();
     if (!healthy || now - c->created_ms >= p->conf.max_conn_age_ms) {
         conn_close(c);
-        atomic_fetch_add(&p->stale, 1);
+        count_stale(p);
         pthread_mutex_lock(&p->mu);
         p->total--;
     } else {
@@ -565,7 +573,6 @@ static void refresh_gauges(void *arg)
     rpool_stats(p, &s);
     metric_set(p->m_total, s.total);
     metric_set(p->m_idle, s.idle);
-    metric_set(p->m_stale, (double)s.stale);
 }
 
 /* Close idle connections past the idle timeout (keeping min_idle) or past their age,
@@ -601,7 +608,7 @@ static void maintain(struct rpool *p)
     while (doomed) {
         struct rconn *next = doomed->next;
         conn_close(doomed);
-        atomic_fetch_add(&p->stale, 1);
+        count_stale(p);
         doomed = next;
     }
     for (int i = 0; i < want; i++) {
@@ -650,10 +657,10 @@ static void register_metrics(struct rpool *p, struct metrics *m)
         metrics_gauge(m, "redis_pool_total_connections", "Open Redis connections.", NULL), NULL);
     p->m_idle = metric_series(
         metrics_gauge(m, "redis_pool_idle_connections", "Idle Redis connections.", NULL), NULL);
-    p->m_stale =
-        metric_series(metrics_gauge(m, "redis_pool_stale_connections",
-                                    "Connections closed so far for error, age or idleness.", NULL),
-                      NULL);
+    p->m_stale = metric_series(
+        metrics_counter(m, "redis_pool_stale_connections_total",
+                        "Connections closed for an error, their age or idleness.", NULL),
+        NULL);
     p->m_duration =
         metric_series(metrics_histogram(m, "redis_command_duration_seconds",
                                         "Time for one Redis round trip, checkout included.", NULL,

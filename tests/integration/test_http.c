@@ -420,7 +420,7 @@ static void test_metrics(void **state)
         "testd_redis_pool_timeouts_total ",
         "testd_redis_pool_total_connections ",
         "testd_redis_pool_idle_connections ",
-        "testd_redis_pool_stale_connections ",
+        "testd_redis_pool_stale_connections_total ",
         "# TYPE testd_redis_command_duration_seconds histogram",
         "testd_build_info{version=\"",
     };
