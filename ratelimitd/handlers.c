@@ -133,11 +133,15 @@ static void add_headers(struct http_req *r, const struct rl_check *checks,
     for (size_t i = 0; i < n; i++) {
         const struct rl_rule *rule = checks[i].rule;
         const char *sep = i ? ", " : "";
-        pl += (size_t)snprintf(policy + pl, sizeof(policy) - pl, "%s\"%s\";q=%lld;w=%lld", sep,
-                               rule->name, rule->limit, ms_to_s(rule->period_ms));
-        sl += (size_t)snprintf(state + sl, sizeof(state) - sl, "%s\"%s\";r=%lld;t=%lld", sep,
-                               rule->name, res[i].d.remaining,
-                               ms_to_s(us_to_ms(res[i].d.reset_after_us)));
+        /* Clamped: snprintf returns what it would have written, and a sum past the end
+         * would turn the next size into a huge one. */
+        if (pl < sizeof(policy))
+            pl += (size_t)snprintf(policy + pl, sizeof(policy) - pl, "%s\"%s\";q=%lld;w=%lld", sep,
+                                   rule->name, rule->limit, ms_to_s(rule->period_ms));
+        if (sl < sizeof(state))
+            sl += (size_t)snprintf(state + sl, sizeof(state) - sl, "%s\"%s\";r=%lld;t=%lld", sep,
+                                   rule->name, res[i].d.remaining,
+                                   ms_to_s(us_to_ms(res[i].d.reset_after_us)));
         if (!res[i].allowed && us_to_ms(res[i].d.retry_after_us) > retry_ms)
             retry_ms = us_to_ms(res[i].d.retry_after_us);
     }

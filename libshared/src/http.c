@@ -81,7 +81,8 @@ const char *http_status_title(int status)
 
 void http_add_header(struct http_req *r, const char *name, const char *value)
 {
-    if (r->nhdrs >= HTTP_MAX_HEADERS)
+    /* A line break would let a value echoed from a caller start a header of its own. */
+    if (r->nhdrs >= HTTP_MAX_HEADERS || strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
         return;
     r->hdr_name[r->nhdrs] = strdup(name);
     r->hdr_value[r->nhdrs] = strdup(value);

@@ -97,6 +97,23 @@ static char *line_end(char *p, char **next)
     return lf > p && lf[-1] == '\r' ? lf - 1 : lf;
 }
 
+/* "/" segments without "//", "/./" or "/../" (up to the query). */
+static int origin_form_ok(const char *t)
+{
+    if (*t != '/')
+        return 0;
+    for (const char *seg = t + 1;; seg++) {
+        size_t n = strcspn(seg, "/?");
+        int last = seg[n] != '/';
+        if ((n == 0 && !last) || (n == 1 && seg[0] == '.') ||
+            (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return 0;
+        if (last)
+            return 1;
+        seg += n;
+    }
+}
+
 /* method SP request-target SP HTTP/1.x */
 static int parse_request_line(struct http1 *r, char *p, char *end)
 {
@@ -112,6 +129,11 @@ static int parse_request_line(struct http1 *r, char *p, char *end)
     if (p == t || p >= end || *p != ' ')
         return refuse(r, 400, "malformed request line");
     *p++ = '\0';
+    /* Origin form only ("/path?query"), without empty or dot segments: the router and the
+     * token check must see the one spelling of a path ("//v1/x" or "v1/x" would otherwise
+     * reach /v1/x under another name). */
+    if (!origin_form_ok(t))
+        return refuse(r, 400, "the request target must be an absolute path");
     r->target = t;
     if (end - p != 8 || strncmp(p, "HTTP/", 5) != 0 || p[6] != '.' || p[5] < '0' || p[5] > '9' ||
         p[7] < '0' || p[7] > '9')
@@ -199,6 +221,8 @@ static int read_fields(struct http1 *r)
         if (name_is(h, "Content-Length") && parse_length(r, h) != 0)
             return -1;
         if (name_is(h, "Transfer-Encoding")) {
+            if (r->minor == 0) /* RFC 9112 §6.1: HTTP/1.0 framing with it is faulty */
+                return refuse(r, 400, "Transfer-Encoding in an HTTP/1.0 request");
             te++;
             if (parse_codings(r, h) != 0)
                 return -1;
@@ -286,7 +310,7 @@ static int chunk_line_end(struct http1 *r)
         /* fall through */
     case CH_SIZE_WS:
     case CH_EXT:
-        if (r->body_len + r->left > r->max_body)
+        if (r->left > r->max_body - r->body_len)
             return refuse(r, 413, "the body is too large");
         r->phase = r->left ? CH_DATA : CH_TRAILER;
         return 0;
@@ -294,9 +318,12 @@ static int chunk_line_end(struct http1 *r)
         r->phase = CH_SIZE;
         r->saw_digit = 0;
         return 0;
-    default: /* CH_TRAILER: an empty line ends the message */
+    default: /* CH_TRAILER: an empty line ends the message; others must be fields */
         if (len == 0)
             r->state = HTTP1_DONE;
+        else if (!r->trailer_colon)
+            return refuse(r, 400, "a malformed trailer field");
+        r->trailer_colon = 0;
         return 0;
     }
 }
@@ -342,7 +369,15 @@ static int chunk_byte(struct http1 *r, char c)
         r->phase = ws ? CH_SIZE_WS : CH_EXT;
         return 0;
     case CH_DATA_END: return refuse(r, 400, "chunk data not followed by a line end");
-    default: /* CH_EXT, CH_TRAILER */ return 0;
+    case CH_TRAILER: /* name ":" value, the name a token; the value read past */
+        if (r->trailer_colon)
+            return 0;
+        if (c == ':' && r->line_len > 1) {
+            r->trailer_colon = 1;
+            return 0;
+        }
+        return is_tchar(u) ? 0 : refuse(r, 400, "a malformed trailer field");
+    default: /* CH_EXT */ return 0;
     }
 }
 

@@ -67,7 +67,7 @@ struct http1 {
     /* Body framing in progress. */
     uint64_t left; /* bytes of the body (Content-Length) or of the chunk still to come */
     int phase;     /* where in the chunked framing (http1.c) */
-    int saw_digit, saw_cr;
+    int saw_digit, saw_cr, trailer_colon;
     size_t line_len, trailer_len;
 };
 

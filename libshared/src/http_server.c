@@ -82,34 +82,48 @@ static int own_cache_control(const struct http_req *r)
     return 0;
 }
 
-/* Write the answer: the head in one buffer, the body beside it, in one system call. */
+/* The answer's head into buf (at most cap bytes, NUL-terminated when it fits); returns its
+ * whole length, as snprintf does. */
+static size_t format_head(const struct http_req *r, int keep_alive, char *buf, size_t cap)
+{
+    size_t n = (size_t)snprintf(buf, cap,
+                                "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n"
+                                "Content-Length: %zu\r\nX-Request-ID: %s\r\n%s%s",
+                                r->status, http_status_title(r->status), http_date(),
+                                r->resp_ctype ? r->resp_ctype : "application/json", r->resp_len,
+                                r->rid, own_cache_control(r) ? "" : "Cache-Control: no-store\r\n",
+                                !keep_alive         ? "Connection: close\r\n"
+                                : r->msg.minor == 0 ? "Connection: keep-alive\r\n"
+                                                    : "");
+    for (int i = 0; i < r->nhdrs; i++)
+        if (r->hdr_name[i] && r->hdr_value[i])
+            n += (size_t)snprintf(buf + (n < cap ? n : cap), n < cap ? cap - n : 0, "%s: %s\r\n",
+                                  r->hdr_name[i], r->hdr_value[i]);
+    return n;
+}
+
+/* Write the answer: the head in one buffer, the body beside it, in one system call. The
+ * head fits the stack buffer but for long handler headers (many rate-limit policies). */
 static int send_answer(struct http_req *r, int keep_alive)
 {
     if (r->status == 0)
         http_problem(r, 500, "internal", "the handler gave no answer");
     if (!r->resp_body && r->resp_len == 0 && r->status >= 400)
         r->resp_ctype = "application/problem+json";
-    char head[2048];
-    size_t n =
-        (size_t)snprintf(head, sizeof(head),
-                         "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                         "X-Request-ID: %s\r\n%s%s",
-                         r->status, http_status_title(r->status), http_date(),
-                         r->resp_ctype ? r->resp_ctype : "application/json", r->resp_len, r->rid,
-                         own_cache_control(r) ? "" : "Cache-Control: no-store\r\n",
-                         !keep_alive         ? "Connection: close\r\n"
-                         : r->msg.minor == 0 ? "Connection: keep-alive\r\n"
-                                             : "");
-    for (int i = 0; i < r->nhdrs && n < sizeof(head); i++)
-        if (r->hdr_name[i] && r->hdr_value[i])
-            n += (size_t)snprintf(head + n, sizeof(head) - n, "%s: %s\r\n", r->hdr_name[i],
-                                  r->hdr_value[i]);
-    if (n + 2 >= sizeof(head)) /* headers are the handlers' own, short: a bug */
-        return -1;
+    char small[2048], *head = small;
+    size_t n = format_head(r, keep_alive, small, sizeof(small));
+    if (n + 3 > sizeof(small)) { /* the blank line and snprintf's NUL must fit too */
+        if (!(head = malloc(n + 3)))
+            return -1;
+        format_head(r, keep_alive, head, n + 3);
+    }
     head[n] = '\r'; /* the blank line that ends the head */
     head[n + 1] = '\n';
     struct iovec iov[2] = {{head, n + 2}, {r->resp_body, r->resp_len}};
-    return send_all(r->conn->fd, iov, r->resp_len ? 2 : 1);
+    int rc = send_all(r->conn->fd, iov, r->resp_len ? 2 : 1);
+    if (head != small)
+        free(head);
+    return rc;
 }
 
 /* Answer r, end it, and say whether the connection goes on (0) or closes (-1). */
@@ -138,7 +152,17 @@ static size_t read_head(struct http_conn *c, int *too_large)
 {
     size_t head;
     *too_large = 0;
-    while (!(head = http1_head_end(c->in, c->in_len))) {
+    for (;;) {
+        /* Empty lines before a request line are ignored (RFC 9112 §2.2). */
+        size_t skip = 0;
+        while (skip < c->in_len &&
+               (c->in[skip] == '\n' ||
+                (c->in[skip] == '\r' && skip + 1 < c->in_len && c->in[skip + 1] == '\n')))
+            skip += c->in[skip] == '\r' ? 2 : 1;
+        memmove(c->in, c->in + skip, c->in_len - skip);
+        c->in_len -= skip;
+        if ((head = http1_head_end(c->in, c->in_len)))
+            break;
         if (c->in_len >= HTTP1_HEAD_MAX) {
             *too_large = 1;
             return 0;
@@ -202,8 +226,13 @@ static int refuse_and_close(struct http_req *r)
     shutdown(c->fd, SHUT_WR);
     struct pollfd pf = {.fd = c->fd, .events = POLLIN};
     char sink[4096];
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (size_t dropped = 0; dropped < HTTP_LINGER_BYTES;) {
-        if (poll(&pf, 1, HTTP_LINGER_MS) <= 0)
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long left =
+            HTTP_LINGER_MS - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
             break;
         ssize_t n = recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT);
         if (n <= 0)
@@ -218,6 +247,20 @@ static int refuse_framing(struct http_req *r)
 {
     http_req_refused(r);
     return refuse_and_close(r);
+}
+
+/* Answer r, whose request took c->in[0..used), and make ready for the next one. The
+ * answer is written under the connection's deadline: a client that stops reading is cut
+ * off by the watchdog like one that stops sending. */
+static int finish(struct http_conn *c, struct http_req *r, size_t used)
+{
+    guard_arm(c->gc);
+    int rc = answer(r);
+    /* What is left is the start of the next request (pipelined). */
+    memmove(c->in, c->in + used, c->in_len - used);
+    c->in_len -= used;
+    guard_arm(c->gc); /* the next request has its own deadline */
+    return rc;
 }
 
 /* Serve the next request of c. Returns 0 to go on with the connection, -1 to close it. */
@@ -237,8 +280,11 @@ static int serve_one(struct http_conn *c)
     }
     if (http1_parse_head(&r->msg, c->in, head, r->srv->conf.max_body) != 0)
         return refuse_framing(r);
-    if (http_req_head(r) != 0)
-        return r->msg.state == HTTP1_BODY ? refuse_and_close(r) : answer(r);
+    if (http_req_head(r) != 0) {
+        if (r->msg.state == HTTP1_BODY)
+            return refuse_and_close(r); /* a body nobody will read */
+        return finish(c, r, head);
+    }
     if (r->msg.state == HTTP1_BODY && r->msg.expect_continue) {
         static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         struct iovec iov = {cont, sizeof(cont) - 1};
@@ -256,12 +302,7 @@ static int serve_one(struct http_conn *c)
     }
     guard_disarm(c->gc); /* the request is in; the handler's time does not count */
     http_req_dispatch(r);
-    int rc = answer(r);
-    /* What is left is the start of the next request (pipelined). */
-    memmove(c->in, c->in + next, c->in_len - next);
-    c->in_len -= next;
-    guard_arm(c->gc); /* the next request has its own deadline */
-    return rc;
+    return finish(c, r, next);
 }
 
 /* ---- connections --------------------------------------------------------------------- */

@@ -31,6 +31,7 @@ struct rcl_call {
     size_t len;
     int64_t timeout_ms;
     int64_t wait_deadline_ms; /* while waiting for room */
+    enum rcl_status fail_st;  /* while on the failed list */
     int reloaded;
     int internal; /* a SCRIPT LOAD of our own: its reply is not passed on */
 };
@@ -47,7 +48,9 @@ struct rclient {
     int nconns;
     int64_t backoff_ms, next_connect_ms;
 
-    struct rcl_call *waiting, *waiting_tail; /* for room, oldest first */
+    struct rcl_call *waiting, *waiting_tail; /* for room or a connection, oldest first */
+    struct rcl_call *failed, *failed_tail;   /* failed inside rcl_command: answered later */
+    struct loop_task fail_task;
     struct loop_timer wait_timer;
     struct rcl_call *free_calls;
 
@@ -105,7 +108,7 @@ static void finish(struct rcl_call *k, enum rcl_status st, redisReply *reply)
 static void on_reply(void *owner, struct rconn *rc, void *arg, enum rcl_status st,
                      redisReply *reply);
 static void on_up(void *owner, struct rconn *rc);
-static void on_down(void *owner, struct rconn *rc, enum rcl_status why);
+static void on_down(void *owner, struct rconn *rc, enum rcl_status why, int was_up);
 
 static struct rconn *open_conn(struct rclient *c)
 {
@@ -147,9 +150,8 @@ static void forget_conn(struct rclient *c, struct rconn *rc)
     c->stats.open = (uint32_t)c->nconns;
 }
 
-/* A connection for one more command: the first with room that is not too old; a new one
- * when all are full and the pool allows; NULL when there is none (full, or Redis is down
- * and the next try is not due). */
+/* A connection for one more command: the first that is up, has room and is not too old
+ * (an old one with nothing left on it is retired on the way). NULL when there is none. */
 static struct rconn *pick(struct rclient *c)
 {
     int64_t now = loop_now_ms(c->loop);
@@ -157,69 +159,114 @@ static struct rconn *pick(struct rclient *c)
         struct rconn *rc = c->conns[i];
         int old =
             c->conf.max_conn_age_ms > 0 && now - rconn_opened_ms(rc) >= c->conf.max_conn_age_ms;
-        if (old && rconn_in_flight(rc) == 0) { /* retired, and nothing left on it */
+        if (old && rconn_in_flight(rc) == 0) {
             forget_conn(c, rc);
-            rconn_close(rc);
+            rconn_retire(rc); /* it may be delivering the reply that brought us here */
             i--;
             continue;
         }
-        if (!old && rconn_in_flight(rc) < RCL_MAX_IN_FLIGHT)
+        if (!old && rconn_is_up(rc) && rconn_in_flight(rc) < RCL_MAX_IN_FLIGHT)
             return rc;
     }
-    return open_conn(c);
+    return NULL;
 }
 
-/* Put a formatted command on a connection, or in the queue waiting for room. */
+/* Any connection coming up (connecting, TLS, AUTH) that will take commands? */
+static int connection_coming(const struct rclient *c)
+{
+    for (int i = 0; i < c->nconns; i++)
+        if (!rconn_is_up(c->conns[i]))
+            return 1;
+    return 0;
+}
+
+static void enqueue(struct rcl_call **head, struct rcl_call **tail, struct rcl_call *k)
+{
+    k->next = NULL;
+    if (*tail)
+        (*tail)->next = k;
+    else
+        *head = k;
+    *tail = k;
+}
+
+static struct rcl_call *dequeue(struct rcl_call **head, struct rcl_call **tail)
+{
+    struct rcl_call *k = *head;
+    if (k && !(*head = k->next))
+        *tail = NULL;
+    return k;
+}
+
+static void on_fail_task(struct loop_task *t)
+{
+    struct rclient *c = t->arg;
+    struct rcl_call *k;
+    while ((k = dequeue(&c->failed, &c->failed_tail)))
+        finish(k, k->fail_st, NULL);
+}
+
+/* Fail a call that could not even be queued: its caller hears of it at the end of the
+ * turn, never inside rcl_command. */
+static void fail_later(struct rcl_call *k, enum rcl_status st)
+{
+    struct rclient *c = k->client;
+    k->fail_st = st;
+    enqueue(&c->failed, &c->failed_tail, k);
+    loop_defer(c->loop, &c->fail_task);
+}
+
+static void wait_for_room(struct rcl_call *k)
+{
+    struct rclient *c = k->client;
+    k->wait_deadline_ms = loop_now_ms(c->loop) + c->conf.pool_timeout_ms;
+    enqueue(&c->waiting, &c->waiting_tail, k);
+    if (!loop_timer_armed(&c->wait_timer))
+        loop_timer_start(c->loop, &c->wait_timer, c->conf.pool_timeout_ms);
+}
+
+/* Put a formatted command on a connection that is up; else wait for one (opening it if
+ * the pool allows); else, Redis being down and the next connect not due, fail fast. */
 static void dispatch(struct rcl_call *k)
 {
     struct rclient *c = k->client;
     struct rconn *rc = pick(c);
-    int64_t now = loop_now_ms(c->loop);
     if (rc) {
-        if (rconn_push(rc, k->cmd, k->len, now + k->timeout_ms, k) != 0)
-            finish(k, RCL_CONN, NULL);
+        if (rconn_push(rc, k->cmd, k->len, loop_now_ms(c->loop) + k->timeout_ms, k) != 0)
+            fail_later(k, RCL_CONN);
         return;
     }
-    if (c->nconns == 0) { /* Redis is down and the next connect is not due: fail fast */
-        finish(k, RCL_CONN, NULL);
-        return;
-    }
-    k->wait_deadline_ms = now + c->conf.pool_timeout_ms;
-    k->next = NULL;
-    if (c->waiting_tail)
-        c->waiting_tail->next = k;
+    if (!connection_coming(c))
+        open_conn(c);
+    if (c->nconns == 0)
+        fail_later(k, RCL_CONN);
     else
-        c->waiting = k;
-    c->waiting_tail = k;
-    if (!loop_timer_armed(&c->wait_timer))
-        loop_timer_start(c->loop, &c->wait_timer, c->conf.pool_timeout_ms);
+        wait_for_room(k);
 }
 
 /* Room may have come: hand waiting commands over, oldest first. */
 static void drain_waiting(struct rclient *c)
 {
-    while (c->waiting) {
-        struct rconn *rc = pick(c);
-        if (!rc)
-            return;
-        struct rcl_call *k = c->waiting;
-        c->waiting = k->next;
-        if (!c->waiting)
-            c->waiting_tail = NULL;
+    struct rconn *rc;
+    while (c->waiting && (rc = pick(c))) {
+        struct rcl_call *k = dequeue(&c->waiting, &c->waiting_tail);
         if (rconn_push(rc, k->cmd, k->len, loop_now_ms(c->loop) + k->timeout_ms, k) != 0)
             finish(k, RCL_CONN, NULL);
     }
 }
 
+/* Commands that waited REDIS_POOL_TIMEOUT: for room (pool_timeout, logged critical at
+ * most once a second), or for a connection that never came up (connect). */
 static void on_wait_timer(struct loop_timer *t)
 {
     struct rclient *c = t->arg;
     int64_t now = loop_now_ms(c->loop);
     while (c->waiting && c->waiting->wait_deadline_ms <= now) {
-        struct rcl_call *k = c->waiting;
-        c->waiting = k->next;
-        if (!c->waiting)
-            c->waiting_tail = NULL;
+        struct rcl_call *k = dequeue(&c->waiting, &c->waiting_tail);
+        if (connection_coming(c) || c->nconns == 0) {
+            finish(k, RCL_CONN, NULL);
+            continue;
+        }
         c->stats.pool_timeouts++;
         if (now - c->last_critical_ms >= 1000) {
             c->last_critical_ms = now;
@@ -284,15 +331,24 @@ static void on_up(void *owner, struct rconn *rc)
     drain_waiting(c);
 }
 
-static void on_down(void *owner, struct rconn *rc, enum rcl_status why)
+/* A connection failed. One that never came up makes the next attempt wait (10 ms, doubling
+ * to 1 s); one that worked is replaced at once. Commands waiting for a connection fail when
+ * none is left or coming. */
+static void on_down(void *owner, struct rconn *rc, enum rcl_status why, int was_up)
 {
     struct rclient *c = owner;
+    (void)why;
     forget_conn(c, rc);
-    if (!rconn_is_up(rc) && why == RCL_CONN) { /* it never came up: back off */
+    if (!was_up) {
         c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : RCL_BACKOFF_MIN_MS;
         if (c->backoff_ms > RCL_BACKOFF_MAX_MS)
             c->backoff_ms = RCL_BACKOFF_MAX_MS;
         c->next_connect_ms = loop_now_ms(c->loop) + c->backoff_ms;
+    }
+    if (c->waiting && !connection_coming(c) && !pick(c) && !open_conn(c)) {
+        struct rcl_call *k;
+        while ((k = dequeue(&c->waiting, &c->waiting_tail)))
+            finish(k, RCL_CONN, NULL);
     }
 }
 
@@ -318,6 +374,9 @@ static SSL_CTX *tls_context(const struct rcl_tls *t, char *err, size_t errsize)
         return NULL;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    /* The output buffer grows and moves between a write TLS could not finish and its
+     * retry. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     return ctx;
 fail:
     snprintf(err, errsize, "cannot set up TLS");
@@ -334,6 +393,7 @@ struct rclient *rcl_create(struct loop *l, const struct rcl_config *conf, char *
     c->loop = l;
     c->conf = *conf;
     c->wait_timer = (struct loop_timer){.fn = on_wait_timer, .arg = c};
+    c->fail_task = (struct loop_task){.fn = on_fail_task, .arg = c};
     if (rpool_url_parse(conf->url, &c->url, err, errsize) != 0)
         goto fail;
     if (c->url.tls) {
@@ -360,18 +420,17 @@ void rcl_free(struct rclient *c)
     if (!c)
         return;
     loop_timer_stop(c->loop, &c->wait_timer);
-    while (c->waiting) {
-        struct rcl_call *k = c->waiting;
-        c->waiting = k->next;
+    loop_cancel(c->loop, &c->fail_task);
+    on_fail_task(&c->fail_task);
+    struct rcl_call *k;
+    while ((k = dequeue(&c->waiting, &c->waiting_tail)))
         finish(k, RCL_CONN, NULL);
-    }
     while (c->nconns > 0) {
         struct rconn *rc = c->conns[c->nconns - 1];
         forget_conn(c, rc);
         rconn_close(rc);
     }
-    while (c->free_calls) {
-        struct rcl_call *k = c->free_calls;
+    while ((k = c->free_calls)) {
         c->free_calls = k->next;
         free(k);
     }

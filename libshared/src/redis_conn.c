@@ -21,7 +21,9 @@
 #define RCONN_READ_CHUNK 16384
 #define RCONN_RING_INITIAL 64
 
-enum rconn_state { RC_CONNECTING, RC_TLS, RC_UP, RC_DEAD };
+/* CONNECTING and TLS: the transport is being set up; HELLO: it is, and AUTH/SELECT are
+ * answered yet; UP: commands may be given to it. */
+enum rconn_state { RC_CONNECTING, RC_TLS, RC_HELLO, RC_UP, RC_DEAD };
 
 /* A command waiting for its reply. arg NULL: one of the handshake's own. */
 struct pending {
@@ -49,6 +51,7 @@ struct rconn {
     redisReply *current; /* the reply being handed to the owner */
     int stolen;
     struct loop_timer deadline; /* the connect deadline, then the earliest command's */
+    int handshake_left;         /* AUTH/SELECT replies still to come */
     uint64_t commands, writes;
 };
 
@@ -122,9 +125,10 @@ static void die(struct rconn *c, enum rcl_status why)
 {
     if (c->state == RC_DEAD)
         return;
+    int was_up = c->state == RC_UP;
     c->state = RC_DEAD;
     release(c);
-    c->owner.down(c->owner.owner, c, why);
+    c->owner.down(c->owner.owner, c, why, was_up);
     fail_all(c, why, why == RCL_TIMEOUT ? RCL_TIMEOUT : RCL_CONN);
 }
 
@@ -136,6 +140,16 @@ void rconn_close(struct rconn *c)
     release(c);
     fail_all(c, RCL_CONN, RCL_CONN);
     destroy(c);
+}
+
+void rconn_retire(struct rconn *c)
+{
+    c->state = RC_DEAD;
+    release(c);
+    fail_all(c, RCL_CONN, RCL_CONN);
+    /* Freed on the way out of its own callback (on_io), or by the task below: a caller up
+     * the stack may be delivering one of its replies right now. */
+    loop_defer(c->loop, &c->flush);
 }
 
 /* ---- deadlines ----------------------------------------------------------------------- */
@@ -151,7 +165,7 @@ static void arm_deadline(struct rconn *c, int64_t at_ms)
 static void check_deadlines(struct rconn *c)
 {
     int64_t now = loop_now_ms(c->loop), earliest = INT64_MAX;
-    if (c->state != RC_UP) {
+    if (c->state == RC_CONNECTING || c->state == RC_TLS) {
         die(c, RCL_CONN); /* connecting took too long */
         return;
     }
@@ -192,24 +206,35 @@ static ssize_t raw_write(struct rconn *c, const char *buf, size_t len)
     return e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? 0 : -1;
 }
 
-/* Write what is buffered; watch for writability when the socket is full. */
-static void flush(struct rconn *c)
+/* Watch for what the connection waits for: replies always, writability while output is
+ * pending or TLS needs it. */
+static void watch(struct rconn *c)
 {
-    if (c->state != RC_UP || c->out_sent == c->out_len)
-        return;
-    ssize_t n = raw_write(c, c->out + c->out_sent, c->out_len - c->out_sent);
-    if (n < 0) {
-        die(c, RCL_CONN);
-        return;
-    }
-    if (n > 0)
-        c->writes++;
-    c->out_sent += (size_t)n;
-    if (c->out_sent == c->out_len)
-        c->out_sent = c->out_len = 0;
-    unsigned want = LOOP_READ | (c->out_len || c->ssl_wants_write ? LOOP_WRITE : 0u);
+    unsigned want = LOOP_READ | (c->out_len > c->out_sent || c->ssl_wants_write ? LOOP_WRITE : 0u);
     if (loop_io_set(c->loop, &c->io, want) != 0)
         die(c, RCL_CONN);
+}
+
+/* Write what is buffered; what the socket did not take moves to the front of the buffer
+ * (TLS may retry from a moved buffer: SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER). */
+static void flush(struct rconn *c)
+{
+    if (c->state != RC_UP && c->state != RC_HELLO)
+        return;
+    if (c->out_sent < c->out_len) {
+        ssize_t n = raw_write(c, c->out + c->out_sent, c->out_len - c->out_sent);
+        if (n < 0) {
+            die(c, RCL_CONN);
+            return;
+        }
+        if (n > 0)
+            c->writes++;
+        c->out_sent += (size_t)n;
+        memmove(c->out, c->out + c->out_sent, c->out_len - c->out_sent);
+        c->out_len -= c->out_sent;
+        c->out_sent = 0;
+    }
+    watch(c);
 }
 
 static void on_flush(struct loop_task *t)
@@ -246,7 +271,7 @@ int rconn_push(struct rconn *c, const char *cmd, size_t len, int64_t deadline_ms
         return -1;
     }
     c->commands++;
-    if (c->state == RC_UP)
+    if (c->state == RC_UP || c->state == RC_HELLO)
         arm_deadline(c, deadline_ms);
     loop_defer(c->loop, &c->flush);
     return 0;
@@ -254,11 +279,17 @@ int rconn_push(struct rconn *c, const char *cmd, size_t len, int64_t deadline_ms
 
 /* ---- reading ------------------------------------------------------------------------- */
 
+static void handshake_done(struct rconn *c)
+{
+    c->state = RC_UP;
+    c->owner.up(c->owner.owner, c);
+}
+
 /* Hand each complete reply to the command it answers. */
 static void deliver(struct rconn *c)
 {
     void *r;
-    while (c->state == RC_UP && c->ring_len > 0) {
+    while ((c->state == RC_UP || c->state == RC_HELLO) && c->ring_len > 0) {
         if (redisReaderGetReply(c->reader, &r) != REDIS_OK) {
             die(c, RCL_CONN); /* not RESP: nothing more can be trusted */
             return;
@@ -274,6 +305,8 @@ static void deliver(struct rconn *c)
                 die(c, RCL_CONN);
                 return;
             }
+            if (--c->handshake_left == 0)
+                handshake_done(c);
             continue;
         }
         c->current = reply;
@@ -329,14 +362,18 @@ static void on_readable(struct rconn *c)
 
 /* ---- connecting ---------------------------------------------------------------------- */
 
-static void became_up(struct rconn *c)
+/* The transport is up: AUTH and SELECT (queued at open) go out now; commands come once
+ * they are answered. */
+static void transport_up(struct rconn *c)
 {
-    c->state = RC_UP;
     loop_timer_stop(c->loop, &c->deadline);
+    c->state = RC_HELLO;
     for (size_t i = 0; i < c->ring_len; i++)
         arm_deadline(c, c->ring[(c->ring_head + i) % c->ring_cap].deadline_ms);
-    c->owner.up(c->owner.owner, c);
-    flush(c);
+    if (c->handshake_left == 0)
+        handshake_done(c);
+    if (c->state != RC_DEAD)
+        flush(c);
 }
 
 static void tls_step(struct rconn *c)
@@ -344,7 +381,7 @@ static void tls_step(struct rconn *c)
     ERR_clear_error();
     int r = SSL_connect(c->ssl);
     if (r == 1) {
-        became_up(c);
+        transport_up(c);
         return;
     }
     int e = SSL_get_error(c->ssl, r);
@@ -365,7 +402,7 @@ static void connected(struct rconn *c)
         return;
     }
     if (!c->ssl) {
-        became_up(c);
+        transport_up(c);
         return;
     }
     c->state = RC_TLS;
@@ -379,10 +416,10 @@ static void on_io(struct loop_io *io, unsigned ready)
         connected(c);
     else if (c->state == RC_TLS)
         tls_step(c);
-    else if (c->state == RC_UP) {
-        if (ready & (LOOP_READ | LOOP_ERROR))
+    else if (c->state != RC_DEAD) {
+        if (ready & (LOOP_READ | LOOP_ERROR) || (c->ssl_wants_write && (ready & LOOP_WRITE)))
             on_readable(c);
-        if (c->state == RC_UP && (ready & LOOP_WRITE))
+        if (c->state != RC_DEAD)
             flush(c);
     }
     if (c->state == RC_DEAD)
@@ -459,11 +496,13 @@ static int queue_handshake(struct rconn *c, const struct rconn_target *t)
         int n = redisFormatCommandArgv(&cmd, t->user ? 3 : 2, auth, NULL);
         rc = n < 0 ? -1 : rconn_push(c, cmd, (size_t)n, INT64_MAX, NULL);
         redisFreeCommand(cmd);
+        c->handshake_left++;
     }
     if (rc == 0 && t->db != 0) {
         int n = redisFormatCommandArgv(&cmd, 2, select, NULL);
         rc = n < 0 ? -1 : rconn_push(c, cmd, (size_t)n, INT64_MAX, NULL);
         redisFreeCommand(cmd);
+        c->handshake_left++;
     }
     c->commands = 0; /* counted: the callers' commands */
     return rc;

@@ -36,13 +36,14 @@ struct rconn_target {
 
 /* What the owner hears. reply() gets each command's outcome (reply NULL unless RCL_OK or
  * RCL_REPLY_ERROR; the reply is freed after it returns unless stolen with
- * rconn_steal_reply). down() comes once, when the connection has failed or was closed,
+ * rconn_steal_reply). up() comes when the connection takes commands (connected, TLS
+ * done, AUTH and SELECT answered). down() comes once, when it failed (was_up: after up()),
  * after which the owner must not use it; the commands still on it are failed afterwards,
  * through reply(). */
 struct rconn_owner {
     void (*reply)(void *owner, struct rconn *c, void *arg, enum rcl_status st, redisReply *reply);
     void (*up)(void *owner, struct rconn *c);
-    void (*down)(void *owner, struct rconn *c, enum rcl_status why);
+    void (*down)(void *owner, struct rconn *c, enum rcl_status why, int was_up);
     void *owner;
 };
 
@@ -54,8 +55,11 @@ struct rconn *rconn_open(struct loop *l, const struct rconn_target *t, const str
  * or -1 when out of memory. */
 int rconn_push(struct rconn *c, const char *cmd, size_t len, int64_t deadline_ms, void *arg);
 
-/* Close now: down() is not called; the commands still on it fail with RCL_CONN. */
+/* Close now and free: down() is not called; the commands still on it fail with RCL_CONN.
+ * Not from inside one of its own callbacks: use rconn_retire there. */
 void rconn_close(struct rconn *c);
+/* The same, safe anywhere: the memory goes at the end of the loop's turn. */
+void rconn_retire(struct rconn *c);
 
 /* Inside owner->reply(): keep the reply (the caller frees it with freeReplyObject). */
 redisReply *rconn_steal_reply(struct rconn *c);

@@ -301,6 +301,55 @@ static void test_request_id_with_nul_not_echoed(void **state)
     }
 }
 
+/* "//v1/..." and "v1/..." once reached /v1/... routes without the token check (the router
+ * skips empty segments, the check looked for "/v1/"): refused now, with nothing run. */
+static void test_no_second_spelling_of_a_path(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < NDAEMONS; i++) {
+        const struct daemon_case *d = &daemons[i];
+        /* "//v1/...", "v1/..." and "/x/../v1/...": the prefix and where in the path to go on */
+        static const struct {
+            const char *prefix;
+            size_t skip;
+        } spellings[] = {{"/", 0}, {"", 1}, {"/x/..", 0}};
+        for (size_t p = 0; p < sizeof(spellings) / sizeof(spellings[0]); p++) {
+            char raw[2048];
+            int n = snprintf(raw, sizeof(raw),
+                             "POST %s%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                             "\r\nContent-Length: %zu\r\n\r\n%s",
+                             spellings[p].prefix, d->path + spellings[p].skip, strlen(d->body),
+                             d->body);
+            expect_refused(d, spellings[p].prefix, raw, (size_t)n, 400, "bad_request");
+        }
+    }
+}
+
+/* A refusal that needs no body to be read (404, 401) keeps the connection: the next
+ * request on it is served. */
+static void test_keep_alive_after_a_refusal(void **state)
+{
+    (void)state;
+    const struct daemon_case *d = &daemons[0];
+    int fd = th_connect(d->proc.port);
+    assert_true(fd >= 0);
+    static const char two[] = "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+                              "GET /v1/rules HTTP/1.1\r\nHost: x\r\n\r\n"
+                              "\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(th_send_all(fd, two, sizeof(two) - 1), 0);
+    struct th_resp r;
+    assert_int_equal(th_read_response(fd, &r, th_ms(3000)), 0);
+    assert_int_equal(r.status, 404);
+    th_resp_free(&r);
+    assert_int_equal(th_read_response(fd, &r, th_ms(3000)), 0);
+    assert_int_equal(r.status, 401); /* API_TOKEN is set */
+    th_resp_free(&r);
+    assert_int_equal(th_read_response(fd, &r, th_ms(3000)), 0); /* after an empty line */
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -310,6 +359,8 @@ int main(void)
         cmocka_unit_test(test_plain_framing_still_works),
         cmocka_unit_test(test_forbidden_bytes_in_values),
         cmocka_unit_test(test_request_id_with_nul_not_echoed),
+        cmocka_unit_test(test_no_second_spelling_of_a_path),
+        cmocka_unit_test(test_keep_alive_after_a_refusal),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -254,6 +254,21 @@ static void test_rest_of_path_and_cache_control(void **state)
     th_resp_free(&r);
 }
 
+/* An answer whose head outgrows the usual buffer is still sent whole. */
+static void test_long_response_head(void **state)
+{
+    (void)state;
+    struct th_resp r;
+    char *v = malloc(8000);
+    assert_non_null(v);
+    assert_int_equal(th_http(testd.port, "GET", "/v1/long-header?n=5000", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(th_header(&r, "X-Long", v, 8000));
+    assert_int_equal(strlen(v), 5000);
+    th_resp_free(&r);
+    free(v);
+}
+
 /* HTTP_FORM_BODY: a form-encoded body reads like a JSON object of strings; JSON still
  * works; a repeated name is refused; other routes still take JSON only. */
 static void test_form_bodies(void **state)
@@ -622,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_path_params_and_query),
         cmocka_unit_test(test_rest_of_path_and_cache_control),
         cmocka_unit_test(test_form_bodies),
+        cmocka_unit_test(test_long_response_head),
         cmocka_unit_test(test_traceparent),
         cmocka_unit_test(test_bearer_tokens),
         cmocka_unit_test(test_ready_follows_redis),

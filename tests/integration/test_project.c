@@ -222,7 +222,10 @@ static int normalize_path(char *path)
     char out[1024] = "";
     for (int i = 0; i < n; i++)
         snprintf(out + strlen(out), sizeof(out) - strlen(out), "%s%s", i ? "/" : "", parts[i]);
-    snprintf(path, 512, "%s", out);
+    size_t len = strlen(out);
+    if (len >= 512) /* the callers' buffers hold 512 */
+        return -1;
+    memcpy(path, out, len + 1);
     return 0;
 }
 

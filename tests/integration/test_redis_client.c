@@ -476,6 +476,84 @@ static void test_pool_timeout(void **state)
     loop_free(l);
 }
 
+/* A connection past REDIS_MAX_CONN_AGE is retired while it delivers the reply whose done
+ * function issues the next command (make asan sees any use after free); an idle
+ * connection costs no loop turns; and a done function never runs inside the call that
+ * issued it, even when Redis cannot be reached. */
+struct chain {
+    struct rclient *c;
+    struct tally t;
+    int inside; /* set while rcl_command runs */
+    int ran_inside;
+};
+
+static void chain_next(void *arg, enum rcl_status st, redisReply *reply)
+{
+    struct chain *ch = arg;
+    count(&ch->t, st, reply);
+    ch->ran_inside |= ch->inside;
+    if (ch->t.done < 40) {
+        const char *argv[] = {"PING"};
+        ch->inside = 1;
+        assert_int_equal(rcl_command(ch->c, 1, argv, NULL, 0, chain_next, ch), 0);
+        ch->inside = 0;
+    }
+}
+
+static void pause_ms(struct loop *l, int ms)
+{
+    int never = 0;
+    run_until(l, &never, 1, ms);
+}
+
+static void test_lifetimes_and_idleness(void **state)
+{
+    (void)state;
+    char err[128];
+    struct loop *l = loop_create(err, sizeof(err));
+    assert_non_null(l);
+    struct rcl_config conf = config(redis.url);
+    conf.max_conn_age_ms = 1; /* every connection is old by its second reply */
+    struct chain ch = {.t = {.loop = l}};
+    ch.c = client(l, &conf);
+    chain_next(&ch, RCL_OK, NULL);
+    ch.t.ok = ch.t.done = 0;
+    run_until(l, &ch.t.done, 40, 5000);
+    assert_int_equal(ch.t.ok, 40);
+    assert_false(ch.ran_inside);
+    rcl_free(ch.c);
+
+    /* Idle: a connection up, nothing to send. */
+    conf.max_conn_age_ms = 0;
+    struct rclient *c = client(l, &conf);
+    assert_int_equal(ping(l, c), 0);
+    struct loop_stats before, after;
+    loop_stats(l, &before);
+    pause_ms(l, 200);
+    loop_stats(l, &after);
+    print_message("idle for 200 ms: %llu turns\n",
+                  (unsigned long long)(after.turns - before.turns));
+    assert_true(after.turns - before.turns < 400); /* the 1 ms check timer, not a spin */
+    rcl_free(c);
+
+    /* Unreachable: the failure comes later, from the loop. */
+    conf.url = "redis://127.0.0.1:1/0";
+    conf.min_idle = 0;
+    c = client(l, &conf);
+    struct chain un = {.c = c, .t = {.loop = l}};
+    const char *argv[] = {"PING"};
+    for (int i = 0; i < 3; i++) {
+        un.inside = 1;
+        assert_int_equal(rcl_command(c, 1, argv, NULL, 0, count, &un.t), 0);
+        un.inside = 0;
+        assert_int_equal(un.t.done, i); /* not answered inside the call */
+        run_until(l, &un.t.done, i + 1, 3000);
+        assert_int_equal(un.t.conn, i + 1);
+    }
+    rcl_free(c);
+    loop_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,6 +564,7 @@ int main(void)
         cmocka_unit_test(test_noscript_under_load),
         cmocka_unit_test(test_restart_under_load),
         cmocka_unit_test(test_pool_timeout),
+        cmocka_unit_test(test_lifetimes_and_idleness),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -107,6 +107,28 @@ static void handle_rest(struct http_req *r, void *ctx)
         r, 200, json_pack("{s:s, s:s}", "a", http_param(r, "a"), "rest", http_param(r, "rest")));
 }
 
+/* GET /v1/long-header?n=N: an answer whose head is longer than N bytes. */
+static void handle_long_header(struct http_req *r, void *ctx)
+{
+    (void)ctx;
+    const char *ns = http_query(r, "n");
+    long n = ns ? atol(ns) : 0;
+    if (n < 1 || n > 60000) {
+        http_invalid(r, "n", "must be 1..60000");
+        return;
+    }
+    char *v = malloc((size_t)n + 1);
+    if (!v) {
+        http_problem(r, 500, "internal", "out of memory");
+        return;
+    }
+    memset(v, 'x', (size_t)n);
+    v[n] = '\0';
+    http_add_header(r, "X-Long", v);
+    free(v);
+    http_reply_json(r, 200, json_pack("{s:I}", "n", (json_int_t)n));
+}
+
 /* POST /v1/fields: the body's fields back, JSON or form-encoded. */
 static void handle_fields(struct http_req *r, void *ctx)
 {
@@ -182,6 +204,7 @@ int main(int argc, char **argv)
     app_route(a, "GET", "/v1/admin", handle_admin, NULL, HTTP_ADMIN);
     app_route(a, "GET", "/v1/rest/:a/*rest", handle_rest, NULL, 0);
     app_route(a, "POST", "/v1/fields", handle_fields, NULL, HTTP_FORM_BODY);
+    app_route(a, "GET", "/v1/long-header", handle_long_header, NULL, 0);
     app_route(a, "POST", "/v1/defer", handle_defer, NULL, 0);
     int rc = app_run(a);
     app_free(a);

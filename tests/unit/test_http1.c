@@ -167,6 +167,44 @@ static void test_request_line_and_host(void **state)
     assert_false(read_request(close, sizeof(close) - 1, 0).keep_alive);
 }
 
+/* One spelling per path: the router and the token check must see the same target. */
+static void test_origin_form_only(void **state)
+{
+    (void)state;
+    REFUSED("GET //v1/x HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    REFUSED("GET v1/x HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    REFUSED("GET /v1//x HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    REFUSED("GET /a/./v1/x HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    REFUSED("GET /a/../v1/x HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    REFUSED("GET http://x/v1/x HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    REFUSED("GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+    static const char ok[] = "GET /v1/x/?a=//b/../c HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(read_request(ok, sizeof(ok) - 1, 0).status, 0); /* the query is free */
+    static const char root[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(read_request(root, sizeof(root) - 1, 0).status, 0);
+}
+
+static void test_chunked_edges(void **state)
+{
+    (void)state;
+    /* HTTP/1.0 framing with Transfer-Encoding is faulty (RFC 9112 §6.1). */
+    REFUSED("POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400);
+    /* A second chunk size that would wrap the running total past the limit. */
+    REFUSED("POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "1\r\nX\r\nFFFFFFFFFFFFFFFF\r\n",
+            413);
+    /* Trailer lines must be fields. */
+    REFUSED("POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "0\r\nnot a field\r\n\r\n",
+            400);
+    REFUSED("POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "0\r\n folded: x\r\n\r\n",
+            400);
+    REFUSED("POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "0\r\n: x\r\n\r\n",
+            400);
+}
+
 static void test_head_limits(void **state)
 {
     (void)state;
@@ -193,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_content_length),        cmocka_unit_test(test_transfer_codings),
         cmocka_unit_test(test_chunk_framing),         cmocka_unit_test(test_forbidden_bytes),
         cmocka_unit_test(test_request_line_and_host), cmocka_unit_test(test_head_limits),
+        cmocka_unit_test(test_origin_form_only),      cmocka_unit_test(test_chunked_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

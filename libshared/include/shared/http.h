@@ -100,7 +100,8 @@ json_t *http_json(const struct http_req *r);
 
 /* ---- responses (exactly one per request) ---- */
 /* Add a response header (before the http_reply_* / http_problem call). A Cache-Control
- * of the handler's replaces the default no-store (for immutable resources). */
+ * of the handler's replaces the default no-store (for immutable resources). A name or
+ * value holding CR or LF (or a name holding ':') is dropped. */
 void http_add_header(struct http_req *r, const char *name, const char *value);
 /* JSON response; steals body. */
 void http_reply_json(struct http_req *r, int status, json_t *body);
