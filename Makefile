@@ -168,7 +168,7 @@ install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/warden $(DESTDIR)$(DATADIR)/redis \
 		$(DESTDIR)$(DATADIR)/scripts $(DESTDIR)$(DATADIR)/lua-scripts \
-		$(DESTDIR)$(DATADIR)/prometheus $(DESTDIR)$(DOCDIR)/api
+		$(DESTDIR)$(DATADIR)/prometheus $(DESTDIR)$(DOCDIR)/api $(DESTDIR)$(DOCDIR)/openapi
 	for b in $(notdir $(BINS)); do install -m 0755 $(BUILD)/bin/$$b $(DESTDIR)$(BINDIR)/warden-$$b; done
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 docs/man/*.8 $(DESTDIR)$(MANDIR)/man8/
@@ -186,6 +186,7 @@ install: all
 	install -m 0644 deploy/grafana/*.json $(DESTDIR)$(DATADIR)/grafana/
 	install -m 0644 docs/*.md CHANGELOG.md SECURITY.md CONTRIBUTING.md LICENSE $(DESTDIR)$(DOCDIR)/
 	install -m 0644 docs/api/*.md $(DESTDIR)$(DOCDIR)/api/
+	install -m 0644 docs/openapi/*.yaml $(DESTDIR)$(DOCDIR)/openapi/
 	sed 's|](docs/|](|g' README.md >$(DESTDIR)$(DOCDIR)/README.md
 
 # ---- make deb: build/warden_<version>_<arch>.deb with the Debian tools -----------------------

@@ -3,12 +3,12 @@
 # Install the Debian packages warden needs, only those missing (make deps); further
 # packages named as arguments are installed with them (.ci/run adds prometheus and the
 # Debian packaging tools). Building: compiler, libraries, libsystemd-dev (sd_notify).
-# Testing: redis, curl, jq, valgrind, wrk, mandoc (man pages). Linting (make lint):
-# clang-format, clang-tidy, cppcheck.
+# Testing: redis, curl, jq, valgrind, wrk, mandoc (man pages), python3-yaml (test_openapi
+# reads docs/openapi with it). Linting (make lint): clang-format, clang-tidy, cppcheck.
 set -eu
 PKGS="build-essential pkg-config libhiredis-dev libsodium-dev libssl-dev
 libjansson-dev libcmocka-dev libsystemd-dev redis-server redis-tools wrk clang openssl
-curl jq valgrind mandoc clang-format clang-tidy cppcheck $*"
+curl jq python3-yaml valgrind mandoc clang-format clang-tidy cppcheck $*"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

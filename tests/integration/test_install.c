@@ -198,6 +198,7 @@ static void test_ops_files_and_docs(void **state)
                                         "/usr/share/doc/warden/README.md",
                                         "/usr/share/doc/warden/operations.md",
                                         "/usr/share/doc/warden/api/idemd.md",
+                                        "/usr/share/doc/warden/openapi/idemd.yaml",
                                         "/usr/share/doc/warden/CHANGELOG.md",
                                         NULL};
     for (int i = 0; FILES[i]; i++)

@@ -10,9 +10,6 @@
 
 #include <cmocka.h>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include "test_ops_util.h"
 
 static char tmp[256];
@@ -27,38 +24,13 @@ static int setup(void **state)
     return th_tmpdir(tmp, sizeof(tmp));
 }
 
-/* A listening socket on 127.0.0.1:port, or -1. */
-static int occupy(int port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 4) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* A PORT_BASE whose four ports are free now. */
 static int free_base(void)
 {
-    for (int tries = 0; tries < 50; tries++) {
-        int p = th_free_port(), ok = 1;
-        if (p < 2 || p > 65000)
-            continue;
-        for (int i = 1; i <= 4 && ok; i++) {
-            int fd = occupy(p - 1 + i);
-            ok = fd >= 0;
-            if (fd >= 0)
-                close(fd);
-        }
-        if (ok)
-            return p - 1;
-    }
-    fail_msg("no four free ports in a row");
-    return -1;
+    int base = ops_free_base();
+    if (base < 0)
+        fail_msg("no four free ports in a row");
+    return base;
 }
 
 /* The shell command running make run with this base in its own RUN_DIR. */
@@ -75,7 +47,7 @@ static void test_port_taken_fails_with_one_clear_line(void **state)
     (void)state;
     char cmd[2400], rundir[300], line[160], *out = NULL, *err = NULL;
     int base = free_base();
-    int fd = occupy(base + 3); /* idemd's */
+    int fd = ops_occupy(base + 3); /* idemd's */
     assert_true(fd >= 0);
     snprintf(rundir, sizeof(rundir), "%s/run-taken", tmp);
     make_run_cmd(cmd, sizeof(cmd), base, rundir);
@@ -124,7 +96,7 @@ static void test_ctrl_c_stops_everything_and_exits_0(void **state)
     snprintf(line, sizeof(line), "tokend       http://127.0.0.1:%d ", base + 4);
     assert_non_null(strstr(out, line));
     /* nothing is left listening */
-    int fd = occupy(base + 3);
+    int fd = ops_occupy(base + 3);
     assert_true(fd >= 0);
     close(fd);
     free(out);

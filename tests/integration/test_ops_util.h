@@ -7,10 +7,12 @@
 
 #include <ctype.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -119,6 +121,39 @@ static inline int ops_install(const char *destdir)
         fprintf(stderr, "make install: exit %d\n%s", st, err ? err : "");
     free(err);
     return st;
+}
+
+/* A listening socket on 127.0.0.1:port (the caller closes it), or -1. */
+static inline int ops_occupy(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 4) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* A PORT_BASE for make run whose four ports (base+1..base+4) are free now, or -1. */
+static inline int ops_free_base(void)
+{
+    for (int tries = 0; tries < 50; tries++) {
+        int p = th_free_port(), ok = 1;
+        if (p < 2 || p > 65000)
+            continue;
+        for (int i = 1; i <= 4 && ok; i++) {
+            int fd = ops_occupy(p - 1 + i);
+            ok = fd >= 0;
+            if (fd >= 0)
+                close(fd);
+        }
+        if (ok)
+            return p - 1;
+    }
+    return -1;
 }
 
 /* ---- a small set of strings (command names, variable names) ---------------------------- */
