@@ -234,14 +234,20 @@ static void handle_checkpoint(struct http_req *r, void *ctx)
 {
     struct audit_api *api = ctx;
     char note[AUDIT_NOTE_MAX];
-    int n = audit_checkpoint_now(api->pool, api->keys, &api->kr->keys[api->kr->active], api->origin,
-                                 api->guard, note, sizeof(note));
-    if (n == -1) {
+    int n = audit_checkpointer_now(api->checkpointer, note, sizeof(note));
+    if (n == AUDIT_CP_REDIS) {
         http_unavailable(r);
         return;
     }
-    if (n == -3) {
+    if (n == AUDIT_CP_REFUSED) {
         append_failed(r, api, AUDIT_APPEND_REFUSED);
+        return;
+    }
+    if (n == AUDIT_CP_BEHIND) {
+        http_add_header(r, "Retry-After", "1");
+        http_problem(r, 503, "tree_catching_up",
+                     "the Merkle tree is being built for the entries of an older chain; "
+                     "a checkpoint is signed once it has caught up");
         return;
     }
     if (n < 0) {

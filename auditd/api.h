@@ -4,6 +4,7 @@
 #define AUDIT_API_H
 
 #include "appender.h"
+#include "checkpointer.h"
 #include "keyring.h"
 #include "shared/app.h"
 #include "store.h"
@@ -14,6 +15,7 @@ struct audit_api {
     const struct audit_keyring *kr;
     struct audit_appender *appender;
     struct audit_guard *guard;
+    struct audit_checkpointer *checkpointer;
     const char *origin;
     int wait_replicas; /* > 0: 201 answers carry replicas_acked */
 };

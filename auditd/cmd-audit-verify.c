@@ -89,10 +89,13 @@ static int load_expectation(const struct opts *o, const struct audit_keyring *kr
     char err[160];
     if (o->expect) {
         size_t len;
+        struct audit_cp cp;
         char *note = audit_tool_read_file(o->expect, &len);
-        int rc = note ? audit_checkpoint_open(note, len, kr, &so->expect_seq, so->expect_hash, err,
-                                              sizeof(err))
-                      : -1;
+        int rc = note ? audit_checkpoint_open(note, len, kr, &cp, err, sizeof(err)) : -1;
+        if (rc == 0) {
+            so->expect_seq = cp.chain_seq;
+            memcpy(so->expect_hash, cp.chain_hash, sizeof(so->expect_hash));
+        }
         free(note);
         if (rc != 0)
             fprintf(stderr, "audit-verify: %s: %s\n", o->expect,

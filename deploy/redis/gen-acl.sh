@@ -41,16 +41,17 @@ rules() {
     ratelimitd) echo "~ratelimit:* $pool +hget +hmget +hset +pexpire +time +del" ;;
     # idem_*.lua; WAIT when IDEM_WAIT_REPLICAS > 0
     idemd) echo "~idem:* $pool +hmget +hset +hincrby +pexpire +pttl +del +time +wait" ;;
-    # audit_append, audit_checkpoint; HMGET, XRANGE, XREVRANGE, HGETALL for reads and the
-    # startup check; WAIT when AUDIT_WAIT_REPLICAS > 0. No DEL, XDEL or XTRIM: auditd
-    # cannot remove what it wrote.
+    # audit_append (APPEND and STRLEN for the Merkle tree's tiles), audit_checkpoint; HMGET,
+    # XRANGE, XREVRANGE, HGETALL, GETRANGE for reads and the startup check; WAIT when
+    # AUDIT_WAIT_REPLICAS > 0. No DEL, XDEL or XTRIM: auditd cannot remove what it wrote.
     auditd) echo "~audit:* $pool +hget +hmget +hset +hsetnx +hdel +hexists +hgetall" \
-        "+xadd +xrange +xrevrange +zadd +zrem +zscore +zrangebyscore +time +wait" ;;
+        "+xadd +xrange +xrevrange +zadd +zrem +zscore +zrangebyscore +time +wait" \
+        "+append +strlen +getrange" ;;
     # token_*.lua; ZRANGE, ZREM, HMGET for the sessions list
     tokend) echo "~tok:* $pool +exists +hmget +hset +hdel +hincrby +pexpire +pexpireat" \
         "+pttl +sadd +sismember +zadd +zcard +zrange +zrem +time" ;;
     # what audit-verify and audit-export read
-    auditor) echo "~audit:* +auth +select +ping +hmget +hgetall +xrange +xrevrange" ;;
+    auditor) echo "~audit:* +auth +select +ping +hmget +hgetall +xrange +xrevrange +getrange" ;;
     # backup.sh; no key access at all
     backup) echo "+auth +ping +info +bgsave +config|get" ;;
     admin) echo "~* &* +@all" ;;

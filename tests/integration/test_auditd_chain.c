@@ -26,6 +26,7 @@ struct stored {
 };
 static struct stored saved[CHAIN_LEN + 1];
 static int nsaved;
+static redisReply *saved_tree; /* the head's tree fields (tsize, root, frontier) */
 
 static int setup(void **state)
 {
@@ -50,7 +51,8 @@ static int setup(void **state)
         nsaved++;
     }
     freeReplyObject(r);
-    return nsaved == CHAIN_LEN ? 0 : -1;
+    saved_tree = th_redis_cmd(&redis, "HMGET audit:{t}:head tsize root frontier");
+    return nsaved == CHAIN_LEN && saved_tree && saved_tree->elements == 3 ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -58,6 +60,7 @@ static int teardown(void **state)
     (void)state;
     th_proc_stop(&daemon_, SIGTERM, 5000);
     th_redis_stop(&redis);
+    freeReplyObject(saved_tree);
     for (int i = 0; i < nsaved; i++)
         free(saved[i].body);
     return 0;
@@ -74,6 +77,12 @@ static void write_log(struct stored *e, int n, long long head, const char *head_
                                      e[i].seq, e[i].body, e[i].hash, e[i].sig));
     }
     freeReplyObject(th_redis_cmd(&redis, "HSET audit:{t}:head seq %lld hash %s", head, head_hash));
+    /* The tiles are never touched here: a head deleted by a case gets its tree back. */
+    redisReply *const *t = saved_tree->element;
+    freeReplyObject(th_redis_cmd(&redis, "HSETNX audit:{t}:head tsize %b", t[0]->str, t[0]->len));
+    freeReplyObject(th_redis_cmd(&redis, "HSETNX audit:{t}:head root %b", t[1]->str, t[1]->len));
+    freeReplyObject(
+        th_redis_cmd(&redis, "HSETNX audit:{t}:head frontier %b", t[2]->str, t[2]->len));
 }
 
 static struct stored *copy_chain(void)

@@ -108,8 +108,8 @@ static long long head_of(const char *chain)
 
 /* ---- a copy of a chain, as an older backup ------------------------------------------ */
 
-static const char *const PARTS[] = {"head", "log", "keys", "ids", "idseq"};
-#define NPARTS 5
+static const char *const PARTS[] = {"head", "log", "keys", "ids", "idseq", "tile:0:0"};
+#define NPARTS 6
 
 struct backup {
     redisReply *dump[NPARTS];
@@ -247,9 +247,14 @@ static void assert_state_file(const char *dir, const char *chain, const char *or
     char line[600] = "";
     assert_non_null(fgets(line, sizeof(line), f));
     fclose(f);
+    /* the root is the tree's in Redis at that size (the chain has not grown since) */
+    redisReply *root = th_redis_cmd(&redis, "HGET audit:{%s}:head root", chain);
+    assert_true(root && root->type == REDIS_REPLY_STRING && root->len == 64);
     snprintf(want, sizeof(want),
-             "{\"chain\":\"%s\",\"hash\":\"%s\",\"origin\":\"%s\",\"seq\":%lld}\n", chain, hash,
-             origin, seq);
+             "{\"chain\":\"%s\",\"hash\":\"%s\",\"origin\":\"%s\",\"root\":\"%s\",\"seq\":%lld,"
+             "\"tree_size\":%lld}\n",
+             chain, hash, origin, root->str, seq, seq);
+    freeReplyObject(root);
     assert_string_equal(line, want);
     DIR *dd = opendir(dir);
     int files = 0;
