@@ -293,4 +293,5 @@ void audit_api_routes(struct app *a, struct audit_api *api)
     app_route(a, "POST", "/v1/verify", handle_verify, api, 0);
     app_route(a, "GET", "/v1/checkpoint", handle_checkpoint, api, 0);
     app_route(a, "POST", "/v1/admin/chain/accept", handle_accept, api, HTTP_ADMIN | HTTP_NO_BODY);
+    audit_api_tlog_routes(a, api);
 }

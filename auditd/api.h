@@ -23,4 +23,7 @@ struct audit_api {
 /* Register every /v1 route on a. api is borrowed for the server's life. */
 void audit_api_routes(struct app *a, struct audit_api *api);
 
+/* The transparency-log routes (api_tlog.c): /v1/proofs/..., /v1/tile/... */
+void audit_api_tlog_routes(struct app *a, struct audit_api *api);
+
 #endif

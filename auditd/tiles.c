@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "entry.h"
+
 /* 256^level, or -1 past the levels handled. */
 static long long tile_span(int level)
 {
@@ -111,6 +113,42 @@ int audit_tile_format(const struct audit_tile_ref *t, char *out, size_t size)
     if (n >= 0 && t->width < MERKLE_TILE_WIDTH && (size_t)n < size)
         n += snprintf(out + n, size - (size_t)n, ".p/%d", t->width);
     return n < 0 || (size_t)n >= size ? -1 : n;
+}
+
+int audit_bundle_build(const struct audit_entry *e, size_t n, uint8_t **out, size_t *len)
+{
+    size_t total = 0, at = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].body_len > AUDIT_BUNDLE_ENTRY_MAX)
+            return -1;
+        total += 2 + e[i].body_len;
+    }
+    *out = malloc(total ? total : 1);
+    if (!*out)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        (*out)[at++] = (uint8_t)(e[i].body_len >> 8);
+        (*out)[at++] = (uint8_t)(e[i].body_len & 0xff);
+        memcpy(*out + at, e[i].body, e[i].body_len);
+        at += e[i].body_len;
+    }
+    *len = total;
+    return 0;
+}
+
+int audit_bundle_split(const uint8_t *data, size_t size, int width, size_t off[], size_t len[])
+{
+    size_t at = 0;
+    for (int i = 0; i < width; i++) {
+        if (size - at < 2)
+            return -1;
+        len[i] = (size_t)data[at] << 8 | data[at + 1];
+        off[i] = at + 2;
+        if (size - off[i] < len[i])
+            return -1;
+        at = off[i] + len[i];
+    }
+    return at == size ? 0 : -1;
 }
 
 void audit_tileset_init(struct audit_tileset *s)

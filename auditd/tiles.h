@@ -37,6 +37,17 @@ int audit_tile_format(const struct audit_tile_ref *t, char *out, size_t size);
  * none of its hashes yet. */
 int audit_tile_width(int level, long long index, long long size);
 
+struct audit_entry;
+
+/* The entry bundle of n entries (bodies of at most AUDIT_BUNDLE_ENTRY_MAX bytes) into *out
+ * (malloc'd, caller frees): each as a big-endian uint16 length and the bytes. Returns 0, or
+ * -1 (out of memory, or a body too long). */
+int audit_bundle_build(const struct audit_entry *e, size_t n, uint8_t **out, size_t *len);
+
+/* Split a bundle of exactly width entries: entry i at data + off[i], len[i] bytes. Returns
+ * 0, or -1 if data is not exactly that (truncated, trailing bytes, another count). */
+int audit_bundle_split(const uint8_t *data, size_t size, int width, size_t off[], size_t len[]);
+
 /* A set of tile prefixes with their hashes once fetched. */
 struct audit_tile {
     int level;

@@ -1,0 +1,230 @@
+/* Integration tests of auditd as a transparency log: a real redis-server and auditd. Trees
+ * of every size from 1 to 1,000 checked by two independent implementations — a Python
+ * RFC 6962 verifier (tests/tlog/rfc6962.py: roots of every prefix, every checkpoint kept on
+ * the way, inclusion and consistency proofs at every size, every tile and bundle byte for
+ * byte) and Go's golang.org/x/mod/sumdb/tlog and note (tests/tlog/tlogcheck.go: the
+ * checkpoint's signature and key id, tiles checked against the root as a tlog-tiles client
+ * reads them, the root recomputed from the entry bundles, proofs equal to tlog's own); the
+ * proof and tile routes' refusals of bad input; a tile changed in Redis caught by both
+ * checkers and by the instance itself (/ready, no checkpoint signed). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "test_tlog_util.h"
+
+static struct th_redis redis;
+static struct th_proc daemon_;
+static char tmp[256], vkey[256];
+static char checkpoints[64][320];
+static int ncheckpoints;
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *env[] = {KEY_V1_ENV, "AUDIT_CHECKPOINT_INTERVAL=0", NULL};
+    if (th_tmpdir(tmp, sizeof(tmp)) != 0 || th_redis_start(&redis, NULL) != 0 ||
+        au_start(&daemon_, &redis, env) != 0)
+        return -1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    th_proc_stop(&daemon_, SIGTERM, 5000);
+    th_redis_stop(&redis);
+    return 0;
+}
+
+static long long head_seq(void)
+{
+    json_t *h = au_get(daemon_.port, "/v1/head");
+    long long seq = json_integer_value(json_object_get(h, "seq"));
+    json_decref(h);
+    return seq;
+}
+
+/* Post a batch of n events. */
+static void post_batch(int n)
+{
+    char *body = malloc((size_t)n * 64 + 32);
+    size_t used = (size_t)sprintf(body, "{\"events\":[");
+    for (int i = 0; i < n; i++)
+        used += (size_t)sprintf(body + used, "%s{\"actor\":\"u%d\",\"action\":\"tlog\"}",
+                                i ? "," : "", i);
+    sprintf(body + used, "]}");
+    assert_int_equal(au_post(daemon_.port, "/v1/events/batch", body, NULL), 201);
+    free(body);
+}
+
+/* The log grows to 1,000 entries in batches of 1, 2, 3, ... (the first entry is the key's
+ * activation), a checkpoint kept after each; then both checkers go over every size. */
+static void test_sizes_1_to_1000(void **state)
+{
+    (void)state;
+    char *out = NULL, *err = NULL;
+    const char *files[65];
+    long long seq = 0;
+    for (int k = 1; seq < 1000; k++) {
+        post_batch(seq == 0 ? 1 : (int)(k < 1000 - seq ? k : 1000 - seq));
+        seq = head_seq();
+        snprintf(checkpoints[ncheckpoints], sizeof(checkpoints[0]), "%s/cp-%04lld.txt", tmp, seq);
+        assert_int_equal(au_get_file(daemon_.port, "/v1/checkpoint", checkpoints[ncheckpoints]), 0);
+        files[ncheckpoints] = checkpoints[ncheckpoints];
+        ncheckpoints++;
+    }
+    files[ncheckpoints] = NULL;
+    assert_int_equal(seq, 1000);
+    int st = tl_python(daemon_.port, "1", files, &out, &err);
+    if (st != 0 || !strstr(out, "ok: 1000 leaves"))
+        fail_msg("rfc6962.py: exit %d: %s %s", st, out ? out : "", err ? err : "");
+    free(out);
+    free(err);
+    out = err = NULL;
+    tl_vkey(daemon_.port, "warden-audit/default", vkey, sizeof(vkey));
+    assert_true(vkey[0] != '\0');
+    st = tl_go(tmp, daemon_.port, vkey, "1", &out, &err);
+    if (st != 0 || !strstr(out, "ok: tree of 1000 leaves"))
+        fail_msg("tlogcheck: exit %d: %s %s", st, out ? out : "", err ? err : "");
+    free(out);
+    free(err);
+}
+
+static int get_status(const char *path, struct th_resp *r)
+{
+    assert_int_equal(th_http(daemon_.port, "GET", path, NULL, NULL, 0, r), 0);
+    return r->status;
+}
+
+/* What the proof and tile routes refuse: sizes outside the tree, anything not a number,
+ * paths that are not tlog-tiles paths; from == to is an empty proof. */
+static void test_bad_input(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "/v1/proofs/inclusion?seq=0&tree_size=5",
+        "/v1/proofs/inclusion?seq=6&tree_size=5",
+        "/v1/proofs/inclusion?seq=1&tree_size=1001",
+        "/v1/proofs/inclusion?seq=1",
+        "/v1/proofs/inclusion?tree_size=5",
+        "/v1/proofs/inclusion?seq=-1&tree_size=5",
+        "/v1/proofs/inclusion?seq=1x&tree_size=5",
+        "/v1/proofs/inclusion?seq=1&tree_size=+5",
+        "/v1/proofs/inclusion?seq=1&tree_size=99999999999999999999999",
+        "/v1/proofs/consistency?from=0&to=5",
+        "/v1/proofs/consistency?from=6&to=5",
+        "/v1/proofs/consistency?from=1&to=1001",
+        "/v1/proofs/consistency?to=5",
+        "/v1/proofs/consistency?from=%201&to=5",
+        "/v1/proofs/consistency?from=1&to=",
+    };
+    static const char *const missing[] = {
+        "/v1/tile/0/004",       "/v1/tile/0/003.p/233", "/v1/tile/1/000",
+        "/v1/tile/0/03",        "/v1/tile/0/x000/003",  "/v1/tile/9/000",
+        "/v1/tile/entries/4",   "/v1/tile/0/000.p/0",   "/v1/tile/0/000.p/256",
+        "/v1/tile/0/000/extra", "/v1/tile/x/000",       "/v1/tile/entries/003.p/233",
+        "/v1/tile/0/%30%30%30"};
+    struct th_resp r;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (get_status(bad[i], &r) != 400 || !strstr(r.body, "invalid_request"))
+            fail_msg("%s: %d %s", bad[i], r.status, r.body);
+        th_resp_free(&r);
+    }
+    for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
+        if (get_status(missing[i], &r) != 404)
+            fail_msg("%s: %d %s", missing[i], r.status, r.body);
+        th_resp_free(&r);
+    }
+    assert_int_equal(get_status("/v1/proofs/consistency?from=7&to=7", &r), 200);
+    assert_string_equal(r.body, "{\"hashes\":[]}");
+    th_resp_free(&r);
+    assert_int_equal(get_status("/v1/proofs/inclusion?seq=1&tree_size=1", &r), 200);
+    assert_string_equal(r.body, "{\"leaf_index\":0,\"tree_size\":1,\"hashes\":[]}");
+    th_resp_free(&r);
+    char ct[64];
+    assert_int_equal(get_status("/v1/tile/0/003.p/232", &r), 200); /* 1000 = 3 * 256 + 232 */
+    assert_int_equal(r.body_len, 232 * 32);
+    assert_non_null(th_header(&r, "Content-Type", ct, sizeof(ct)));
+    assert_string_equal(ct, "application/octet-stream");
+    th_resp_free(&r);
+    assert_int_equal(get_status("/v1/tile/0/003.p/5", &r), 200); /* an older tree's: a prefix */
+    assert_int_equal(r.body_len, 5 * 32);
+    th_resp_free(&r);
+    assert_int_equal(get_status("/v1/tile/1/000.p/3", &r), 200);
+    assert_int_equal(r.body_len, 3 * 32);
+    th_resp_free(&r);
+}
+
+/* Flip one bit of byte at of a stored tile (key suffix "0:1"); returns the old byte. */
+static char flip(const char *tile, int at)
+{
+    redisReply *r = th_redis_cmd(&redis, "GETRANGE audit:{default}:tile:%s %d %d", tile, at, at);
+    assert_true(r && r->len == 1);
+    char old = r->str[0], now = (char)(old ^ 0x01);
+    freeReplyObject(r);
+    freeReplyObject(
+        th_redis_cmd(&redis, "SETRANGE audit:{default}:tile:%s %d %b", tile, at, &now, (size_t)1));
+    return old;
+}
+
+static void put_back(const char *tile, int at, char old)
+{
+    freeReplyObject(
+        th_redis_cmd(&redis, "SETRANGE audit:{default}:tile:%s %d %b", tile, at, &old, (size_t)1));
+}
+
+/* Both checkers refuse the log as it is now. */
+static void checkers_refuse(void)
+{
+    char *out = NULL, *err = NULL;
+    assert_int_equal(tl_python(daemon_.port, "97", NULL, &out, &err), 1);
+    assert_non_null(strstr(err, "rfc6962:"));
+    free(out);
+    free(err);
+    out = err = NULL;
+    assert_int_equal(tl_go(tmp, daemon_.port, vkey, "97", &out, &err), 1);
+    assert_non_null(strstr(err, "tlogcheck:"));
+    free(out);
+    free(err);
+}
+
+/* One byte of a stored tile changed. In a full level-0 tile (the root is computed from the
+ * level above it, so only proofs and tiles show it): both checkers catch it. In the level-1
+ * tile, which the root is computed from: the checkers, and the instance itself, which turns
+ * not ready and signs no checkpoint. Put back, everything checks again. */
+static void test_tampered_tile(void **state)
+{
+    (void)state;
+    char *out = NULL, *err = NULL;
+    struct th_resp r;
+    char old = flip("0:1", 40);
+    checkers_refuse();
+    put_back("0:1", 40, old);
+    old = flip("1:0", 33);
+    checkers_refuse();
+    assert_int_equal(get_status("/ready", &r), 503);
+    assert_non_null(strstr(r.body, "chain_broken"));
+    th_resp_free(&r);
+    assert_int_equal(get_status("/v1/checkpoint", &r), 503);
+    th_resp_free(&r);
+    put_back("1:0", 33, old);
+    assert_int_equal(get_status("/ready", &r), 200);
+    th_resp_free(&r);
+    assert_int_equal(tl_go(tmp, daemon_.port, vkey, "97", &out, &err), 0);
+    free(out);
+    free(err);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sizes_1_to_1000),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_tampered_tile),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
