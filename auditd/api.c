@@ -208,7 +208,7 @@ static void handle_verify(struct http_req *r, void *ctx)
 {
     struct audit_api *api = ctx;
     struct jv_error e;
-    struct audit_scan_opts o = {.from_seq = 1, .to_seq = -1, .threads = 0};
+    struct audit_scan_opts o = {.from_seq = 1, .to_seq = -1, .threads = 0, .tree = 1};
     struct audit_vresult res;
     if (audit_req_verify(http_json(r), &o, &e) != 0) {
         http_invalid(r, e.field, "%s", e.detail);

@@ -129,19 +129,39 @@ static int line_verifies(const char *sig, size_t sig_len, const char *origin, co
     return 0;
 }
 
-int audit_checkpoint_open(const char *note, size_t len, const struct audit_keyring *kr,
-                          struct audit_cp *cp, char *err, size_t errsize)
+/* The note's text into cp; *text_len is its length (the signature lines follow the blank
+ * line after it). */
+static int read_note(const char *note, size_t len, struct audit_cp *cp, size_t *text_len, char *err,
+                     size_t errsize)
 {
     const char *sep = NULL;
     memset(cp, 0, sizeof(*cp));
     for (size_t i = 0; i + 1 < len && !sep; i++)
         if (note[i] == '\n' && note[i + 1] == '\n')
             sep = note + i;
-    size_t text_len = sep ? (size_t)(sep - note) + 1 : 0;
-    if (!sep || memchr(note, '\0', len) || parse_text(note, text_len, cp) != 0) {
+    *text_len = sep ? (size_t)(sep - note) + 1 : 0;
+    if (!sep || *text_len + 1 >= len || memchr(note, '\0', len) ||
+        parse_text(note, *text_len, cp) != 0) {
         snprintf(err, errsize, "checkpoint: not a signed checkpoint note");
         return -1;
     }
+    return 0;
+}
+
+int audit_checkpoint_read(const char *note, size_t len, struct audit_cp *cp, char *err,
+                          size_t errsize)
+{
+    size_t text_len;
+    return read_note(note, len, cp, &text_len, err, errsize);
+}
+
+int audit_checkpoint_open(const char *note, size_t len, const struct audit_keyring *kr,
+                          struct audit_cp *cp, char *err, size_t errsize)
+{
+    size_t text_len;
+    if (read_note(note, len, cp, &text_len, err, errsize) != 0)
+        return -1;
+    const char *sep = note + text_len - 1;
     /* Signature lines follow the blank line, each ending in a newline; any one of them by
      * a key of the keyring will do (others may be witnesses'). */
     for (const char *line = sep + 2; line < note + len;) {

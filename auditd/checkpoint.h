@@ -24,12 +24,12 @@
 
 /* What a checkpoint says. */
 struct audit_cp {
-    char origin[129];
-    int has_tree;   /* 0: a note of the earlier form, a chain head only */
-    long long size; /* the tree size (has_tree) */
-    uint8_t root[MERKLE_HASH_LEN];
+    long long size;      /* the tree size (has_tree) */
     long long chain_seq; /* the chain head */
+    int has_tree;        /* 0: a note of the earlier form, a chain head only */
+    uint8_t root[MERKLE_HASH_LEN];
     char chain_hash[AUDIT_HASH_HEX_LEN + 1];
+    char origin[129];
 };
 
 /* Is s a valid origin ([A-Za-z0-9._/-]{1,128})? */
@@ -40,6 +40,11 @@ int audit_origin_valid(const char *s);
  * not fit or the hash is not hex. */
 int audit_checkpoint_make(const struct audit_cp *cp, const struct audit_key *k, char *out,
                           size_t outsize);
+
+/* Parse a note (either form) without checking any signature (it has at least one line
+ * after the blank line). Returns 0 with cp filled, or -1 with a reason in err. */
+int audit_checkpoint_read(const char *note, size_t len, struct audit_cp *cp, char *err,
+                          size_t errsize);
 
 /* Parse a note (either form) and check that a key of kr signed it (the key id is computed
  * under the note's own origin; any of its signature lines may be the one). Returns 0 with

@@ -145,6 +145,24 @@ int merkle_tree_hash(long long n, merkle_read_fn rd, void *arg, uint8_t out[MERK
     return range_hash(&r, 0, n, out);
 }
 
+int merkle_frontier_at(long long n, merkle_read_fn rd, void *arg, struct merkle_frontier *f)
+{
+    struct reader r = {rd, arg};
+    long long start = 0;
+    if (n < 0 || n > MERKLE_MAX_SIZE)
+        return -1;
+    merkle_frontier_init(f);
+    for (int h = 62; h >= 0; h--) {
+        if (!(n & (1LL << h)))
+            continue;
+        if (subtree_hash(&r, h, start >> h, f->h[f->n++]) != 0)
+            return -1;
+        start += 1LL << h;
+    }
+    f->size = n;
+    return 0;
+}
+
 struct proof {
     uint8_t (*h)[MERKLE_HASH_LEN];
     int n;

@@ -62,6 +62,10 @@ typedef int (*merkle_read_fn)(void *arg, int level, long long index, int count, 
  * through rd. Returns 0, or -1 if a read failed. */
 int merkle_tree_hash(long long n, merkle_read_fn rd, void *arg, uint8_t out[MERKLE_HASH_LEN]);
 
+/* The frontier of the first n leaves (its subtrees' roots), read through rd. Returns 0, or
+ * -1 if a read failed. */
+int merkle_frontier_at(long long n, merkle_read_fn rd, void *arg, struct merkle_frontier *f);
+
 /* The RFC 6962 audit path of leaf index m in the tree of size n (0 <= m < n), bottom up,
  * into out[MERKLE_PROOF_MAX]; *count hashes. Returns 0, or -1 on bad sizes or a failed read. */
 int merkle_prove_inclusion(long long m, long long n, merkle_read_fn rd, void *arg,

@@ -143,8 +143,9 @@ done:
 
 /* One computation over the tiles: which, on what sizes, into what. */
 struct tree_op {
-    int kind; /* 0 root, 1 inclusion, 2 consistency, 3 two roots */
+    int kind; /* 0 root, 1 inclusion, 2 consistency, 3 two roots, 4 frontier */
     long long m, n;
+    struct merkle_frontier *f;
     uint8_t (*out)[MERKLE_HASH_LEN];
     int *count;
 };
@@ -153,6 +154,8 @@ static int run_op(const struct tree_op *op, struct audit_tileset *s)
 {
     if (op->kind == 0)
         return merkle_tree_hash(op->n, audit_tileset_read, s, op->out[0]);
+    if (op->kind == 4)
+        return merkle_frontier_at(op->n, audit_tileset_read, s, op->f);
     if (op->kind == 3)
         return merkle_tree_hash(op->m, audit_tileset_read, s, op->out[0]) == 0 &&
                        merkle_tree_hash(op->n, audit_tileset_read, s, op->out[1]) == 0
@@ -199,6 +202,13 @@ int audit_tree_roots(struct rpool *p, const struct audit_keys *k, long long m, l
     memcpy(root_m, out[0], MERKLE_HASH_LEN);
     memcpy(root_n, out[1], MERKLE_HASH_LEN);
     return rc;
+}
+
+int audit_tree_frontier(struct rpool *p, const struct audit_keys *k, long long n,
+                        struct merkle_frontier *f)
+{
+    struct tree_op op = {.kind = 4, .n = n, .f = f};
+    return with_tiles(p, k, &op);
 }
 
 int audit_tree_inclusion(struct rpool *p, const struct audit_keys *k, long long m, long long n,

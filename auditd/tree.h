@@ -71,6 +71,10 @@ int audit_tree_root(struct rpool *p, const struct audit_keys *k, long long n,
 int audit_tree_roots(struct rpool *p, const struct audit_keys *k, long long m, long long n,
                      uint8_t root_m[MERKLE_HASH_LEN], uint8_t root_n[MERKLE_HASH_LEN]);
 
+/* The frontier of the first n leaves, from the stored tiles. */
+int audit_tree_frontier(struct rpool *p, const struct audit_keys *k, long long n,
+                        struct merkle_frontier *f);
+
 /* The inclusion proof of leaf m in the tree of size n, and the consistency proof from m to
  * n (merkle.h), from the stored tiles: out holds MERKLE_PROOF_MAX hashes. */
 int audit_tree_inclusion(struct rpool *p, const struct audit_keys *k, long long m, long long n,

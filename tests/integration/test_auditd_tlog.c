@@ -6,7 +6,9 @@
  * checkpoint's signature and key id, tiles checked against the root as a tlog-tiles client
  * reads them, the root recomputed from the entry bundles, proofs equal to tlog's own); the
  * proof and tile routes' refusals of bad input; a tile changed in Redis caught by both
- * checkers and by the instance itself (/ready, no checkpoint signed). */
+ * checkers and by the instance itself (/ready, no checkpoint signed); audit-export --tiles
+ * and audit-verify --tiles (alone, then with Redis), every kind of file of the archive
+ * changed by one bit caught; inclusion and consistency proofs checked offline. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "../../auditd/tool.h"
 #include "test_tlog_util.h"
 
 static struct th_redis redis;
@@ -219,12 +222,120 @@ static void test_tampered_tile(void **state)
     free(err);
 }
 
+/* Flip one bit of the file at the middle of its length. */
+static void flip_file(const char *path)
+{
+    size_t len = 0;
+    char *text = audit_tool_read_file(path, &len);
+    assert_non_null(text);
+    text[len / 2] ^= 0x04;
+    FILE *f = fopen(path, "wb");
+    fwrite(text, 1, len, f);
+    fclose(f);
+    free(text);
+}
+
+/* audit-verify with args; asserts its exit status and that its output holds want. */
+static void verify_is(const char *const *args, int status, const char *want)
+{
+    char *out = NULL;
+    int st = au_verify(args, &out);
+    if (st != status || !out || !strstr(out, want))
+        fail_msg("audit-verify: exit %d: %s (wanted %d: %s)", st, out ? out : "", status, want);
+    free(out);
+}
+
+/* audit-export --tiles writes the archive of a checkpoint; audit-verify --tiles checks it
+ * alone and followed by Redis (which has grown on); each file of it changed by one bit is
+ * caught: hash tiles (full, partial, level 1), entry bundles, signatures, the checkpoint. */
+static void test_archive(void **state)
+{
+    (void)state;
+    char dir[300], cp[320], ring[320], copy[320], path[400], cmd[1200], *out = NULL;
+    snprintf(dir, sizeof(dir), "%s/archive", tmp);
+    snprintf(cp, sizeof(cp), "%s/archive-cp.txt", tmp);
+    snprintf(ring, sizeof(ring), "%s/ring.json", tmp);
+    assert_int_equal(au_get_file(daemon_.port, "/v1/checkpoint", cp), 0);
+    assert_int_equal(au_get_file(daemon_.port, "/v1/keys", ring), 0);
+    const char *exp[] = {"audit-export", "--redis", redis.url, "--tiles", dir,
+                         "--checkpoint", cp,        NULL};
+    assert_int_equal(th_run(th_bin("bin/audit-export"), exp, NULL, &out, NULL, 60000), 0);
+    assert_non_null(strstr(out, "5 tiles and 4 bundles written")); /* levels 0 (4) and 1 (1) */
+    free(out);
+    post_batch(10);
+    const char *alone[] = {"--tiles", dir, "--keys", ring, NULL};
+    verify_is(alone, 0, "OK: 1000 entries, seq 1..1000");
+    const char *both[] = {"--tiles", dir, "--redis", redis.url, "--keys", ring, NULL};
+    verify_is(both, 0, "OK: 1010 entries, seq 1..1010");
+    static const char *const files[] = {
+        "tile/0/001",       "tile/0/003.p/232",       "tile/1/000.p/3",
+        "tile/entries/002", "tile/entries/003.p/232", "signatures/000",
+        "checkpoint"};
+    snprintf(copy, sizeof(copy), "%s/copy", tmp);
+    const char *tampered[] = {"--tiles", copy, "--keys", ring, NULL};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s' && cp -r '%s' '%s'", copy, dir, copy);
+        assert_int_equal(system(cmd), 0);
+        snprintf(path, sizeof(path), "%s/%s", copy, files[i]);
+        flip_file(path);
+        int st = au_verify(tampered, &out);
+        if (st != (i + 1 < sizeof(files) / sizeof(files[0]) ? 1 : 3))
+            fail_msg("%s changed: exit %d %s", files[i], st, out ? out : "");
+        free(out);
+        out = NULL;
+    }
+}
+
+/* The proofs checked offline: an inclusion proof of an entry against a checkpoint, a
+ * consistency proof between two checkpoints; a changed hash, another entry or a proof for
+ * another size are caught. */
+static void test_offline_proofs(void **state)
+{
+    (void)state;
+    char ring[320], cp_old[320], cp_new[320], proof[320], entry[320];
+    snprintf(ring, sizeof(ring), "%s/ring.json", tmp);
+    snprintf(proof, sizeof(proof), "%s/proof.json", tmp);
+    snprintf(entry, sizeof(entry), "%s/entry.json", tmp);
+    snprintf(cp_old, sizeof(cp_old), "%s", checkpoints[20]); /* an older size, kept earlier */
+    snprintf(cp_new, sizeof(cp_new), "%s/new-cp.txt", tmp);
+    assert_int_equal(au_get_file(daemon_.port, "/v1/checkpoint", cp_new), 0);
+    long long size = head_seq();
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/proofs/inclusion?seq=300&tree_size=%lld", size);
+    assert_int_equal(au_get_file(daemon_.port, path, proof), 0);
+    assert_int_equal(au_get_file(daemon_.port, "/v1/events/300", entry), 0);
+    const char *incl[] = {"--inclusion", proof,    "--entry", entry, "--expect",
+                          cp_new,        "--keys", ring,      NULL};
+    verify_is(incl, 0, "OK: seq 300 is in the tree");
+    assert_int_equal(au_get_file(daemon_.port, "/v1/events/301", entry), 0);
+    verify_is(incl, 1, "TAMPERED");
+    assert_int_equal(au_get_file(daemon_.port, "/v1/events/300", entry), 0);
+    const char *incl_old[] = {"--inclusion", proof,    "--entry", entry, "--expect",
+                              cp_old,        "--keys", ring,      NULL};
+    verify_is(incl_old, 1, "TAMPERED"); /* a proof for another tree size */
+    long long old_size = 0;             /* "cp-0123.txt" names its size */
+    assert_int_equal(sscanf(strrchr(cp_old, '/'), "/cp-%lld.txt", &old_size), 1);
+    snprintf(path, sizeof(path), "/v1/proofs/consistency?from=%lld&to=%lld", old_size, size);
+    assert_int_equal(au_get_file(daemon_.port, path, proof), 0);
+    const char *cons[] = {"--consistency", proof,    "--expect", cp_old, "--expect",
+                          cp_new,          "--keys", ring,       NULL};
+    verify_is(cons, 0, "OK: the tree of size");
+    flip_file(proof); /* one base64 character of a hash */
+    int st = au_verify(cons, NULL);
+    assert_true(st == 1 || st == 3); /* a changed hash, or no longer base64 of 32 bytes */
+    /* several checkpoints at once: the chain and the tree hold every one */
+    const char *many[] = {"--redis",  redis.url,       "--keys",   ring,
+                          "--expect", cp_old,          "--expect", cp_new,
+                          "--expect", checkpoints[40], NULL};
+    verify_is(many, 0, "OK: ");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sizes_1_to_1000),
-        cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_tampered_tile),
+        cmocka_unit_test(test_sizes_1_to_1000), cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_tampered_tile),   cmocka_unit_test(test_archive),
+        cmocka_unit_test(test_offline_proofs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
