@@ -104,39 +104,22 @@ static int export_bundle(struct rpool *p, const struct audit_keys *k, const char
     return rc;
 }
 
-/* The checkpoint is of this tree: Redis's tree reaches its size and has its root there. */
-static int same_tree(struct rpool *p, const struct audit_keys *k, const struct audit_cp *cp,
-                     char *err, size_t errsize)
-{
-    struct audit_head h;
-    uint8_t root[MERKLE_HASH_LEN];
-    if (!cp->has_tree) {
-        snprintf(err, errsize, "the checkpoint is a chain head, not a tree checkpoint");
-        return -1;
-    }
-    if (audit_tree_head(p, k, &h) != RPOOL_OK) {
-        snprintf(err, errsize, "redis unavailable");
-        return -1;
-    }
-    if (!h.tree_ok || h.tree_size < cp->size ||
-        audit_tree_root(p, k, cp->size, root) != AUDIT_TREE_OK ||
-        memcmp(root, cp->root, sizeof(root)) != 0) {
-        snprintf(err, errsize, "the checkpoint (size %lld) is not of the tree in Redis (size %lld)",
-                 cp->size, h.tree_size);
-        return -1;
-    }
-    return 0;
-}
-
 int audit_export_tiles(struct rpool *p, const struct audit_keys *k, const char *dir,
                        const char *note, size_t note_len, struct audit_export_stats *stats,
                        char *err, size_t errsize)
 {
     struct audit_cp cp;
     memset(stats, 0, sizeof(*stats));
-    if (audit_checkpoint_read(note, note_len, &cp, err, errsize) != 0 ||
-        same_tree(p, k, &cp, err, errsize) != 0)
+    if (audit_checkpoint_read(note, note_len, &cp, err, errsize) != 0)
         return -1;
+    int holds = cp.has_tree ? audit_tree_holds(p, k, &cp) : 1;
+    if (holds != 0) {
+        snprintf(err, errsize, "%s",
+                 holds < 0      ? "redis unavailable"
+                 : !cp.has_tree ? "the checkpoint is a chain head, not a tree checkpoint"
+                                : "the checkpoint is not of the tree and chain in Redis");
+        return -1;
+    }
     for (int l = 0; l <= AUDIT_TILE_LEVEL_MAX; l++)
         for (long long i = 0;; i++) {
             struct audit_tile_ref t = {l, i, audit_tile_width(l, i, cp.size)};

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "shared/crypto.h"
 
 static const char *str_or_null(const redisReply *r, int *bad)
@@ -223,6 +224,25 @@ int audit_tree_consistency(struct rpool *p, const struct audit_keys *k, long lon
 {
     struct tree_op op = {.kind = 2, .m = m, .n = n, .out = out, .count = count};
     return with_tiles(p, k, &op);
+}
+
+int audit_tree_holds(struct rpool *p, const struct audit_keys *k, const struct audit_cp *cp)
+{
+    struct audit_head h;
+    char at[AUDIT_HASH_HEX_LEN + 1];
+    uint8_t root[MERKLE_HASH_LEN];
+    if (audit_tree_head_at(p, k, cp->chain_seq, &h, at) != RPOOL_OK)
+        return -1;
+    const char *have = cp->chain_seq == 0       ? AUDIT_ZERO_HASH /* every chain holds none */
+                       : h.seq == cp->chain_seq ? h.hash
+                                                : at;
+    if (!cp->has_tree || !h.tree_ok || h.tree_size < cp->size || h.seq < cp->chain_seq ||
+        strcmp(have, cp->chain_hash) != 0)
+        return 1;
+    int rc = audit_tree_root(p, k, cp->size, root);
+    if (rc == AUDIT_TREE_REDIS)
+        return -1;
+    return rc == AUDIT_TREE_OK && memcmp(root, cp->root, sizeof(root)) == 0 ? 0 : 1;
 }
 
 /* ---- deltas ---- */

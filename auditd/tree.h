@@ -82,6 +82,12 @@ int audit_tree_inclusion(struct rpool *p, const struct audit_keys *k, long long 
 int audit_tree_consistency(struct rpool *p, const struct audit_keys *k, long long m, long long n,
                            uint8_t out[][MERKLE_HASH_LEN], int *count);
 
+/* Is checkpoint cp (a tree checkpoint) of the tree and chain in Redis: the tree at least as
+ * large, its root at cp's size cp's root (from the tiles), the chain's hash at cp's seq
+ * cp's chain hash? Returns 0 if it is, 1 if not, -1 if Redis failed. */
+struct audit_cp;
+int audit_tree_holds(struct rpool *p, const struct audit_keys *k, const struct audit_cp *cp);
+
 /* ---- what an append adds ---- */
 
 /* The hashes added to one tile: count hashes from position `from` (so the tile must hold
