@@ -8,13 +8,16 @@
  * proof and tile routes' refusals of bad input; a tile changed in Redis caught by both
  * checkers and by the instance itself (/ready, no checkpoint signed); audit-export --tiles
  * and audit-verify --tiles (alone, then with Redis), every kind of file of the archive
- * changed by one bit caught; inclusion and consistency proofs checked offline. */
+ * changed by one bit caught; inclusion and consistency proofs checked offline; every
+ * signed checkpoint written to AUDIT_CHECKPOINT_WITNESS_DIR. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <cmocka.h>
+
+#include <sys/stat.h>
 
 #include "../../auditd/tool.h"
 #include "test_tlog_util.h"
@@ -222,6 +225,14 @@ static void test_tampered_tile(void **state)
     free(err);
 }
 
+/* dir/name, in a buffer of the caller's thread (the next call overwrites it). */
+static const char *dir_file(const char *dir, const char *name)
+{
+    static char buf[600];
+    snprintf(buf, sizeof(buf), "%s/%s", dir, name);
+    return buf;
+}
+
 /* Flip one bit of the file at the middle of its length. */
 static void flip_file(const char *path)
 {
@@ -330,12 +341,43 @@ static void test_offline_proofs(void **state)
     verify_is(many, 0, "OK: ");
 }
 
+/* AUDIT_CHECKPOINT_WITNESS_DIR: every checkpoint an instance signs (on demand, periodic)
+ * lands there as a file an auditor can keep and hand to audit-verify --expect; a directory
+ * that cannot be written stops the start. */
+static void test_witness_dir(void **state)
+{
+    (void)state;
+    struct th_proc w, bad;
+    char dir[300], env_dir[340], ring[320], path[600];
+    snprintf(dir, sizeof(dir), "%s/witness", tmp);
+    snprintf(env_dir, sizeof(env_dir), "AUDIT_CHECKPOINT_WITNESS_DIR=%s", dir);
+    snprintf(ring, sizeof(ring), "%s/ring.json", tmp);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    const char *env[] = {KEY_V1_ENV, "AUDIT_CHECKPOINT_INTERVAL=1s", env_dir, NULL};
+    assert_int_equal(au_start(&w, &redis, env), 0);
+    post_batch(3);
+    long long seq = head_seq();
+    snprintf(path, sizeof(path), "%s/default-%020lld.checkpoint", dir, seq);
+    for (int i = 0; i < 40 && access(path, R_OK) != 0; i++)
+        usleep(100 * 1000); /* the next periodic tick signs the new head */
+    assert_int_equal(access(path, R_OK), 0);
+    const char *args[] = {"--redis", redis.url, "--keys", ring, "--expect", path, NULL};
+    verify_is(args, 0, "OK: ");
+    post_batch(1);
+    assert_int_equal(au_get_file(w.port, "/v1/checkpoint", dir_file(dir, "got.txt")), 0);
+    snprintf(path, sizeof(path), "%s/default-%020lld.checkpoint", dir, head_seq());
+    assert_int_equal(access(path, R_OK), 0); /* an on-demand one too */
+    th_proc_stop(&w, SIGTERM, 5000);
+    const char *env_bad[] = {KEY_V1_ENV, "AUDIT_CHECKPOINT_WITNESS_DIR=/nonexistent/witness", NULL};
+    assert_int_equal(au_start(&bad, &redis, env_bad), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sizes_1_to_1000), cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_tampered_tile),   cmocka_unit_test(test_archive),
-        cmocka_unit_test(test_offline_proofs),
+        cmocka_unit_test(test_offline_proofs),  cmocka_unit_test(test_witness_dir),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
