@@ -150,6 +150,53 @@ static void test_refused_without_a_verifying_archive(void **state)
     assert_refused(other_dir, 200, "not of the tree and chain in Redis");
 }
 
+/* POST /v1/admin/trim itself: the admin token, a body of before_seq and a checkpoint of
+ * this log; anything else is refused and records nothing. */
+static void test_trim_route_refusals(void **state)
+{
+    (void)state;
+    char body[1400], note[1024];
+    size_t len = 0;
+    char path[400];
+    snprintf(path, sizeof(path), "%s/archive/checkpoint", tmp);
+    char *cp = audit_tool_read_file(path, &len);
+    assert_non_null(cp);
+    json_t *j = json_stringn(cp, len);
+    char *quoted = json_dumps(j, JSON_ENCODE_ANY);
+    snprintf(note, sizeof(note), "%s", quoted);
+    free(quoted);
+    json_decref(j);
+    free(cp);
+    const char *auth[] = {"Content-Type: application/json", "Authorization: Bearer " ADMIN, NULL};
+    const char *wrong[] = {"Content-Type: application/json", NULL};
+    static const char *const bad[] = {"{}",
+                                      "{\"before_seq\":1,\"checkpoint\":%s}",
+                                      "{\"before_seq\":\"5\",\"checkpoint\":%s}",
+                                      "{\"before_seq\":5}",
+                                      "{\"before_seq\":5,\"checkpoint\":\"not a note\"}",
+                                      "{\"before_seq\":5,\"checkpoint\":%s,\"extra\":1}",
+                                      "{\"before_seq\":999999999,\"checkpoint\":%s}"};
+    long long head = head_seq();
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct th_resp r;
+        const char *at = strchr(bad[i], '@'); /* where the checkpoint goes */
+        snprintf(body, sizeof(body), "%.*s%s%s", at ? (int)(at - bad[i]) : (int)strlen(bad[i]),
+                 bad[i], at ? note : "", at ? at + 1 : "");
+        assert_int_equal(
+            th_http(daemon_.port, "POST", "/v1/admin/trim", auth, body, strlen(body), &r), 0);
+        if (r.status != 400)
+            fail_msg("%s: %d %s", body, r.status, r.body);
+        th_resp_free(&r);
+    }
+    snprintf(body, sizeof(body), "{\"before_seq\":5,\"checkpoint\":%s}", note);
+    struct th_resp r;
+    assert_int_equal(th_http(daemon_.port, "POST", "/v1/admin/trim", wrong, body, strlen(body), &r),
+                     0);
+    assert_int_equal(r.status, 401);
+    th_resp_free(&r);
+    assert_int_equal(head_seq(), head);
+}
+
 static long long used_memory(void)
 {
     redisReply *r = th_redis_cmd(&redis, "MEMORY USAGE audit:{default}:log SAMPLES 0");
@@ -286,6 +333,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refused_without_a_verifying_archive),
+        cmocka_unit_test(test_trim_route_refusals),
         cmocka_unit_test(test_trim),
         cmocka_unit_test(test_retention_script),
     };

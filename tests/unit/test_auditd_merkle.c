@@ -2,7 +2,8 @@
  * published RFC 6962 roots of the certificate-transparency test leaves, the frontier and
  * proofs against a naive recursive MTH written here, every inclusion and consistency proof
  * of small trees checked and every one of their bit flips refused, the tile hashes the
- * frontier emits, and tile paths and widths as the tlog-tiles spec gives them. */
+ * frontier emits and the frontier read back from them, and tile paths and widths as the
+ * tlog-tiles spec gives them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -222,6 +223,24 @@ static void test_consistency(void **state)
     assert_int_equal(merkle_prove_consistency(6, 5, read_levels, NULL, proof, &count), -1);
 }
 
+/* The frontier read from tiles is the one the leaves were pushed into, at every size. */
+static void test_frontier_at(void **state)
+{
+    (void)state;
+    struct merkle_frontier f, g;
+    build(MAXN, &f);
+    merkle_frontier_init(&f);
+    for (int n = 0; n <= MAXN; n++) {
+        assert_int_equal(merkle_frontier_at(n, read_levels, NULL, &g), 0);
+        assert_int_equal(g.size, f.size);
+        assert_int_equal(g.n, f.n);
+        assert_memory_equal(g.h, f.h, (size_t)f.n * H);
+        if (n < MAXN)
+            merkle_frontier_push(&f, leaves[n], NULL, NULL);
+    }
+    assert_int_equal(merkle_frontier_at(MAXN + 1, read_levels, NULL, &g), -1);
+}
+
 /* The spec's example: a tree of 70,000 leaves. */
 static void test_tile_widths(void **state)
 {
@@ -305,8 +324,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ct_vectors),  cmocka_unit_test(test_roots_and_tiles),
         cmocka_unit_test(test_inclusion),   cmocka_unit_test(test_consistency),
-        cmocka_unit_test(test_tile_widths), cmocka_unit_test(test_tile_paths),
-        cmocka_unit_test(test_tileset),
+        cmocka_unit_test(test_frontier_at), cmocka_unit_test(test_tile_widths),
+        cmocka_unit_test(test_tile_paths),  cmocka_unit_test(test_tileset),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
