@@ -109,7 +109,7 @@ static int read_tile(struct audit_api *api, const struct audit_tile_ref *t, uint
     struct audit_tileset s;
     int rc = -1;
     audit_tileset_init(&s);
-    if (audit_tileset_read(&s, t->level, t->index * MERKLE_TILE_WIDTH, t->width, out) == 0 &&
+    if (audit_tileset_read(&s, t->level, t->index * MERKLE_TILE_WIDTH, t->width, out) == 1 &&
         audit_tree_fetch(api->pool, api->keys, &s) == RPOOL_OK) {
         rc = s.t[0].data ? 0 : 1;
         if (rc == 0)

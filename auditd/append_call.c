@@ -29,6 +29,27 @@ static void call_buf_free(struct call_buf *b)
     free(b->tile_lens);
 }
 
+/* The arguments after the fixed ones, from position at: the entries, then the tiles. */
+static void add_entries_and_tiles(const struct audit_append_args *a, struct call_buf *b, size_t at)
+{
+    const struct audit_tree_delta *d = a->delta;
+    for (size_t i = 0; i < a->n; i++) {
+        const struct audit_item *it = a->items[i];
+        const char *id = json_string_value(json_object_get(it->event, "event_id"));
+        b->argv[at++] = id ? id : "";
+        b->lens[at] = it->entry.body_len;
+        b->argv[at++] = it->entry.body;
+        b->argv[at++] = it->entry.hash;
+        b->argv[at++] = it->entry.sig;
+    }
+    for (size_t i = 0; i < d->n; i++) {
+        snprintf(b->tile_lens[i], sizeof(b->tile_lens[i]), "%d", d->t[i].from * MERKLE_HASH_LEN);
+        b->argv[at++] = b->tile_lens[i];
+        b->lens[at] = (size_t)d->t[i].count * MERKLE_HASH_LEN;
+        b->argv[at++] = (const char *)d->t[i].data;
+    }
+}
+
 /* Fill b: the keys (5 + t), then the fixed arguments, the entries and the tile appends, as
  * audit_append.lua's contract lays them out. Returns the count, or -1 out of memory. */
 static int build(const struct audit_append_args *a, struct call_buf *b)
@@ -76,21 +97,7 @@ static int build(const struct audit_append_args *a, struct call_buf *b)
         b->argv[at++] = fixed[i];
     b->lens[at - 3] = (size_t)d->next.n * MERKLE_HASH_LEN; /* the frontier, raw */
     b->argv[at - 3] = d->next.n ? (const char *)d->next.h : "";
-    for (size_t i = 0; i < a->n; i++) {
-        const struct audit_item *it = a->items[i];
-        const char *id = json_string_value(json_object_get(it->event, "event_id"));
-        b->argv[at++] = id ? id : "";
-        b->lens[at] = it->entry.body_len;
-        b->argv[at++] = it->entry.body;
-        b->argv[at++] = it->entry.hash;
-        b->argv[at++] = it->entry.sig;
-    }
-    for (size_t i = 0; i < t; i++) {
-        snprintf(b->tile_lens[i], sizeof(b->tile_lens[i]), "%d", d->t[i].from * MERKLE_HASH_LEN);
-        b->argv[at++] = b->tile_lens[i];
-        b->lens[at] = (size_t)d->t[i].count * MERKLE_HASH_LEN;
-        b->argv[at++] = (const char *)d->t[i].data;
-    }
+    add_entries_and_tiles(a, b, at);
     for (size_t i = 0; i < total; i++) /* a length set above is binary data's; else a string */
         if (b->lens[i] == 0)
             b->lens[i] = strlen(b->argv[i]);

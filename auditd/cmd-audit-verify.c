@@ -45,6 +45,8 @@ static const char USAGE[] =
     "       line); --check-config checks the options and files and prints them; --version\n"
     "exit: 0 verified, 1 tampered, 2 unverifiable or incomplete, 3 usage or I/O error\n";
 
+static int check_opts(struct opts *o);
+
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
     static const struct option longs[] = {{"redis", 1, 0, 'r'},
@@ -99,8 +101,14 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         default: return -1;
         }
     }
-    if (optind != argc || !o->keys || !audit_chain_valid(o->chain) ||
-        (o->nexpect && o->expect_head[0]))
+    return optind == argc ? check_opts(o) : -1;
+}
+
+/* Which options go together: a proof and its checkpoints, or one store (--tiles may have
+ * --redis after it). */
+static int check_opts(struct opts *o)
+{
+    if (!o->keys || !audit_chain_valid(o->chain) || (o->nexpect && o->expect_head[0]))
         return -1;
     if (o->inclusion || o->consistency) /* offline: a proof, checkpoints, no store */
         return !o->inclusion != !o->consistency && !o->redis && !o->file && !o->tiles &&

@@ -45,7 +45,7 @@ static int export_tile(struct rpool *p, const struct audit_keys *k, const char *
         return 0;
     }
     audit_tileset_init(&s);
-    if (audit_tileset_read(&s, t->level, t->index * MERKLE_TILE_WIDTH, t->width, zero) != 0 ||
+    if (audit_tileset_read(&s, t->level, t->index * MERKLE_TILE_WIDTH, t->width, zero) != 1 ||
         audit_tree_fetch(p, k, &s) != RPOOL_OK)
         snprintf(err, errsize, "redis unavailable");
     else if (!s.t[0].data)

@@ -1,8 +1,46 @@
 /* merkle: RFC 6962 hashing, the appender's frontier, proofs made from tiles and checked. */
 #include "merkle.h"
 
+#include <openssl/evp.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <string.h>
+
+/* Node hashes are most of the work of a proof or a root (hundreds each): OpenSSL's SHA-256
+ * with a context kept per thread uses the CPU's SHA instructions where it has them, about
+ * three times faster than libsodium's on 65 bytes. libsodium stays the fallback. */
+static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha_md;
+static pthread_key_t sha_key;
+
+static void sha_ctx_free(void *c)
+{
+    EVP_MD_CTX_free(c);
+}
+
+static void sha_init(void)
+{
+    sha_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (pthread_key_create(&sha_key, sha_ctx_free) != 0) {
+        EVP_MD_free(sha_md);
+        sha_md = NULL;
+    }
+}
+
+/* SHA-256 of 65 bytes into out: OpenSSL when it can, else libsodium. */
+static void sha256_65(const uint8_t in[65], uint8_t out[MERKLE_HASH_LEN])
+{
+    unsigned int len;
+    pthread_once(&sha_once, sha_init);
+    EVP_MD_CTX *c = sha_md ? pthread_getspecific(sha_key) : NULL;
+    if (sha_md && !c && (c = EVP_MD_CTX_new()) != NULL && pthread_setspecific(sha_key, c) != 0) {
+        EVP_MD_CTX_free(c);
+        c = NULL;
+    }
+    if (!c || EVP_DigestInit_ex(c, sha_md, NULL) != 1 || EVP_DigestUpdate(c, in, 65) != 1 ||
+        EVP_DigestFinal_ex(c, out, &len) != 1)
+        crypto_hash_sha256(out, in, 65);
+}
 
 void merkle_leaf_hash(const void *data, size_t len, uint8_t out[MERKLE_HASH_LEN])
 {
@@ -21,7 +59,7 @@ void merkle_node_hash(const uint8_t left[MERKLE_HASH_LEN], const uint8_t right[M
     buf[0] = 0x01;
     memcpy(buf + 1, left, MERKLE_HASH_LEN);
     memcpy(buf + 1 + MERKLE_HASH_LEN, right, MERKLE_HASH_LEN);
-    crypto_hash_sha256(out, buf, sizeof(buf));
+    sha256_65(buf, out);
 }
 
 void merkle_empty_root(uint8_t out[MERKLE_HASH_LEN])
@@ -93,8 +131,13 @@ static int subtree_hash(const struct reader *r, int h, long long k, uint8_t out[
 {
     uint8_t buf[MERKLE_TILE_WIDTH / 2][MERKLE_HASH_LEN];
     int level = h / MERKLE_TILE_HEIGHT, rest = h % MERKLE_TILE_HEIGHT, count = 1 << rest;
-    if (r->rd(r->arg, level, k << rest, count, &buf[0][0]) != 0)
+    int rc = r->rd(r->arg, level, k << rest, count, &buf[0][0]);
+    if (rc < 0)
         return -1;
+    if (rc == 1) { /* only noted: a first pass learning what is read computes nothing */
+        memset(out, 0, MERKLE_HASH_LEN);
+        return 0;
+    }
     for (; count > 1; count /= 2)
         for (int i = 0; i < count / 2; i++)
             merkle_node_hash(buf[2 * i], buf[2 * i + 1], buf[i]);

@@ -54,8 +54,10 @@ void merkle_frontier_root(const struct merkle_frontier *f, uint8_t out[MERKLE_HA
 int merkle_frontier_load(struct merkle_frontier *f, long long size, const void *raw, size_t len);
 
 /* Reads count hashes of tree level `level` (the level-l hashes of tlog-tiles: roots of
- * 256^level leaves) starting at index, all inside one tile, into out. Returns 0, or -1 if
- * they are not available (trimmed, or a storage error: the caller's reader knows which). */
+ * 256^level leaves) starting at index, all inside one tile, into out. Returns 0; 1 when it
+ * only noted the read (a first pass learning which tiles a computation reads: the hashes
+ * read are not computed with, and the result is not meaningful); -1 if they are not
+ * available (trimmed, or a storage error: the caller's reader knows which). */
 typedef int (*merkle_read_fn)(void *arg, int level, long long index, int count, uint8_t *out);
 
 /* The root of the first n leaves (n <= the stored tree's size; 0: the empty root), read

@@ -66,9 +66,9 @@ struct audit_tileset {
 /* An empty set, recording. */
 void audit_tileset_init(struct audit_tileset *s);
 
-/* The merkle_read_fn over a set (arg: the set). Recording: note the tile and width, answer
- * zeros, return 0 (-1 out of memory). Else copy from the fetched data: -1 if that tile was
- * not fetched or is narrower. */
+/* The merkle_read_fn over a set (arg: the set). Recording: note the tile and width and
+ * return 1 (nothing read; -1 out of memory). Else copy from the fetched data (0): -1 if that
+ * tile was not fetched or is narrower. */
 int audit_tileset_read(void *arg, int level, long long index, int count, uint8_t *out);
 
 /* Stop recording; reads are answered from what the caller has put into each t[i].data. */

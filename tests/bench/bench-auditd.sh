@@ -119,12 +119,12 @@ echo "redis: $(redis-server --version | cut -d' ' -f3), ${SECS}s per run, $CONNS
 echo "libsodium single core: sign $sign_rate/s, verify $verify_rate/s (32-byte message)"
 echo "a leaf hash (SHA-256 of 301 bytes): ${sha_c_us} us in C (libsodium), ${sha_lua_us} us in Lua inside Redis (tests/bench/sha256.lua)"
 echo
-# The tree's upkeep: the same appends with and without it, alternately, twice, each on a
+# The tree's upkeep: the same appends with and without it, alternately, three times, each on a
 # chain of its own in the same Redis.
 if [ -n "$base_bin" ]; then
     echo "| workload | round | before the tree (appends/s) | with the tree (appends/s) | with / before |"
     echo "|---|---|---|---|---|"
-    for round in 1 2; do
+    for round in 1 2 3; do
         for w in single batch; do
             start_auditd "$base_bin" "base$round$w"; b=$(run_wrk "$w"); stop_auditd
             start_auditd "$BUILD/bin/auditd" "tree$round$w"; t=$(run_wrk "$w"); stop_auditd
