@@ -27,20 +27,26 @@ static long long tree_size(struct http_req *r, struct audit_api *api)
     return h.tree_size;
 }
 
-/* The answer for a proof computed (rc as tree.h) with count hashes. */
-static void proof_reply(struct http_req *r, int rc, json_t *out, uint8_t (*hashes)[MERKLE_HASH_LEN],
+/* The answer for a proof computed (rc as tree.h, on head) with count hashes. lo_name and
+ * hi_name name the query values (for a 400 past the tree). */
+static void proof_reply(struct http_req *r, int rc, const struct audit_head *head,
+                        const char *hi_name, json_t *out, uint8_t (*hashes)[MERKLE_HASH_LEN],
                         int count)
 {
     char b64[48];
-    if (rc == AUDIT_TREE_REDIS) {
-        json_decref(out);
-        http_unavailable(r);
-        return;
-    }
     if (rc != AUDIT_TREE_OK) {
         json_decref(out);
-        http_problem(r, 410, "trimmed",
-                     "a tile this proof needs is no longer in Redis (trimmed): use the archive");
+        if (rc == AUDIT_TREE_REDIS)
+            http_unavailable(r);
+        else if (rc == AUDIT_TREE_MALFORMED)
+            http_problem(r, 503, "chain_broken",
+                         "the Merkle tree beside the chain head is malformed");
+        else if (rc == AUDIT_TREE_BAD)
+            http_invalid(r, hi_name, "%s is past the tree's size (%lld)", hi_name, head->tree_size);
+        else
+            http_problem(r, 410, "trimmed",
+                         "a tile this proof needs is no longer in Redis (trimmed): use the "
+                         "archive");
         return;
     }
     json_t *list = json_array();
@@ -52,10 +58,10 @@ static void proof_reply(struct http_req *r, int rc, json_t *out, uint8_t (*hashe
     http_reply_json(r, 200, out);
 }
 
-/* The query values lo and hi of a proof: 1 <= lo <= hi <= the tree's size. Returns 0, or
- * -1 after answering 400 (naming the value) or 503. */
-static int proof_sizes(struct http_req *r, struct audit_api *api, const char *lo_name,
-                       const char *hi_name, long long *lo, long long *hi)
+/* The query values lo and hi of a proof: 1 <= lo <= hi (whether hi is within the tree is
+ * learnt with the tiles). Returns 0, or -1 after answering 400 naming the value. */
+static int proof_sizes(struct http_req *r, const char *lo_name, const char *hi_name, long long *lo,
+                       long long *hi)
 {
     *lo = audit_req_num(http_query(r, lo_name), 1, AUDIT_SEQ_MAX);
     *hi = audit_req_num(http_query(r, hi_name), 1, AUDIT_SEQ_MAX);
@@ -64,28 +70,28 @@ static int proof_sizes(struct http_req *r, struct audit_api *api, const char *lo
                      hi_name);
         return -1;
     }
-    long long have = tree_size(r, api);
-    if (have < 0)
-        return -1;
-    if (*hi > have || *lo > *hi) {
-        http_invalid(r, *hi > have ? hi_name : lo_name,
-                     "need 1 <= %s <= %s <= %lld (the tree's size)", lo_name, hi_name, have);
+    if (*lo > *hi) {
+        http_invalid(r, lo_name, "need 1 <= %s <= %s", lo_name, hi_name);
         return -1;
     }
     return 0;
 }
 
+/* The proof routes read the head with the tiles, in one round trip: the tiles a proof
+ * needs follow from the sizes asked, and whether those are within the tree is known
+ * once the head is there. */
 static void handle_inclusion(struct http_req *r, void *ctx)
 {
     struct audit_api *api = ctx;
     uint8_t hashes[MERKLE_PROOF_MAX][MERKLE_HASH_LEN];
+    struct audit_head head;
     int count = 0;
     long long seq, size;
-    if (proof_sizes(r, api, "seq", "tree_size", &seq, &size) != 0)
+    if (proof_sizes(r, "seq", "tree_size", &seq, &size) != 0)
         return;
-    int rc = audit_tree_inclusion(api->pool, api->keys, seq - 1, size, hashes, &count);
+    int rc = audit_tree_inclusion(api->pool, api->keys, seq - 1, size, hashes, &count, &head);
     proof_reply(
-        r, rc,
+        r, rc, &head, "tree_size",
         json_pack("{s:I, s:I}", "leaf_index", (json_int_t)(seq - 1), "tree_size", (json_int_t)size),
         hashes, count);
 }
@@ -94,12 +100,13 @@ static void handle_consistency(struct http_req *r, void *ctx)
 {
     struct audit_api *api = ctx;
     uint8_t hashes[MERKLE_PROOF_MAX][MERKLE_HASH_LEN];
+    struct audit_head head;
     int count = 0;
     long long from, to;
-    if (proof_sizes(r, api, "from", "to", &from, &to) != 0)
+    if (proof_sizes(r, "from", "to", &from, &to) != 0)
         return;
-    int rc = audit_tree_consistency(api->pool, api->keys, from, to, hashes, &count);
-    proof_reply(r, rc, json_object(), hashes, count);
+    int rc = audit_tree_consistency(api->pool, api->keys, from, to, hashes, &count, &head);
+    proof_reply(r, rc, &head, "to", json_object(), hashes, count);
 }
 
 /* A tile's hashes, the first width of them, from Redis into out (width * 32 bytes).
@@ -110,7 +117,7 @@ static int read_tile(struct audit_api *api, const struct audit_tile_ref *t, uint
     int rc = -1;
     audit_tileset_init(&s);
     if (audit_tileset_read(&s, t->level, t->index * MERKLE_TILE_WIDTH, t->width, out) == 1 &&
-        audit_tree_fetch(api->pool, api->keys, &s) == RPOOL_OK) {
+        audit_tree_fetch(api->pool, api->keys, &s, NULL) == RPOOL_OK) {
         rc = s.t[0].data ? 0 : 1;
         if (rc == 0)
             memcpy(out, s.t[0].data, (size_t)t->width * MERKLE_HASH_LEN);

@@ -46,7 +46,7 @@ static int export_tile(struct rpool *p, const struct audit_keys *k, const char *
     }
     audit_tileset_init(&s);
     if (audit_tileset_read(&s, t->level, t->index * MERKLE_TILE_WIDTH, t->width, zero) != 1 ||
-        audit_tree_fetch(p, k, &s) != RPOOL_OK)
+        audit_tree_fetch(p, k, &s, NULL) != RPOOL_OK)
         snprintf(err, errsize, "redis unavailable");
     else if (!s.t[0].data)
         snprintf(err, errsize, "%s is neither in Redis (trimmed?) nor in %s", rel, dir);

@@ -105,15 +105,19 @@ void audit_tile_key(const struct audit_keys *k, int level, long long index, char
 }
 
 enum rpool_status audit_tree_fetch(struct rpool *p, const struct audit_keys *k,
-                                   struct audit_tileset *s)
+                                   struct audit_tileset *s, struct audit_head *head)
 {
-    struct rpool_cmd *cmds = calloc(s->n, sizeof(*cmds));
-    redisReply **replies = calloc(s->n, sizeof(redisReply *));
-    char(*keys)[128] = calloc(s->n, 128), (*ends)[24] = calloc(s->n, 24);
-    const char **argv = calloc(4 * s->n, sizeof(*argv));
+    size_t first = head ? 1 : 0, n = first + s->n; /* the head's HMGET goes first */
+    struct rpool_cmd *cmds = calloc(n, sizeof(*cmds));
+    redisReply **replies = calloc(n, sizeof(redisReply *));
+    char(*keys)[128] = calloc(s->n + 1, 128), (*ends)[24] = calloc(s->n + 1, 24);
+    const char **argv = calloc(4 * s->n + 1, sizeof(*argv));
+    const char *head_argv[] = {"HMGET", k->head, AUDIT_HEAD_FIELDS};
     enum rpool_status st = RPOOL_CONN;
     if (!cmds || !replies || !keys || !ends || !argv)
         goto done;
+    if (head)
+        cmds[0] = (struct rpool_cmd){.argc = 7, .argv = head_argv};
     for (size_t i = 0; i < s->n; i++) {
         audit_tile_key(k, s->t[i].level, s->t[i].index, keys[i], 128);
         snprintf(ends[i], 24, "%d", s->t[i].width * MERKLE_HASH_LEN - 1);
@@ -122,16 +126,21 @@ enum rpool_status audit_tree_fetch(struct rpool *p, const struct audit_keys *k,
         a[1] = keys[i];
         a[2] = "0";
         a[3] = ends[i];
-        cmds[i] = (struct rpool_cmd){.argc = 4, .argv = a};
+        cmds[first + i] = (struct rpool_cmd){.argc = 4, .argv = a};
     }
-    st = s->n ? rpool_exec(p, cmds, s->n, replies, 0) : RPOOL_OK;
-    for (size_t i = 0; st == RPOOL_OK && i < s->n; i++) {
+    st = n ? rpool_exec(p, cmds, n, replies, 0) : RPOOL_OK;
+    if (st == RPOOL_OK && head &&
+        (replies[0]->type != REDIS_REPLY_ARRAY || replies[0]->elements != 5 ||
+         audit_head_parse(replies[0]->element, head) != 0))
+        st = RPOOL_REPLY_ERROR;
+    for (size_t i = 0; i < s->n && replies[first + i]; i++) {
+        const redisReply *r = replies[first + i];
         size_t want = (size_t)s->t[i].width * MERKLE_HASH_LEN;
-        if (replies[i]->type == REDIS_REPLY_STRING && replies[i]->len == want &&
+        if (st == RPOOL_OK && r->type == REDIS_REPLY_STRING && r->len == want &&
             (s->t[i].data = malloc(want)) != NULL)
-            memcpy(s->t[i].data, replies[i]->str, want);
+            memcpy(s->t[i].data, r->str, want);
     }
-    for (size_t i = 0; st == RPOOL_OK && i < s->n; i++)
+    for (size_t i = 0; i < n; i++)
         freeReplyObject(replies[i]);
 done:
     free(cmds);
@@ -168,8 +177,9 @@ static int run_op(const struct tree_op *op, struct audit_tileset *s)
 }
 
 /* What a computation reads depends on its sizes only: run it once to learn the tiles,
- * fetch them in one round trip, run it again on them. */
-static int with_tiles(struct rpool *p, const struct audit_keys *k, const struct tree_op *op)
+ * fetch them in one round trip (with the head when asked), run it again on them. */
+static int with_tiles(struct rpool *p, const struct audit_keys *k, const struct tree_op *op,
+                      struct audit_head *head)
 {
     struct audit_tileset s;
     int rc = AUDIT_TREE_BAD;
@@ -177,7 +187,13 @@ static int with_tiles(struct rpool *p, const struct audit_keys *k, const struct 
     if (run_op(op, &s) != 0 || s.failed)
         goto done;
     rc = AUDIT_TREE_REDIS;
-    if (audit_tree_fetch(p, k, &s) != RPOOL_OK)
+    if (audit_tree_fetch(p, k, &s, head) != RPOOL_OK)
+        goto done;
+    rc = !head                     ? AUDIT_TREE_OK
+         : !head->tree_ok          ? AUDIT_TREE_MALFORMED
+         : head->tree_size < op->n ? AUDIT_TREE_BAD
+                                   : AUDIT_TREE_OK;
+    if (rc != AUDIT_TREE_OK)
         goto done;
     audit_tileset_serve(&s);
     rc = run_op(op, &s) == 0 ? AUDIT_TREE_OK : AUDIT_TREE_MISSING;
@@ -191,7 +207,7 @@ int audit_tree_root(struct rpool *p, const struct audit_keys *k, long long n,
 {
     uint8_t(*o)[MERKLE_HASH_LEN] = (uint8_t(*)[MERKLE_HASH_LEN])out;
     struct tree_op op = {.kind = 0, .n = n, .out = o};
-    return with_tiles(p, k, &op);
+    return with_tiles(p, k, &op, NULL);
 }
 
 int audit_tree_roots(struct rpool *p, const struct audit_keys *k, long long m, long long n,
@@ -199,7 +215,7 @@ int audit_tree_roots(struct rpool *p, const struct audit_keys *k, long long m, l
 {
     uint8_t out[2][MERKLE_HASH_LEN];
     struct tree_op op = {.kind = 3, .m = m, .n = n, .out = out};
-    int rc = with_tiles(p, k, &op);
+    int rc = with_tiles(p, k, &op, NULL);
     memcpy(root_m, out[0], MERKLE_HASH_LEN);
     memcpy(root_n, out[1], MERKLE_HASH_LEN);
     return rc;
@@ -209,21 +225,21 @@ int audit_tree_frontier(struct rpool *p, const struct audit_keys *k, long long n
                         struct merkle_frontier *f)
 {
     struct tree_op op = {.kind = 4, .n = n, .f = f};
-    return with_tiles(p, k, &op);
+    return with_tiles(p, k, &op, NULL);
 }
 
 int audit_tree_inclusion(struct rpool *p, const struct audit_keys *k, long long m, long long n,
-                         uint8_t out[][MERKLE_HASH_LEN], int *count)
+                         uint8_t out[][MERKLE_HASH_LEN], int *count, struct audit_head *head)
 {
     struct tree_op op = {.kind = 1, .m = m, .n = n, .out = out, .count = count};
-    return with_tiles(p, k, &op);
+    return with_tiles(p, k, &op, head);
 }
 
 int audit_tree_consistency(struct rpool *p, const struct audit_keys *k, long long m, long long n,
-                           uint8_t out[][MERKLE_HASH_LEN], int *count)
+                           uint8_t out[][MERKLE_HASH_LEN], int *count, struct audit_head *head)
 {
     struct tree_op op = {.kind = 2, .m = m, .n = n, .out = out, .count = count};
-    return with_tiles(p, k, &op);
+    return with_tiles(p, k, &op, head);
 }
 
 int audit_tree_holds(struct rpool *p, const struct audit_keys *k, const struct audit_cp *cp)

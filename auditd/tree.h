@@ -53,15 +53,17 @@ enum rpool_status audit_tree_head_at(struct rpool *p, const struct audit_keys *k
 void audit_tile_key(const struct audit_keys *k, int level, long long index, char *out, size_t size);
 
 /* Fill every tile of s from Redis in one pipelined round trip; a tile that holds fewer
- * hashes than its width (trimmed, or never written) keeps data NULL. */
+ * hashes than its width (trimmed, or never written) keeps data NULL. With head (may be
+ * NULL), the head and its tree are read in the same round trip. */
 enum rpool_status audit_tree_fetch(struct rpool *p, const struct audit_keys *k,
-                                   struct audit_tileset *s);
+                                   struct audit_tileset *s, struct audit_head *head);
 
 /* Results of the computations over the stored tiles below. */
 #define AUDIT_TREE_OK 0
-#define AUDIT_TREE_REDIS (-1)   /* Redis failed */
-#define AUDIT_TREE_MISSING (-2) /* a tile it needs is not stored (trimmed, or tampered) */
-#define AUDIT_TREE_BAD (-3)     /* impossible sizes */
+#define AUDIT_TREE_REDIS (-1)     /* Redis failed */
+#define AUDIT_TREE_MISSING (-2)   /* a tile it needs is not stored (trimmed, or tampered) */
+#define AUDIT_TREE_BAD (-3)       /* impossible sizes, or past the stored tree */
+#define AUDIT_TREE_MALFORMED (-4) /* the head's tree fields are malformed */
 
 /* The root of the first n leaves, from the stored tiles (two round trips at most). */
 int audit_tree_root(struct rpool *p, const struct audit_keys *k, long long n,
@@ -76,11 +78,13 @@ int audit_tree_frontier(struct rpool *p, const struct audit_keys *k, long long n
                         struct merkle_frontier *f);
 
 /* The inclusion proof of leaf m in the tree of size n, and the consistency proof from m to
- * n (merkle.h), from the stored tiles: out holds MERKLE_PROOF_MAX hashes. */
+ * n (merkle.h), from the stored tiles: out holds MERKLE_PROOF_MAX hashes. The head is read
+ * in the same round trip as the tiles into *head: AUDIT_TREE_BAD when its tree is smaller
+ * than n, AUDIT_TREE_MALFORMED when its tree fields are malformed. */
 int audit_tree_inclusion(struct rpool *p, const struct audit_keys *k, long long m, long long n,
-                         uint8_t out[][MERKLE_HASH_LEN], int *count);
+                         uint8_t out[][MERKLE_HASH_LEN], int *count, struct audit_head *head);
 int audit_tree_consistency(struct rpool *p, const struct audit_keys *k, long long m, long long n,
-                           uint8_t out[][MERKLE_HASH_LEN], int *count);
+                           uint8_t out[][MERKLE_HASH_LEN], int *count, struct audit_head *head);
 
 /* Is checkpoint cp (a tree checkpoint) of the tree and chain in Redis: the tree at least as
  * large, its root at cp's size cp's root (from the tiles), the chain's hash at cp's seq
