@@ -51,10 +51,11 @@ TESTLIB_SRC = $(wildcard tests/lib/*.c)
 TESTLIB_OBJ = $(TESTLIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BINS   = $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(wildcard tests/unit/test_*.c))
 INTEG_BINS  = $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(wildcard tests/integration/test_*.c))
+LARGE_BINS  = $(patsubst tests/large/%.c,$(BUILD)/tests/large/%,$(wildcard tests/large/test_*.c))
 TESTD       = $(BUILD)/tests/testd
 BENCH_BINS  = $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(wildcard tests/bench/*.c))
 
-.PHONY: all deps run test asan fuzz bench bench-redis-pool lint clean install tests-build deb
+.PHONY: all deps run test test-large asan fuzz bench bench-redis-pool lint clean install tests-build deb
 .DEFAULT_GOAL := all
 
 all: $(BINS)
@@ -104,6 +105,11 @@ $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TESTLIB_OBJ) 
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) -lcmocka
 
+$(BUILD)/tests/large/%: $(BUILD)/obj/tests/large/%.o $(TESTLIB_OBJ) $(SCRIPTS_O) \
+		$(TSCRIPTS_O) $(ALL_DAEMON_OBJS) $(LIBSHARED)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS) -lcmocka
+
 $(TESTD): $(BUILD)/obj/tests/testd/testd.o $(TSCRIPTS_O) $(SCRIPTS_O) $(LIBSHARED)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
@@ -127,6 +133,12 @@ run: deps all
 test: deps
 	@$(MAKE) --no-print-directory -j2 WERROR=-Werror tests-build
 	@sh tests/run.sh $(BUILD)
+
+# The slow tests (minutes each: auditd's transparency log at 1,000,000 entries), apart from
+# make test; AUDIT_LARGE_ENTRIES sets another size.
+test-large: deps
+	@$(MAKE) --no-print-directory -j2 WERROR=-Werror tests-build $(LARGE_BINS)
+	@sh tests/run.sh --large $(BUILD)
 
 asan: deps
 	@$(MAKE) --no-print-directory -j2 BUILD=build/asan SAN=1 WERROR=-Werror tests-build

@@ -12,6 +12,7 @@
 #include "scan.h"
 #include "shared/jsonv.h"
 #include "shared/log.h"
+#include "tree.h"
 
 /* The 201/200 form of an item: its new entry, or the existing one for a duplicate. */
 static json_t *item_json(struct audit_api *api, struct audit_item *it, int *ok)
@@ -209,7 +210,7 @@ static void handle_verify(struct http_req *r, void *ctx)
 {
     struct audit_api *api = ctx;
     struct jv_error e;
-    struct audit_scan_opts o = {.from_seq = 1, .to_seq = -1, .threads = 0};
+    struct audit_scan_opts o = {.from_seq = 1, .to_seq = -1, .threads = 0, .tree = 1};
     struct audit_vresult res;
     if (audit_req_verify(http_json(r), &o, &e) != 0) {
         http_invalid(r, e.field, "%s", e.detail);
@@ -235,14 +236,20 @@ static void handle_checkpoint(struct http_req *r, void *ctx)
 {
     struct audit_api *api = ctx;
     char note[AUDIT_NOTE_MAX];
-    int n = audit_checkpoint_now(api->pool, api->keys, &api->kr->keys[api->kr->active], api->origin,
-                                 api->guard, note, sizeof(note));
-    if (n == -1) {
+    int n = audit_checkpointer_now(api->checkpointer, note, sizeof(note));
+    if (n == AUDIT_CP_REDIS) {
         http_unavailable(r);
         return;
     }
-    if (n == -3) {
+    if (n == AUDIT_CP_REFUSED) {
         append_failed(r, api, AUDIT_APPEND_REFUSED);
+        return;
+    }
+    if (n == AUDIT_CP_BEHIND) {
+        http_add_header(r, "Retry-After", "1");
+        http_problem(r, 503, "tree_catching_up",
+                     "the Merkle tree is being built for the entries of an older chain; "
+                     "a checkpoint is signed once it has caught up");
         return;
     }
     if (n < 0) {
@@ -277,6 +284,55 @@ static void handle_accept(struct http_req *r, void *ctx)
         http_problem(r, 500, "internal", "out of memory");
 }
 
+/* Admin: record in the chain that the entries before before_seq are trimmed from Redis,
+ * relying on a signed checkpoint of this tree and chain (audit-trim asks, once an archive
+ * of them verifies; it removes them only after this entry is in the chain). */
+static void handle_trim(struct http_req *r, void *ctx)
+{
+    struct audit_api *api = ctx;
+    struct jv_error e;
+    struct audit_cp cp;
+    struct audit_item item = {0};
+    struct audit_request req = {.items = &item, .n = 1};
+    long long before;
+    const char *note;
+    size_t len;
+    char err[200];
+    if (audit_req_trim(http_json(r), &before, &note, &len, &e) != 0) {
+        http_invalid(r, e.field, "%s", e.detail);
+        return;
+    }
+    if (audit_checkpoint_open(note, len, api->kr, &cp, err, sizeof(err)) != 0 || !cp.has_tree ||
+        strcmp(cp.origin, api->origin) != 0 || before > cp.size + 1) {
+        http_invalid(r, "checkpoint",
+                     "a tree checkpoint of this log, signed by its keys, of a "
+                     "size at least before_seq - 1");
+        return;
+    }
+    int holds = audit_tree_holds(api->pool, api->keys, &cp);
+    if (holds != 0) {
+        if (holds < 0)
+            http_unavailable(r);
+        else
+            http_problem(r, 409, "checkpoint_mismatch",
+                         "the checkpoint is not of the tree and chain in Redis: nothing recorded");
+        return;
+    }
+    item.event =
+        json_pack("{s:s, s:s, s:{s:I, s:s%, s:I, s:s}}", "actor", "auditd", "action",
+                  "audit.trimmed", "metadata", "before_seq", (json_int_t)before, "checkpoint", note,
+                  len, "checkpoint_size", (json_int_t)cp.size, "via", "POST /v1/admin/trim");
+    if (!item.event) {
+        http_problem(r, 500, "internal", "out of memory");
+        return;
+    }
+    audit_appender_submit(api->appender, &req);
+    if (append_failed(r, api, req.status) == 0)
+        http_reply_json(r, 200, json_pack("{s:o}", "entry", audit_entry_json(&item.entry, 1)));
+    json_decref(item.event);
+    audit_entry_clear(&item.entry);
+}
+
 void audit_api_routes(struct app *a, struct audit_api *api)
 {
     app_route(a, "POST", "/v1/events", handle_event, api, 0);
@@ -288,4 +344,6 @@ void audit_api_routes(struct app *a, struct audit_api *api)
     app_route(a, "POST", "/v1/verify", handle_verify, api, 0);
     app_route(a, "GET", "/v1/checkpoint", handle_checkpoint, api, 0);
     app_route(a, "POST", "/v1/admin/chain/accept", handle_accept, api, HTTP_ADMIN | HTTP_NO_BODY);
+    app_route(a, "POST", "/v1/admin/trim", handle_trim, api, HTTP_ADMIN);
+    audit_api_tlog_routes(a, api);
 }

@@ -5,6 +5,7 @@
 #define AUDIT_API_H
 
 #include "appender.h"
+#include "checkpointer.h"
 #include "keyring.h"
 #include "shared/app.h"
 #include "store.h"
@@ -15,11 +16,15 @@ struct audit_api {
     const struct audit_keyring *kr;
     struct audit_appender *appender;
     struct audit_guard *guard;
+    struct audit_checkpointer *checkpointer;
     const char *origin;
     int wait_replicas; /* > 0: 201 answers carry replicas_acked */
 };
 
 /* Register every /v1 route on a. api is borrowed for the server's life. */
 void audit_api_routes(struct app *a, struct audit_api *api);
+
+/* The transparency-log routes (api_tlog.c): /v1/proofs/..., /v1/tile/... */
+void audit_api_tlog_routes(struct app *a, struct audit_api *api);
 
 #endif

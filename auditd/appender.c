@@ -8,12 +8,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "append_call.h"
 #include "scripts.h"
 #include "shared/log.h"
 
 #define MAX_ATTEMPTS 1000         /* CAS retries of one batch before giving up (503) */
-#define ARGV_FIXED 13             /* audit_append.lua: 5 keys, then 8 args before the entries */
 #define AUDIT_COMMIT_ENTRIES 1000 /* entries one compare-and-set carries at most */
+#define CATCH_UP_LEAVES 8192      /* leaves of older entries one catch-up call adds */
+#define PAGE_ENTRIES 256          /* entries read at a time while catching up */
 
 struct audit_appender {
     struct rpool *pool;
@@ -31,6 +33,8 @@ struct audit_appender {
     int head_known;
     long long head_seq;
     char head_hash[AUDIT_HASH_HEX_LEN + 1];
+    struct merkle_frontier tree;   /* the stored tree (tree.size = head_seq once caught up) */
+    struct audit_tree_delta delta; /* what the call being made adds to it */
     int need_activation;
     struct audit_item activation;
     struct audit_guard *guard;
@@ -184,7 +188,7 @@ static void sign_all(struct audit_appender *ap, struct batch *b)
 }
 
 /* Build and hash every entry of the batch on the current head (each body carries the
- * previous hash, so in order), then sign them all. */
+ * previous hash, so in order), make the tree delta of their leaves, then sign them all. */
 static int seal_batch(struct audit_appender *ap, struct batch *b)
 {
     char ts[AUDIT_TS_LEN + 1], prev[AUDIT_HASH_HEX_LEN + 1];
@@ -208,100 +212,39 @@ static int seal_batch(struct audit_appender *ap, struct batch *b)
             return -1;
         memcpy(prev, e->hash, sizeof(prev));
     }
+    /* The tree grows by the batch's leaves, in the same order (after the head, whose tree
+     * has caught up: commit_attempts). */
+    audit_tree_delta_start(&ap->delta, &ap->tree);
+    for (size_t i = 0; i < b->n; i++)
+        if (audit_tree_delta_add(&ap->delta, b->items[i]->entry.body,
+                                 b->items[i]->entry.body_len) != 0)
+            return -1;
+    if (audit_tree_delta_end(&ap->delta) != 0)
+        return -1;
     sign_all(ap, b);
     return 0;
 }
 
-/* The numbers audit_append.lua takes, as text. */
-struct script_nums {
-    char seq[24], floor_seq[24], window[24], n[24];
-};
-
-/* audit_append.lua's KEYS and ARGV (see its contract) for the batch on the current head
- * with the floor f: a calloc'd array of ARGV_FIXED + 4 * b->n pointers into ap, f, nums
- * and the batch (caller frees the array only), or NULL out of memory. */
-static const char **script_argv(struct audit_appender *ap, struct batch *b,
-                                const struct audit_floor *f, struct script_nums *nums)
-{
-    const char **argv = calloc(ARGV_FIXED + 4 * b->n, sizeof(*argv));
-    if (!argv)
-        return NULL;
-    snprintf(nums->seq, sizeof(nums->seq), "%lld", ap->head_seq);
-    snprintf(nums->floor_seq, sizeof(nums->floor_seq), "%lld", f->seq);
-    snprintf(nums->window, sizeof(nums->window), "%lld", (long long)ap->conf.dedup_window_ms);
-    snprintf(nums->n, sizeof(nums->n), "%zu", b->n);
-    const char *fixed[] = {ap->keys->head,   ap->keys->log,
-                           ap->keys->ids,    ap->keys->idseq,
-                           ap->keys->keys,   nums->seq,
-                           ap->head_hash,    nums->window,
-                           ap->active->name, ap->need_activation ? "1" : "0",
-                           nums->floor_seq,  f->hash,
-                           nums->n};
-    _Static_assert(sizeof(fixed) / sizeof(fixed[0]) == ARGV_FIXED, "audit_append.lua's ARGV");
-    memcpy(argv, fixed, sizeof(fixed));
-    for (size_t i = 0; i < b->n; i++) {
-        const char *id = json_string_value(json_object_get(b->items[i]->event, "event_id"));
-        const char **at = argv + ARGV_FIXED + 4 * i;
-        at[0] = id ? id : "";
-        at[1] = b->items[i]->entry.body;
-        at[2] = b->items[i]->entry.hash;
-        at[3] = b->items[i]->entry.sig;
-    }
-    return argv;
-}
-
-/* One EVALSHA (plus WAIT on the same connection when replicas are wanted). The script
- * also checks that the chain still holds the floor f. */
+/* One call of the script for the batch (empty: the tree catching up) on the current head
+ * and tree, with the floor f. */
 static enum rpool_status run_script(struct audit_appender *ap, struct batch *b,
                                     const struct audit_floor *f, redisReply **reply,
                                     long long *replicas)
 {
-    struct script_nums nums;
-    char wn[16], wt[24];
-    const char **argv = script_argv(ap, b, f, &nums);
-    enum rpool_status st = RPOOL_CONN;
-    if (!argv)
-        return st;
-    snprintf(wn, sizeof(wn), "%d", ap->conf.wait_replicas);
-    snprintf(wt, sizeof(wt), "%lld", (long long)ap->conf.wait_timeout_ms);
-    const char *wait_argv[] = {"WAIT", wn, wt};
-    struct rpool_cmd cmds[2] = {
-        {.script = &script_audit_append,
-         .nkeys = 5,
-         .argc = (int)(ARGV_FIXED + 4 * b->n),
-         .argv = argv},
-        {.argc = 3, .argv = wait_argv},
-    };
-    redisReply *replies[2] = {NULL, NULL};
-    size_t ncmds = ap->conf.wait_replicas > 0 ? 2 : 1;
-    /* REDIS_COMMAND_TIMEOUT for the compare-and-set, plus the replicas' wait when asked. */
-    int64_t timeout_ms = rpool_command_timeout_ms(ap->pool);
-    if (ncmds == 2)
-        timeout_ms += ap->conf.wait_timeout_ms;
-    st = rpool_exec(ap->pool, cmds, ncmds, replies, timeout_ms);
-    free(argv);
-    if (st != RPOOL_OK)
-        return st;
-    *reply = replies[0];
-    if (ncmds == 2) {
-        *replicas = replies[1]->type == REDIS_REPLY_INTEGER ? replies[1]->integer : 0;
-        freeReplyObject(replies[1]);
-    }
-    return (*reply)->type == REDIS_REPLY_ARRAY && (*reply)->elements >= 1 ? RPOOL_OK
-                                                                          : RPOOL_REPLY_ERROR;
-}
-
-static const char *reply_word(const redisReply *r)
-{
-    return r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str : "";
-}
-
-static long long reply_int(const redisReply *r, size_t i)
-{
-    if (i >= r->elements)
-        return 0;
-    const redisReply *e = r->element[i];
-    return e->type == REDIS_REPLY_INTEGER ? e->integer : (e->str ? atoll(e->str) : 0);
+    struct audit_append_args args = {.keys = ap->keys,
+                                     .head_seq = ap->head_seq,
+                                     .head_hash = ap->head_hash,
+                                     .tree_size = ap->tree.size,
+                                     .floor = f,
+                                     .dedup_window_ms = ap->conf.dedup_window_ms,
+                                     .key_version = ap->active->name,
+                                     .activation = ap->need_activation,
+                                     .items = b->items,
+                                     .n = b->n,
+                                     .delta = &ap->delta,
+                                     .wait_replicas = b->n ? ap->conf.wait_replicas : 0,
+                                     .wait_timeout_ms = ap->conf.wait_timeout_ms};
+    return audit_append_call(ap->pool, &args, reply, replicas);
 }
 
 /* The script said "ok": the batch is in Redis, on a chain that held the floor f. The floor
@@ -310,6 +253,7 @@ static long long reply_int(const redisReply *r, size_t i)
 static int commit_done(struct audit_appender *ap, struct batch *b, const struct audit_floor *f,
                        double started)
 {
+    char root[AUDIT_HASH_HEX_LEN + 1];
     int rc = 0;
     for (size_t i = 0; i < b->n; i++)
         b->items[i]->state = AUDIT_ITEM_APPENDED;
@@ -320,10 +264,12 @@ static int commit_done(struct audit_appender *ap, struct batch *b, const struct 
     }
     ap->head_seq = b->items[b->n - 1]->entry.seq;
     memcpy(ap->head_hash, b->items[b->n - 1]->entry.hash, sizeof(ap->head_hash));
+    ap->tree = ap->delta.next;
+    crypto_hex(ap->delta.root, sizeof(ap->delta.root), root);
     if (ap->accepting)
-        rc = audit_guard_accept(ap->guard, ap->head_seq, ap->head_hash);
+        rc = audit_guard_accept(ap->guard, ap->head_seq, ap->head_hash, root);
     else
-        audit_guard_advance(ap->guard, f, ap->head_seq, ap->head_hash);
+        audit_guard_advance(ap->guard, f, ap->head_seq, ap->head_hash, root);
     metric_add(ap->m_appends, b->n);
     metric_observe(ap->m_batch, (double)b->n);
     metric_observe(ap->m_duration, now_s() - started);
@@ -349,19 +295,35 @@ static void resolve_dups(struct audit_request *list)
 static void mark_dups(struct batch *b, const redisReply *r)
 {
     for (size_t i = 1; i + 1 < r->elements; i += 2) {
-        long long idx = reply_int(r, i);
+        long long idx = audit_reply_int(r, i);
         if (idx >= 1 && (size_t)idx <= b->n) {
             b->items[idx - 1]->state = AUDIT_ITEM_DUPLICATE;
-            b->items[idx - 1]->dup_seq = reply_int(r, i + 1);
+            b->items[idx - 1]->dup_seq = audit_reply_int(r, i + 1);
         }
     }
+}
+
+/* Build on head h from now on. Returns 0, or -2 if its tree fields are malformed. */
+static int take_head(struct audit_appender *ap, const struct audit_head *h)
+{
+    if (!h->tree_ok) {
+        log_critical(NULL, "audit tree beside the chain head is malformed: refusing to append",
+                     LF_I("head_seq", h->seq), LF_I("tree_size", h->tree_size));
+        ap->head_known = 0;
+        return -2;
+    }
+    ap->head_seq = h->seq;
+    memcpy(ap->head_hash, h->hash, sizeof(ap->head_hash));
+    ap->tree = h->frontier;
+    ap->head_known = 1;
+    return 0;
 }
 
 /* Learn the head. The first time (when Redis was down at startup) check first that the head
  * and the log agree. Returns 0, -1 if Redis is unavailable, -2 if the chain is broken. */
 static int load_head(struct audit_appender *ap)
 {
-    int exists;
+    struct audit_head h;
     if (!ap->chain_checked) {
         char err[160];
         int rc = audit_appender_check(ap, err, sizeof(err));
@@ -371,10 +333,9 @@ static int load_head(struct audit_appender *ap)
         if (rc != 0)
             return rc == -1 ? -2 : -1;
     }
-    if (audit_store_head(ap->pool, ap->keys, &ap->head_seq, ap->head_hash, &exists) != RPOOL_OK)
+    if (audit_tree_head(ap->pool, ap->keys, &h) != RPOOL_OK)
         return -1;
-    ap->head_known = 1;
-    return 0;
+    return take_head(ap, &h);
 }
 
 /* One script reply that is not "ok": adjust and let the caller retry. Returns 0 to retry,
@@ -382,16 +343,17 @@ static int load_head(struct audit_appender *ap)
 static int handle_reply(struct audit_appender *ap, struct batch *b, const struct audit_floor *f,
                         const redisReply *r)
 {
-    const char *w = reply_word(r);
+    struct audit_head h;
+    const char *w = audit_reply_word(r);
     int lost = strcmp(w, "rolled_back") == 0 || strcmp(w, "diverged") == 0;
     if (lost && r->elements == 3 && r->element[2]->str) {
         audit_guard_refuse(ap->guard, f, w[0] == 'r' ? AUDIT_CHAIN_SHORTER : AUDIT_CHAIN_DIFFERENT,
-                           reply_int(r, 1), r->element[2]->str);
+                           audit_reply_int(r, 1), r->element[2]->str);
         return -2;
-    } else if (strcmp(w, "conflict") == 0 && r->elements == 3 && r->element[2]->str) {
-        ap->head_seq = reply_int(r, 1);
-        snprintf(ap->head_hash, sizeof(ap->head_hash), "%s", r->element[2]->str);
+    } else if (strcmp(w, "conflict") == 0 && r->elements == 6 &&
+               audit_head_parse(r->element + 1, &h) == 0) {
         metric_inc(ap->m_conflicts);
+        return take_head(ap, &h) == 0 ? 0 : -1;
     } else if (strcmp(w, "duplicate") == 0) {
         mark_dups(b, r);
     } else if (strcmp(w, "need_activation") == 0) {
@@ -399,11 +361,63 @@ static int handle_reply(struct audit_appender *ap, struct batch *b, const struct
     } else if (strcmp(w, "activated") == 0) {
         ap->need_activation = 0;
     } else {
-        log_critical(NULL, "audit chain head and log disagree: refusing to append",
-                     LF_S("reply", w), LF_I("head_seq", reply_int(r, 1)));
+        log_critical(NULL, "audit chain head, log and tree disagree: refusing to append",
+                     LF_S("reply", w), LF_I("at", audit_reply_int(r, 1)),
+                     LF_I("found", audit_reply_int(r, 2)));
         return -1;
     }
     return 0;
+}
+
+/* The tree of stored entries up to CATCH_UP_LEAVES past the tree's size, from their bodies
+ * as stored. Returns 0, or -1 if Redis failed or memory ran out. */
+static int catch_up_delta(struct audit_appender *ap)
+{
+    struct audit_entry page[PAGE_ENTRIES];
+    long long from = ap->tree.size + 1, upto = ap->head_seq;
+    int rc = 0;
+    if (upto - ap->tree.size > CATCH_UP_LEAVES)
+        upto = ap->tree.size + CATCH_UP_LEAVES;
+    audit_tree_delta_start(&ap->delta, &ap->tree);
+    while (rc == 0 && from <= upto) {
+        size_t n = 0;
+        if (audit_store_range(ap->pool, ap->keys, from, upto, PAGE_ENTRIES, page, &n) != RPOOL_OK ||
+            n == 0)
+            return -1;
+        for (size_t i = 0; i < n; i++) {
+            if (page[i].seq != from++ ||
+                audit_tree_delta_add(&ap->delta, page[i].body, page[i].body_len) != 0)
+                rc = -1;
+            audit_entry_clear(&page[i]);
+        }
+    }
+    return rc == 0 ? audit_tree_delta_end(&ap->delta) : -1;
+}
+
+/* A chain from before the tree, or one an older auditd appended to: add the leaves of its
+ * entries past the tree's size, a step at a time, with no entry, under the same
+ * compare-and-set. Returns 0 (a step taken, or the head moved: go round again), or what
+ * handle_reply returns; -3 if Redis failed. */
+static int catch_up(struct audit_appender *ap, const struct audit_floor *f)
+{
+    struct batch none = {0};
+    redisReply *r = NULL;
+    long long replicas;
+    if (catch_up_delta(ap) != 0 || run_script(ap, &none, f, &r, &replicas) != RPOOL_OK) {
+        freeReplyObject(r);
+        ap->head_known = 0;
+        return -3;
+    }
+    int rc = 0;
+    if (strcmp(audit_reply_word(r), "ok") == 0) {
+        ap->tree = ap->delta.next;
+        if (ap->tree.size == ap->head_seq)
+            log_info(NULL, "audit tree caught up with the chain", LF_I("size", ap->tree.size));
+    } else {
+        rc = handle_reply(ap, &none, f, r);
+    }
+    freeReplyObject(r);
+    return rc;
 }
 
 static enum audit_append_status commit_attempts(struct audit_appender *ap,
@@ -419,6 +433,17 @@ static enum audit_append_status commit_attempts(struct audit_appender *ap,
         int lh = ap->head_known ? 0 : load_head(ap);
         if (lh != 0)
             return lh == -2 ? AUDIT_APPEND_BROKEN : AUDIT_APPEND_UNAVAILABLE;
+        if (ap->tree.size < ap->head_seq) {
+            long long before = ap->tree.size;
+            int rc = catch_up(ap, &f);
+            if (rc != 0)
+                return rc == -3   ? AUDIT_APPEND_UNAVAILABLE
+                       : rc == -2 ? AUDIT_APPEND_REFUSED
+                                  : AUDIT_APPEND_BROKEN;
+            if (ap->tree.size > before)
+                attempt--; /* a step of the tree is no failed attempt of the batch */
+            continue;
+        }
         resolve_dups(list);
         if (collect(ap, list, b) != 0 || seal_batch(ap, b) != 0)
             return AUDIT_APPEND_UNAVAILABLE;
@@ -430,7 +455,7 @@ static enum audit_append_status commit_attempts(struct audit_appender *ap,
             ap->head_known = 0; /* the script may have run: learn the head again */
             return AUDIT_APPEND_UNAVAILABLE;
         }
-        if (strcmp(reply_word(r), "ok") == 0) {
+        if (strcmp(audit_reply_word(r), "ok") == 0) {
             freeReplyObject(r);
             int rc = commit_done(ap, b, &f, started);
             resolve_dups(list);
@@ -472,6 +497,8 @@ static enum audit_append_status accept_chain(struct audit_appender *ap, struct a
     ap->accept_floor = remembered;
     ap->accept_floor.seq = ap->head_seq;
     memcpy(ap->accept_floor.hash, ap->head_hash, sizeof(ap->accept_floor.hash));
+    ap->accept_floor.root[0] = '\0'; /* whatever tree Redis has: the script's size checks
+                                        are the appender's own (tree_size) */
     ap->accepting = &req->items[0];
     enum audit_append_status st = commit_attempts(ap, req, b, replicas);
     ap->accepting = NULL;
@@ -660,6 +687,7 @@ void audit_appender_free(struct audit_appender *ap)
     pthread_mutex_unlock(&ap->mu);
     pthread_join(ap->thread, NULL);
     helper_stop(ap);
+    audit_tree_delta_free(&ap->delta);
     audit_entry_clear(&ap->activation.entry);
     json_decref(ap->activation.event);
     pthread_mutex_destroy(&ap->mu);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* checkpoint: C2SP signed notes over a chain head. */
+/* checkpoint: C2SP checkpoints of the tree and the chain head, in signed notes. */
 #include "checkpoint.h"
 
 #include <stdio.h>
@@ -7,6 +7,7 @@
 #include <string.h>
 
 #define EM_DASH "\xe2\x80\x94"
+#define MAX_LINES 16 /* lines of note text looked at: ours have 4 */
 
 int audit_origin_valid(const char *s)
 {
@@ -22,102 +23,157 @@ int audit_origin_valid(const char *s)
     return 1;
 }
 
-int audit_checkpoint_make(const char *origin, long long seq, const char *hash,
-                          const struct audit_key *k, char *out, size_t outsize)
+int audit_checkpoint_make(const struct audit_cp *cp, const struct audit_key *k, char *out,
+                          size_t outsize)
 {
-    uint8_t raw[CRYPTO_SHA256_LEN], blob[4 + CRYPTO_ED25519_SIG_LEN];
-    char hash64[48], blob64[128];
-    if (!k->sk || crypto_unhex(hash, strlen(hash), raw, sizeof(raw)) != 0)
+    uint8_t blob[4 + CRYPTO_ED25519_SIG_LEN], raw[CRYPTO_SHA256_LEN];
+    char root64[48], blob64[128];
+    if (!k->sk || !cp->has_tree ||
+        crypto_unhex(cp->chain_hash, strlen(cp->chain_hash), raw, sizeof(raw)) != 0)
         return -1;
-    crypto_b64(raw, sizeof(raw), hash64, sizeof(hash64));
-    int text_len = snprintf(out, outsize, "%s\n%lld\n%s\n", origin, seq, hash64);
+    crypto_b64(cp->root, sizeof(cp->root), root64, sizeof(root64));
+    int text_len = snprintf(out, outsize, "%s\n%lld\n%s\nchain %lld %s\n", cp->origin, cp->size,
+                            root64, cp->chain_seq, cp->chain_hash);
     if (text_len < 0 || (size_t)text_len >= outsize)
         return -1;
-    audit_key_id(origin, k->pk, blob);
+    audit_key_id(cp->origin, k->pk, blob);
     crypto_ed25519_sign(k->sk, out, (size_t)text_len, blob + 4);
     crypto_b64(blob, sizeof(blob), blob64, sizeof(blob64));
-    int n = snprintf(out + text_len, outsize - (size_t)text_len, "\n" EM_DASH " %s %s\n", origin,
-                     blob64);
+    int n = snprintf(out + text_len, outsize - (size_t)text_len, "\n" EM_DASH " %s %s\n",
+                     cp->origin, blob64);
     if (n < 0 || (size_t)n >= outsize - (size_t)text_len)
         return -1;
     return text_len + n;
 }
 
-/* Split the note into its text (three lines) and the first signature line. */
-static int split_note(const char *note, size_t len, size_t *text_len, const char **sig_line,
-                      size_t *sig_len)
+/* A tree size or seq: decimal, no sign, no leading zero, at most 2^62. */
+static int parse_num(const char *s, long long *out)
 {
-    const char *sep = NULL;
-    for (size_t i = 0; i + 1 < len; i++)
-        if (note[i] == '\n' && note[i + 1] == '\n') {
-            sep = note + i;
-            break;
-        }
-    if (!sep)
+    char *end;
+    if (s[0] < '0' || s[0] > '9' || (s[0] == '0' && s[1]) || strlen(s) > 19)
         return -1;
-    *text_len = (size_t)(sep - note) + 1;
-    *sig_line = sep + 2;
-    const char *end = memchr(*sig_line, '\n', len - (size_t)(*sig_line - note));
-    if (!end)
+    *out = strtoll(s, &end, 10);
+    return *end == '\0' && *out <= MERKLE_MAX_SIZE ? 0 : -1;
+}
+
+static int is_lower_hex(const char *s, size_t len)
+{
+    return strlen(s) == len && strspn(s, "0123456789abcdef") == len;
+}
+
+/* "chain <seq> <64 hex>" into cp. */
+static int parse_chain_line(char *line, struct audit_cp *cp)
+{
+    char *hash = strrchr(line, ' ');
+    if (strncmp(line, "chain ", 6) != 0 || !hash || hash < line + 6)
         return -1;
-    *sig_len = (size_t)(end - *sig_line);
+    *hash++ = '\0';
+    if (parse_num(line + 6, &cp->chain_seq) != 0 || !is_lower_hex(hash, AUDIT_HASH_HEX_LEN))
+        return -1;
+    memcpy(cp->chain_hash, hash, AUDIT_HASH_HEX_LEN + 1);
     return 0;
 }
 
-static int parse_text(const char *text, size_t len, char *origin, size_t osize, long long *seq,
-                      uint8_t hash[CRYPTO_SHA256_LEN])
+/* The note text (its lines, each newline-ended, in text[0..len)) into cp. */
+static int parse_text(const char *text, size_t len, struct audit_cp *cp)
 {
-    char buf[AUDIT_NOTE_MAX], *save = NULL, *line[3];
-    if (len >= sizeof(buf))
+    char buf[AUDIT_NOTE_MAX], *line[MAX_LINES];
+    int n = 0;
+    if (len >= sizeof(buf) || len == 0 || text[len - 1] != '\n')
         return -1;
     memcpy(buf, text, len);
-    buf[len] = '\0';
-    for (int i = 0; i < 3; i++)
-        if (!(line[i] = strtok_r(i ? NULL : buf, "\n", &save)))
+    buf[len - 1] = '\0';
+    for (char *p = buf; p && n < MAX_LINES; n++) {
+        line[n] = p;
+        p = strchr(p, '\n');
+        if (p)
+            *p++ = '\0';
+    }
+    if (n < 3 || !audit_origin_valid(line[0]) || parse_num(line[1], &cp->size) != 0 ||
+        crypto_unb64(line[2], strlen(line[2]), cp->root, MERKLE_HASH_LEN) != MERKLE_HASH_LEN)
+        return -1;
+    snprintf(cp->origin, sizeof(cp->origin), "%s", line[0]);
+    if (n == 3) { /* the earlier form: the third line is a chain head */
+        cp->has_tree = 0;
+        cp->chain_seq = cp->size;
+        crypto_hex(cp->root, MERKLE_HASH_LEN, cp->chain_hash);
+        return 0;
+    }
+    cp->has_tree = 1;
+    int chains = 0;
+    for (int i = 3; i < n; i++) {
+        if (line[i][0] == '\0')
             return -1;
-    if (strtok_r(NULL, "\n", &save) || !audit_origin_valid(line[0]))
-        return -1;
-    snprintf(origin, osize, "%s", line[0]);
-    char *end;
-    *seq = strtoll(line[1], &end, 10);
-    if (*end || *seq < 0)
-        return -1;
-    return crypto_unb64(line[2], strlen(line[2]), hash, CRYPTO_SHA256_LEN) == CRYPTO_SHA256_LEN
-               ? 0
-               : -1;
+        if (strncmp(line[i], "chain ", 6) == 0 &&
+            (chains++ > 0 || parse_chain_line(line[i], cp) != 0 || cp->chain_seq != cp->size))
+            return -1;
+    }
+    return chains == 1 ? 0 : -1; /* a tree without our chain line is not one of ours */
 }
 
-int audit_checkpoint_open(const char *note, size_t len, const struct audit_keyring *kr,
-                          long long *seq, char hash[AUDIT_HASH_HEX_LEN + 1], char *err,
-                          size_t errsize)
+/* Does signature line sig (without its newline) verify text under origin with a key of kr? */
+static int line_verifies(const char *sig, size_t sig_len, const char *origin, const char *text,
+                         size_t text_len, const struct audit_keyring *kr)
 {
-    size_t text_len, sig_len, plen;
-    const char *sig_line;
-    char origin[160], line[256], prefix[200];
-    uint8_t raw[CRYPTO_SHA256_LEN], blob[4 + CRYPTO_ED25519_SIG_LEN + 4], id[4];
-    if (split_note(note, len, &text_len, &sig_line, &sig_len) != 0 ||
-        parse_text(note, text_len, origin, sizeof(origin), seq, raw) != 0 ||
-        sig_len >= sizeof(line)) {
-        snprintf(err, errsize, "checkpoint: not a signed note of a chain head");
-        return -1;
-    }
-    memcpy(line, sig_line, sig_len);
-    line[sig_len] = '\0';
-    snprintf(prefix, sizeof(prefix), EM_DASH " %s ", origin);
-    plen = strlen(prefix);
-    if (strncmp(line, prefix, plen) != 0 ||
-        crypto_unb64(line + plen, strlen(line + plen), blob, sizeof(blob)) != 68) {
-        snprintf(err, errsize, "checkpoint: no signature line for origin %s", origin);
-        return -1;
-    }
+    char prefix[200];
+    uint8_t blob[4 + CRYPTO_ED25519_SIG_LEN + 4], id[4];
+    int plen = snprintf(prefix, sizeof(prefix), EM_DASH " %s ", origin);
+    if (plen < 0 || sig_len <= (size_t)plen || strncmp(sig, prefix, (size_t)plen) != 0 ||
+        crypto_unb64(sig + plen, sig_len - (size_t)plen, blob, sizeof(blob)) != 68)
+        return 0;
     for (size_t i = 0; kr && i < kr->n; i++) {
         audit_key_id(origin, kr->keys[i].pk, id);
         if (memcmp(id, blob, 4) == 0 &&
-            crypto_ed25519_verify(kr->keys[i].pk, note, text_len, blob + 4)) {
-            crypto_hex(raw, sizeof(raw), hash);
-            return 0;
-        }
+            crypto_ed25519_verify(kr->keys[i].pk, text, text_len, blob + 4))
+            return 1;
     }
-    snprintf(err, errsize, "checkpoint: not signed by any key of the keyring");
+    return 0;
+}
+
+/* The note's text into cp; *text_len is its length (the signature lines follow the blank
+ * line after it). */
+static int read_note(const char *note, size_t len, struct audit_cp *cp, size_t *text_len, char *err,
+                     size_t errsize)
+{
+    const char *sep = NULL;
+    memset(cp, 0, sizeof(*cp));
+    for (size_t i = 0; i + 1 < len && !sep; i++)
+        if (note[i] == '\n' && note[i + 1] == '\n')
+            sep = note + i;
+    *text_len = sep ? (size_t)(sep - note) + 1 : 0;
+    if (!sep || *text_len + 1 >= len || memchr(note, '\0', len) ||
+        parse_text(note, *text_len, cp) != 0) {
+        snprintf(err, errsize, "checkpoint: not a signed checkpoint note");
+        return -1;
+    }
+    return 0;
+}
+
+int audit_checkpoint_read(const char *note, size_t len, struct audit_cp *cp, char *err,
+                          size_t errsize)
+{
+    size_t text_len;
+    return read_note(note, len, cp, &text_len, err, errsize);
+}
+
+int audit_checkpoint_open(const char *note, size_t len, const struct audit_keyring *kr,
+                          struct audit_cp *cp, char *err, size_t errsize)
+{
+    size_t text_len;
+    if (read_note(note, len, cp, &text_len, err, errsize) != 0)
+        return -1;
+    const char *sep = note + text_len - 1;
+    /* Signature lines follow the blank line, each ending in a newline; any one of them by
+     * a key of the keyring will do (others may be witnesses'). */
+    for (const char *line = sep + 2; line < note + len;) {
+        const char *end = memchr(line, '\n', (size_t)(note + len - line));
+        if (!end)
+            break;
+        if (line_verifies(line, (size_t)(end - line), cp->origin, note, text_len, kr))
+            return 0;
+        line = end + 1;
+    }
+    snprintf(err, errsize, "checkpoint: not signed by any key of the keyring for origin %s",
+             cp->origin);
     return -1;
 }

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* audit-export: write a chain from Redis as JSON lines, one entry each in the
- * GET /v1/events form — exactly what audit-verify --file reads. Exit 0, or 3 on a usage
- * or I/O error. */
+ * GET /v1/events form — exactly what audit-verify --file reads; or, with --tiles DIR, its
+ * Merkle tree and entries cut at a signed checkpoint as a static tlog-tiles archive
+ * (archive.h) — what audit-verify --tiles and audit-trim read. Exit 0, or 3 on a usage or
+ * I/O error. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "export.h"
 #include "shared/app.h"
 #include "store.h"
 #include "tool.h"
@@ -16,10 +19,12 @@
 static const char USAGE[] =
     "usage: warden-audit-export --redis redis://host:6379/0 [--chain default] [--from-seq N]\n"
     "                           [--to-seq N]   (JSON lines on stdout)\n"
+    "       warden-audit-export --redis URL [--chain default] --tiles DIR [--checkpoint FILE]\n"
+    "                           (the tree at the checkpoint, default the newest stored one)\n"
     "       --redis may be left out when REDIS_URL is set; --check-config; --version\n";
 
 struct opts {
-    const char *redis, *chain;
+    const char *redis, *chain, *tiles, *checkpoint;
     long long from_seq, to_seq;
     int check;
 };
@@ -28,6 +33,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 {
     static const struct option longs[] = {{"redis", 1, 0, 'r'},        {"chain", 1, 0, 'c'},
                                           {"from-seq", 1, 0, 's'},     {"to-seq", 1, 0, 't'},
+                                          {"tiles", 1, 0, 'T'},        {"checkpoint", 1, 0, 'K'},
                                           {"help", 0, 0, 'h'},         {"version", 0, 0, 'V'},
                                           {"check-config", 0, 0, 'C'}, {0, 0, 0, 0}};
     int c;
@@ -36,6 +42,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         switch (c) {
         case 'r': o->redis = optarg; break;
         case 'c': o->chain = optarg; break;
+        case 'T': o->tiles = optarg; break;
+        case 'K': o->checkpoint = optarg; break;
         case 's':
             if (audit_tool_num(optarg, 1, 1LL << 62, &o->from_seq) != 0)
                 return -1;
@@ -51,7 +59,38 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         }
     }
     o->redis = audit_tool_redis_url(o->redis);
+    if (o->tiles ? o->from_seq != 1 || o->to_seq >= 0 : o->checkpoint != NULL)
+        return -1;
     return (optind == argc && o->redis && audit_chain_valid(o->chain)) ? 0 : -1;
+}
+
+/* --tiles: the archive at the checkpoint given, or the newest stored one. */
+static int export_tiles(const struct opts *o, struct rpool *p, const struct audit_keys *k)
+{
+    char stored[AUDIT_NOTE_MAX], err[4400], *note = stored;
+    size_t len = 0;
+    struct audit_export_stats st;
+    int n = 0;
+    if (o->checkpoint)
+        note = audit_tool_read_file(o->checkpoint, &len);
+    else if ((n = audit_export_last_checkpoint(p, k, stored, sizeof(stored))) > 0)
+        len = (size_t)n;
+    if (!note || (!o->checkpoint && n <= 0)) {
+        fprintf(stderr, "audit-export: %s\n",
+                o->checkpoint ? "cannot read --checkpoint"
+                : n < 0       ? "redis unavailable"
+                              : "no checkpoint stored yet: give --checkpoint (GET /v1/checkpoint)");
+        return -1;
+    }
+    int rc = audit_export_tiles(p, k, o->tiles, note, len, &st, err, sizeof(err));
+    if (rc == 0)
+        printf("exported to %s: %lld tiles and %lld bundles written, %lld kept\n", o->tiles,
+               st.tiles_written, st.bundles_written, st.kept);
+    else
+        fprintf(stderr, "audit-export: %s\n", err);
+    if (note != stored)
+        free(note);
+    return rc;
 }
 
 /* Stream entries from..upto to stdout a page at a time. Returns 0 or -1. */
@@ -97,7 +136,9 @@ int main(int argc, char **argv)
     }
     if (o.check) {
         audit_tool_print_url("redis", o.redis);
-        printf("chain=%s\nfrom_seq=%lld\nto_seq=%lld\n", o.chain, o.from_seq, o.to_seq);
+        printf("chain=%s\nfrom_seq=%lld\nto_seq=%lld\ntiles=%s\ncheckpoint=%s\n", o.chain,
+               o.from_seq, o.to_seq, o.tiles ? o.tiles : "<unset>",
+               o.checkpoint ? o.checkpoint : "<newest stored>");
         return 0;
     }
     struct rpool *p = audit_tool_pool(o.redis, err, sizeof(err));
@@ -106,6 +147,10 @@ int main(int argc, char **argv)
         return 3;
     }
     audit_keys_init(&keys, o.chain);
+    if (o.tiles) {
+        rc = export_tiles(&o, p, &keys) == 0 ? 0 : 3;
+        goto done;
+    }
     /* The head first: a chain that keeps growing is exported up to a consistent point. */
     if (audit_store_head(p, &keys, &head_seq, hash, &exists) != RPOOL_OK) {
         fprintf(stderr, "audit-export: redis unavailable\n");

@@ -3,6 +3,8 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "checkpoint.h"
 #include "store.h"
@@ -21,6 +23,8 @@ const char AUDIT_ENV_HELP[] =
     "  AUDIT_ORIGIN               checkpoint origin (default: warden-audit/<chain>)\n"
     "  AUDIT_STATE_DIR            directory keeping the highest entry seen, across restarts\n"
     "                             (default: unset, memory only)\n"
+    "  AUDIT_CHECKPOINT_WITNESS_DIR  directory receiving every signed checkpoint as a file\n"
+    "                             (default: unset)\n"
     "\nFlags:\n"
     "  --accept-chain             go on with the chain Redis shows (after restoring an older\n"
     "                             backup), recording audit.chain_accepted in it\n"
@@ -43,6 +47,12 @@ static int absolute_path(const char *s)
     return s[0] == '/';
 }
 
+static int writable_dir(const char *s)
+{
+    struct stat st;
+    return s[0] == '/' && stat(s, &st) == 0 && S_ISDIR(st.st_mode) && access(s, W_OK | X_OK) == 0;
+}
+
 void audit_config_load(struct audit_config *conf, struct cfg *c)
 {
     conf->chain = cfg_str(c, "AUDIT_CHAIN", "default", chain_ok, "[a-z0-9_.-]{1,64}");
@@ -51,6 +61,8 @@ void audit_config_load(struct audit_config *conf, struct cfg *c)
         cfg_str(c, "AUDIT_ORIGIN", conf->origin, origin_ok, "[A-Za-z0-9._/-]{1,128}");
     snprintf(conf->origin, sizeof(conf->origin), "%s", origin);
     conf->state_dir = cfg_str(c, "AUDIT_STATE_DIR", NULL, absolute_path, "an absolute path");
+    conf->witness_dir = cfg_str(c, "AUDIT_CHECKPOINT_WITNESS_DIR", NULL, writable_dir,
+                                "an absolute path to a directory this user can write");
     conf->batch_max = (int)cfg_int(c, "AUDIT_BATCH_MAX", 256, 1, 4096);
     conf->wait_replicas = (int)cfg_int(c, "AUDIT_WAIT_REPLICAS", 0, 0, 100);
     conf->wait_timeout_ms = cfg_duration_ms(c, "AUDIT_WAIT_TIMEOUT", "500ms", 1, 60000);

@@ -11,7 +11,8 @@
 struct audit_config {
     const char *chain;
     char origin[160];
-    const char *state_dir; /* NULL: the floor is kept in memory only */
+    const char *state_dir;   /* NULL: the floor is kept in memory only */
+    const char *witness_dir; /* NULL: signed checkpoints are not written out */
     int batch_max;
     int wait_replicas;
     int64_t wait_timeout_ms;

@@ -2,6 +2,7 @@
 /* entry: event validation and the canonical, hashed, signed entry body. */
 #include "entry.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,13 @@ json_t *audit_event_parse(const json_t *in, struct jv_error *e)
         goto fail;
     if (rc == 1)
         json_object_set_new(out, "metadata", json_deep_copy(meta));
+    char *text = json_dumps(out, JSON_COMPACT | JSON_SORT_KEYS);
+    len = text ? strlen(text) : SIZE_MAX;
+    free(text);
+    if (len > AUDIT_EVENT_MAX_BYTES) {
+        jv_fail(e, "event", "longer than %d bytes serialised", AUDIT_EVENT_MAX_BYTES);
+        goto fail;
+    }
     return out;
 fail:
     json_decref(out);

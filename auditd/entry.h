@@ -15,13 +15,18 @@
 #define AUDIT_SIG_B64_LEN 88 /* base64 of 64 bytes, padded */
 #define AUDIT_TS_LEN 24      /* "2026-11-22T10:00:00.123Z" */
 #define AUDIT_META_MAX_BYTES (16 * 1024)
+/* An event serialised compactly is at most this long, so that an entry body (the event
+ * with seq, prev, ts, kv: ~200 bytes more) always fits the 65,535 bytes a tlog-tiles entry
+ * bundle allows. The limits of the fields keep an event below ~24 KiB anyway. */
+#define AUDIT_EVENT_MAX_BYTES (32 * 1024)
 #define AUDIT_META_MAX_DEPTH 8
 #define AUDIT_INT_MAX 9007199254740991LL /* 2^53 - 1 */
 #define AUDIT_ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 
 /* Validate a caller's event object and return a new object holding only its fields
  * (caller json_decref's), or NULL with e set for a 400 invalid_request. Refuses actor
- * "auditd" and actions starting "audit." (reserved for the daemon's own events). */
+ * "auditd" and actions starting "audit." (reserved for the daemon's own events), and an
+ * event longer than AUDIT_EVENT_MAX_BYTES serialised. */
 json_t *audit_event_parse(const json_t *in, struct jv_error *e);
 
 /* The fields of one stored entry. */

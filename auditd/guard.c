@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/crypto.h"
 #include "shared/log.h"
 #include "state.h"
 
@@ -16,7 +17,8 @@ struct audit_guard {
     char chain[AUDIT_CHAIN_MAX + 1];
     struct audit_floor floor;
     long long saved_seq; /* what the state file holds; -1: not written by this process */
-    int save_failing;    /* the last write failed (logged once per streak) */
+    char saved_root[AUDIT_HASH_HEX_LEN + 1];
+    int save_failing; /* the last write failed (logged once per streak) */
     /* the refusal, while Redis's chain does not hold the floor */
     enum audit_verdict verdict;
     long long redis_seq;
@@ -51,14 +53,17 @@ struct audit_guard *audit_guard_create(const char *state_dir, const char *chain,
         NULL);
     if (state_dir) {
         g->state = audit_state_open(state_dir, chain, origin, err, errsize);
-        int rc =
-            g->state ? audit_state_load(g->state, &g->floor.seq, g->floor.hash, err, errsize) : -1;
+        int rc = g->state ? audit_state_load(g->state, &g->floor.seq, g->floor.hash, g->floor.root,
+                                             err, errsize)
+                          : -1;
         if (rc < 0) {
             audit_guard_free(g);
             return NULL;
         }
-        if (rc == 1)
+        if (rc == 1) {
             g->saved_seq = g->floor.seq;
+            memcpy(g->saved_root, g->floor.root, sizeof(g->saved_root));
+        }
     }
     metric_set(g->m_refusing, 0);
     return g;
@@ -92,13 +97,16 @@ enum audit_verdict audit_guard_judge(const struct audit_floor *f, long long head
 }
 
 void audit_guard_advance(struct audit_guard *g, const struct audit_floor *f, long long seq,
-                         const char *hash)
+                         const char *hash, const char *root)
 {
     pthread_mutex_lock(&g->mu);
     if (f->epoch == g->floor.epoch) {
         if (seq > g->floor.seq) {
             g->floor.seq = seq;
             snprintf(g->floor.hash, sizeof(g->floor.hash), "%s", hash);
+            snprintf(g->floor.root, sizeof(g->floor.root), "%s", root);
+        } else if (seq == g->floor.seq && !g->floor.root[0]) { /* the tree caught up */
+            snprintf(g->floor.root, sizeof(g->floor.root), "%s", root);
         }
         if (g->verdict != AUDIT_CHAIN_HOLDS) {
             log_warn(NULL, "audit chain holds what this instance has seen again: appending",
@@ -151,9 +159,10 @@ int audit_guard_refusing(struct audit_guard *g, char *detail, size_t size)
 static int save_locked(struct audit_guard *g)
 {
     char err[4400];
-    if (!g->state || g->saved_seq == g->floor.seq)
+    if (!g->state || (g->saved_seq == g->floor.seq && strcmp(g->saved_root, g->floor.root) == 0))
         return 0;
-    if (audit_state_save(g->state, g->floor.seq, g->floor.hash, err, sizeof(err)) != 0) {
+    if (audit_state_save(g->state, g->floor.seq, g->floor.hash, g->floor.root, err, sizeof(err)) !=
+        0) {
         if (!g->save_failing)
             log_error(NULL, "cannot write the audit state file: appends answer 503 until it works",
                       LF_S("detail", err));
@@ -164,6 +173,7 @@ static int save_locked(struct audit_guard *g)
         log_info(NULL, "audit state file written again", LF_S("path", audit_state_path(g->state)));
     g->save_failing = 0;
     g->saved_seq = g->floor.seq;
+    memcpy(g->saved_root, g->floor.root, sizeof(g->saved_root));
     return 0;
 }
 
@@ -175,11 +185,12 @@ int audit_guard_sync(struct audit_guard *g)
     return rc;
 }
 
-int audit_guard_accept(struct audit_guard *g, long long seq, const char *hash)
+int audit_guard_accept(struct audit_guard *g, long long seq, const char *hash, const char *root)
 {
     pthread_mutex_lock(&g->mu);
     g->floor.seq = seq;
     snprintf(g->floor.hash, sizeof(g->floor.hash), "%s", hash);
+    snprintf(g->floor.root, sizeof(g->floor.root), "%s", root);
     g->floor.epoch++;
     g->verdict = AUDIT_CHAIN_HOLDS;
     metric_set(g->m_refusing, 0);
@@ -189,27 +200,59 @@ int audit_guard_accept(struct audit_guard *g, long long seq, const char *hash)
     return rc;
 }
 
+/* The tree's part of the rule, once the chain holds f: the head's tree fields well formed,
+ * the tree at least as large as the floor, and the roots recomputed from the tiles equal to
+ * the floor's (at its size) and to the head's (at the tree's size). root_hex gets the
+ * head's root when the tree has the head's size, else "". */
+static enum rpool_status judge_tree(struct rpool *p, const struct audit_keys *k,
+                                    const struct audit_floor *f, const struct audit_head *head,
+                                    enum audit_verdict *v, char root_hex[AUDIT_HASH_HEX_LEN + 1])
+{
+    uint8_t at_floor[MERKLE_HASH_LEN], at_head[MERKLE_HASH_LEN];
+    char hex[AUDIT_HASH_HEX_LEN + 1];
+    int known = f->root[0] != '\0';
+    root_hex[0] = '\0';
+    *v = AUDIT_CHAIN_DIFFERENT;
+    if (!head->tree_ok)
+        return RPOOL_OK;
+    if (known && head->tree_size < f->seq) {
+        *v = AUDIT_CHAIN_SHORTER;
+        return RPOOL_OK;
+    }
+    int rc = audit_tree_roots(p, k, known ? f->seq : 0, head->tree_size, at_floor, at_head);
+    if (rc == AUDIT_TREE_REDIS)
+        return RPOOL_CONN;
+    crypto_hex(at_floor, sizeof(at_floor), hex);
+    if (rc != AUDIT_TREE_OK || (known && strcmp(hex, f->root) != 0) ||
+        memcmp(at_head, head->root, sizeof(at_head)) != 0)
+        return RPOOL_OK;
+    if (head->tree_size == head->seq && head->seq > 0)
+        crypto_hex(at_head, sizeof(at_head), root_hex);
+    *v = AUDIT_CHAIN_HOLDS;
+    return RPOOL_OK;
+}
+
 enum rpool_status audit_guard_check(struct audit_guard *g, struct rpool *p,
                                     const struct audit_keys *k, enum audit_verdict *v,
-                                    long long *head_seq, char *head_hash)
+                                    struct audit_head *head)
 {
     struct audit_floor f;
-    long long seq;
-    char hash[AUDIT_HASH_HEX_LEN + 1], at[AUDIT_HASH_HEX_LEN + 1];
+    struct audit_head h;
+    char at[AUDIT_HASH_HEX_LEN + 1], root[AUDIT_HASH_HEX_LEN + 1];
     audit_guard_floor(g, &f);
-    enum rpool_status st = audit_store_head_at(p, k, f.seq, &seq, hash, at);
+    enum rpool_status st = audit_tree_head_at(p, k, f.seq, &h, at);
     if (st != RPOOL_OK)
         return st;
-    *v = audit_guard_judge(&f, seq, hash, at[0] ? at : NULL);
+    *v = audit_guard_judge(&f, h.seq, h.hash, at[0] ? at : NULL);
+    if (*v == AUDIT_CHAIN_HOLDS && (st = judge_tree(p, k, &f, &h, v, root)) != RPOOL_OK)
+        return st;
     if (*v == AUDIT_CHAIN_HOLDS) {
-        audit_guard_advance(g, &f, seq, hash);
+        audit_guard_advance(g, &f, h.seq, h.hash, root);
         audit_guard_sync(g);
     } else {
-        audit_guard_refuse(g, &f, *v, seq, hash);
+        audit_guard_refuse(g, &f, *v, h.seq, h.hash);
     }
-    if (head_seq)
-        *head_seq = seq;
-    if (head_hash)
-        memcpy(head_hash, hash, sizeof(hash));
+    if (head)
+        *head = h;
     return RPOOL_OK;
 }

@@ -4,13 +4,19 @@
  * silently starting a new chain on it.
  *
  * The *floor* is the highest (seq, hash) the instance has seen in Redis: every entry it
- * committed, and every head it read and found to extend the floor. It only rises, except
+ * committed, and every head it read and found to extend the floor; with it, the root of the
+ * Merkle tree of that many entries (tree.h), once known. It only rises, except
  * when an operator accepts the chain Redis shows (audit_guard_accept). Redis's chain holds
  * the floor when its head seq is >= the floor seq and its entry at the floor seq has the
- * floor hash; otherwise it is *shorter* or *different*, and the instance refuses to append
+ * floor hash, and its tree is at least that large with the floor's root at that size;
+ * otherwise it is *shorter* or *different*, and the instance refuses to append
  * (503 chain_broken) and is not ready until the chain holds the floor again or is
- * accepted. audit_append.lua applies the same rule inside the compare-and-set, so an append
- * never costs a round trip more. With AUDIT_STATE_DIR the floor is also kept on disk
+ * accepted. audit_append.lua applies the chain's rule inside the compare-and-set, so an append
+ * never costs a round trip more, and the tree's as far as it can without SHA-256 (the
+ * size, and the root when the tree has exactly the floor's size); the root at the floor's
+ * size of a larger tree is recomputed from its tiles by audit_guard_check, which runs at
+ * startup, on /ready and before every checkpoint is signed. With AUDIT_STATE_DIR the floor
+ * is also kept on disk
  * (state.h), so a restart still knows it; without it, it starts from the head found at
  * start.
  *
@@ -24,12 +30,14 @@
 #include "shared/metrics.h"
 #include "shared/redis_pool.h"
 #include "store.h"
+#include "tree.h"
 
 /* A snapshot of the floor. epoch changes on every accept, so that a judgement made on an
  * older floor cannot undo an accept that happened meanwhile. */
 struct audit_floor {
     long long seq;
     char hash[AUDIT_HASH_HEX_LEN + 1];
+    char root[AUDIT_HASH_HEX_LEN + 1]; /* hex of the tree's root at seq; "" not known */
     unsigned epoch;
 };
 
@@ -57,11 +65,11 @@ void audit_guard_floor(struct audit_guard *g, struct audit_floor *f);
 enum audit_verdict audit_guard_judge(const struct audit_floor *f, long long head_seq,
                                      const char *head_hash, const char *hash_at_floor);
 
-/* Redis showed (seq, hash) and it holds f: raise the floor to it if higher; a refusal
- * ends (logged). Ignored if an accept came after f was taken. The state file is written
- * by audit_guard_sync. */
+/* Redis showed (seq, hash) with tree root (hex; "" not known) and it holds f: raise the
+ * floor to it if higher; a refusal ends (logged). Ignored if an accept came after f was
+ * taken. The state file is written by audit_guard_sync. */
 void audit_guard_advance(struct audit_guard *g, const struct audit_floor *f, long long seq,
-                         const char *hash);
+                         const char *hash, const char *root);
 
 /* Redis showed a chain that does not hold f (v, its head (seq, hash)): refuse until it
  * holds the floor again or is accepted. Logged at critical once when the refusal starts,
@@ -76,16 +84,19 @@ int audit_guard_refusing(struct audit_guard *g, char *detail, size_t size);
  * state dir), or -1 if it could not be written (logged once until a write succeeds). */
 int audit_guard_sync(struct audit_guard *g);
 
-/* An operator accepted the chain Redis shows, whose head is now (seq, hash): the floor
- * becomes exactly that (even if lower), any refusal ends, and the state file is written.
- * Returns 0, or -1 if the state file could not be written (the floor is reset anyway). */
-int audit_guard_accept(struct audit_guard *g, long long seq, const char *hash);
+/* An operator accepted the chain Redis shows, whose head is now (seq, hash, root): the
+ * floor becomes exactly that (even if lower), any refusal ends, and the state file is
+ * written. Returns 0, or -1 if the state file could not be written (the floor is reset
+ * anyway). */
+int audit_guard_accept(struct audit_guard *g, long long seq, const char *hash, const char *root);
 
-/* Look now: one pipelined round trip (the head, and the entry at the floor's seq), judged,
- * then advance or refuse as above, and sync. *v is the verdict; the head goes into
- * head_seq / head_hash when they are not NULL. Returns RPOOL_OK or the failure. */
+/* Look now: one pipelined round trip (the head with its tree, and the entry at the floor's
+ * seq), then the roots at the floor's size and at the tree's size recomputed from the
+ * stored tiles (one more), judged, then advance or refuse as above, and sync. *v is the
+ * verdict; the head goes into head (may be NULL), its root the recomputed one. Returns
+ * RPOOL_OK or the failure. */
 enum rpool_status audit_guard_check(struct audit_guard *g, struct rpool *p,
                                     const struct audit_keys *k, enum audit_verdict *v,
-                                    long long *head_seq, char *head_hash);
+                                    struct audit_head *head);
 
 #endif

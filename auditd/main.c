@@ -91,7 +91,7 @@ static int check_chain(struct auditd *d)
 static int check_floor(struct auditd *d)
 {
     enum audit_verdict v;
-    if (audit_guard_check(d->guard, d->pool, &d->keys, &v, NULL, NULL) != RPOOL_OK)
+    if (audit_guard_check(d->guard, d->pool, &d->keys, &v, NULL) != RPOOL_OK)
         log_warn(NULL, "redis unavailable at startup: checked on the first append");
     if (audit_guard_sync(d->guard) != 0) {
         fprintf(stderr, "auditd: AUDIT_STATE_DIR=%s: cannot write the state file (see the log)\n",
@@ -124,7 +124,7 @@ static int chain_ready(void *arg, char *reason, size_t size)
 {
     struct auditd *d = arg;
     enum audit_verdict v;
-    if (audit_guard_check(d->guard, d->pool, &d->keys, &v, NULL, NULL) == RPOOL_OK
+    if (audit_guard_check(d->guard, d->pool, &d->keys, &v, NULL) == RPOOL_OK
             ? v == AUDIT_CHAIN_HOLDS
             : !audit_guard_refusing(d->guard, NULL, 0))
         return 0;
@@ -166,8 +166,12 @@ static int start(struct app *a, struct auditd *d)
         return -1;
     if (d->accept_chain ? accept_at_start(d) != 0 : check_floor(d) != 0)
         return -1;
-    d->checkpointer = audit_checkpointer_start(d->pool, &d->keys, active, d->conf.origin, d->guard,
-                                               d->conf.checkpoint_interval_ms, app_metrics(a));
+    struct audit_checkpointer_config cc = {.chain = d->conf.chain,
+                                           .origin = d->conf.origin,
+                                           .interval_ms = d->conf.checkpoint_interval_ms,
+                                           .witness_dir = d->conf.witness_dir};
+    d->checkpointer =
+        audit_checkpointer_start(d->pool, &d->keys, active, d->guard, &cc, app_metrics(a));
     if (!d->checkpointer)
         return -1;
     d->api = (struct audit_api){.pool = app_redis(a),
@@ -175,6 +179,7 @@ static int start(struct app *a, struct auditd *d)
                                 .kr = d->kr,
                                 .appender = d->appender,
                                 .guard = d->guard,
+                                .checkpointer = d->checkpointer,
                                 .origin = d->conf.origin,
                                 .wait_replicas = d->conf.wait_replicas};
     audit_api_routes(a, &d->api);

@@ -4,6 +4,8 @@
 
 #include <stdlib.h>
 
+#include "checkpoint.h"
+
 long long audit_req_num(const char *s, long long min, long long max)
 {
     char *end;
@@ -68,5 +70,18 @@ int audit_req_verify(const json_t *body, struct audit_scan_opts *o, struct jv_er
         return -1;
     if (o->to_seq >= 0 && o->to_seq < o->from_seq)
         return jv_fail(e, "to_seq", "to_seq must be null or at least from_seq");
+    return 0;
+}
+
+int audit_req_trim(const json_t *body, long long *before_seq, const char **note, size_t *note_len,
+                   struct jv_error *e)
+{
+    static const char *const FIELDS[] = {"before_seq", "checkpoint", NULL};
+    if (!body)
+        return jv_fail(e, "body", "{\"before_seq\", \"checkpoint\"} is required");
+    if (jv_only(body, FIELDS, e) != 0 ||
+        jv_int(body, "before_seq", JV_REQUIRED, 2, AUDIT_SEQ_MAX, before_seq, e) != 1 ||
+        jv_string(body, "checkpoint", JV_REQUIRED, 1, AUDIT_NOTE_MAX, note, note_len, e) != 1)
+        return -1;
     return 0;
 }

@@ -36,4 +36,9 @@ int audit_req_list(const char *from_seq, const char *limit, long long *from, lon
  * from_seq and to_seq. body may be NULL. Returns 0, or -1 with e set. */
 int audit_req_verify(const json_t *body, struct audit_scan_opts *o, struct jv_error *e);
 
+/* POST /v1/admin/trim: {"before_seq": 2..2^62, "checkpoint": "<signed note>"}. Returns 0
+ * with *before_seq and *note (borrowed from body) set, or -1 with e set. */
+int audit_req_trim(const json_t *body, long long *before_seq, const char **note, size_t *note_len,
+                   struct jv_error *e);
+
 #endif

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tree.h"
+
 #define PAGE 1000
 
 /* The hash of entry seq (the trusted starting link of a partial verification). */
@@ -24,12 +26,11 @@ static enum rpool_status hash_of(struct rpool *p, const struct audit_keys *k, lo
 }
 
 static enum rpool_status feed_pages(struct rpool *p, const struct audit_keys *k,
-                                    struct audit_verifier *v, const struct audit_scan_opts *o,
-                                    long long upto)
+                                    struct audit_verifier *v, long long next, long long upto,
+                                    const struct audit_scan_opts *o)
 {
     struct audit_entry *page = calloc(PAGE, sizeof(*page));
     enum rpool_status st = RPOOL_OK;
-    long long next = o->from_seq;
     int stop = 0;
     if (!page)
         return RPOOL_CONN;
@@ -51,22 +52,118 @@ static enum rpool_status feed_pages(struct rpool *p, const struct audit_keys *k,
     return st;
 }
 
+enum rpool_status audit_scan_first_seq(struct rpool *p, const struct audit_keys *k,
+                                       long long *first)
+{
+    const char *argv[] = {"HGET", k->trim, "first_seq"};
+    redisReply *r = NULL;
+    enum rpool_status st = rpool_command(p, 3, argv, NULL, 0, &r);
+    *first = 1;
+    if (st == RPOOL_OK && r->type == REDIS_REPLY_STRING && atoll(r->str) > 1)
+        *first = atoll(r->str);
+    freeReplyObject(r);
+    return st;
+}
+
+/* The checkpoints of o: heads for the chain, roots for the tree (when it is checked). */
+static int add_expectations(struct audit_verifier *v, const struct audit_scan_opts *o, int tree)
+{
+    for (size_t i = 0; i < o->nexpect; i++) {
+        if (audit_verifier_expect(v, o->expect[i].chain_seq, o->expect[i].chain_hash) != 0)
+            return -1;
+        if (tree && o->expect[i].has_tree &&
+            audit_verifier_expect_root(v, o->expect[i].size, o->expect[i].root) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Redis's tiles, as a source for the tree check: what the tree of `size` leaves has of a
+ * tile (a tile wider than that is the tree's future, or a catch-up's: not compared). */
+struct redis_tiles {
+    struct rpool *pool;
+    const struct audit_keys *keys;
+    long long size;
+};
+
+static int redis_tile_read(void *arg, int level, long long index, int width, uint8_t *out)
+{
+    struct redis_tiles *rt = arg;
+    char key[128], end[24];
+    if (width > audit_tile_width(level, index, rt->size))
+        return 0;
+    audit_tile_key(rt->keys, level, index, key, sizeof(key));
+    snprintf(end, sizeof(end), "%d", width * MERKLE_HASH_LEN - 1);
+    const char *argv[] = {"GETRANGE", key, "0", end};
+    redisReply *r = NULL;
+    int rc = -1;
+    if (rpool_command(rt->pool, 4, argv, NULL, 0, &r) == RPOOL_OK &&
+        r->type == REDIS_REPLY_STRING) {
+        rc = r->len == 0 ? 0 : r->len == (size_t)width * MERKLE_HASH_LEN ? 1 : -1;
+        if (rc == 1)
+            memcpy(out, r->str, r->len);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/* The tree check over Redis from seq from: the frontier before it from the tiles, the tiles
+ * as a source, the head's root expected. Only where the tree covers from - 1 (a chain from
+ * before the tree, catching up, has its chain checked alone). */
+static enum rpool_status redis_tree(struct audit_verifier *v, struct redis_tiles *rt,
+                                    const struct audit_head *h, long long from, int started)
+{
+    struct merkle_frontier f;
+    if (!h->tree_ok) {
+        audit_verifier_fail(v, h->seq, AUDIT_TREE_MISMATCH);
+        return RPOOL_OK;
+    }
+    if (h->tree_size < from - 1 || h->tree_size == 0)
+        return RPOOL_OK;
+    if (!started) {
+        int rc = from > 1 ? audit_tree_frontier(rt->pool, rt->keys, from - 1, &f) : AUDIT_TREE_OK;
+        if (rc == AUDIT_TREE_REDIS)
+            return RPOOL_CONN;
+        if (rc != AUDIT_TREE_OK) {
+            audit_verifier_fail(v, from, AUDIT_TILE_MISMATCH);
+            return RPOOL_OK;
+        }
+        if (audit_verifier_tree(v, from > 1 ? &f : NULL) != 0)
+            return RPOOL_CONN;
+    }
+    if (audit_verifier_tile_source(v, (struct audit_tile_source){redis_tile_read, rt}) != 0 ||
+        audit_verifier_expect_root(v, h->tree_size, h->root) != 0)
+        return RPOOL_CONN;
+    return RPOOL_OK;
+}
+
+/* The head, how far to go, the first seq Redis holds. */
+static enum rpool_status redis_range(struct rpool *p, const struct audit_keys *k,
+                                     const struct audit_scan_opts *o, struct audit_head *h,
+                                     long long *upto, long long *first)
+{
+    enum rpool_status st = audit_tree_head(p, k, h);
+    if (st != RPOOL_OK)
+        return st;
+    *upto = h->seq;
+    if (!h->exists) /* no head: verify whatever the log holds, then report head_missing */
+        st = audit_store_last_seq(p, k, upto);
+    if (st == RPOOL_OK && o->to_seq >= 0 && o->to_seq < *upto)
+        *upto = o->to_seq;
+    return st == RPOOL_OK ? audit_scan_first_seq(p, k, first) : st;
+}
+
 enum rpool_status audit_scan_redis(struct rpool *p, const struct audit_keys *k,
                                    const struct audit_keyring *kr, const struct audit_scan_opts *o,
                                    struct audit_vresult *out)
 {
-    long long head_seq;
-    char head_hash[AUDIT_HASH_HEX_LEN + 1], prev[AUDIT_HASH_HEX_LEN + 1];
-    int exists, found = 0;
-    enum rpool_status st = audit_store_head(p, k, &head_seq, head_hash, &exists);
-    if (st != RPOOL_OK)
-        return st;
-    long long upto = head_seq;
-    if (!exists) /* no head: verify whatever the log holds, then report head_missing */
-        st = audit_store_last_seq(p, k, &upto);
-    if (st == RPOOL_OK && o->to_seq >= 0 && o->to_seq < upto)
-        upto = o->to_seq;
-    if (st == RPOOL_OK && o->from_seq > 1)
+    struct audit_head h;
+    struct redis_tiles rt = {p, k, 0};
+    char prev[AUDIT_HASH_HEX_LEN + 1];
+    long long upto, first;
+    int found = 0;
+    enum rpool_status st = redis_range(p, k, o, &h, &upto, &first);
+    if (st == RPOOL_OK && o->from_seq > first)
         st = hash_of(p, k, o->from_seq - 1, prev, &found);
     if (st != RPOOL_OK)
         return st;
@@ -74,12 +171,81 @@ enum rpool_status audit_scan_redis(struct rpool *p, const struct audit_keys *k,
         audit_verifier_create(kr, o->threads, o->from_seq, found ? prev : NULL);
     if (!v)
         return RPOOL_CONN;
-    if (o->expect_seq > 0)
-        audit_verifier_expect(v, o->expect_seq, o->expect_hash);
-    st = feed_pages(p, k, v, o, upto);
-    int whole = o->to_seq < 0 || o->to_seq >= head_seq;
-    audit_verifier_finish(v, whole, exists, head_seq, head_hash, out);
-    out->head_seq = head_seq;
+    rt.size = h.tree_size;
+    if ((o->tree && (st = redis_tree(v, &rt, &h, o->from_seq, 0)) != RPOOL_OK) ||
+        add_expectations(v, o, o->tree) != 0) {
+        audit_verifier_free(v);
+        return st == RPOOL_OK ? RPOOL_CONN : st;
+    }
+    if (o->from_seq < first) /* trimmed: the archive has them (audit-verify --tiles) */
+        audit_verifier_fail(v, o->from_seq, AUDIT_TRIMMED);
+    else
+        st = feed_pages(p, k, v, o->from_seq, upto, o);
+    int whole = o->to_seq < 0 || o->to_seq >= h.seq;
+    audit_verifier_finish(v, whole, h.exists, h.seq, h.hash, out);
+    out->head_seq = h.seq;
+    audit_verifier_free(v);
+    return st;
+}
+
+/* Feed the archive's entries, bundle by bundle. Returns 1 once the verifier has stopped. */
+static int feed_archive(struct audit_archive *a, struct audit_verifier *v,
+                        const struct audit_scan_opts *o)
+{
+    struct audit_entry *e = calloc(MERKLE_TILE_WIDTH, sizeof(*e));
+    long long size = audit_archive_checkpoint(a)->size;
+    int stop = !e;
+    for (long long b = 0; !stop && b * MERKLE_TILE_WIDTH < size; b++) {
+        int n = audit_archive_entries(a, b, e);
+        if (n < 0) { /* a bundle missing or malformed breaks the chain where it stands */
+            audit_verifier_fail(v, b * MERKLE_TILE_WIDTH + 1, AUDIT_GAP);
+            stop = 1;
+        }
+        for (int i = 0; i < n; i++) {
+            if (!stop)
+                stop = audit_verifier_feed(v, &e[i]);
+            audit_entry_clear(&e[i]);
+        }
+        if (o->progress)
+            o->progress((b + 1) * MERKLE_TILE_WIDTH, size, o->progress_arg);
+    }
+    free(e);
+    return stop || audit_verifier_flush_tiles(v);
+}
+
+enum rpool_status audit_scan_archive(struct audit_archive *a, struct rpool *p,
+                                     const struct audit_keys *k, const struct audit_keyring *kr,
+                                     const struct audit_scan_opts *o, struct audit_vresult *out)
+{
+    const struct audit_cp *cp = audit_archive_checkpoint(a);
+    struct audit_scan_opts all = *o;
+    struct audit_head h = {.seq = cp->chain_seq, .exists = 1};
+    struct redis_tiles rt = {p, k, 0};
+    long long upto = cp->size, first = 1;
+    enum rpool_status st = RPOOL_OK;
+    memcpy(h.hash, cp->chain_hash, sizeof(h.hash));
+    all.tree = 1;
+    struct audit_verifier *v = audit_verifier_create(kr, o->threads, 1, NULL);
+    if (!v || add_expectations(v, &all, 1) != 0 ||
+        audit_verifier_expect(v, cp->chain_seq, cp->chain_hash) != 0 ||
+        audit_verifier_tree(v, NULL) != 0 ||
+        audit_verifier_tile_source(v, audit_archive_tiles(a)) != 0 ||
+        audit_verifier_expect_root(v, cp->size, cp->root) != 0) {
+        audit_verifier_free(v);
+        return RPOOL_CONN;
+    }
+    if (p && (st = redis_range(p, k, &all, &h, &upto, &first)) == RPOOL_OK) {
+        rt.size = h.tree_size;
+        st = redis_tree(v, &rt, &h, cp->size + 1, 1);
+    }
+    if (st == RPOOL_OK && !feed_archive(a, v, o) && p && upto > cp->size) {
+        if (first > cp->size + 1) /* trimmed past the archive */
+            audit_verifier_fail(v, cp->size + 1, AUDIT_TRIMMED);
+        else
+            st = feed_pages(p, k, v, cp->size + 1, upto, o);
+    }
+    audit_verifier_finish(v, 1, h.exists, h.seq, h.hash, out);
+    out->head_seq = h.seq;
     audit_verifier_free(v);
     return st;
 }
@@ -89,8 +255,10 @@ static struct audit_verifier *file_verifier(const struct audit_keyring *kr, int 
                                             const struct audit_scan_opts *o)
 {
     struct audit_verifier *v = audit_verifier_create(kr, threads, o->from_seq, NULL);
-    if (v && o->expect_seq > 0)
-        audit_verifier_expect(v, o->expect_seq, o->expect_hash);
+    if (v && add_expectations(v, o, 0) != 0) {
+        audit_verifier_free(v);
+        v = NULL;
+    }
     return v;
 }
 

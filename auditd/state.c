@@ -13,7 +13,7 @@
 
 #include "shared/crypto.h"
 
-#define STATE_MAX_BYTES 1024 /* the line is about 200 bytes; anything longer is not ours */
+#define STATE_MAX_BYTES 1024 /* the line is about 300 bytes; anything longer is not ours */
 
 struct audit_state {
     int dirfd;
@@ -63,6 +63,23 @@ static int is_hash(const char *h)
     return 1;
 }
 
+/* The tree's part: absent (a file from before the tree), or root "" with tree_size 0, or a
+ * root with tree_size = seq. */
+static const char *tree_problem(json_t *doc, json_int_t seq)
+{
+    const char *root = json_string_value(json_object_get(doc, "root"));
+    json_t *size = json_object_get(doc, "tree_size");
+    if (json_object_size(doc) == 4)
+        return NULL;
+    if (!root || !json_is_integer(size))
+        return "root is not a string or tree_size not a number";
+    if (root[0] == '\0')
+        return json_integer_value(size) == 0 ? NULL : "tree_size without a root";
+    if (!is_hash(root))
+        return "root is not 64 lowercase hex digits";
+    return json_integer_value(size) == seq ? NULL : "tree_size differs from seq";
+}
+
 /* Check the parsed document; the reason goes into why. */
 static int valid_doc(const struct audit_state *s, json_t *doc, const char **why)
 {
@@ -70,9 +87,10 @@ static int valid_doc(const struct audit_state *s, json_t *doc, const char **why)
     const char *origin = json_string_value(json_object_get(doc, "origin"));
     const char *hash = json_string_value(json_object_get(doc, "hash"));
     json_t *seq = json_object_get(doc, "seq");
+    size_t size = json_object_size(doc);
     *why = NULL;
-    if (!json_is_object(doc) || json_object_size(doc) != 4 || !chain || !origin)
-        *why = "not an object of exactly chain, hash, origin and seq";
+    if (!json_is_object(doc) || (size != 4 && size != 6) || !chain || !origin)
+        *why = "not an object of exactly chain, hash, origin, root, seq and tree_size";
     else if (strcmp(chain, s->chain) != 0 || strcmp(origin, s->origin) != 0)
         *why = "it belongs to another chain or origin";
     else if (!json_is_integer(seq) || json_integer_value(seq) < 0 ||
@@ -82,11 +100,13 @@ static int valid_doc(const struct audit_state *s, json_t *doc, const char **why)
         *why = "hash is not 64 lowercase hex digits";
     else if (json_integer_value(seq) == 0 && strcmp(hash, AUDIT_ZERO_HASH) != 0)
         *why = "seq 0 with a hash that is not 64 zeros";
+    else
+        *why = tree_problem(doc, json_integer_value(seq));
     return *why ? -1 : 0;
 }
 
 int audit_state_load(struct audit_state *s, long long *seq, char hash[AUDIT_HASH_HEX_LEN + 1],
-                     char *err, size_t errsize)
+                     char root[AUDIT_HASH_HEX_LEN + 1], char *err, size_t errsize)
 {
     char buf[STATE_MAX_BYTES + 1];
     const char *why = NULL;
@@ -110,6 +130,8 @@ int audit_state_load(struct audit_state *s, long long *seq, char hash[AUDIT_HASH
         *seq = (long long)json_integer_value(json_object_get(doc, "seq"));
         snprintf(hash, AUDIT_HASH_HEX_LEN + 1, "%s",
                  json_string_value(json_object_get(doc, "hash")));
+        const char *r = json_string_value(json_object_get(doc, "root"));
+        snprintf(root, AUDIT_HASH_HEX_LEN + 1, "%s", r ? r : "");
     }
     json_decref(doc);
     if (why) {
@@ -135,13 +157,14 @@ static int write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
-int audit_state_save(struct audit_state *s, long long seq, const char *hash, char *err,
-                     size_t errsize)
+int audit_state_save(struct audit_state *s, long long seq, const char *hash, const char *root,
+                     char *err, size_t errsize)
 {
     char line[STATE_MAX_BYTES];
     int n = snprintf(line, sizeof(line),
-                     "{\"chain\":\"%s\",\"hash\":\"%s\",\"origin\":\"%s\",\"seq\":%lld}\n",
-                     s->chain, hash, s->origin, seq);
+                     "{\"chain\":\"%s\",\"hash\":\"%s\",\"origin\":\"%s\",\"root\":\"%s\","
+                     "\"seq\":%lld,\"tree_size\":%lld}\n",
+                     s->chain, hash, s->origin, root, seq, root[0] ? seq : 0);
     const char *step = "open";
     int fd = openat(s->dirfd, s->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)

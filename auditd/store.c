@@ -28,6 +28,8 @@ void audit_keys_init(struct audit_keys *k, const char *chain)
     snprintf(k->idseq, sizeof(k->idseq), "audit:{%s}:idseq", chain);
     snprintf(k->keys, sizeof(k->keys), "audit:{%s}:keys", chain);
     snprintf(k->checkpoints, sizeof(k->checkpoints), "audit:{%s}:checkpoints", chain);
+    snprintf(k->tile, sizeof(k->tile), "audit:{%s}:tile:", chain);
+    snprintf(k->trim, sizeof(k->trim), "audit:{%s}:trim", chain);
 }
 
 /* An HMGET seq hash reply into seq, hash and exists (absent head: 0, zero hash). */
@@ -60,44 +62,6 @@ enum rpool_status audit_store_head(struct rpool *p, const struct audit_keys *k, 
     if (st == RPOOL_OK)
         st = parse_head(r, seq, hash, exists);
     freeReplyObject(r);
-    return st;
-}
-
-/* The "hash" field of the one entry an XRANGE id id reply holds, into out ("" if none). */
-static void entry_hash(const redisReply *r, char out[AUDIT_HASH_HEX_LEN + 1])
-{
-    out[0] = '\0';
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 ||
-        r->element[0]->type != REDIS_REPLY_ARRAY || r->element[0]->elements != 2)
-        return;
-    const redisReply *f = r->element[0]->element[1];
-    for (size_t j = 0; f->type == REDIS_REPLY_ARRAY && j + 1 < f->elements; j += 2)
-        if (f->element[j]->str && strcmp(f->element[j]->str, "hash") == 0 &&
-            f->element[j + 1]->type == REDIS_REPLY_STRING)
-            snprintf(out, AUDIT_HASH_HEX_LEN + 1, "%s", f->element[j + 1]->str);
-}
-
-enum rpool_status audit_store_head_at(struct rpool *p, const struct audit_keys *k, long long at_seq,
-                                      long long *seq, char hash[AUDIT_HASH_HEX_LEN + 1],
-                                      char hash_at[AUDIT_HASH_HEX_LEN + 1])
-{
-    char id[32];
-    int exists;
-    snprintf(id, sizeof(id), "%lld-0", at_seq);
-    const char *head_argv[] = {"HMGET", k->head, "seq", "hash"};
-    const char *at_argv[] = {"XRANGE", k->log, id, id};
-    struct rpool_cmd cmds[2] = {{.argc = 4, .argv = head_argv}, {.argc = 4, .argv = at_argv}};
-    redisReply *r[2] = {NULL, NULL};
-    size_t n = at_seq > 0 ? 2 : 1;
-    hash_at[0] = '\0';
-    enum rpool_status st = rpool_exec(p, cmds, n, r, 0);
-    if (st != RPOOL_OK)
-        return st;
-    st = parse_head(r[0], seq, hash, &exists);
-    if (n == 2)
-        entry_hash(r[1], hash_at);
-    for (size_t i = 0; i < n; i++)
-        freeReplyObject(r[i]);
     return st;
 }
 

@@ -11,9 +11,10 @@
 
 #define AUDIT_CHAIN_MAX 64
 
-/* The Redis keys of one chain; {<chain>} keeps them in one cluster slot. */
+/* The Redis keys of one chain; {<chain>} keeps them in one cluster slot. tile is the
+ * prefix of the tree's tile keys (tree.h), trim the record of what was trimmed. */
 struct audit_keys {
-    char head[96], log[96], ids[96], idseq[96], keys[96], checkpoints[112];
+    char head[96], log[96], ids[96], idseq[96], keys[96], checkpoints[112], tile[96], trim[96];
 };
 
 /* Is name a valid chain name ([a-z0-9_.-]{1,64})? */
@@ -24,12 +25,6 @@ void audit_keys_init(struct audit_keys *k, const char *chain);
  * Returns RPOOL_OK or the failure. */
 enum rpool_status audit_store_head(struct rpool *p, const struct audit_keys *k, long long *seq,
                                    char hash[AUDIT_HASH_HEX_LEN + 1], int *exists);
-
-/* The head (as audit_store_head) and the stored hash of entry at_seq (at_seq 0: not read)
- * in one round trip (pipelined). hash_at is "" when there is no such entry. */
-enum rpool_status audit_store_head_at(struct rpool *p, const struct audit_keys *k, long long at_seq,
-                                      long long *seq, char hash[AUDIT_HASH_HEX_LEN + 1],
-                                      char hash_at[AUDIT_HASH_HEX_LEN + 1]);
 
 /* The seq of the last log entry (0 when empty). */
 enum rpool_status audit_store_last_seq(struct rpool *p, const struct audit_keys *k, long long *seq);

@@ -27,9 +27,13 @@ struct audit_verifier {
     long long expect_seq; /* next seq wanted */
     char prev[AUDIT_HASH_HEX_LEN + 1];
     int prev_known;
-    long long from_seq, last_seq, checkpoint_seq;
-    char last_hash[AUDIT_HASH_HEX_LEN + 1], checkpoint_hash[AUDIT_HASH_HEX_LEN + 1];
-    int checkpoint_seen;
+    long long from_seq, last_seq;
+    char last_hash[AUDIT_HASH_HEX_LEN + 1];
+    /* expected heads (checkpoints): the chain must hold hash[i] at seq[i] */
+    long long exp_seq[AUDIT_VERIFY_EXPECT_MAX];
+    char exp_hash[AUDIT_VERIFY_EXPECT_MAX][AUDIT_HASH_HEX_LEN + 1];
+    int exp_seen[AUDIT_VERIFY_EXPECT_MAX], nexp;
+    struct audit_treecheck *tree; /* NULL: the tree is not checked */
     /* first failure found by the sequential checks */
     long long bad_seq;
     enum audit_reason bad_reason;
@@ -45,8 +49,9 @@ struct audit_verifier {
 };
 
 static const char *const REASONS[] = {
-    "ok",          "hash_mismatch", "prev_mismatch", "bad_signature", "gap", "head_mismatch",
-    "unknown_key", "truncated",     "head_missing"};
+    "ok",          "hash_mismatch", "prev_mismatch", "bad_signature",
+    "gap",         "head_mismatch", "tree_mismatch", "tile_mismatch",
+    "unknown_key", "truncated",     "head_missing",  "trimmed"};
 
 const char *audit_reason_name(enum audit_reason r)
 {
@@ -55,7 +60,7 @@ const char *audit_reason_name(enum audit_reason r)
 
 int audit_reason_tampered(enum audit_reason r)
 {
-    return r >= AUDIT_HASH_MISMATCH && r <= AUDIT_HEAD_MISMATCH;
+    return r >= AUDIT_HASH_MISMATCH && r <= AUDIT_TILE_MISMATCH;
 }
 
 static void sig_bad(struct audit_verifier *v, long long seq)
@@ -138,24 +143,71 @@ static int fail_at(struct audit_verifier *v, long long seq, enum audit_reason r)
     return 1;
 }
 
-/* The trusted link (the hash before the next entry) is known: if the expected head is
- * exactly there, compare it now. Returns 1 on a mismatch. */
+/* The trusted link (the hash before the next entry) is known: an expected head exactly
+ * there is compared now. Returns 1 on a mismatch. */
 static int check_link(struct audit_verifier *v)
 {
-    if (v->checkpoint_seq == 0 || v->checkpoint_seq != v->expect_seq - 1 || v->checkpoint_seen)
-        return 0;
-    if (strcmp(v->checkpoint_hash, v->prev) != 0)
-        return fail_at(v, v->checkpoint_seq, AUDIT_HEAD_MISMATCH);
-    v->checkpoint_seen = 1;
+    for (int i = 0; i < v->nexp; i++) {
+        if (v->exp_seq[i] != v->expect_seq - 1 || v->exp_seen[i])
+            continue;
+        if (strcmp(v->exp_hash[i], v->prev) != 0)
+            return fail_at(v, v->exp_seq[i], AUDIT_HEAD_MISMATCH);
+        v->exp_seen[i] = 1;
+    }
     return 0;
 }
 
-void audit_verifier_expect(struct audit_verifier *v, long long seq, const char *hash)
+int audit_verifier_expect(struct audit_verifier *v, long long seq, const char *hash)
 {
-    v->checkpoint_seq = seq;
-    snprintf(v->checkpoint_hash, sizeof(v->checkpoint_hash), "%s", hash);
+    if (v->nexp == AUDIT_VERIFY_EXPECT_MAX)
+        return -1;
+    v->exp_seq[v->nexp] = seq;
+    snprintf(v->exp_hash[v->nexp], sizeof(v->exp_hash[0]), "%s", hash);
+    v->exp_seen[v->nexp++] = 0;
     if (v->prev_known && !v->bad_seq)
         check_link(v);
+    return 0;
+}
+
+int audit_verifier_tree(struct audit_verifier *v, const struct merkle_frontier *start)
+{
+    if (!v->tree && !(v->tree = malloc(sizeof(*v->tree))))
+        return -1;
+    audit_treecheck_init(v->tree, start);
+    return 0;
+}
+
+int audit_verifier_tile_source(struct audit_verifier *v, struct audit_tile_source src)
+{
+    return v->tree ? audit_treecheck_source(v->tree, src) : -1;
+}
+
+int audit_verifier_expect_root(struct audit_verifier *v, long long size,
+                               const uint8_t root[MERKLE_HASH_LEN])
+{
+    return v->tree ? audit_treecheck_expect(v->tree, size, root) : 0;
+}
+
+/* The tree's first failure, if any, becomes the verifier's (when it comes first). */
+static int tree_failed(struct audit_verifier *v)
+{
+    if (!v->tree || !v->tree->bad_seq || (v->bad_seq && v->bad_seq <= v->tree->bad_seq))
+        return v->bad_seq != 0;
+    return fail_at(v, v->tree->bad_seq,
+                   v->tree->bad_tile ? AUDIT_TILE_MISMATCH : AUDIT_TREE_MISMATCH);
+}
+
+int audit_verifier_flush_tiles(struct audit_verifier *v)
+{
+    if (v->tree && !v->bad_seq)
+        audit_treecheck_flush(v->tree);
+    return tree_failed(v);
+}
+
+void audit_verifier_fail(struct audit_verifier *v, long long seq, enum audit_reason reason)
+{
+    if (!v->bad_seq || seq < v->bad_seq)
+        fail_at(v, seq, reason);
 }
 
 static void submit_block(struct audit_verifier *v)
@@ -224,11 +276,14 @@ int audit_verifier_feed(struct audit_verifier *v, const struct audit_entry *e)
         return fail_at(v, e->seq, AUDIT_UNKNOWN_KEY);
     if (check_sig(v, e, k->pk, md) != 0)
         return fail_at(v, e->seq, AUDIT_BAD_SIGNATURE);
-    if (v->checkpoint_seq == e->seq) {
-        if (strcmp(v->checkpoint_hash, hex) != 0)
-            return fail_at(v, e->seq, AUDIT_HEAD_MISMATCH);
-        v->checkpoint_seen = 1;
-    }
+    for (int i = 0; i < v->nexp; i++)
+        if (v->exp_seq[i] == e->seq) {
+            if (strcmp(v->exp_hash[i], hex) != 0)
+                return fail_at(v, e->seq, AUDIT_HEAD_MISMATCH);
+            v->exp_seen[i] = 1;
+        }
+    if (v->tree && audit_treecheck_push(v->tree, e->body, e->body_len) != 0)
+        return tree_failed(v);
     memcpy(v->prev, hex, sizeof(v->prev));
     v->prev_known = 1;
     memcpy(v->last_hash, hex, sizeof(v->last_hash));
@@ -266,8 +321,12 @@ static void check_end(struct audit_verifier *v, int head_known, int head_exists,
              (end < head_seq ||
               (head_seq > 0 && (!v->prev_known || strcmp(v->prev, head_hash) != 0))))
         fail_at(v, end < head_seq ? end + 1 : head_seq, AUDIT_HEAD_MISMATCH);
-    else if (v->checkpoint_seq > 0 && !v->checkpoint_seen && end < v->checkpoint_seq)
-        fail_at(v, end + 1, AUDIT_TRUNCATED);
+    else
+        for (int i = 0; i < v->nexp && !v->bad_seq; i++)
+            if (!v->exp_seen[i] && end < v->exp_seq[i])
+                fail_at(v, end + 1, AUDIT_TRUNCATED);
+    if (!v->bad_seq)
+        audit_verifier_flush_tiles(v);
 }
 
 void audit_verifier_finish(struct audit_verifier *v, int head_known, int head_exists,
@@ -303,6 +362,7 @@ void audit_verifier_free(struct audit_verifier *v)
     if (!v)
         return;
     join_workers(v);
+    free(v->tree);
     free(v->filling);
     pthread_mutex_destroy(&v->mu);
     pthread_cond_destroy(&v->cv);

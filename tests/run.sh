@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
-# tests/run.sh BUILDDIR — run every test binary under BUILDDIR (unit, then integration,
-# sorted), each with a time limit, inside a private temp dir that is removed at the end with
+# tests/run.sh [--large] BUILDDIR — run every test binary under BUILDDIR (unit, then
+# integration, sorted; with --large the slow ones of tests/large instead, make test-large),
+# each with a time limit, inside a private temp dir that is removed at the end with
 # anything still running from it. Adds up cmocka's summary lines and ends with the line
 # "N passed, N failed"; exits 0 only if nothing failed and something passed.
 # Called by `make test`, `make asan` and `make valgrind`. POSIX sh.
@@ -9,11 +10,17 @@
 # WARDEN_WRAP_TAG=<the binary's name> in its environment; WARDEN_TEST_TIMEOUT sets the limit.
 set -u
 
+large=
+if [ "${1:-}" = --large ]; then
+    large=1
+    shift
+fi
 if [ $# -ne 1 ] || [ ! -d "$1" ]; then
-    echo "usage: sh tests/run.sh BUILDDIR" >&2
+    echo "usage: sh tests/run.sh [--large] BUILDDIR" >&2
     exit 2
 fi
-LIMIT=${WARDEN_TEST_TIMEOUT:-300}   # seconds per binary
+LIMIT=${WARDEN_TEST_TIMEOUT:-${large:+3600}}   # seconds per binary
+LIMIT=${LIMIT:-300}
 LC_ALL=C                            # sorted globs, stable messages
 export LC_ALL
 
@@ -99,7 +106,12 @@ run_binary() {
     return "$rc"
 }
 
-for bin in "$WARDEN_BUILD"/tests/unit/test_* "$WARDEN_BUILD"/tests/integration/test_*; do
+if [ -n "$large" ]; then
+    set -- "$WARDEN_BUILD"/tests/large/test_*
+else
+    set -- "$WARDEN_BUILD"/tests/unit/test_* "$WARDEN_BUILD"/tests/integration/test_*
+fi
+for bin in "$@"; do
     if [ ! -f "$bin" ] || [ ! -x "$bin" ]; then
         continue
     fi

@@ -3,6 +3,8 @@
 # Write a Redis ACL file for warden: one user per daemon, limited to its key prefix and to
 # exactly the commands it sends, plus three users for people and jobs:
 #   auditor  read-only on audit:* (audit-verify, audit-export)
+#   audittrim  audit-trim, the retention job: reads like the auditor, and removes entries
+#            and tiles through audit_trim.lua once the chain records the trim
 #   backup   no keys at all: BGSAVE, INFO, CONFIG GET (deploy/scripts/backup.sh)
 #   admin    everything, for operators (failover, ACL changes); not for any daemon or job
 # Passwords are generated here (32 random bytes, hex) and never leave OUT_DIR:
@@ -42,16 +44,25 @@ rules() {
     ratelimitd) echo "~ratelimit:* $pool +hget +hmget +hset +pexpire +time +del" ;;
     # idem_*.lua; WAIT when IDEM_WAIT_REPLICAS > 0
     idemd) echo "~idem:* $pool +hmget +hset +hincrby +pexpire +pttl +del +time +wait" ;;
-    # audit_append, audit_checkpoint; HMGET, XRANGE, XREVRANGE, HGETALL for reads and the
-    # startup check; WAIT when AUDIT_WAIT_REPLICAS > 0. No DEL, XDEL or XTRIM: auditd
-    # cannot remove what it wrote.
+    # audit_append (APPEND and STRLEN for the Merkle tree's tiles), audit_checkpoint; HMGET,
+    # XRANGE, XREVRANGE, HGETALL, GETRANGE for reads and the startup check; WAIT when
+    # AUDIT_WAIT_REPLICAS > 0. No DEL, XDEL or XTRIM: auditd cannot remove what it wrote.
     auditd) echo "~audit:* $pool +hget +hmget +hset +hsetnx +hdel +hexists +hgetall" \
-        "+xadd +xrange +xrevrange +zadd +zrem +zscore +zrangebyscore +time +wait" ;;
+        "+xadd +xrange +xrevrange +zadd +zrem +zscore +zrangebyscore +time +wait" \
+        "+append +strlen +getrange" ;;
     # token_*.lua; ZRANGE, ZREM, HMGET for the sessions list
     tokend) echo "~tok:* $pool +exists +hmget +hset +hdel +hincrby +pexpire +pexpireat" \
         "+pttl +sadd +sismember +zadd +zcard +zrange +zrem +time" ;;
     # what audit-verify and audit-export read
-    auditor) echo "~audit:* +auth +select +ping +hmget +hgetall +xrange +xrevrange" ;;
+    auditor) echo "~audit:* +auth +select +ping +hget +hmget +hgetall +xrange +xrevrange" \
+        "+getrange" ;;
+    # audit-trim: what it reads to check the tree (as the auditor), then audit_trim.lua
+    # (XRANGE, XTRIM, DEL, HGET, HSET). The only user besides admin that removes audit keys,
+    # and only of the log, the tiles and the trim record: head, keys and checkpoints are
+    # read-only to it.
+    audittrim) echo "%R~audit:* %RW~audit:*:log %RW~audit:*:tile:* %RW~audit:*:trim +auth" \
+        "+select +ping +hget +hmget +xrange +xrevrange +getrange +evalsha +script|load" \
+        "+xtrim +del +hset" ;;
     # backup.sh; no key access at all
     backup) echo "+auth +ping +info +bgsave +config|get" ;;
     admin) echo "~* &* +@all" ;;
@@ -60,7 +71,7 @@ rules() {
 
 {
     echo "user default off resetkeys resetchannels -@all"
-    for u in ratelimitd idemd auditd tokend auditor backup admin; do
+    for u in ratelimitd idemd auditd tokend auditor audittrim backup admin; do
         p=$(pw)
         printf '%s\n' "$p" >"$out/$u.password"
         printf 'redis://%s:%s@%s/0\n' "$u" "$p" "$addr" >"$out/$u.redis-url"

@@ -150,7 +150,8 @@ op_auditd() {
         return 1
     fi
     _head=$(http GET /v1/head >/dev/null && field '"\(.seq):\(.hash)"')
-    _v=$(audit_verify --chain "$_chain" --keys "$tmp/drill-keyring.json" \
+    _first=$(rc HGET "audit:{$_chain}:trim" first_seq) # trimmed: from where Redis holds it
+    _v=$(audit_verify --chain "$_chain" --keys "$tmp/drill-keyring.json" --from-seq "${_first:-1}" \
         --json --expect-head "$_head" 2>"$tmp/verify.err")
     _rc=$?
     if [ "$_rc" != 0 ] || [ "${_head%%:*}" != "$_seq" ]; then

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* libFuzzer harness for what audit-verify expects the chain to hold: the signed
+/* libFuzzer harness for what audit-verify expects the chain and tree to hold: the signed
  * checkpoint file of --expect (audit_checkpoint_open) and the SEQ:HASH of --expect-head
  * (audit_tool_expect_head). The first byte picks how the rest is used:
  *   0: a checkpoint file as given — it opens only if our key signed exactly that note;
  *   1: the text of a note, which the harness signs with the key under the origin of its
- *      first line — what opens yields a seq and hash that a note made afresh by
+ *      first line — what opens (a tree checkpoint with its chain line, or a chain head of
+ *      the earlier form) says a size, root and head that a note made afresh by
  *      audit_checkpoint_make opens to again;
  *   2: an --expect-head value — what is accepted is a seq of 1..2^62 and 64 lowercase hex
  *      digits, spelled by the text. */
@@ -27,35 +28,43 @@ static int is_lower_hex(const char *h)
     return strlen(h) == AUDIT_HASH_HEX_LEN && strspn(h, "0123456789abcdef") == AUDIT_HASH_HEX_LEN;
 }
 
-/* An opened note: a note made afresh for its seq and hash opens to the same. */
-static void reopen(const char *origin, long long seq, const char *hash)
+static int same_cp(const struct audit_cp *a, const struct audit_cp *b)
 {
-    char note[AUDIT_NOTE_MAX], err[160], again[AUDIT_HASH_HEX_LEN + 1];
-    long long seq2;
-    if (seq < 0 || !is_lower_hex(hash))
+    return a->size == b->size && a->chain_seq == b->chain_seq && a->has_tree == b->has_tree &&
+           memcmp(a->root, b->root, sizeof(a->root)) == 0 &&
+           strcmp(a->chain_hash, b->chain_hash) == 0 && strcmp(a->origin, b->origin) == 0;
+}
+
+/* An opened note: a tree note made afresh for what it says opens to the same. */
+static void reopen(const struct audit_cp *cp)
+{
+    char note[AUDIT_NOTE_MAX], err[160];
+    struct audit_cp again, tree = *cp;
+    if (cp->chain_seq < 0 || !is_lower_hex(cp->chain_hash) || !audit_origin_valid(cp->origin) ||
+        (cp->has_tree && cp->size != cp->chain_seq))
         abort();
-    int n = audit_checkpoint_make(origin, seq, hash, &key, note, sizeof(note));
-    if (n < 0 || audit_checkpoint_open(note, (size_t)n, &kr, &seq2, again, err, sizeof(err)) != 0 ||
-        seq2 != seq || strcmp(again, hash) != 0)
+    tree.has_tree = 1;
+    tree.size = cp->chain_seq;
+    int n = audit_checkpoint_make(&tree, &key, note, sizeof(note));
+    if (n < 0 || audit_checkpoint_open(note, (size_t)n, &kr, &again, err, sizeof(err)) != 0 ||
+        !same_cp(&again, &tree))
         abort();
 }
 
 static void as_file(const char *note, size_t len)
 {
-    char hash[AUDIT_HASH_HEX_LEN + 1], err[160], origin[160];
-    long long seq;
+    char err[160];
+    struct audit_cp cp, read;
     err[0] = '\0';
-    if (audit_checkpoint_open(note, len, &kr, &seq, hash, err, sizeof(err)) != 0) {
+    if (audit_checkpoint_open(note, len, &kr, &cp, err, sizeof(err)) != 0) {
         if (!err[0])
             abort();
         return;
     }
-    size_t olen = strcspn(note, "\n");
-    if (olen >= sizeof(origin))
+    /* what opens also reads, the same, without its signature checked */
+    if (audit_checkpoint_read(note, len, &read, err, sizeof(err)) != 0 || !same_cp(&read, &cp))
         abort();
-    memcpy(origin, note, olen);
-    origin[olen] = '\0';
-    reopen(origin, seq, hash);
+    reopen(&cp);
 }
 
 /* Sign text as a note: text "\n" "— " origin " " base64(key id || signature) "\n". */

@@ -398,16 +398,18 @@ static void test_empty_chain(void **state)
     th_proc_stop(&p, SIGTERM, 5000);
 }
 
-/* GET /v1/checkpoint, taken apart: exactly the C2SP signed-note layout of the contract —
- * origin, seq, base64 of the 32-byte head hash, a blank line, then "— <origin> <base64 of
- * key id || signature>". The key id is SHA-256(origin || 0x0A || 0x01 || public key)[:4],
- * the same as key_id in /v1/keys; openssl verifies the signature over the three lines. */
+/* GET /v1/checkpoint, taken apart: exactly the C2SP tlog-checkpoint in a signed note —
+ * origin, tree size, base64 of the Merkle root (recomputed here from the entries' bodies),
+ * the extension line "chain <seq> <hex head hash>", a blank line, then "— <origin> <base64
+ * of key id || signature>". The key id is SHA-256(origin || 0x0A || 0x01 || public
+ * key)[:4], the same as key_id in /v1/keys; openssl verifies the signature over the four
+ * lines. */
 static void test_checkpoint_endpoint(void **state)
 {
     (void)state;
     struct th_resp r;
-    char ct[64], want[256], hash64[48];
-    uint8_t raw[32], blob[80], pre[64], md[32];
+    char ct[64], want[256], root64[48];
+    uint8_t root[32], blob[80], pre[64], md[32];
     au_post(daemon_.port, "/v1/events", "{\"actor\":\"u\",\"action\":\"cp\"}", NULL);
     json_t *head = au_get(daemon_.port, "/v1/head"), *keys = au_get(daemon_.port, "/v1/keys");
     json_t *k = json_array_get(json_object_get(keys, "keys"), 0);
@@ -416,10 +418,11 @@ static void test_checkpoint_endpoint(void **state)
     assert_int_equal(r.status, 200);
     assert_non_null(th_header(&r, "Content-Type", ct, sizeof(ct)));
     assert_non_null(strstr(ct, "text/plain"));
-    crypto_unhex(json_string_value(json_object_get(head, "hash")), 64, raw, 32);
-    crypto_b64(raw, 32, hash64, sizeof(hash64));
-    int text_len = snprintf(want, sizeof(want), "warden-audit/default\n%lld\n%s\n",
-                            json_integer_value(json_object_get(head, "seq")), hash64);
+    long long seq = json_integer_value(json_object_get(head, "seq"));
+    assert_int_equal(au_tree_root(daemon_.port, seq, root), 0);
+    crypto_b64(root, 32, root64, sizeof(root64));
+    int text_len = snprintf(want, sizeof(want), "warden-audit/default\n%lld\n%s\nchain %lld %s\n",
+                            seq, root64, seq, json_string_value(json_object_get(head, "hash")));
     assert_true((size_t)text_len < r.body_len);
     assert_memory_equal(r.body, want, (size_t)text_len);
     const char *sig_line = r.body + text_len;

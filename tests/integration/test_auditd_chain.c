@@ -27,6 +27,7 @@ struct stored {
 };
 static struct stored saved[CHAIN_LEN + 1];
 static int nsaved;
+static redisReply *saved_tree; /* the head's tree fields (tsize, root, frontier) */
 
 static int setup(void **state)
 {
@@ -51,7 +52,8 @@ static int setup(void **state)
         nsaved++;
     }
     freeReplyObject(r);
-    return nsaved == CHAIN_LEN ? 0 : -1;
+    saved_tree = th_redis_cmd(&redis, "HMGET audit:{t}:head tsize root frontier");
+    return nsaved == CHAIN_LEN && saved_tree && saved_tree->elements == 3 ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -59,6 +61,7 @@ static int teardown(void **state)
     (void)state;
     th_proc_stop(&daemon_, SIGTERM, 5000);
     th_redis_stop(&redis);
+    freeReplyObject(saved_tree);
     for (int i = 0; i < nsaved; i++)
         free(saved[i].body);
     return 0;
@@ -75,6 +78,11 @@ static void write_log(struct stored *e, int n, long long head, const char *head_
                                      e[i].seq, e[i].body, e[i].hash, e[i].sig));
     }
     freeReplyObject(th_redis_cmd(&redis, "HSET audit:{t}:head seq %lld hash %s", head, head_hash));
+    /* The tiles are never touched here: the head gets the tree of the chain as made. */
+    redisReply *const *t = saved_tree->element;
+    freeReplyObject(th_redis_cmd(&redis, "HSET audit:{t}:head tsize %b", t[0]->str, t[0]->len));
+    freeReplyObject(th_redis_cmd(&redis, "HSET audit:{t}:head root %b", t[1]->str, t[1]->len));
+    freeReplyObject(th_redis_cmd(&redis, "HSET audit:{t}:head frontier %b", t[2]->str, t[2]->len));
 }
 
 static struct stored *copy_chain(void)
@@ -528,6 +536,8 @@ static void test_truncated_tail_against_checkpoint(void **state)
     assert_int_equal(au_get_file(daemon_.port, "/v1/checkpoint", cp), 0);
     assert_verify(0, "OK: 20 entries", cp);
     write_log(saved, CHAIN_LEN - 3, CHAIN_LEN - 3, saved[CHAIN_LEN - 4].hash);
+    assert_verify(1, "TAMPERED at seq 17: tree_mismatch", NULL); /* the tree says 20 */
+    au_set_tree(&redis, "t", CHAIN_LEN - 3);                     /* cut back with care */
     assert_verify(0, "OK: 17 entries", NULL);
     assert_verify(2, "UNVERIFIABLE at seq 18: truncated", cp);
     /* A checkpoint signed by a key outside the keyring is refused (usage/I-O error). */
@@ -783,6 +793,7 @@ static void test_periodic_checkpoints(void **state)
     freeReplyObject(th_redis_cmd(&redis, "HSET audit:{cp}:head seq 5 hash %s",
                                  e5->element[0]->element[1]->element[3]->str));
     freeReplyObject(e5);
+    au_set_tree(&redis, "cp", 5);
     assert_int_equal(au_verify(args, &out), 2);
     assert_non_null(strstr(out, "UNVERIFIABLE at seq 6: truncated"));
     free(out);

@@ -6,7 +6,8 @@
  * /ready 503 and nothing written; a fresh start on an empty Redis is still a new log;
  * an operator accepts a restored chain over the admin route or with --accept-chain, which
  * records audit.chain_accepted and verifies; instances appending together are never
- * refused; a bad AUDIT_STATE_DIR or state file stops the start. */
+ * refused; the Merkle tree alone rolled back is refused and accepted the same way; a bad
+ * AUDIT_STATE_DIR or state file stops the start. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -109,8 +110,8 @@ static long long head_of(const char *chain)
 
 /* ---- a copy of a chain, as an older backup ------------------------------------------ */
 
-static const char *const PARTS[] = {"head", "log", "keys", "ids", "idseq"};
-#define NPARTS 5
+static const char *const PARTS[] = {"head", "log", "keys", "ids", "idseq", "tile:0:0"};
+#define NPARTS 6
 
 struct backup {
     redisReply *dump[NPARTS];
@@ -248,9 +249,14 @@ static void assert_state_file(const char *dir, const char *chain, const char *or
     char line[600] = "";
     assert_non_null(fgets(line, sizeof(line), f));
     fclose(f);
+    /* the root is the tree's in Redis at that size (the chain has not grown since) */
+    redisReply *root = th_redis_cmd(&redis, "HGET audit:{%s}:head root", chain);
+    assert_true(root && root->type == REDIS_REPLY_STRING && root->len == 64);
     snprintf(want, sizeof(want),
-             "{\"chain\":\"%s\",\"hash\":\"%s\",\"origin\":\"%s\",\"seq\":%lld}\n", chain, hash,
-             origin, seq);
+             "{\"chain\":\"%s\",\"hash\":\"%s\",\"origin\":\"%s\",\"root\":\"%s\",\"seq\":%lld,"
+             "\"tree_size\":%lld}\n",
+             chain, hash, origin, root->str, seq, seq);
+    freeReplyObject(root);
     assert_string_equal(line, want);
     DIR *dd = opendir(dir);
     int files = 0;
@@ -511,6 +517,70 @@ static void assert_start_refused(const char *const *env, const char *want)
     free(err);
 }
 
+/* The tree alone rolled back to an older valid state (its head fields and tile from an
+ * earlier copy; the chain intact): refused by the running instance (the script's size
+ * check) and by a restarted one (the state file's root); accepted over the admin route, the
+ * tree catches up from the entries and checkpoints carry the root recomputed from them. */
+static void test_tree_rolled_back(void **state)
+{
+    (void)state;
+    struct th_proc a, b;
+    char sd[300], ring[320], want[200], root64[48];
+    uint8_t root[32];
+    state_dir(sd, sizeof(sd), "tree-state");
+    const char *env[] = {"AUDIT_CHAIN=tr", KEY_V1_ENV,           sd,
+                         "API_TOKEN=" API, "ADMIN_TOKEN=" ADMIN, NULL};
+    assert_int_equal(au_start(&a, &redis, env), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(post_as(a.port, "/v1/events", EVENT, API, NULL), 201);
+    redisReply *fields = th_redis_cmd(&redis, "HMGET audit:{tr}:head tsize root frontier");
+    redisReply *tile = th_redis_cmd(&redis, "DUMP audit:{tr}:tile:0:0");
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(post_as(a.port, "/v1/events", EVENT, API, NULL), 201);
+    redisReply *const *f = fields->element;
+    freeReplyObject(th_redis_cmd(&redis, "HSET audit:{tr}:head tsize %b root %b frontier %b",
+                                 f[0]->str, f[0]->len, f[1]->str, f[1]->len, f[2]->str, f[2]->len));
+    freeReplyObject(
+        th_redis_cmd(&redis, "RESTORE audit:{tr}:tile:0:0 0 %b REPLACE", tile->str, tile->len));
+    freeReplyObject(fields);
+    freeReplyObject(tile);
+    assert_int_equal(post_as(a.port, "/v1/events", EVENT, API, NULL), 503);
+    assert_int_equal(ready_status(a.port, "chain_broken"), 503);
+    assert_int_equal(head_of("tr"), 7);
+    th_proc_stop(&a, SIGTERM, 5000);
+    assert_int_equal(au_start(&b, &redis, env), 0);
+    assert_int_equal(ready_status(b.port, "chain_broken"), 503);
+    assert_int_equal(post_as(b.port, "/v1/events", EVENT, API, NULL), 503);
+    assert_true(th_proc_log_contains(&b, "\"redis_chain\":\"shorter\""));
+    assert_int_equal(post_as(b.port, "/v1/admin/chain/accept", NULL, ADMIN, NULL), 200);
+    assert_int_equal(post_as(b.port, "/v1/events", EVENT, API, NULL), 201);
+    assert_int_equal(head_of("tr"), 9);
+    assert_int_equal(th_redis_int(&redis, "HGET audit:{tr}:head tsize"), 9);
+    assert_int_equal(ready_status(b.port, NULL), 200);
+    /* the checkpoint's root is the one of the entries as they are */
+    const char *auth[] = {"Authorization: Bearer " API, NULL};
+    struct th_resp r;
+    assert_int_equal(th_http(b.port, "GET", "/v1/checkpoint", auth, NULL, 0, &r), 0);
+    uint8_t(*lh)[32] = calloc(9, 32);
+    redisReply *log = th_redis_cmd(&redis, "XRANGE audit:{tr}:log - +");
+    for (size_t i = 0; i < 9 && log && i < log->elements; i++) {
+        redisReply *body = log->element[i]->element[1]->element[1];
+        merkle_leaf_hash(body->str, body->len, lh[i]);
+    }
+    freeReplyObject(log);
+    au_mth(lh, 0, 9, root);
+    free(lh);
+    crypto_b64(root, 32, root64, sizeof(root64));
+    snprintf(want, sizeof(want), "warden-audit/tr\n9\n%s\n", root64);
+    if (r.status != 200 || strncmp(r.body, want, strlen(want)) != 0)
+        fail_msg("checkpoint: %d %s (wanted %s)", r.status, r.body, want);
+    th_resp_free(&r);
+    snprintf(ring, sizeof(ring), "%s/tr-ring.json", tmp);
+    keyring_to(b.port, ring);
+    th_proc_stop(&b, SIGTERM, 5000);
+    assert_verifies("tr", ring, "OK: 9 entries");
+}
+
 static void test_bad_state_dir_or_file(void **state)
 {
     (void)state;
@@ -556,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_accept_over_admin_route),
         cmocka_unit_test(test_accept_chain_flag_at_start),
         cmocka_unit_test(test_instances_together_are_not_refused),
+        cmocka_unit_test(test_tree_rolled_back),
         cmocka_unit_test(test_bad_state_dir_or_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

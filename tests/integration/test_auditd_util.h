@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include "../../auditd/merkle.h"
 #include "../lib/harness.h"
 #include "shared/crypto.h"
 
@@ -187,6 +188,92 @@ static inline int au_openssl_verify(const char *dir, const char *pk64, const voi
     int ok = st == 0 && out && strstr(out, "Signature Verified Successfully");
     free(out);
     return ok;
+}
+
+/* ---- the Merkle tree, recomputed here from the bodies as the API serves them ---------- */
+
+/* MTH of leaf hashes lh[lo..hi) by RFC 6962's definition (written for the tests, apart from
+ * auditd's merkle.c). */
+static inline void au_mth(uint8_t (*lh)[32], long long lo, long long hi, uint8_t out[32])
+{
+    if (hi - lo == 1) {
+        memcpy(out, lh[lo], 32);
+        return;
+    }
+    long long k = 1;
+    while (k * 2 < hi - lo)
+        k *= 2;
+    uint8_t buf[65] = {1};
+    au_mth(lh, lo, lo + k, buf + 1);
+    au_mth(lh, lo + k, hi, buf + 33);
+    crypto_sha256(buf, sizeof(buf), out);
+}
+
+/* The leaf hashes of entries 1..n of the chain auditd on port serves (GET /v1/events),
+ * calloc'd (caller frees); NULL if it serves fewer. */
+static inline uint8_t (*au_leaf_hashes(int port, long long n))[32]
+{
+    uint8_t(*lh)[32] = calloc((size_t)n + 1, 32);
+    char path[96];
+    long long have = 0;
+    while (lh && have < n) {
+        snprintf(path, sizeof(path), "/v1/events?from_seq=%lld&limit=1000", have + 1);
+        json_t *page = au_get(port, path), *e;
+        size_t i, got = 0;
+        json_array_foreach(json_object_get(page, "entries"), i, e)
+        {
+            const char *body = json_string_value(json_object_get(e, "body"));
+            size_t len = json_string_length(json_object_get(e, "body"));
+            uint8_t *buf = malloc(len + 1);
+            if (have < n && body && buf) {
+                buf[0] = 0;
+                memcpy(buf + 1, body, len);
+                crypto_sha256(buf, len + 1, lh[have++]);
+                got++;
+            }
+            free(buf);
+        }
+        json_decref(page);
+        if (got == 0)
+            break;
+    }
+    if (lh && have < n) {
+        free(lh);
+        lh = NULL;
+    }
+    return lh;
+}
+
+/* The root of the first n entries (n >= 1). Returns 0, or -1 if they could not be read. */
+static inline int au_tree_root(int port, long long n, uint8_t out[32])
+{
+    uint8_t(*lh)[32] = au_leaf_hashes(port, n);
+    if (!lh)
+        return -1;
+    au_mth(lh, 0, n, out);
+    free(lh);
+    return 0;
+}
+
+/* Set the tree fields of chain's head to those of its first n stored entries, as a careful
+ * hand cutting the chain back to n would (with auditd's merkle.c; the tiles are left). */
+static inline void au_set_tree(struct th_redis *r, const char *chain, long long n)
+{
+    struct merkle_frontier f;
+    uint8_t leaf[32], root[32];
+    char hex[65];
+    merkle_frontier_init(&f);
+    redisReply *log = th_redis_cmd(r, "XRANGE audit:{%s}:log 1-0 %lld-0", chain, n);
+    for (size_t i = 0; log && i < log->elements; i++) {
+        redisReply *fields = log->element[i]->element[1];
+        merkle_leaf_hash(fields->element[1]->str, fields->element[1]->len, leaf);
+        merkle_frontier_push(&f, leaf, NULL, NULL);
+    }
+    freeReplyObject(log);
+    merkle_frontier_root(&f, root);
+    crypto_hex(root, 32, hex);
+    freeReplyObject(th_redis_cmd(r, "HSET audit:{%s}:head tsize %lld root %s frontier %b", chain,
+                                 f.size, hex, f.h, (size_t)f.n * 32));
 }
 
 /* Run audit-verify with args (NULL-terminated, without argv[0]); returns its exit status

@@ -223,16 +223,21 @@ static inline void ops_set_scan(struct ops_set *s, const char *text, const char 
     regfree(&re);
 }
 
-/* The same over every file of dir whose name ends with suffix. */
-static inline void ops_set_scan_dir(struct ops_set *s, const char *dir, const char *suffix,
-                                    const char *pattern, int lower)
+/* The same over every file of dir whose name ends with suffix, but those named in except
+ * (NULL-terminated, may be NULL). */
+static inline void ops_set_scan_dir_except(struct ops_set *s, const char *dir, const char *suffix,
+                                           const char *pattern, int lower,
+                                           const char *const *except)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
     size_t sl = strlen(suffix);
     while (d && (e = readdir(d)) != NULL) {
         size_t nl = strlen(e->d_name);
-        if (nl <= sl || strcmp(e->d_name + nl - sl, suffix) != 0)
+        int skip = nl <= sl || strcmp(e->d_name + nl - sl, suffix) != 0;
+        for (int i = 0; except && except[i] && !skip; i++)
+            skip = strcmp(e->d_name, except[i]) == 0;
+        if (skip)
             continue;
         char path[1024];
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
@@ -243,6 +248,12 @@ static inline void ops_set_scan_dir(struct ops_set *s, const char *dir, const ch
     }
     if (d)
         closedir(d);
+}
+
+static inline void ops_set_scan_dir(struct ops_set *s, const char *dir, const char *suffix,
+                                    const char *pattern, int lower)
+{
+    ops_set_scan_dir_except(s, dir, suffix, pattern, lower, NULL);
 }
 
 #endif

@@ -336,31 +336,73 @@ static void test_key_id(void **state)
     assert_string_equal(hex, "65308a54");
 }
 
+#define HA "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define HB "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+/* Sign text as a note by key under origin ("— origin base64(id || sig)"), after an
+ * optional other signature line (a witness's); returns the note's length. */
+static int sign_note(const struct audit_key *key, const char *origin, const char *text,
+                     const char *other_line, char *note, size_t size)
+{
+    uint8_t blob[68];
+    char b64[128];
+    audit_key_id(origin, key->pk, blob);
+    crypto_ed25519_sign(key->sk, text, strlen(text), blob + 4);
+    crypto_b64(blob, sizeof(blob), b64, sizeof(b64));
+    return snprintf(note, size, "%s\n%s\xe2\x80\x94 %s %s\n", text, other_line, origin, b64);
+}
+
 static void test_checkpoint_note(void **state)
 {
     (void)state;
     uint8_t seed[32] = {9};
     struct audit_key key = {.version = 1, .name = "v1"};
     struct audit_keyring kr = {.keys = &key, .n = 1};
-    char note[AUDIT_NOTE_MAX], err[128], hash[65];
-    long long seq;
+    struct audit_cp cp = {.origin = "warden-audit/x", .has_tree = 1, .size = 42, .chain_seq = 42},
+                    got;
+    char note[AUDIT_NOTE_MAX], err[160];
     key.sk = malloc(64);
     crypto_ed25519_from_seed(seed, key.pk, key.sk);
-    int n = audit_checkpoint_make("warden-audit/x", 42, AUDIT_ZERO_HASH, &key, note, sizeof(note));
+    memset(cp.root, 0xff, sizeof(cp.root));
+    memcpy(cp.chain_hash, AUDIT_ZERO_HASH, sizeof(cp.chain_hash));
+    int n = audit_checkpoint_make(&cp, &key, note, sizeof(note));
     assert_true(n > 0);
-    const char *want = "warden-audit/x\n42\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"
-                       "\n\xe2\x80\x94 warden-audit/x ";
+    const char *want = "warden-audit/x\n42\n//////////////////////////////////////////8=\n"
+                       "chain 42 " AUDIT_ZERO_HASH "\n\n\xe2\x80\x94 warden-audit/x ";
     assert_int_equal(strncmp(note, want, strlen(want)), 0);
-    assert_int_equal(audit_checkpoint_open(note, (size_t)n, &kr, &seq, hash, err, sizeof(err)), 0);
-    assert_int_equal(seq, 42);
-    assert_string_equal(hash, AUDIT_ZERO_HASH);
-    note[16] = '3'; /* seq 43: signature no longer matches */
-    assert_int_equal(audit_checkpoint_open(note, (size_t)n, &kr, &seq, hash, err, sizeof(err)), -1);
+    assert_int_equal(audit_checkpoint_open(note, (size_t)n, &kr, &got, err, sizeof(err)), 0);
+    assert_int_equal(got.has_tree, 1);
+    assert_int_equal(got.size, 42);
+    assert_int_equal(got.chain_seq, 42);
+    assert_memory_equal(got.root, cp.root, 32);
+    assert_string_equal(got.chain_hash, AUDIT_ZERO_HASH);
+    note[16] = '3'; /* size 43: the signature no longer matches */
+    assert_int_equal(audit_checkpoint_open(note, (size_t)n, &kr, &got, err, sizeof(err)), -1);
+    /* A witness's line before ours is passed over. */
+    n = sign_note(&key, "o", "o\n7\n//////////////////////////////////////////8=\nchain 7 " HA "\n",
+                  "\xe2\x80\x94 witness.example AAAA\n", note, sizeof(note));
+    assert_int_equal(audit_checkpoint_open(note, (size_t)n, &kr, &got, err, sizeof(err)), 0);
+    assert_int_equal(got.size, 7);
+    assert_string_equal(got.chain_hash, HA);
+    /* The earlier form: three lines, a chain head. */
+    n = sign_note(&key, "o", "o\n5\nqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqo=\n", "", note,
+                  sizeof(note));
+    assert_int_equal(audit_checkpoint_open(note, (size_t)n, &kr, &got, err, sizeof(err)), 0);
+    assert_int_equal(got.has_tree, 0);
+    assert_int_equal(got.chain_seq, 5);
+    assert_string_equal(got.chain_hash, HA);
+    /* A tree without our chain line, or with one at another seq, is not ours. */
+    static const char *const bad[] = {
+        "o\n7\n//////////////////////////////////////////8=\nother ext\n",
+        "o\n7\n//////////////////////////////////////////8=\nchain 6 " HA "\n",
+        "o\n07\n//////////////////////////////////////////8=\nchain 7 " HA "\n",
+        "o\n7\n//////////////////////////////////////////8=\nchain 7 " HA "\nchain 7 " HA "\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        n = sign_note(&key, "o", bad[i], "", note, sizeof(note));
+        assert_int_equal(audit_checkpoint_open(note, (size_t)n, &kr, &got, err, sizeof(err)), -1);
+    }
     free(key.sk);
 }
-
-#define HA "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-#define HB "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
 /* The rule audit_append.lua applies too: the chain must hold the floor. */
 static void test_guard_judge(void **state)
@@ -383,22 +425,41 @@ static void test_state_file(void **state)
 {
     (void)state;
     char dir[] = "/tmp/warden-state-XXXXXX", err[4400], hash[AUDIT_HASH_HEX_LEN + 1];
+    char root[AUDIT_HASH_HEX_LEN + 1], cmd[600];
     long long seq = -1;
     assert_non_null(mkdtemp(dir));
     struct audit_state *s = audit_state_open(dir, "c", "o/1", err, sizeof(err));
     assert_non_null(s);
-    assert_int_equal(audit_state_load(s, &seq, hash, err, sizeof(err)), 0); /* none yet */
-    assert_int_equal(audit_state_save(s, 7, HA, err, sizeof(err)), 0);
-    assert_int_equal(audit_state_save(s, 9, HB, err, sizeof(err)), 0);
-    assert_int_equal(audit_state_load(s, &seq, hash, err, sizeof(err)), 1);
+    assert_int_equal(audit_state_load(s, &seq, hash, root, err, sizeof(err)), 0); /* none yet */
+    assert_int_equal(audit_state_save(s, 7, HA, "", err, sizeof(err)), 0);
+    assert_int_equal(audit_state_load(s, &seq, hash, root, err, sizeof(err)), 1);
+    assert_string_equal(root, "");
+    assert_int_equal(audit_state_save(s, 9, HB, HA, err, sizeof(err)), 0);
+    assert_int_equal(audit_state_load(s, &seq, hash, root, err, sizeof(err)), 1);
     assert_int_equal(seq, 9);
     assert_string_equal(hash, HB);
+    assert_string_equal(root, HA);
+    /* A file from before the tree is read; a root without its tree size is not. */
+    snprintf(cmd, sizeof(cmd),
+             "echo '{\"chain\":\"c\",\"hash\":\"%s\",\"origin\":\"o/1\",\"seq\":3}' > %s", HA,
+             audit_state_path(s));
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(audit_state_load(s, &seq, hash, root, err, sizeof(err)), 1);
+    assert_int_equal(seq, 3);
+    assert_string_equal(root, "");
+    snprintf(cmd, sizeof(cmd),
+             "echo '{\"chain\":\"c\",\"hash\":\"%s\",\"origin\":\"o/1\",\"root\":\"%s\","
+             "\"seq\":3,\"tree_size\":2}' > %s",
+             HA, HB, audit_state_path(s));
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(audit_state_load(s, &seq, hash, root, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "tree_size differs from seq"));
+    assert_int_equal(audit_state_save(s, 9, HB, HA, err, sizeof(err)), 0);
     struct audit_state *other = audit_state_open(dir, "c", "o/2", err, sizeof(err));
-    assert_int_equal(audit_state_load(other, &seq, hash, err, sizeof(err)), 0); /* its own */
-    char cmd[200];
+    assert_int_equal(audit_state_load(other, &seq, hash, root, err, sizeof(err)), 0); /* its own */
     snprintf(cmd, sizeof(cmd), "cp %s %s", audit_state_path(s), audit_state_path(other));
     assert_int_equal(system(cmd), 0);
-    assert_int_equal(audit_state_load(other, &seq, hash, err, sizeof(err)), -1);
+    assert_int_equal(audit_state_load(other, &seq, hash, root, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "belongs to another chain or origin"));
     snprintf(cmd, sizeof(cmd), "rm -r %s", dir);
     audit_state_close(s);
