@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin_client: one POST to auditd's admin API, Connection: close. */
 #include "admin_client.h"
 

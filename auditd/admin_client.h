@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* admin_client: the smallest HTTP/1.1 client audit-trim needs to ask auditd for an admin
  * action: one POST of a JSON body with a bearer token, on a connection of its own, the
  * answer read up to the close. auditd's base URL is http://host:port (IPv4, IPv6 in

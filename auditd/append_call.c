@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* append_call: audit_append.lua's arguments, the call, its reply. */
 #include "append_call.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* append_call: one call of audit_append.lua — its KEYS and ARGV built from the head and
  * tree it expects, the guard's floor, a batch of sealed entries and the tree delta they
  * make, sent with a WAIT behind it when replicas are wanted — and reading its reply. */

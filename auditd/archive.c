@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* archive: reading and writing the static tlog-tiles tree of an export. */
 #include "archive.h"
 

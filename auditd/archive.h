@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* archive: the static tlog-tiles tree `audit-export --tiles DIR` writes (any static file
  * server can publish it) and that audit-verify --tiles and audit-trim read:
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* audit-trim: retention. Removes a chain's entries before --before-seq N, and the Merkle
  * tree's full tiles wholly before it, from Redis — only once the archive in --tiles DIR
  * (audit-export --tiles) holds them and verifies against its signed checkpoint, that

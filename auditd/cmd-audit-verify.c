@@ -280,8 +280,8 @@ static void print_config(const struct opts *o, const struct audit_keyring *kr, s
            o->tiles ? o->tiles : "<unset>", o->chain);
     for (int i = 0; i < o->nkeys; i++)
         printf("keys=%s\n", o->keys[i]);
-    printf("keyring=%zu keys\nfrom_seq=%lld\nexpect=%zu\nthreads=%d\njson=%d\n", kr->n,
-           o->from_seq, nexpect, o->threads, o->json);
+    printf("keyring=%zu keys\nfrom_seq=%lld\nexpect=%zu\nthreads=%d\njson=%d\n", kr->n, o->from_seq,
+           nexpect, o->threads, o->json);
 }
 
 static int verify(const struct opts *o, const struct audit_keyring *kr, struct audit_cp *cps,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* export: Redis's tree and entries, cut at a checkpoint, into a static tlog-tiles archive. */
 #include "export.h"
 

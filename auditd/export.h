@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* export: write the tree Redis holds, cut at a signed checkpoint, as the static tlog-tiles
  * archive of archive.h (audit-export --tiles DIR). What an archive already holds of full
  * tiles, bundles and signatures is kept (it never changes), so exporting again only adds

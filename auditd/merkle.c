@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* merkle: RFC 6962 hashing, the appender's frontier, proofs made from tiles and checked. */
 #include "merkle.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* merkle: the RFC 6962 Merkle tree auditd keeps beside its hash chain. Leaf i (0-based) is
  * entry seq i+1; its hash is SHA-256(0x00 || body bytes as stored), an interior node's
  * SHA-256(0x01 || left || right). Here: those hashes, the frontier an appender extends in

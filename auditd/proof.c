@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proof: parsing the proofs of the API and checking them against checkpoints. */
 #include "proof.h"
 

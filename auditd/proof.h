@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proof: the proofs auditd serves, as audit-verify checks them offline — the JSON of
  * GET /v1/proofs/inclusion ({"leaf_index","tree_size","hashes"}) and /v1/proofs/consistency
  * ({"hashes"}) parsed strictly, then checked against signed checkpoints (checkpoint.h) and,

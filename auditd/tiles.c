@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tiles: tlog-tiles paths and widths, and the fetch-once set of tile prefixes. */
 #include "tiles.h"
 

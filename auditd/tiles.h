@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tiles: the C2SP tlog-tiles layout of auditd's tree. Paths of hash tiles and entry
  * bundles (tile/<L>/<N>[.p/<W>], tile/entries/<N>[.p/<W>], <N> in 3-digit groups all but
  * the last prefixed 'x'), the width a tile has at a tree size, and a tile set: the tile

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tree: the Merkle tree's head fields and tiles in Redis; proofs from them; append deltas. */
 #include "tree.h"
 

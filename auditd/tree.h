@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tree: auditd's Merkle tree in Redis, beside the chain and in its cluster slot:
  *
  *   audit:{c}:head          besides seq and hash: tsize (leaves in the tree; equal to seq

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* treecheck: the tree grown from the entries, compared with stored tiles and roots. */
 #include "treecheck.h"
 

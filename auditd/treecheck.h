@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* treecheck: the verifier's half for the Merkle tree. Fed the entries' bodies in order, it
  * grows the tree from them and checks that every tile hash a store holds (Redis, an
  * archive) is the one recomputed, and that the root at each checkpoint's size is the

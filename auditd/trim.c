@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* trim: archive verified, trim recorded, then entries and full tiles removed from Redis. */
 #include "trim.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* trim: retention of a chain in Redis (audit-trim). The entries before a seq N, and the
  * Merkle tree's full tiles that lie wholly before it, leave Redis only once (1) an archive
  * that holds them (archive.h, written by audit-export --tiles) verifies against its signed

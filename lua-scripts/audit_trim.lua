@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- audit_trim: remove a chain's entries before a seq, and the Merkle tree's full tiles that lie
 -- wholly before it, once the chain itself records the trim (audit-trim; an archive holds them).
 -- KEYS[1] = audit:{c}:log  KEYS[2] = audit:{c}:trim (hash: first_seq, record_seq)

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Retention of an audit chain in Redis, run by warden-audit-retention.timer: export the
 # Merkle tree and entries at the newest stored signed checkpoint into the archive directory
 # (audit-export --tiles: only what is new is written), then trim from Redis everything but

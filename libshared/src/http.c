@@ -66,6 +66,7 @@ const char *http_status_title(int status)
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
+    case 410: return "Gone";
     case 413: return "Content Too Large";
     case 415: return "Unsupported Media Type";
     case 422: return "Unprocessable Content";
@@ -304,7 +305,8 @@ static int authorized(struct http_req *r)
     const char *want = c->api_token;
     if (r->route && (r->route->flags & HTTP_ADMIN) && c->admin_token)
         want = c->admin_token;
-    if (!want || strncmp(r->path, "/v1/", 4) != 0)
+    if (!want ||
+        (strncmp(r->path, "/v1/", 4) != 0 && !(r->route && (r->route->flags & HTTP_TOKEN))))
         return 1;
     const char *auth = http_header(r, "Authorization");
     if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)

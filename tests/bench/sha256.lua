@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- sha256.lua: SHA-256 in Redis's Lua 5.1 with its bit library, for bench-auditd.sh only — to
 -- measure what hashing the Merkle tree inside audit_append.lua would cost Redis (it is not
 -- used by auditd: the appender hashes in C and the script only appends).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for the proof files audit-verify --inclusion and --consistency read
  * (audit_proof_parse), and for the checks they feed (merkle_check_inclusion and
  * merkle_check_consistency, through audit_proof_*). What parses holds at most 128 hashes of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer harness for what audit-verify --tiles reads of an archive: tile paths
  * (audit_tile_parse), entry bundles (audit_bundle_split) and the checkpoint file read
  * without its signature (audit_checkpoint_read). The first byte picks which:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of auditd as a transparency log: a real redis-server and auditd. Trees
  * of every size from 1 to 1,000 checked by two independent implementations — a Python
  * RFC 6962 verifier (tests/tlog/rfc6962.py: roots of every prefix, every checkpoint kept on
@@ -129,11 +130,10 @@ static void test_bad_input(void **state)
         "/v1/proofs/consistency?from=1&to=",
     };
     static const char *const missing[] = {
-        "/v1/tile/0/004",       "/v1/tile/0/003.p/233", "/v1/tile/1/000",
-        "/v1/tile/0/03",        "/v1/tile/0/x000/003",  "/v1/tile/9/000",
-        "/v1/tile/entries/4",   "/v1/tile/0/000.p/0",   "/v1/tile/0/000.p/256",
-        "/v1/tile/0/000/extra", "/v1/tile/x/000",       "/v1/tile/entries/003.p/233",
-        "/v1/tile/0/%30%30%30"};
+        "/tile/0/004",       "/tile/0/003.p/233", "/tile/1/000",     "/tile/0/03",
+        "/tile/0/x000/003",  "/tile/9/000",       "/tile/entries/4", "/tile/0/000.p/0",
+        "/tile/0/000.p/256", "/tile/0/000/extra", "/tile/x/000",     "/tile/entries/003.p/233",
+        "/tile/0/%30%30%30"};
     struct th_resp r;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (get_status(bad[i], &r) != 400 || !strstr(r.body, "invalid_request"))
@@ -152,15 +152,15 @@ static void test_bad_input(void **state)
     assert_string_equal(r.body, "{\"leaf_index\":0,\"tree_size\":1,\"hashes\":[]}");
     th_resp_free(&r);
     char ct[64];
-    assert_int_equal(get_status("/v1/tile/0/003.p/232", &r), 200); /* 1000 = 3 * 256 + 232 */
+    assert_int_equal(get_status("/tile/0/003.p/232", &r), 200); /* 1000 = 3 * 256 + 232 */
     assert_int_equal(r.body_len, 232 * 32);
     assert_non_null(th_header(&r, "Content-Type", ct, sizeof(ct)));
     assert_string_equal(ct, "application/octet-stream");
     th_resp_free(&r);
-    assert_int_equal(get_status("/v1/tile/0/003.p/5", &r), 200); /* an older tree's: a prefix */
+    assert_int_equal(get_status("/tile/0/003.p/5", &r), 200); /* an older tree's: a prefix */
     assert_int_equal(r.body_len, 5 * 32);
     th_resp_free(&r);
-    assert_int_equal(get_status("/v1/tile/1/000.p/3", &r), 200);
+    assert_int_equal(get_status("/tile/1/000.p/3", &r), 200);
     assert_int_equal(r.body_len, 3 * 32);
     th_resp_free(&r);
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Integration tests of retention: a real redis-server and auditd. audit-export --tiles, then
  * audit-trim removes the entries and full tiles before a seq — and Redis's memory of the
  * chain drops; the trim is an entry of the chain (audit.trimmed, with its checkpoint);
@@ -259,8 +260,8 @@ static void test_trim(void **state)
     }
     snprintf(path, sizeof(path), "/v1/proofs/inclusion?seq=3&tree_size=%lld", size);
     proof_status(path, 410);
-    proof_status("/v1/tile/0/000", 404);
-    proof_status("/v1/tile/1/000.p/9", 200);
+    proof_status("/tile/0/000", 404);
+    proof_status("/tile/1/000.p/9", 200);
     proof_status("/ready", 200);
     /* audit-verify: archive + Redis verify; Redis alone says trimmed; from the first seq kept */
     const char *both[] = {"--tiles", dir, "--redis", redis.url, "--keys", ring, NULL};

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers of the transparency-log tests (header-only): the independent checkers of
  * tests/tlog/ — the Python RFC 6962 verifier and the Go program over golang.org/x/mod's
  * sumdb/tlog and sumdb/note — built and run against an auditd, and the C2SP verifier key
@@ -41,15 +42,16 @@ static inline void tl_vkey(int port, const char *origin, char *out, size_t size)
 static inline int tl_python(int port, const char *every, const char *const *checkpoints, char **out,
                             char **err)
 {
-    char url[64], script[1024];
-    const char *argv[64] = {"python3", script, "--log", url, "--every", every};
-    int n = 6;
+    char url[64], tiles[64], script[1024];
+    const char *argv[64] = {"python3", script, "--log", url, "--tiles", tiles, "--every", every};
+    int n = 8;
     const char *py =
         access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : ops_which("python3");
     OPS_NEED_SOURCE();
     if (!py)
         fail_msg("python3 is not installed (make deps installs it)");
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/", port);
+    snprintf(tiles, sizeof(tiles), "http://127.0.0.1:%d/", port);
     snprintf(script, sizeof(script), "%s", ops_src("tests/tlog/rfc6962.py"));
     for (int i = 0; checkpoints && checkpoints[i] && n < 63; i++)
         argv[n++] = checkpoints[i];
@@ -63,7 +65,7 @@ static inline int tl_python(int port, const char *every, const char *const *chec
 static inline int tl_go(const char *dir, int port, const char *vkey, const char *every, char **out,
                         char **err)
 {
-    char bin[400], cache[400], src[1024], url[64], env_cache[420];
+    char bin[400], cache[400], src[1024], url[64], tiles[64], env_cache[420];
     OPS_NEED_SOURCE();
     if (!ops_which("go"))
         fail_msg("go is not installed (make deps installs golang-go and golang-golang-x-mod-dev)");
@@ -84,7 +86,9 @@ static inline int tl_go(const char *dir, int port, const char *vkey, const char 
         *err = NULL;
     }
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/", port);
-    const char *run[] = {"tlogcheck", "-log", url, "-vkey", vkey, "-every", every, NULL};
+    snprintf(tiles, sizeof(tiles), "http://127.0.0.1:%d/", port);
+    const char *run[] = {"tlogcheck", "-log", url,      "-tiles", tiles,
+                         "-vkey",     vkey,   "-every", every,    NULL};
     return th_run(bin, run, NULL, out, err, 600000);
 }
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The transparency log at 1,000,000 entries (make test-large; minutes, so outside make
  * test): a real redis-server and auditd, the log filled through POST /v1/events/batch, then
  * both independent checkers of tests/tlog over it — the Python RFC 6962 verifier (every
@@ -82,9 +83,8 @@ static void fill(void)
     }
     free(body);
     while (head_seq() < want)
-        assert_int_equal(au_post(daemon_.port, "/v1/events", "{\"actor\":\"u\",\"action\":\"x\"}",
-                                 NULL),
-                         201);
+        assert_int_equal(
+            au_post(daemon_.port, "/v1/events", "{\"actor\":\"u\",\"action\":\"x\"}", NULL), 201);
     assert_int_equal(head_seq(), want);
 }
 
@@ -118,14 +118,14 @@ static void test_large_log(void **state)
     free(out);
     free(err);
     out = NULL;
-    const char *verify[] = {"--redis", redis.url, "--keys", ring, "--expect", cp, "--threads", "2",
-                            NULL};
+    const char *verify[] = {"--redis", redis.url,   "--keys", ring, "--expect",
+                            cp,        "--threads", "2",      NULL};
     assert_int_equal(au_verify(verify, &out), 0);
     print_message("audit-verify --redis: %s", out);
     free(out);
     snprintf(dir, sizeof(dir), "%s/archive", tmp);
-    const char *exp[] = {"audit-export", "--redis",      redis.url, "--tiles", dir,
-                         "--checkpoint", cp,             NULL};
+    const char *exp[] = {"audit-export", "--redis", redis.url, "--tiles", dir,
+                         "--checkpoint", cp,        NULL};
     assert_int_equal(th_run(th_bin("bin/audit-export"), exp, NULL, NULL, NULL, 600000), 0);
     const char *tiles[] = {"--tiles", dir, "--keys", ring, "--threads", "2", NULL};
     assert_int_equal(au_verify(tiles, &out), 0);

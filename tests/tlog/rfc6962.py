@@ -6,7 +6,7 @@ root, and the chain head on the "chain" extension line), auditd's inclusion and 
 proofs (with RFC 9162's verification algorithms), and every hash tile and entry bundle
 (recomputed here, byte for byte).
 
-    rfc6962.py --log http://127.0.0.1:8082/v1/ [--token T] [--every K] [CHECKPOINT ...]
+    rfc6962.py --log http://127.0.0.1:8082/v1/ [--tiles http://127.0.0.1:8082/] [--token T] [--every K] [CHECKPOINT ...]
 
 --every K checks the proofs of every K-th tree size (1: every size, every leaf of small
 trees). Exit 0 when everything checks, 1 with the first problem on stderr.
@@ -104,11 +104,13 @@ def verify_consistency(first, second, first_hash, second_hash, proof):
 
 
 class Log:
-    def __init__(self, url, token):
-        self.url, self.token = url, token
+    def __init__(self, url, tiles, token):
+        self.url, self.tiles, self.token = url, tiles, token
 
     def get(self, path):
-        req = urllib.request.Request(self.url + path)
+        # tiles where tlog-tiles puts them (their own prefix), the rest under the API's
+        base = self.tiles if path.startswith("tile/") else self.url
+        req = urllib.request.Request(base + path)
         if self.token:
             req.add_header("Authorization", "Bearer " + self.token)
         try:
@@ -179,11 +181,12 @@ def check_checkpoint(path, roots, chain):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--log", required=True)
+    ap.add_argument("--tiles", default=None, help="the tiles' URL prefix (default: --log)")
     ap.add_argument("--token", default="")
     ap.add_argument("--every", type=int, default=1)
     ap.add_argument("checkpoints", nargs="*")
     a = ap.parse_args()
-    log = Log(a.log, a.token)
+    log = Log(a.log, a.tiles or a.log, a.token)
     bodies, chain = [], {0: "0" * 64}
     nxt = 1
     while nxt:

@@ -7,7 +7,7 @@
 // consistency proofs with tlog's own ProveRecord / ProveTree, checking each with
 // CheckRecord / CheckTree.
 //
-//	tlogcheck -log http://127.0.0.1:8082/v1/ -vkey 'origin+id+key' [-token T] [-every K]
+//	tlogcheck -log http://127.0.0.1:8082/v1/ [-tiles http://127.0.0.1:8082/] -vkey 'origin+id+key' [-token T] [-every K]
 //
 // -every K checks the proofs of every K-th tree size (1: all of them). Exit 0 when
 // everything checks, 1 with the first problem on stderr.
@@ -30,10 +30,11 @@ import (
 )
 
 var (
-	logURL = flag.String("log", "", "the log's URL prefix, ending in /")
-	vkey   = flag.String("vkey", "", "the verifier key, <name>+<hex id>+<base64(0x01||pk)>")
-	token  = flag.String("token", "", "bearer token, if the log wants one")
-	every  = flag.Int64("every", 1, "check the proofs of every K-th tree size")
+	logURL   = flag.String("log", "", "the log's URL prefix, ending in /")
+	tilesURL = flag.String("tiles", "", "the tiles' URL prefix, ending in / (default: -log)")
+	vkey     = flag.String("vkey", "", "the verifier key, <name>+<hex id>+<base64(0x01||pk)>")
+	token    = flag.String("token", "", "bearer token, if the log wants one")
+	every    = flag.Int64("every", 1, "check the proofs of every K-th tree size")
 )
 
 func fail(format string, args ...interface{}) {
@@ -42,7 +43,11 @@ func fail(format string, args ...interface{}) {
 }
 
 func get(path string) ([]byte, int) {
-	req, err := http.NewRequest("GET", *logURL+path, nil)
+	base := *logURL
+	if *tilesURL != "" && strings.HasPrefix(path, "tile/") {
+		base = *tilesURL /* tiles where tlog-tiles puts them */
+	}
+	req, err := http.NewRequest("GET", base+path, nil)
 	if err != nil {
 		fail("%v", err)
 	}

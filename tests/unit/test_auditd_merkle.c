@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of auditd's Merkle tree (merkle.h) and tlog-tiles layout (tiles.h): the
  * published RFC 6962 roots of the certificate-transparency test leaves, the frontier and
  * proofs against a naive recursive MTH written here, every inclusion and consistency proof

@@ -54,6 +54,8 @@ void http_config_load(struct http_config *hc, struct cfg *c, const char *daemon,
  * are then given by http_json() as an object of strings (a repeated name: 400
  * invalid_form). */
 #define HTTP_FORM_BODY 0x4u
+/* Needs API_TOKEN (when set) although outside /v1/ (paths fixed by an outside format). */
+#define HTTP_TOKEN 0x8u
 
 typedef void (*http_handler)(struct http_req *req, void *ctx);
 
