@@ -173,7 +173,7 @@ MANDIR     ?= $(PREFIX)/share/man
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR    ?= $(if $(filter /usr,$(PREFIX)),/lib,$(PREFIX)/lib)/systemd/system
 UNIT_SED    = -e 's|/usr/bin/|$(BINDIR)/|g' -e 's|/etc/warden/|$(SYSCONFDIR)/warden/|g' \
-              -e 's|/usr/share/doc/warden/|$(DOCDIR)/|g'
+              -e 's|/usr/share/doc/warden/|$(DOCDIR)/|g' -e 's|/usr/share/warden/|$(DATADIR)/|g'
 OPS_LIBS    = restore-checks.sh restore-apps.sh common.sh
 
 install: all
@@ -184,13 +184,14 @@ install: all
 	for b in $(notdir $(BINS)); do install -m 0755 $(BUILD)/bin/$$b $(DESTDIR)$(BINDIR)/warden-$$b; done
 	install -m 0644 docs/man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 docs/man/*.8 $(DESTDIR)$(MANDIR)/man8/
-	for u in deploy/systemd/*.service; do \
+	for u in deploy/systemd/*.service deploy/systemd/*.timer; do \
 		sed $(UNIT_SED) $$u >$(DESTDIR)$(UNITDIR)/$${u##*/} && chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/}; done
 	for e in deploy/env/*.env; do d=$(DESTDIR)$(SYSCONFDIR)/warden/$${e##*/}; \
 		[ -e $$d ] || sed $(UNIT_SED) $$e >$$d; done
 	install -m 0644 deploy/redis/redis.conf $(DESTDIR)$(DATADIR)/redis/
 	install -m 0755 deploy/redis/gen-acl.sh $(DESTDIR)$(DATADIR)/redis/
-	install -m 0755 deploy/scripts/backup.sh deploy/scripts/restore-test.sh $(DESTDIR)$(DATADIR)/scripts/
+	install -m 0755 deploy/scripts/backup.sh deploy/scripts/restore-test.sh \
+		deploy/scripts/audit-retention.sh $(DESTDIR)$(DATADIR)/scripts/
 	install -m 0644 $(OPS_LIBS:%=deploy/scripts/%) tools/scratch-redis.sh $(DESTDIR)$(DATADIR)/scripts/
 	install -m 0644 lua-scripts/*.lua $(DESTDIR)$(DATADIR)/lua-scripts/
 	install -m 0644 deploy/prometheus/*.yml $(DESTDIR)$(DATADIR)/prometheus/

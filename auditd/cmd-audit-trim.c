@@ -16,9 +16,9 @@
 #include "trim.h"
 
 static const char USAGE[] =
-    "usage: audit-trim --redis redis://host:6379/0 [--chain default] --tiles DIR\n"
-    "                  --keys keyring.json --before-seq N --auditd http://host:port\n"
-    "                  [--admin-token-file FILE] [--threads N]\n"
+    "usage: warden-audit-trim --redis redis://host:6379/0 [--chain default] --tiles DIR\n"
+    "                         --keys keyring.json --before-seq N --auditd http://host:port\n"
+    "                         [--admin-token-file FILE] [--threads N]\n"
     "       --redis may be left out when REDIS_URL is set; the admin token comes from\n"
     "       --admin-token-file or ADMIN_TOKEN_FILE (never the command line); --check-config;\n"
     "       --version\n"
@@ -56,7 +56,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case 'a': o->auditd = optarg; break;
         case 'A': o->token_file = optarg; break;
         case 'C': o->check = 1; break;
-        case 'V': puts("audit-trim " WARDEN_VERSION); exit(0);
+        case 'V': puts("warden-audit-trim " WARDEN_VERSION); exit(0);
         case 'h': fputs(USAGE, stdout); exit(0);
         case 'b':
             if (audit_tool_num(optarg, 2, 1LL << 62, &o->before_seq) != 0)

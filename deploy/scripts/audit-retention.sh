@@ -18,9 +18,11 @@
 #   AUDITOR_REDIS_URL_FILE    Redis URL of the read-only auditor user, for the export
 #   AUDITTRIM_REDIS_URL_FILE  Redis URL of the audittrim user, for the trim
 #   ADMIN_TOKEN_FILE       auditd's admin token (POST /v1/admin/trim)
-#   AUDIT_BIN              where audit-export and audit-trim are (default: /usr/local/bin)
+#   AUDIT_BIN              where warden-audit-export and warden-audit-trim are (default:
+#                          /usr/local/bin; a checkout's build/bin with their short names works too)
 # Exit status: 0 done (or nothing to trim yet), else the failing tool's.
 set -eu
+. "$(dirname "$0")/common.sh"
 chain=${AUDIT_CHAIN:-default}
 keep=${AUDIT_RETENTION_KEEP:-1000000}
 bin=${AUDIT_BIN:-/usr/local/bin}
@@ -29,7 +31,7 @@ bin=${AUDIT_BIN:-/usr/local/bin}
 case $keep in '' | *[!0-9]*) echo "audit-retention: AUDIT_RETENTION_KEEP=$keep: not a number" >&2; exit 3 ;; esac
 
 # The URLs go through the environment, never the command line (ps shows that).
-REDIS_URL=$(cat "$AUDITOR_REDIS_URL_FILE") "$bin/audit-export" --chain "$chain" \
+REDIS_URL=$(cat "$AUDITOR_REDIS_URL_FILE") "$(warden_bin "$bin" audit-export)" --chain "$chain" \
     --tiles "$AUDIT_ARCHIVE_DIR"
 size=$(sed -n 2p "$AUDIT_ARCHIVE_DIR/checkpoint")
 case $size in '' | *[!0-9]*) echo "audit-retention: the archive's checkpoint has no size" >&2; exit 3 ;; esac
@@ -38,6 +40,6 @@ if [ "$before" -lt 2 ]; then
     echo "audit-retention: chain $chain has $size entries at its checkpoint: nothing to trim yet"
     exit 0
 fi
-REDIS_URL=$(cat "$AUDITTRIM_REDIS_URL_FILE") "$bin/audit-trim" --chain "$chain" \
+REDIS_URL=$(cat "$AUDITTRIM_REDIS_URL_FILE") "$(warden_bin "$bin" audit-trim)" --chain "$chain" \
     --tiles "$AUDIT_ARCHIVE_DIR" --keys "$AUDIT_KEYRING" --before-seq "$before" \
     --auditd "$AUDITD_URL"
