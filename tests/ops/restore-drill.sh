@@ -224,10 +224,10 @@ assert "files pass, restore fails: the load itself caught it ($(failed_checks))"
 
 echo "restore drill: the payments chain trimmed (audit-export --tiles, audit-trim), then backed up"
 curl -s -o "$tmp/payments-cp.txt" "http://127.0.0.1:$au2/v1/checkpoint"
-env -i PATH="$PATH" REDIS_URL="$(cat "$acl/auditor.redis-url")" "$bin/audit-export" \
+env -i PATH="$PATH" REDIS_URL="$(cat "$acl/auditor.redis-url")" "$(warden_bin "$bin" audit-export)" \
     --chain payments --tiles "$tmp/payments-archive" --checkpoint "$tmp/payments-cp.txt" >/dev/null
 assert "audit-export --tiles wrote the archive as the auditor" [ -f "$tmp/payments-archive/checkpoint" ]
-env -i PATH="$PATH" REDIS_URL="$(cat "$acl/audittrim.redis-url")" "$bin/audit-trim" \
+env -i PATH="$PATH" REDIS_URL="$(cat "$acl/audittrim.redis-url")" "$(warden_bin "$bin" audit-trim)" \
     --chain payments --tiles "$tmp/payments-archive" --keys "$tmp/keyring.json" --before-seq 3 \
     --auditd "http://127.0.0.1:$au2" >"$tmp/trim.out" 2>&1
 assert "audit-trim removed seq 1..2 as the audittrim user ($(cat "$tmp/trim.out"))" \
