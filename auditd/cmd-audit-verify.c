@@ -314,7 +314,7 @@ int main(int argc, char **argv)
 {
     struct opts o;
     char err[160];
-    struct audit_cp cps[EXPECT_MAX];
+    struct audit_cp cps[EXPECT_MAX] = {0};
     size_t ncps = 0;
     int code = EXIT_USAGE;
     if (audit_tool_init("audit-verify") != 0)
