@@ -240,7 +240,8 @@ static inline void ops_set_scan_dir_except(struct ops_set *s, const char *dir, c
         if (skip)
             continue;
         char path[1024];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
+            continue; /* no such long paths in the tree */
         char *text = ops_read(path);
         if (text)
             ops_set_scan(s, text, pattern, lower);
