@@ -157,9 +157,13 @@ static struct rconn *pick(struct rclient *c)
     int64_t now = loop_now_ms(c->loop);
     for (int i = 0; i < c->nconns; i++) {
         struct rconn *rc = c->conns[i];
-        int old =
-            c->conf.max_conn_age_ms > 0 && now - rconn_opened_ms(rc) >= c->conf.max_conn_age_ms;
-        if (old && rconn_in_flight(rc) == 0) {
+        uint64_t carried, writes;
+        rconn_counters(rc, &carried, &writes);
+        /* Old: past REDIS_MAX_CONN_AGE, and it has carried a command (however short the
+         * age, a connection is used before it is retired). */
+        int old = c->conf.max_conn_age_ms > 0 && carried > 0 &&
+                  now - rconn_opened_ms(rc) >= c->conf.max_conn_age_ms;
+        if (old && rconn_is_up(rc) && rconn_in_flight(rc) == 0) {
             forget_conn(c, rc);
             rconn_retire(rc); /* it may be delivering the reply that brought us here */
             i--;
@@ -253,6 +257,8 @@ static void drain_waiting(struct rclient *c)
         if (rconn_push(rc, k->cmd, k->len, loop_now_ms(c->loop) + k->timeout_ms, k) != 0)
             finish(k, RCL_CONN, NULL);
     }
+    if (c->waiting && !connection_coming(c)) /* pick() may have retired the last one */
+        open_conn(c);
 }
 
 /* Commands that waited REDIS_POOL_TIMEOUT: for room (pool_timeout, logged critical at
