@@ -17,13 +17,27 @@
 #include "shared/listen.h"
 #include "shared/log.h"
 #include "shared/procstat.h"
+#include "shared/redis_reply.h"
 #include "shared/sdnotify.h"
+
+/* What a worker of either server holds: its loop's Redis client, and for the API server
+ * the daemon's own per-worker data. */
+struct app_worker {
+    struct app *a;
+    struct rclient *rcl;
+    void *data;
+    int api; /* a worker of the API server (not of METRICS_ADDR's) */
+};
 
 struct app {
     struct app_spec spec;
     struct cfg *cfg;
     struct metrics *metrics;
     struct rpool_config rconf;
+    struct rcl_config rcl_conf; /* the same settings, for every loop's client */
+    struct rcl_metrics rcl_metrics;
+    struct metrics *pool_metrics; /* the blocking pool's, not rendered: its families are
+                                     the clients' */
     struct http_config hconf;
     struct rpool *pool;
     struct http_server *http;
@@ -51,6 +65,9 @@ struct app {
     void *shutdown_arg;
     int (*ready_fn)(void *, char *, size_t);
     void *ready_arg;
+    void *(*worker_start)(struct loop *, void *);
+    void (*worker_stop)(void *, void *);
+    void *worker_arg;
     _Atomic int draining; /* shutdown has begun: /ready 503 */
     _Atomic int policy_checked;
 };
@@ -59,7 +76,7 @@ static const char COMMON_HELP[] =
     "Common environment (man warden-%s; the operations runbook, operations.md):\n"
     "  LISTEN_ADDR            host:port, [::1]:port or unix:/path (default 127.0.0.1:%d)\n"
     "  METRICS_ADDR           /metrics, /health, /ready on their own address (default: none)\n"
-    "  HTTP_THREADS           HTTP worker threads\n"
+    "  HTTP_THREADS           worker threads, each an event loop (0: one per core)\n"
     "  HTTP_MAX_BODY          largest request body (e.g. 64KiB)\n"
     "  HTTP_CONNECTION_LIMIT  most open connections (1024)\n"
     "  HTTP_CONNECTION_TIMEOUT idle timeout, and time to send a whole request (30s)\n"
@@ -67,7 +84,8 @@ static const char COMMON_HELP[] =
     "  ADMIN_TOKEN[_FILE]     bearer token required on admin routes\n"
     "  LOG_LEVEL              debug, info, warn, error, critical (info)\n"
     "  SHUTDOWN_TIMEOUT       drain time on SIGTERM/SIGINT (10s)\n"
-    "  REDIS_URL              redis://[user:pass@]host:port[/db] or unix:///path\n"
+    "  REDIS_URL              redis://[user:pass@]host:port[/db], rediss://... or unix:///path\n"
+    "  REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE, REDIS_TLS_SERVER_NAME\n"
     "  REDIS_POOL_SIZE, REDIS_MIN_IDLE_CONNS, REDIS_MAX_CONN_AGE, REDIS_POOL_TIMEOUT,\n"
     "  REDIS_IDLE_TIMEOUT, REDIS_IDLE_CHECK_FREQ, REDIS_CONNECT_TIMEOUT, REDIS_COMMAND_TIMEOUT\n";
 
@@ -149,6 +167,22 @@ static void read_common(struct app *a)
     if (s->connect_timeout_ms)
         a->rconf.connect_timeout_ms = s->connect_timeout_ms;
     rpool_config_load(&a->rconf, a->cfg);
+    a->rcl_conf = (struct rcl_config){
+        .url = a->rconf.url,
+        .pool_size = a->rconf.size,
+        .loops = http_workers(&a->hconf),
+        .min_idle = a->rconf.min_idle,
+        .max_conn_age_ms = a->rconf.max_conn_age_ms,
+        .pool_timeout_ms = a->rconf.pool_timeout_ms,
+        .connect_timeout_ms = a->rconf.connect_timeout_ms,
+        .command_timeout_ms = a->rconf.command_timeout_ms,
+        .max_in_flight = s->redis_max_in_flight,
+        .metrics = &a->rcl_metrics,
+        .tls = {.ca_file = cfg_str(a->cfg, "REDIS_TLS_CA_FILE", NULL, NULL, NULL),
+                .cert_file = cfg_str(a->cfg, "REDIS_TLS_CERT_FILE", NULL, NULL, NULL),
+                .key_file = cfg_str(a->cfg, "REDIS_TLS_KEY_FILE", NULL, NULL, NULL),
+                .server_name = cfg_str(a->cfg, "REDIS_TLS_SERVER_NAME", NULL, NULL, NULL)},
+    };
 }
 
 /* glibc gives threads up to 8 malloc arenas per core; with a thread per connection each
@@ -203,6 +237,29 @@ struct rpool *app_redis(struct app *a)
     return a->pool;
 }
 
+const struct rcl_config *app_rcl_config(struct app *a)
+{
+    return &a->rcl_conf;
+}
+
+struct rclient *app_rclient(const struct http_req *r)
+{
+    return ((struct app_worker *)http_worker_data(r))->rcl;
+}
+
+void *app_worker_data(const struct http_req *r)
+{
+    return ((struct app_worker *)http_worker_data(r))->data;
+}
+
+void app_on_worker(struct app *a, void *(*start)(struct loop *l, void *arg),
+                   void (*stop)(void *data, void *arg), void *arg)
+{
+    a->worker_start = start;
+    a->worker_stop = stop;
+    a->worker_arg = arg;
+}
+
 char **app_args(struct app *a, int *count)
 {
     *count = a->nargs;
@@ -212,7 +269,8 @@ char **app_args(struct app *a, int *count)
 void app_route(struct app *a, const char *method, const char *pattern, http_handler h, void *ctx,
                unsigned flags)
 {
-    http_route(a->http, method, pattern, h, ctx, flags);
+    http_route(a->http, method, pattern, h, ctx,
+               flags | (a->spec.handlers_never_block ? 0 : HTTP_BLOCKING));
 }
 
 void app_on_reload(struct app *a, void (*fn)(void *arg), void *arg)
@@ -241,54 +299,210 @@ void app_on_ready(struct app *a, int (*fn)(void *arg, char *reason, size_t size)
 
 /* ---- built-in routes ---------------------------------------------------------- */
 
-/* Evicted records mean double execution or a broken chain: say so loudly, once. */
-static void check_eviction_policy(struct app *a)
-{
-    const char *argv[] = {"INFO", "memory"};
-    redisReply *r = NULL;
-    if (atomic_load(&a->policy_checked) ||
-        rpool_command(a->pool, 2, argv, NULL, 0, &r) != RPOOL_OK || r->type != REDIS_REPLY_STRING) {
-        freeReplyObject(r);
-        return;
-    }
-    atomic_store(&a->policy_checked, 1);
-    const char *p = strstr(r->str, "maxmemory_policy:");
-    char policy[64] = "unknown";
-    if (p)
-        sscanf(p + strlen("maxmemory_policy:"), "%63[^\r\n]", policy);
-    if (strcmp(policy, "noeviction") != 0)
-        log_warn(NULL, "redis maxmemory-policy is not noeviction: keys may be evicted",
-                 LF_S("maxmemory_policy", policy));
-    freeReplyObject(r);
-}
-
 static void handle_health(struct http_req *r, void *ctx)
 {
     (void)ctx;
     http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/* ---- GET /ready: Redis answers, the daemon's scripts are there, the daemon is ready ---- */
+
+/* One readiness check in progress: PING (INFO memory the first time) and SCRIPT EXISTS
+ * leave together; scripts Redis lacks are loaded, in one more round trip. Then done(). */
+struct ready_check {
+    struct app *a;
+    struct rclient *rcl;
+    void (*done)(struct ready_check *rc); /* frees rc */
+    void *ctx;
+    int pending;     /* replies still to come in this round */
+    char reason[64]; /* "" when ready */
+    const struct script *missing[16];
+    int nmissing;
+};
+
+static int nscripts(const struct app *a)
+{
+    int n = 0;
+    while (a->spec.scripts && a->spec.scripts[n] && n < 16)
+        n++;
+    return n;
+}
+
+/* Evicted records mean double execution or a broken chain: say so loudly, once. */
+static void check_eviction_policy(struct app *a, const redisReply *info)
+{
+    if (atomic_exchange(&a->policy_checked, 1) || !info || info->type != REDIS_REPLY_STRING)
+        return;
+    const char *p = strstr(info->str, "maxmemory_policy:");
+    char policy[64] = "unknown";
+    if (p)
+        sscanf(p + strlen("maxmemory_policy:"), "%63[^\r\n]", policy);
+    if (strcmp(policy, "noeviction") != 0)
+        log_warn(NULL, "redis maxmemory-policy is not noeviction: keys may be evicted",
+                 LF_S("maxmemory_policy", policy));
+}
+
+/* The first failure names the outcome: "connect", "timeout", "pool_timeout", or
+ * "scripts_not_loaded" for a script Redis would not take. */
+static void ready_fail(struct ready_check *rc, enum rcl_status st)
+{
+    if (!rc->reason[0])
+        snprintf(rc->reason, sizeof(rc->reason), "%s",
+                 st == RCL_OK || st == RCL_REPLY_ERROR ? "scripts_not_loaded"
+                                                       : rcl_status_name(st));
+}
+
+static void on_script_loaded(void *arg, enum rcl_status st, redisReply *reply)
+{
+    struct ready_check *rc = arg;
+    if (st != RCL_OK || reply->type != REDIS_REPLY_STRING) {
+        log_error(NULL, "script load failed",
+                  LF_S("error", reply && reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                                          : rcl_status_name(st)));
+        ready_fail(rc, st);
+    }
+    if (--rc->pending == 0)
+        rc->done(rc);
+}
+
+static void load_missing(struct ready_check *rc)
+{
+    for (int i = 0; i < rc->nmissing; i++) {
+        const char *argv[] = {"SCRIPT", "LOAD", rc->missing[i]->source};
+        if (rcl_command(rc->rcl, 3, argv, NULL, 0, on_script_loaded, rc) == 0)
+            rc->pending++;
+        else
+            ready_fail(rc, RCL_CONN);
+    }
+    if (rc->pending == 0)
+        rc->done(rc);
+}
+
+static void on_ready_reply(void *arg, enum rcl_status st, redisReply *reply)
+{
+    struct ready_check *rc = arg;
+    if (st != RCL_OK) {
+        ready_fail(rc, st == RCL_REPLY_ERROR ? RCL_CONN : st);
+    } else if (reply->type == REDIS_REPLY_STRING) { /* INFO memory */
+        check_eviction_policy(rc->a, reply);
+    } else if (reply->type == REDIS_REPLY_ARRAY) { /* SCRIPT EXISTS */
+        for (size_t i = 0; i < reply->elements && i < 16; i++)
+            if (reply->element[i]->integer != 1)
+                rc->missing[rc->nmissing++] = rc->a->spec.scripts[i];
+    }
+    if (--rc->pending > 0)
+        return;
+    if (!rc->reason[0] && rc->nmissing > 0)
+        load_missing(rc);
+    else
+        rc->done(rc);
+}
+
+/* Start a check on the client of the loop running now; done(rc) runs later, on it. */
+static void ready_check_start(struct app *a, struct rclient *rcl,
+                              void (*done)(struct ready_check *rc), void *ctx)
+{
+    struct ready_check *rc = calloc(1, sizeof(*rc));
+    if (!rc)
+        abort(); /* a check that never answers would hang its caller */
+    *rc = (struct ready_check){.a = a, .rcl = rcl, .done = done, .ctx = ctx};
+    /* INFO memory answers like PING, and tells the eviction policy the first time. */
+    static const char *const info[] = {"INFO", "memory"}, *const ping[] = {"PING"};
+    int first = !atomic_load(&a->policy_checked);
+    if (rcl_command(rcl, first ? 2 : 1, first ? info : ping, NULL, 0, on_ready_reply, rc) == 0)
+        rc->pending++;
+    int n = nscripts(a);
+    if (n > 0) {
+        const char *argv[18] = {"SCRIPT", "EXISTS"};
+        for (int i = 0; i < n; i++)
+            argv[i + 2] = a->spec.scripts[i]->sha1;
+        if (rcl_command(rcl, n + 2, argv, NULL, 0, on_ready_reply, rc) == 0)
+            rc->pending++;
+    }
+    if (rc->pending == 0) {
+        ready_fail(rc, RCL_CONN);
+        done(rc);
+    }
+}
+
+static void ready_answer(struct ready_check *rc)
+{
+    struct http_req *r = rc->ctx;
+    struct app *a = rc->a;
+    char reason[64];
+    if (atomic_load(&a->draining))
+        http_reply_json(r, 503,
+                        json_pack("{s:s,s:s}", "status", "not_ready", "redis", "shutting_down"));
+    else if (rc->reason[0])
+        http_reply_json(r, 503, json_pack("{s:s,s:s}", "status", "not_ready", "redis", rc->reason));
+    else if (a->ready_fn && a->ready_fn(a->ready_arg, reason, sizeof(reason)) != 0)
+        http_reply_json(
+            r, 503,
+            json_pack("{s:s,s:s,s:s}", "status", "not_ready", "redis", "ok", "reason", reason));
+    else
+        http_reply_json(r, 200, json_pack("{s:s,s:s}", "status", "ready", "redis", "ok"));
+    free(rc);
+    http_resume(r);
+}
+
 static void handle_ready(struct http_req *r, void *ctx)
 {
     struct app *a = ctx;
-    char reason[64];
     if (atomic_load(&a->draining)) {
         http_reply_json(r, 503,
                         json_pack("{s:s,s:s}", "status", "not_ready", "redis", "shutting_down"));
         return;
     }
-    if (rpool_ready(a->pool, reason, sizeof(reason)) != 0) {
-        http_reply_json(r, 503, json_pack("{s:s,s:s}", "status", "not_ready", "redis", reason));
-        return;
+    http_suspend(r);
+    ready_check_start(a, app_rclient(r), ready_answer, r);
+}
+
+/* The same check from a thread outside the loops (start, systemd's STATUS): run on the
+ * first worker, waited for. Returns 0 when Redis is ready, else -1 with the reason. */
+struct waited_check {
+    struct app *a;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int finished;
+    char reason[64];
+};
+
+static void waited_done(struct ready_check *rc)
+{
+    struct waited_check *w = rc->ctx;
+    pthread_mutex_lock(&w->mu);
+    snprintf(w->reason, sizeof(w->reason), "%s", rc->reason);
+    w->finished = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    free(rc);
+}
+
+static void waited_start(struct loop *l, void *data, void *arg)
+{
+    struct app_worker *aw = data;
+    struct waited_check *w = arg;
+    (void)l;
+    ready_check_start(w->a, aw->rcl, waited_done, w);
+}
+
+static int redis_check(struct app *a, char *reason, size_t size)
+{
+    struct waited_check w = {.a = a};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    if (http_post(a->http, waited_start, &w) != 0) {
+        snprintf(w.reason, sizeof(w.reason), "internal");
+        w.finished = 1;
     }
-    check_eviction_policy(a);
-    if (a->ready_fn && a->ready_fn(a->ready_arg, reason, sizeof(reason)) != 0) {
-        http_reply_json(
-            r, 503,
-            json_pack("{s:s,s:s,s:s}", "status", "not_ready", "redis", "ok", "reason", reason));
-        return;
-    }
-    http_reply_json(r, 200, json_pack("{s:s,s:s}", "status", "ready", "redis", "ok"));
+    pthread_mutex_lock(&w.mu);
+    while (!w.finished)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    snprintf(reason, size, "%s", w.reason);
+    return w.reason[0] ? -1 : 0;
 }
 
 /* The daemon's families, then the process_* ones. */
@@ -321,6 +535,64 @@ static void known_series(struct app *a)
         metric_with(errors, KINDS[i]);
 }
 
+/* ---- workers: every loop of either server has its Redis client ---------------------- */
+
+static struct app_worker *worker_new(struct app *a, struct loop *l, int api)
+{
+    char err[160];
+    struct app_worker *w = calloc(1, sizeof(*w));
+    if (!w)
+        abort(); /* at startup: nothing to serve without it */
+    w->a = a;
+    w->api = api;
+    /* The configuration was checked by app_config_done(): only memory can fail here. */
+    if (!(w->rcl = rcl_create(l, &a->rcl_conf, err, sizeof(err)))) {
+        log_critical(NULL, "cannot create a Redis client", LF_S("error", err));
+        abort();
+    }
+    if (api && a->worker_start)
+        w->data = a->worker_start(l, a->worker_arg);
+    return w;
+}
+
+static void *api_worker_start(struct loop *l, void *arg)
+{
+    return worker_new(arg, l, 1);
+}
+
+static void *metrics_worker_start(struct loop *l, void *arg)
+{
+    return worker_new(arg, l, 0);
+}
+
+static void worker_stop(void *data, void *arg)
+{
+    struct app_worker *w = data;
+    struct app *a = arg;
+    if (w->api && a->worker_stop)
+        a->worker_stop(w->data, a->worker_arg);
+    rcl_free(w->rcl);
+    free(w);
+}
+
+/* A bad REDIS_URL or an unreadable TLS file is a configuration error: exit 2 at start
+ * rather than fail every request. A client without idle connections opens nothing. */
+static void check_redis_config(struct app *a)
+{
+    char err[160];
+    struct rcl_config probe = a->rcl_conf;
+    probe.min_idle = 0;
+    probe.metrics = NULL;
+    struct loop *l = loop_create(err, sizeof(err));
+    struct rclient *c = l ? rcl_create(l, &probe, err, sizeof(err)) : NULL;
+    if (!c) {
+        fprintf(stderr, "%s: REDIS_URL: %s\n", a->spec.name, err);
+        exit(2);
+    }
+    rcl_free(c);
+    loop_free(l);
+}
+
 /* The METRICS_ADDR server: the API server's settings but its own address, no tokens (its
  * routes are outside /v1/), and the three routes a scraper and probes use. */
 static void create_metrics_server(struct app *a)
@@ -330,12 +602,14 @@ static void create_metrics_server(struct app *a)
     a->mconf.listen = a->metrics_addr;
     a->mconf.api_token = NULL;
     a->mconf.admin_token = NULL;
+    a->mconf.threads = 1; /* scrapes and probes */
     a->mmetrics = metrics_create(a->spec.name);
     a->mhttp = a->mmetrics ? http_create(&a->mconf, a->mmetrics, err, sizeof(err)) : NULL;
     if (!a->mhttp) {
         fprintf(stderr, "%s: METRICS_ADDR: %s\n", a->spec.name, a->mmetrics ? err : "no memory");
         exit(2);
     }
+    http_on_worker(a->mhttp, metrics_worker_start, worker_stop, a);
     http_route(a->mhttp, "GET", "/health", handle_health, a, 0);
     http_route(a->mhttp, "GET", "/ready", handle_ready, a, 0);
     http_route(a->mhttp, "GET", "/metrics", handle_metrics, a, 0);
@@ -353,7 +627,10 @@ void app_config_done(struct app *a)
         exit(0);
     }
     log_start();
-    a->pool = rpool_create(&a->rconf, a->metrics, err, sizeof(err));
+    check_redis_config(a);
+    rcl_metrics_init(&a->rcl_metrics, a->metrics);
+    a->pool_metrics = metrics_create(a->spec.name);
+    a->pool = a->pool_metrics ? rpool_create(&a->rconf, a->pool_metrics, err, sizeof(err)) : NULL;
     if (!a->pool) {
         fprintf(stderr, "%s: REDIS_URL: %s\n", a->spec.name, err);
         exit(2);
@@ -364,6 +641,7 @@ void app_config_done(struct app *a)
         fprintf(stderr, "%s: %s\n", a->spec.name, err);
         exit(2);
     }
+    http_on_worker(a->http, api_worker_start, worker_stop, a);
     http_route(a->http, "GET", "/health", handle_health, a, 0);
     http_route(a->http, "GET", "/ready", handle_ready, a, 0);
     http_route(a->http, "GET", "/metrics", handle_metrics, a, 0);
@@ -377,25 +655,19 @@ void app_config_done(struct app *a)
 static void log_startup(struct app *a)
 {
     char reason[64];
-    struct rpool_stats st;
-    if (rpool_ready(a->pool, reason, sizeof(reason)) == 0) {
-        check_eviction_policy(a);
+    if (redis_check(a, reason, sizeof(reason)) == 0)
         log_info(NULL, "redis ready, scripts loaded");
-    } else {
-        /* Not fatal: /ready stays 503 and every call retries. */
+    else /* not fatal: /ready stays 503 and every call retries */
         log_warn(NULL, "redis not ready at startup", LF_S("reason", reason));
-    }
-    rpool_stats(a->pool, &st);
-    log_info(NULL, "redis pool", LF_I("size", a->rconf.size), LF_I("min_idle", a->rconf.min_idle),
-             LF_I("hits", st.hits), LF_I("misses", st.misses), LF_I("timeouts", st.timeouts),
-             LF_I("total", st.total), LF_I("idle", st.idle), LF_I("stale", st.stale));
+    log_info(NULL, "redis client", LF_I("pool_size", a->rcl_conf.pool_size),
+             LF_I("min_idle", a->rcl_conf.min_idle), LF_I("loops", a->rcl_conf.loops));
 }
 
 /* "ready", or "not ready (<reason>)": Redis as /ready sees it. */
 static void redis_state(struct app *a, char *out, size_t size)
 {
     char reason[64];
-    if (rpool_ready(a->pool, reason, sizeof(reason)) == 0)
+    if (redis_check(a, reason, sizeof(reason)) == 0)
         snprintf(out, size, "ready");
     else
         snprintf(out, size, "not ready (%s)", reason);
@@ -525,6 +797,7 @@ void app_free(struct app *a)
     http_free(a->http);
     metrics_free(a->mmetrics);
     rpool_free(a->pool);
+    metrics_free(a->pool_metrics);
     metrics_free(a->metrics);
     log_stop();
     cfg_free(a->cfg);

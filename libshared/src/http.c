@@ -20,7 +20,7 @@
 
 #include "http_internal.h"
 
-/* HTTP_THREADS: 0, the default, is a thread per connection; docs/architecture.md. */
+/* HTTP_THREADS: 0, the default, is one worker per core; docs/architecture.md. */
 #define HTTP_DEFAULT_THREADS 0
 
 /* ---- configuration ------------------------------------------------------------ */
@@ -390,6 +390,41 @@ void http_req_refused(struct http_req *r)
         http_problem(r, m->status, code, "%s", m->error ? m->error : "malformed request");
 }
 
+/* ---- HTTP_BLOCKING: handlers that still block, each on a thread of its own ---------- */
+
+#define HTTP_OFFLOAD_STACK (512 * 1024)
+
+static _Thread_local struct http_req *offloaded; /* the request this thread runs */
+static _Thread_local int offloaded_suspended;    /* ... and its handler deferred it */
+
+static void *offload_main(void *arg)
+{
+    struct http_req *r = arg;
+    offloaded = r;
+    offloaded_suspended = 0;
+    r->route->handler(r, r->route->ctx);
+    offloaded = NULL;
+    if (!offloaded_suspended)
+        http_resume(r);
+    return NULL;
+}
+
+/* Run r's handler on a thread of its own; the worker goes on meanwhile. */
+static void offload(struct http_req *r)
+{
+    pthread_attr_t attr;
+    pthread_t t;
+    r->suspended = 1;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, HTTP_OFFLOAD_STACK);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, offload_main, r) != 0) {
+        http_problem(r, 503, "overloaded", "cannot start a thread for the request");
+        r->suspended = 0;
+    }
+    pthread_attr_destroy(&attr);
+}
+
 void http_req_dispatch(struct http_req *r)
 {
     if (r->form) {
@@ -409,25 +444,25 @@ void http_req_dispatch(struct http_req *r)
             return;
         }
     }
+    if (r->route->flags & HTTP_BLOCKING) {
+        offload(r);
+        return;
+    }
     r->route->handler(r, r->route->ctx);
-    /* A deferred answer: this thread is the connection's, so waiting holds nobody else up. */
-    pthread_mutex_lock(&r->mu);
-    while (r->want_suspend && !r->resume_pending)
-        pthread_cond_wait(&r->resumed, &r->mu);
-    pthread_mutex_unlock(&r->mu);
 }
 
 void http_suspend(struct http_req *r)
 {
-    r->want_suspend = 1;
+    if (r == offloaded) {
+        offloaded_suspended = 1; /* r->suspended is the loop's, set by offload() */
+        return;
+    }
+    r->suspended = 1;
 }
 
 void http_resume(struct http_req *r)
 {
-    pthread_mutex_lock(&r->mu);
-    r->resume_pending = 1;
-    pthread_cond_signal(&r->resumed);
-    pthread_mutex_unlock(&r->mu);
+    http_server_resume(r);
 }
 
 /* ---- accounting ------------------------------------------------------------------ */
@@ -437,12 +472,10 @@ struct http_req *http_req_new(struct http_conn *c)
     struct http_req *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
-    r->srv = c->srv;
+    r->srv = c->w->srv;
     r->conn = c;
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->resumed, NULL);
     clock_gettime(CLOCK_MONOTONIC, &r->start);
-    atomic_fetch_add(&c->srv->in_flight, 1);
+    atomic_fetch_add(&r->srv->in_flight, 1);
     new_rid(r->rid);
     return r;
 }
@@ -484,8 +517,6 @@ void http_req_end(struct http_req *r, int status)
     json_decref(r->json);
     http1_clear(&r->msg);
     free(r->resp_body);
-    pthread_mutex_destroy(&r->mu);
-    pthread_cond_destroy(&r->resumed);
     free(r);
     atomic_fetch_sub(&s->in_flight, 1);
 }

@@ -9,9 +9,9 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#include "shared/conn_guard.h"
 #include "shared/http.h"
 #include "shared/listen.h"
+#include "shared/loop.h"
 
 #include "http1.h"
 #include "http_routes.h"
@@ -21,32 +21,65 @@
 
 struct http_conn;
 
+/* A worker: a thread running an event loop that owns its connections. */
+struct http_worker {
+    struct http_server *srv;
+    int index;
+    struct loop *loop;
+    pthread_t thread;
+    int running;                    /* the thread was started */
+    struct loop_io lis;             /* the shared listening socket, as this loop watches it */
+    struct loop_timer accept_pause; /* out of descriptors: accepting waits a moment */
+    struct http_conn *conns;        /* this worker's connections */
+    int stopping;                   /* closing: the loop stops when the last connection goes */
+    void *data;                     /* what the worker start hook returned */
+};
+
 struct http_server {
     struct http_config conf;
-    struct conn_guard *guard; /* slots and request deadlines, while running */
-    struct guard_metrics guard_metrics;
     struct listener lis;
     struct route_table routes;
     _Atomic int in_flight;
     _Atomic int quiescing; /* no new connections; requests still arriving get 503 */
+    _Atomic int open;      /* connections holding a slot (HTTP_CONNECTION_LIMIT) */
     struct metric *m_requests;
     struct metric *m_duration;
+    struct metric_series *m_open, *m_refused, *m_timed_out;
 
-    int wake_fd; /* eventfd: wakes the accept thread to stop */
-    pthread_t acceptor;
-    int accepting; /* the accept thread runs */
-    pthread_mutex_t conns_mu;
-    pthread_cond_t conns_gone;
-    struct http_conn *conns; /* every open connection */
+    struct http_worker *workers;
+    int nworkers;
+    int started, listening_stopped;
+    void *(*worker_start)(struct loop *l, void *arg);
+    void (*worker_stop)(void *data, void *arg);
+    void *worker_arg;
+    pthread_mutex_t mu; /* the main thread waits for work it posted to every worker */
+    pthread_cond_t acked;
+    int acks;
 };
 
+/* A connection, owned by its worker's loop (http_server.c says how it goes). */
 struct http_conn {
-    struct http_server *srv;
+    struct http_worker *w;
     struct http_conn *prev, *next;
-    int fd;
-    struct guard_conn *gc; /* the connection's deadline; NULL if unguarded */
-    char *in;              /* bytes received, not yet consumed */
+    int fd; /* -1 once closed */
+    int state;
+    struct loop_io io;
+    struct loop_timer deadline; /* the request's (or the idle) deadline; the linger's end */
+    struct loop_task flush;     /* write the output at the end of the turn */
+    struct loop_task resume;    /* a deferred answer is ready */
+    char *in;                   /* bytes received, not yet consumed */
     size_t in_len, in_cap;
+    size_t head;          /* the current request's head: c->in[0..head) */
+    size_t used;          /* what the current request has taken of c->in so far */
+    struct http_req *req; /* the request being received or handled */
+    char *out;            /* answers not yet written: out[out_off..out_len) */
+    size_t out_len, out_cap, out_off;
+    size_t lingered;
+    int close_after; /* once the output is written: 1 close, 2 linger then close */
+    int read_paused; /* no room for input while a handler runs */
+    int peer_closed; /* the client closed its side (or the socket failed) */
+    int unwatched;   /* taken out of epoll */
+    int gone;        /* the answer has nowhere to go */
 };
 
 struct http_req {
@@ -74,10 +107,8 @@ struct http_req {
     int form;          /* the body is a form (HTTP_FORM_BODY), read into json */
     char trace_id[33]; /* from a W3C traceparent, or "" */
 
-    /* Deferred answers: see http_suspend(). */
-    pthread_mutex_t mu;
-    pthread_cond_t resumed;
-    int want_suspend, resume_pending;
+    /* Deferred answers: see http_suspend(). On the worker's thread only. */
+    int in_handler, suspended, resumed;
 };
 
 /* ---- http.c: one request, from its head to its end ---- */
@@ -97,9 +128,12 @@ int http_req_head(struct http_req *r);
 /* The answer to a request the codec refused (r->msg.status says which). */
 void http_req_refused(struct http_req *r);
 
-/* The whole request is in: parse its body, run the handler, and wait if it deferred its
- * answer. */
+/* The whole request is in: parse its body and run the handler (which may defer its
+ * answer: r->suspended). */
 void http_req_dispatch(struct http_req *r);
+
+/* http_resume(): continue r on its worker's thread (http_server.c). */
+void http_server_resume(struct http_req *r);
 
 /* The request is over, answered with status (0: the client went away first): count, log,
  * free r. */

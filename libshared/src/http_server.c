@@ -1,19 +1,28 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* http_server: the server half of the HTTP layer — the accept thread, a thread per
- * connection reading requests (framed by http1.c) and writing answers, and shutdown. */
+/* http_server: the server half of the HTTP layer — HTTP_THREADS workers, each an event
+ * loop (loop.h) owning its connections end to end: accepting, reading requests (framed by
+ * http1.c), running handlers, writing answers, deadlines, and shutdown.
+ *
+ * A connection is in one of four states:
+ *   HEAD    waiting for (the rest of) a request head; the deadline runs
+ *   BODY    reading its body; the deadline runs
+ *   HANDLER the request is in; its handler runs or has deferred its answer
+ *   LINGER  answered with an error and shut for writing: what the client still sends is
+ *           read and dropped for a moment before the close (a close with unread data
+ *           would reset the connection and could destroy the answer before it is read)
+ * Answers are appended to the connection's output buffer and written at the end of the
+ * loop's turn, so the answers to a pipelined burst leave in one write. A request costs one
+ * receive and one send; the connection's registration in epoll does not change. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,17 +30,28 @@
 
 #include "http_internal.h"
 
-/* Connection threads need little stack: handlers keep small buffers only. */
-#define HTTP_THREAD_STACK (512 * 1024)
 /* A connection's input buffer: starts small, grows up to the head limit plus room to read
  * the body into after the head. */
 #define HTTP_IN_INITIAL 4096
 #define HTTP_IN_BODY_ROOM 16384
-/* After an error answer the client may still be sending: what is in flight is read and
- * dropped for a moment before the close, or the close would reset the connection and
- * could destroy the answer before the client reads it. */
+/* Answers waiting to be written beyond this: read no further request until they are. */
+#define HTTP_OUT_HIGH (256 * 1024)
 #define HTTP_LINGER_MS 500
 #define HTTP_LINGER_BYTES (256 * 1024)
+/* Connections taken per readiness of the listening socket, and the pause when the
+ * process is out of descriptors (the backlog keeps the rest). */
+#define HTTP_ACCEPT_BURST 16
+#define HTTP_ACCEPT_PAUSE_MS 10
+
+enum conn_state { CONN_HEAD, CONN_BODY, CONN_HANDLER, CONN_LINGER };
+
+/* The worker whose loop runs on this thread, if any. */
+static _Thread_local struct http_worker *this_worker;
+
+/* Functions that may close a connection return -1 when they did: c must not be touched
+ * any more (it may be freed). 0: it goes on. */
+static int conn_process(struct http_conn *c);
+static int conn_close(struct http_conn *c);
 
 /* ---- writing answers -------------------------------------------------------------- */
 
@@ -50,26 +70,28 @@ static const char *http_date(void)
     return buf;
 }
 
-/* Send all of iov (modified), or -1. */
-static int send_all(int fd, struct iovec *iov, int n)
+/* Room for n more bytes of output. Returns 0, or -1 when out of memory. */
+static int out_reserve(struct http_conn *c, size_t n)
 {
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    while (mh.msg_iovlen > 0) {
-        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        while (mh.msg_iovlen > 0 && (size_t)w >= mh.msg_iov->iov_len) {
-            w -= (ssize_t)mh.msg_iov->iov_len;
-            mh.msg_iov++;
-            mh.msg_iovlen--;
-        }
-        if (mh.msg_iovlen > 0) {
-            mh.msg_iov->iov_base = (char *)mh.msg_iov->iov_base + w;
-            mh.msg_iov->iov_len -= (size_t)w;
-        }
-    }
+    if (c->out_cap - c->out_len >= n)
+        return 0;
+    size_t cap = c->out_cap ? c->out_cap : 4096;
+    while (cap - c->out_len < n)
+        cap *= 2;
+    char *nb = realloc(c->out, cap);
+    if (!nb)
+        return -1;
+    c->out = nb;
+    c->out_cap = cap;
+    return 0;
+}
+
+static int out_append(struct http_conn *c, const void *data, size_t n)
+{
+    if (out_reserve(c, n) != 0)
+        return -1;
+    memcpy(c->out + c->out_len, data, n);
+    c->out_len += n;
     return 0;
 }
 
@@ -102,310 +124,598 @@ static size_t format_head(const struct http_req *r, int keep_alive, char *buf, s
     return n;
 }
 
-/* Write the answer: the head in one buffer, the body beside it, in one system call. The
- * head fits the stack buffer but for long handler headers (many rate-limit policies). */
-static int send_answer(struct http_req *r, int keep_alive)
+/* Write what is buffered; at the end of the turn, so that a burst leaves in one send. */
+static void conn_flush_later(struct http_conn *c)
+{
+    loop_defer(c->w->loop, &c->flush);
+}
+
+/* Put r's answer in the output buffer. Returns 0, or -1 when out of memory. */
+static int append_answer(struct http_conn *c, struct http_req *r, int keep_alive)
 {
     if (r->status == 0)
         http_problem(r, 500, "internal", "the handler gave no answer");
     if (!r->resp_body && r->resp_len == 0 && r->status >= 400)
         r->resp_ctype = "application/problem+json";
-    char small[2048], *head = small;
-    size_t n = format_head(r, keep_alive, small, sizeof(small));
-    if (n + 3 > sizeof(small)) { /* the blank line and snprintf's NUL must fit too */
-        if (!(head = malloc(n + 3)))
+    /* The head is written in place; a long one (many handler headers) twice. Room for the
+     * blank line and snprintf's NUL too. */
+    if (out_reserve(c, 2048 + r->resp_len) != 0)
+        return -1;
+    size_t n = format_head(r, keep_alive, c->out + c->out_len, c->out_cap - c->out_len);
+    if (n + 3 + r->resp_len > c->out_cap - c->out_len) {
+        if (out_reserve(c, n + 3 + r->resp_len) != 0)
             return -1;
-        format_head(r, keep_alive, head, n + 3);
+        format_head(r, keep_alive, c->out + c->out_len, n + 3);
     }
-    head[n] = '\r'; /* the blank line that ends the head */
-    head[n + 1] = '\n';
-    struct iovec iov[2] = {{head, n + 2}, {r->resp_body, r->resp_len}};
-    int rc = send_all(r->conn->fd, iov, r->resp_len ? 2 : 1);
-    if (head != small)
-        free(head);
-    return rc;
+    memcpy(c->out + c->out_len + n, "\r\n", 2);
+    c->out_len += n + 2;
+    if (r->resp_body && r->resp_len)
+        memcpy(c->out + c->out_len, r->resp_body, r->resp_len);
+    c->out_len += r->resp_len;
+    conn_flush_later(c);
+    return 0;
 }
 
-/* Answer r, end it, and say whether the connection goes on (0) or closes (-1). */
-static int answer(struct http_req *r)
+/* ---- the life of a request on its connection ---------------------------------------- */
+
+/* Watch the socket for events (0: for nothing). A socket taken out of epoll (its peer gone
+ * while a handler runs) is put back when there is something to wait for. */
+static void conn_watch(struct http_conn *c, unsigned events)
 {
-    int keep = r->msg.keep_alive && !r->close && !atomic_load(&r->srv->quiescing);
-    int sent = send_answer(r, keep);
-    http_req_end(r, sent == 0 ? r->status : 0);
-    return sent == 0 && keep ? 0 : -1;
+    if (!c->unwatched) {
+        loop_io_set(c->w->loop, &c->io, events);
+    } else if (events) {
+        if (loop_io_start(c->w->loop, &c->io, events) == 0)
+            c->unwatched = 0;
+    }
 }
 
-/* Read more bytes into c->in at offset at (the buffer has room). Returns the count, 0 at
- * the end of the stream, -1 on error (a watchdog's shutdown ends the stream too). */
-static ssize_t conn_read(struct http_conn *c, size_t at)
+static void deadline_arm(struct http_conn *c, int64_t ms)
 {
-    ssize_t n;
-    do
-        n = recv(c->fd, c->in + at, c->in_cap - at, 0);
-    while (n < 0 && errno == EINTR);
-    return n;
+    loop_timer_start(c->w->loop, &c->deadline, ms);
 }
 
-/* Read until c->in holds a whole head. Returns its length, 0 when the connection ended
- * first, or -1 when the head outgrew the limit. */
-static size_t read_head(struct http_conn *c, int *too_large)
+/* Answer the current request and end it. After an error answer to a request whose body
+ * is not read, or on Connection: close, the connection closes once the answer is out. */
+static int conn_answer(struct http_conn *c, int linger)
 {
-    size_t head;
-    *too_large = 0;
-    for (;;) {
+    struct http_req *r = c->req;
+    struct http_server *s = c->w->srv;
+    int keep =
+        !linger && r->msg.keep_alive && !r->close && !c->peer_closed && !atomic_load(&s->quiescing);
+    int sent = !c->gone && append_answer(c, r, keep) == 0;
+    c->req = NULL;
+    http_req_end(r, sent ? r->status : 0);
+    if (!sent)
+        return conn_close(c);
+    if (!keep)
+        c->close_after = linger ? 2 : 1;
+    return 0;
+}
+
+/* The request's answer is set: send it, drop its bytes from the input, go on with the
+ * next request if one is already there. */
+static int conn_complete(struct http_conn *c)
+{
+    size_t used = c->used;
+    if (conn_answer(c, 0) != 0)
+        return -1;
+    memmove(c->in, c->in + used, c->in_len - used);
+    c->in_len -= used;
+    c->used = 0;
+    c->state = CONN_HEAD;
+    deadline_arm(c, c->w->srv->conf.connection_timeout_ms);
+    if (c->close_after)
+        return 0;
+    if (c->read_paused) {
+        c->read_paused = 0;
+        conn_watch(c, LOOP_READ);
+    }
+    return conn_process(c);
+}
+
+/* A request refused before its handler, its connection closed after the answer. */
+static int conn_refuse(struct http_conn *c)
+{
+    if (conn_answer(c, 1) != 0)
+        return -1;
+    c->state = CONN_LINGER;
+    return 0;
+}
+
+static int conn_refuse_framing(struct http_conn *c)
+{
+    http_req_refused(c->req);
+    return conn_refuse(c);
+}
+
+/* The whole request is in: run its handler. */
+static int conn_dispatch(struct http_conn *c)
+{
+    struct http_req *r = c->req;
+    c->state = CONN_HANDLER;
+    loop_timer_stop(c->w->loop, &c->deadline); /* the handler's time does not count */
+    r->in_handler = 1;
+    http_req_dispatch(r);
+    r->in_handler = 0;
+    if (r->suspended && !r->resumed)
+        return 0; /* http_resume() continues it */
+    return conn_complete(c);
+}
+
+/* The head is in c->in[0..head): parse it and make the checks that need no body. */
+static int conn_start_request(struct http_conn *c, size_t head)
+{
+    struct http_server *s = c->w->srv;
+    /* Room to read the body after the head: the head's strings point into c->in, so it
+     * must not move until the request is answered. */
+    if (c->in_cap - head < HTTP_IN_BODY_ROOM) {
+        char *nb = realloc(c->in, head + HTTP_IN_BODY_ROOM);
+        if (!nb)
+            return conn_close(c);
+        c->in = nb;
+        c->in_cap = head + HTTP_IN_BODY_ROOM;
+    }
+    struct http_req *r = http_req_new(c);
+    if (!r)
+        return conn_close(c);
+    c->req = r;
+    c->head = head;
+    c->used = head;
+    if (http1_parse_head(&r->msg, c->in, head, s->conf.max_body) != 0)
+        return conn_refuse_framing(c);
+    if (http_req_head(r) != 0) /* answered: a body nobody will read closes the connection */
+        return r->msg.state == HTTP1_BODY ? conn_refuse(c) : conn_complete(c);
+    if (r->msg.state != HTTP1_BODY)
+        return conn_dispatch(c);
+    if (r->msg.expect_continue) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (out_append(c, cont, sizeof(cont) - 1) != 0)
+            return conn_close(c);
+        conn_flush_later(c);
+    }
+    c->state = CONN_BODY;
+    return 0;
+}
+
+/* Go as far as the input allows: find heads, read bodies, run handlers. */
+static int conn_process(struct http_conn *c)
+{
+    while (!c->close_after && c->out_len - c->out_off <= HTTP_OUT_HIGH) {
+        if (c->state == CONN_BODY) {
+            struct http_req *r = c->req;
+            long n = http1_body(&r->msg, c->in + c->used, c->in_len - c->used);
+            if (n < 0 || r->msg.state == HTTP1_ERROR)
+                return conn_refuse_framing(c);
+            c->used += (size_t)n;
+            if (r->msg.state == HTTP1_BODY) {
+                /* All taken: read the rest into the room after the head. */
+                c->in_len = c->used = c->head;
+                return 0;
+            }
+            if (conn_dispatch(c) != 0)
+                return -1;
+            continue;
+        }
+        if (c->state != CONN_HEAD)
+            return 0;
         /* Empty lines before a request line are ignored (RFC 9112 §2.2). */
         size_t skip = 0;
         while (skip < c->in_len &&
                (c->in[skip] == '\n' ||
                 (c->in[skip] == '\r' && skip + 1 < c->in_len && c->in[skip + 1] == '\n')))
             skip += c->in[skip] == '\r' ? 2 : 1;
-        memmove(c->in, c->in + skip, c->in_len - skip);
-        c->in_len -= skip;
-        if ((head = http1_head_end(c->in, c->in_len)))
-            break;
-        if (c->in_len >= HTTP1_HEAD_MAX) {
-            *too_large = 1;
-            return 0;
+        if (skip) {
+            memmove(c->in, c->in + skip, c->in_len - skip);
+            c->in_len -= skip;
         }
-        if (c->in_cap - c->in_len < 1024) {
-            size_t cap = c->in_cap * 2 > HTTP1_HEAD_MAX + HTTP_IN_BODY_ROOM
-                             ? HTTP1_HEAD_MAX + HTTP_IN_BODY_ROOM
-                             : c->in_cap * 2;
-            char *nb = realloc(c->in, cap);
-            if (!nb)
-                return 0;
+        size_t head = http1_head_end(c->in, c->in_len);
+        if (head) {
+            if (conn_start_request(c, head) != 0)
+                return -1;
+            continue;
+        }
+        if (c->in_len < HTTP1_HEAD_MAX)
+            return 0;
+        if (!(c->req = http_req_new(c)))
+            return conn_close(c);
+        c->req->msg.status = 431;
+        c->req->msg.error = "the request head is too large";
+        return conn_refuse_framing(c);
+    }
+    return 0;
+}
+
+/* ---- reading ---------------------------------------------------------------------- */
+
+/* Where the next bytes go: the whole buffer may grow while no head is parsed; after that
+ * its start holds the request's strings and only the room after it is used. Returns the
+ * room (0: read nothing now). */
+static size_t read_room(struct http_conn *c)
+{
+    if (c->state == CONN_HEAD && c->in_cap - c->in_len < 1024 && c->in_len < HTTP1_HEAD_MAX) {
+        size_t cap = c->in_cap * 2 > HTTP1_HEAD_MAX + HTTP_IN_BODY_ROOM
+                         ? HTTP1_HEAD_MAX + HTTP_IN_BODY_ROOM
+                         : c->in_cap * 2;
+        char *nb = realloc(c->in, cap);
+        if (nb) {
             c->in = nb;
             c->in_cap = cap;
         }
-        ssize_t n = conn_read(c, c->in_len);
-        if (n <= 0)
-            return 0;
-        c->in_len += (size_t)n;
     }
-    /* Room to read the body after the head: the head's strings point into c->in, so it
-     * must not move until the request is answered. */
-    if (c->in_cap - head < HTTP_IN_BODY_ROOM) {
-        char *nb = realloc(c->in, head + HTTP_IN_BODY_ROOM);
-        if (!nb)
-            return 0;
-        c->in = nb;
-        c->in_cap = head + HTTP_IN_BODY_ROOM;
-    }
-    return head;
+    return c->in_cap - c->in_len;
 }
 
-/* Take the body from what follows the head in c->in, then from the socket, reading into
- * the room after the head. Returns the offset in c->in where the next request starts, or
- * 0 when the connection ended first or the body was refused (r->msg says so). */
-static size_t read_body(struct http_conn *c, struct http_req *r, size_t head)
+/* The client has closed its side, or the connection failed. A request with its handler
+ * is still answered if the client can read it; nothing more is read. */
+static int conn_peer_gone(struct http_conn *c)
 {
-    size_t pos = head;
-    while (r->msg.state == HTTP1_BODY) {
-        if (pos == c->in_len) {
-            pos = c->in_len = head;
-            ssize_t n = conn_read(c, head);
-            if (n <= 0)
-                return 0;
-            c->in_len += (size_t)n;
-        }
-        long used = http1_body(&r->msg, c->in + pos, c->in_len - pos);
-        if (used < 0)
-            return 0;
-        pos += (size_t)used;
-    }
-    return pos;
+    if (c->state != CONN_HANDLER)
+        return conn_close(c);
+    /* Out of epoll: a closed or failed socket would be ready for ever. */
+    c->peer_closed = 1;
+    loop_io_stop(c->w->loop, &c->io);
+    c->unwatched = 1;
+    return 0;
 }
 
-/* Answer a request refused before its handler, and close: the client may still be
- * sending a body nobody reads, so what is in flight is dropped for a moment first. */
-static int refuse_and_close(struct http_req *r)
+static int conn_read(struct http_conn *c)
 {
-    struct http_conn *c = r->conn;
-    r->close = 1;
-    answer(r);
+    if (c->state == CONN_LINGER) {
+        char sink[4096];
+        ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return 0;
+        c->lingered += n > 0 ? (size_t)n : 0;
+        if (n <= 0 || c->lingered >= HTTP_LINGER_BYTES)
+            return conn_close(c);
+        return 0;
+    }
+    size_t room = read_room(c);
+    if (room == 0) {
+        /* A request is with its handler and the client has sent more than fits behind
+         * it: read again once it is answered. */
+        c->read_paused = 1;
+        conn_watch(c, 0);
+        return 0;
+    }
+    ssize_t n = recv(c->fd, c->in + c->in_len, room, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    if (n <= 0)
+        return conn_peer_gone(c);
+    c->in_len += (size_t)n;
+    if (c->state == CONN_HEAD || c->state == CONN_BODY)
+        return conn_process(c);
+    return 0;
+}
+
+/* ---- writing ---------------------------------------------------------------------- */
+
+/* After an error answer: no more writing, read and drop what comes for a moment. */
+static void conn_linger(struct http_conn *c)
+{
     shutdown(c->fd, SHUT_WR);
-    struct pollfd pf = {.fd = c->fd, .events = POLLIN};
-    char sink[4096];
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (size_t dropped = 0; dropped < HTTP_LINGER_BYTES;) {
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        long left =
-            HTTP_LINGER_MS - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
-        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
-            break;
-        ssize_t n = recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT);
-        if (n <= 0)
-            break;
-        dropped += (size_t)n;
-    }
-    return -1;
+    c->state = CONN_LINGER;
+    c->close_after = 0;
+    conn_watch(c, LOOP_READ);
+    deadline_arm(c, HTTP_LINGER_MS);
 }
 
-/* A request the codec refused: answer with the problem it names, and close. */
-static int refuse_framing(struct http_req *r)
+static int conn_write(struct http_conn *c)
 {
-    http_req_refused(r);
-    return refuse_and_close(r);
-}
-
-/* Answer r, whose request took c->in[0..used), and make ready for the next one. The
- * answer is written under the connection's deadline: a client that stops reading is cut
- * off by the watchdog like one that stops sending. */
-static int finish(struct http_conn *c, struct http_req *r, size_t used)
-{
-    guard_arm(c->gc);
-    int rc = answer(r);
-    /* What is left is the start of the next request (pipelined). */
-    memmove(c->in, c->in + used, c->in_len - used);
-    c->in_len -= used;
-    guard_arm(c->gc); /* the next request has its own deadline */
-    return rc;
-}
-
-/* Serve the next request of c. Returns 0 to go on with the connection, -1 to close it. */
-static int serve_one(struct http_conn *c)
-{
-    int too_large;
-    size_t head = read_head(c, &too_large);
-    if (head == 0 && !too_large)
-        return -1; /* gone, or cut off by the watchdog, between requests */
-    struct http_req *r = http_req_new(c);
-    if (!r)
-        return -1;
-    if (too_large) {
-        r->msg.status = 431;
-        r->msg.error = "the request head is too large";
-        return refuse_framing(r);
-    }
-    if (http1_parse_head(&r->msg, c->in, head, r->srv->conf.max_body) != 0)
-        return refuse_framing(r);
-    if (http_req_head(r) != 0) {
-        if (r->msg.state == HTTP1_BODY)
-            return refuse_and_close(r); /* a body nobody will read */
-        return finish(c, r, head);
-    }
-    if (r->msg.state == HTTP1_BODY && r->msg.expect_continue) {
-        static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        struct iovec iov = {cont, sizeof(cont) - 1};
-        if (send_all(c->fd, &iov, 1) != 0) {
-            http_req_end(r, 0);
-            return -1;
+    while (c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            conn_watch(c, c->read_paused || c->peer_closed ? LOOP_WRITE : LOOP_READ | LOOP_WRITE);
+            return 0;
         }
+        if (n <= 0) {
+            if (conn_peer_gone(c) != 0)
+                return -1;
+            c->gone = 1; /* a request with its handler: its answer has nowhere to go */
+            c->out_off = c->out_len = 0;
+            return 0;
+        }
+        c->out_off += (size_t)n;
     }
-    size_t next = read_body(c, r, head);
-    if (r->msg.state == HTTP1_ERROR)
-        return refuse_framing(r);
-    if (next == 0) {
-        http_req_end(r, 0); /* the client went away mid-body */
-        return -1;
+    c->out_off = c->out_len = 0;
+    if (c->close_after == 2) {
+        conn_linger(c);
+        return 0;
     }
-    guard_disarm(c->gc); /* the request is in; the handler's time does not count */
-    http_req_dispatch(r);
-    return finish(c, r, next);
+    if (c->close_after || (c->peer_closed && c->state != CONN_HANDLER))
+        return conn_close(c);
+    conn_watch(c, c->read_paused || c->peer_closed ? 0 : LOOP_READ);
+    if (c->state == CONN_HEAD && c->in_len > 0)
+        return conn_process(c); /* requests held back while answers piled up */
+    return 0;
 }
 
-/* ---- connections --------------------------------------------------------------------- */
-
-static void *conn_main(void *arg)
+static void on_flush(struct loop_task *t)
 {
-    struct http_conn *c = arg;
-    struct http_server *s = c->srv;
-    while (serve_one(c) == 0)
-        ;
-    /* Close first, while the server (and its guard) surely exists: once this connection
-     * leaves the list, http_stop may free the server. The fd is taken out under the lock,
-     * so http_stop never shuts down a number the kernel has given to someone else. */
-    pthread_mutex_lock(&s->conns_mu);
-    int fd = c->fd;
-    c->fd = -1;
-    pthread_mutex_unlock(&s->conns_mu);
-    guard_close(s->guard, c->gc); /* before close: the watchdog never sees a reused fd */
-    close(fd);
-    pthread_mutex_lock(&s->conns_mu);
+    struct http_conn *c = t->arg;
+    if (c->fd >= 0)
+        conn_write(c);
+}
+
+/* ---- connections ------------------------------------------------------------------- */
+
+static void on_conn_io(struct loop_io *io, unsigned ready)
+{
+    struct http_conn *c = io->arg;
+    if ((ready & LOOP_WRITE) && conn_write(c) != 0)
+        return;
+    if (ready & (LOOP_READ | LOOP_ERROR))
+        conn_read(c);
+}
+
+static void on_deadline(struct loop_timer *t)
+{
+    struct http_conn *c = t->arg;
+    if (c->state != CONN_LINGER)
+        metric_inc(c->w->srv->m_timed_out);
+    conn_close(c);
+}
+
+static void on_resume(struct loop_task *t)
+{
+    struct http_conn *c = t->arg;
+    if (c->gone || c->fd < 0) {
+        struct http_req *r = c->req;
+        c->req = NULL;
+        http_req_end(r, 0);
+        conn_close(c);
+        return;
+    }
+    conn_complete(c);
+}
+
+static void conn_free(struct http_conn *c)
+{
+    struct http_worker *w = c->w;
     if (c->prev)
         c->prev->next = c->next;
     else
-        s->conns = c->next;
+        w->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    if (!s->conns)
-        pthread_cond_broadcast(&s->conns_gone);
-    pthread_mutex_unlock(&s->conns_mu);
-    free(c->in); /* s is not touched from here on */
+    free(c->in);
+    free(c->out);
     free(c);
-    return NULL;
+    if (w->stopping && !w->conns)
+        loop_stop(w->loop);
 }
 
-/* Start a thread for an accepted connection (its slot taken). Closes fd on failure. */
-static void conn_start(struct http_server *s, int fd)
+/* Close the socket now; free the connection too unless its request is still with its
+ * handler (then the resume frees it). */
+static int conn_close(struct http_conn *c)
+{
+    struct http_worker *w = c->w;
+    if (c->fd >= 0) {
+        loop_io_stop(w->loop, &c->io);
+        loop_timer_stop(w->loop, &c->deadline);
+        loop_cancel(w->loop, &c->flush);
+        close(c->fd);
+        c->fd = -1;
+        atomic_fetch_sub(&w->srv->open, 1);
+        metric_gauge_add(w->srv->m_open, -1);
+    }
+    if (c->req && c->state == CONN_HANDLER) {
+        c->gone = 1;
+        return -1;
+    }
+    if (c->req) { /* a request still arriving */
+        struct http_req *r = c->req;
+        c->req = NULL;
+        http_req_end(r, 0);
+    }
+    loop_cancel(w->loop, &c->resume);
+    conn_free(c);
+    return -1;
+}
+
+static void conn_start(struct http_worker *w, int fd)
 {
     struct http_conn *c = calloc(1, sizeof(*c));
     char *in = malloc(HTTP_IN_INITIAL);
-    if (!c || !in)
-        goto fail;
-    c->srv = s;
+    if (!c || !in) {
+        free(c);
+        free(in);
+        close(fd);
+        atomic_fetch_sub(&w->srv->open, 1);
+        return;
+    }
+    c->w = w;
     c->fd = fd;
     c->in = in;
     c->in_cap = HTTP_IN_INITIAL;
+    c->io = (struct loop_io){.fd = fd, .fn = on_conn_io, .arg = c};
+    c->deadline = (struct loop_timer){.fn = on_deadline, .arg = c};
+    c->flush = (struct loop_task){.fn = on_flush, .arg = c};
+    c->resume = (struct loop_task){.fn = on_resume, .arg = c};
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* fails on unix: fine */
-    c->gc = guard_open(s->guard, fd);
-    pthread_mutex_lock(&s->conns_mu);
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, HTTP_THREAD_STACK);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t t;
-    int rc = pthread_create(&t, &attr, conn_main, c);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        s->conns = c->next;
-        if (c->next)
-            c->next->prev = NULL;
-    }
-    pthread_mutex_unlock(&s->conns_mu);
-    if (rc == 0)
+    if (loop_io_start(w->loop, &c->io, LOOP_READ) != 0) {
+        free(c);
+        free(in);
+        close(fd);
+        atomic_fetch_sub(&w->srv->open, 1);
         return;
-    log_warn(NULL, "http server", LF_S("detail", "cannot start a connection thread"));
-fail:
-    guard_close(s->guard, c ? c->gc : NULL); /* gives the slot back */
-    close(fd);
-    free(in);
-    free(c);
+    }
+    metric_gauge_add(w->srv->m_open, 1);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    deadline_arm(c, w->srv->conf.connection_timeout_ms);
 }
 
-/* The accept thread: a connection needs a slot, else it is closed at once instead of
- * waiting in the listen backlog for one to free up. */
-static void *accept_main(void *arg)
+/* ---- accepting ---------------------------------------------------------------------- */
+
+static void on_accept_pause_over(struct loop_timer *t)
 {
-    struct http_server *s = arg;
-    struct pollfd pf[2] = {{.fd = s->lis.fd, .events = POLLIN},
-                           {.fd = s->wake_fd, .events = POLLIN}};
-    for (;;) {
-        if (poll(pf, 2, -1) < 0 && errno != EINTR)
-            break;
-        if (pf[1].revents)
-            break;
-        int fd = accept4(s->lis.fd, NULL, NULL, SOCK_CLOEXEC);
+    struct http_worker *w = t->arg;
+    if (!w->stopping && !atomic_load(&w->srv->quiescing))
+        loop_io_start(w->loop, &w->lis, LOOP_READ);
+}
+
+/* Every worker watches the listening socket; whoever wakes first takes what is there. A
+ * connection needs a slot, else it is closed at once instead of waiting in the backlog. */
+static void on_accept(struct loop_io *io, unsigned ready)
+{
+    struct http_worker *w = io->arg;
+    struct http_server *s = w->srv;
+    (void)ready;
+    for (int i = 0; i < HTTP_ACCEPT_BURST; i++) {
+        int fd = accept4(io->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 log_warn(NULL, "http server", LF_S("detail", strerror(errno)));
-                poll(NULL, 0, 10); /* the backlog keeps them: try again shortly */
+                loop_io_stop(w->loop, io);
+                loop_timer_start(w->loop, &w->accept_pause, HTTP_ACCEPT_PAUSE_MS);
             }
-            continue;
+            return;
         }
-        if (!guard_admit(s->guard)) {
+        if (atomic_fetch_add(&s->open, 1) >= s->conf.connection_limit) {
+            atomic_fetch_sub(&s->open, 1);
+            metric_inc(s->m_refused);
             close(fd);
             continue;
         }
-        conn_start(s, fd);
+        conn_start(w, fd);
     }
+}
+
+/* ---- workers ------------------------------------------------------------------------ */
+
+static void *worker_main(void *arg)
+{
+    struct http_worker *w = arg;
+    struct http_server *s = w->srv;
+    this_worker = w;
+    if (s->worker_start)
+        w->data = s->worker_start(w->loop, s->worker_arg);
+    if (loop_io_start(w->loop, &w->lis, LOOP_READ) != 0)
+        log_error(NULL, "http server", LF_S("detail", "cannot watch the listening socket"));
+    if (loop_run(w->loop) != 0)
+        log_error(NULL, "http server", LF_S("detail", "event loop failed"));
+    if (s->worker_stop)
+        s->worker_stop(w->data, s->worker_arg);
+    this_worker = NULL;
     return NULL;
+}
+
+/* Work posted to every worker, waited for by the caller. */
+static void on_all_workers(struct http_server *s, void (*fn)(void *arg))
+{
+    pthread_mutex_lock(&s->mu);
+    s->acks = 0;
+    pthread_mutex_unlock(&s->mu);
+    int posted = 0;
+    for (int i = 0; i < s->nworkers; i++)
+        if (loop_post(s->workers[i].loop, fn, &s->workers[i]) == 0)
+            posted++;
+    pthread_mutex_lock(&s->mu);
+    while (s->acks < posted)
+        pthread_cond_wait(&s->acked, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void ack(struct http_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->acks++;
+    pthread_cond_broadcast(&s->acked);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void worker_stop_listening(void *arg)
+{
+    struct http_worker *w = arg;
+    loop_io_stop(w->loop, &w->lis);
+    loop_timer_stop(w->loop, &w->accept_pause);
+    ack(w->srv);
+}
+
+/* Close every connection; the loop stops when the last one is gone (a request still with
+ * its handler keeps its connection until it is resumed). */
+static void worker_close_all(void *arg)
+{
+    struct http_worker *w = arg;
+    w->stopping = 1;
+    loop_io_stop(w->loop, &w->lis);
+    loop_timer_stop(w->loop, &w->accept_pause);
+    for (struct http_conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->fd >= 0)
+            conn_close(c);
+    }
+    if (!w->conns)
+        loop_stop(w->loop);
+    ack(w->srv);
+}
+
+/* ---- the request half's view of workers ------------------------------------------------ */
+
+struct loop *http_loop(const struct http_req *r)
+{
+    return r->conn->w->loop;
+}
+
+void *http_worker_data(const struct http_req *r)
+{
+    return r->conn->w->data;
+}
+
+static void on_posted_resume(void *arg)
+{
+    struct http_req *r = arg;
+    r->resumed = 1;
+    loop_defer(r->conn->w->loop, &r->conn->resume);
+}
+
+void http_server_resume(struct http_req *r)
+{
+    struct http_worker *w = r->conn->w;
+    if (this_worker != w) {
+        if (loop_post(w->loop, on_posted_resume, r) != 0)
+            log_error(r->rid, "http server", LF_S("detail", "cannot resume a request: no memory"));
+        return;
+    }
+    r->resumed = 1;
+    if (!r->in_handler)
+        loop_defer(w->loop, &r->conn->resume);
+}
+
+struct posted_work {
+    struct http_worker *w;
+    void (*fn)(struct loop *l, void *data, void *arg);
+    void *arg;
+};
+
+static void on_posted_work(void *arg)
+{
+    struct posted_work *p = arg;
+    p->fn(p->w->loop, p->w->data, p->arg);
+    free(p);
+}
+
+int http_post(struct http_server *s, void (*fn)(struct loop *l, void *data, void *arg), void *arg)
+{
+    struct posted_work *p = malloc(sizeof(*p));
+    if (!p || !s->started) {
+        free(p);
+        return -1;
+    }
+    *p = (struct posted_work){.w = &s->workers[0], .fn = fn, .arg = arg};
+    if (loop_post(p->w->loop, on_posted_work, p) != 0) {
+        free(p);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------- */
@@ -420,38 +730,93 @@ struct http_server *http_create(const struct http_config *conf, struct metrics *
     }
     s->conf = *conf;
     s->lis.fd = -1;
-    s->wake_fd = -1;
-    pthread_mutex_init(&s->conns_mu, NULL);
-    pthread_cond_init(&s->conns_gone, NULL);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->acked, NULL);
     s->m_requests = metrics_counter(metrics, "http_requests_total", "HTTP requests answered.",
                                     "route,method,code");
     s->m_duration = metrics_histogram(metrics, "http_request_duration_seconds",
                                       "Time from request line to answer.", "route",
                                       METRICS_LATENCY_BUCKETS, METRICS_LATENCY_BUCKETS_N);
-    guard_metrics_init(&s->guard_metrics, metrics);
+    s->m_open = metric_series(
+        metrics_gauge(metrics, "http_connections", "Open HTTP connections.", NULL), NULL);
+    s->m_refused = metric_series(
+        metrics_counter(metrics, "http_connections_refused_total",
+                        "Connections closed at once: HTTP_CONNECTION_LIMIT reached.", NULL),
+        NULL);
+    s->m_timed_out = metric_series(
+        metrics_counter(metrics, "http_request_timeouts_total",
+                        "Connections cut off: no whole request within HTTP_CONNECTION_TIMEOUT.",
+                        NULL),
+        NULL);
     return s;
+}
+
+void http_on_worker(struct http_server *s, void *(*start)(struct loop *l, void *arg),
+                    void (*stop)(void *data, void *arg), void *arg)
+{
+    s->worker_start = start;
+    s->worker_stop = stop;
+    s->worker_arg = arg;
+}
+
+int http_workers(const struct http_config *conf)
+{
+    if (conf->threads > 0)
+        return conf->threads;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores > 0 ? (int)cores : 1;
+}
+
+/* Stop the workers that run and free every loop. */
+static void workers_free(struct http_server *s)
+{
+    for (int i = 0; i < s->nworkers; i++) {
+        struct http_worker *w = &s->workers[i];
+        if (w->running)
+            pthread_join(w->thread, NULL);
+        loop_free(w->loop);
+    }
+    free(s->workers);
+    s->workers = NULL;
+    s->nworkers = 0;
 }
 
 int http_start(struct http_server *s)
 {
+    char err[128];
     if (listener_open(&s->lis, s->conf.listen) != 0)
         return -1;
-    s->guard =
-        guard_create(s->conf.connection_limit, s->conf.connection_timeout_ms, &s->guard_metrics);
-    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (!s->guard || s->wake_fd < 0 || pthread_create(&s->acceptor, NULL, accept_main, s) != 0) {
-        snprintf(s->lis.errstr, sizeof(s->lis.errstr), "cannot start the HTTP server on %.100s",
-                 s->lis.desc);
-        listener_close(&s->lis);
-        guard_free(s->guard);
-        s->guard = NULL;
-        if (s->wake_fd >= 0)
-            close(s->wake_fd);
-        s->wake_fd = -1;
-        return -1;
+    int n = http_workers(&s->conf);
+    s->workers = calloc((size_t)n, sizeof(*s->workers));
+    if (!s->workers)
+        goto fail;
+    s->nworkers = n;
+    for (int i = 0; i < n; i++) {
+        struct http_worker *w = &s->workers[i];
+        w->srv = s;
+        w->index = i;
+        w->lis = (struct loop_io){.fd = s->lis.fd, .fn = on_accept, .arg = w};
+        w->accept_pause = (struct loop_timer){.fn = on_accept_pause_over, .arg = w};
+        if (!(w->loop = loop_create(err, sizeof(err))))
+            goto fail;
     }
-    s->accepting = 1;
+    for (int i = 0; i < n; i++) {
+        struct http_worker *w = &s->workers[i];
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            for (int j = 0; j < i; j++)
+                loop_stop(s->workers[j].loop);
+            goto fail;
+        }
+        w->running = 1;
+    }
+    s->started = 1;
     return 0;
+fail:
+    workers_free(s);
+    snprintf(s->lis.errstr, sizeof(s->lis.errstr), "cannot start the HTTP server on %.100s",
+             s->lis.desc);
+    listener_close(&s->lis);
+    return -1;
 }
 
 const char *http_errstr(const struct http_server *s)
@@ -472,12 +837,9 @@ int http_in_flight(struct http_server *s)
 void http_quiesce(struct http_server *s)
 {
     atomic_store(&s->quiescing, 1);
-    if (s->accepting) {
-        uint64_t one = 1;
-        if (write(s->wake_fd, &one, sizeof(one)) != sizeof(one))
-            log_warn(NULL, "http server", LF_S("detail", "cannot wake the accept thread"));
-        pthread_join(s->acceptor, NULL);
-        s->accepting = 0;
+    if (s->started && !s->listening_stopped) {
+        on_all_workers(s, worker_stop_listening);
+        s->listening_stopped = 1;
     }
     listener_close(&s->lis);
 }
@@ -496,20 +858,11 @@ int http_drain(struct http_server *s, int64_t timeout_ms)
 void http_stop(struct http_server *s)
 {
     http_quiesce(s);
-    /* Wake every connection thread waiting for a request; one inside a handler finishes
-     * it, finds its socket shut and ends. */
-    pthread_mutex_lock(&s->conns_mu);
-    for (struct http_conn *c = s->conns; c; c = c->next)
-        if (c->fd >= 0)
-            shutdown(c->fd, SHUT_RDWR);
-    while (s->conns)
-        pthread_cond_wait(&s->conns_gone, &s->conns_mu);
-    pthread_mutex_unlock(&s->conns_mu);
-    guard_free(s->guard); /* after the connections: every one is closed by now */
-    s->guard = NULL;
-    if (s->wake_fd >= 0)
-        close(s->wake_fd);
-    s->wake_fd = -1;
+    if (!s->started)
+        return;
+    on_all_workers(s, worker_close_all);
+    workers_free(s);
+    s->started = 0;
 }
 
 void http_free(struct http_server *s)
@@ -518,7 +871,7 @@ void http_free(struct http_server *s)
         return;
     http_stop(s);
     routes_free(&s->routes);
-    pthread_mutex_destroy(&s->conns_mu);
-    pthread_cond_destroy(&s->conns_gone);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->acked);
     free(s);
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "shared/log.h"
 #include "shared/redis_url.h"
@@ -31,6 +32,7 @@ struct rcl_call {
     size_t len;
     int64_t timeout_ms;
     int64_t wait_deadline_ms; /* while waiting for room */
+    struct timespec issued;   /* for redis_command_duration_seconds */
     enum rcl_status fail_st;  /* while on the failed list */
     int reloaded;
     int internal; /* a SCRIPT LOAD of our own: its reply is not passed on */
@@ -58,7 +60,57 @@ struct rclient {
     int64_t last_critical_ms;
     struct rcl_stats stats;
     uint64_t closed_writes; /* of connections gone */
+    int max_in_flight;
+    const struct rcl_metrics *m;
+    struct loop_timer gauge_timer; /* the connection gauges, once a second */
+    int shown_total, shown_idle;   /* what this client has added to them */
 };
+
+#define COUNT(c, field)                                                                            \
+    do {                                                                                           \
+        if ((c)->m)                                                                                \
+            metric_inc((c)->m->field);                                                             \
+    } while (0)
+
+void rcl_metrics_init(struct rcl_metrics *m, struct metrics *reg)
+{
+    static const char *const kinds[] = {NULL, "pool_timeout", "connect", "timeout", "reply"};
+    m->commands = metric_series(
+        metrics_counter(reg, "redis_commands_total", "Commands sent to Redis.", NULL), NULL);
+    m->writes = metric_series(
+        metrics_counter(reg, "redis_writes_total",
+                        "Writes to Redis sockets; commands per write is the pipelining.", NULL),
+        NULL);
+    m->hits = metric_series(metrics_counter(reg, "redis_pool_hits_total",
+                                            "Commands sent at once on an open connection.", NULL),
+                            NULL);
+    m->misses = metric_series(
+        metrics_counter(reg, "redis_pool_misses_total",
+                        "Commands that waited for a connection or for room on one.", NULL),
+        NULL);
+    m->pool_timeouts = metric_series(
+        metrics_counter(reg, "redis_pool_timeouts_total",
+                        "Commands that found no room within REDIS_POOL_TIMEOUT.", NULL),
+        NULL);
+    m->stale = metric_series(metrics_counter(reg, "redis_pool_stale_connections_total",
+                                             "Connections closed for an error or their age.", NULL),
+                             NULL);
+    m->total = metric_series(
+        metrics_gauge(reg, "redis_pool_total_connections", "Open Redis connections.", NULL), NULL);
+    m->idle = metric_series(metrics_gauge(reg, "redis_pool_idle_connections",
+                                          "Open Redis connections carrying no command.", NULL),
+                            NULL);
+    m->duration = metric_series(
+        metrics_histogram(reg, "redis_command_duration_seconds",
+                          "Time from a command's issue to its reply, waiting for room included.",
+                          NULL, METRICS_LATENCY_BUCKETS, METRICS_LATENCY_BUCKETS_N),
+        NULL);
+    struct metric *errors =
+        metrics_counter(reg, "redis_errors_total", "Failed Redis calls by kind.", "kind");
+    m->errors[0] = NULL;
+    for (int i = 1; i < 5; i++)
+        m->errors[i] = metric_with(errors, kinds[i]);
+}
 
 const char *rcl_status_name(enum rcl_status st)
 {
@@ -98,6 +150,15 @@ static void call_free(struct rcl_call *k)
 /* The call is over: tell its caller, and recycle it. */
 static void finish(struct rcl_call *k, enum rcl_status st, redisReply *reply)
 {
+    const struct rcl_metrics *m = k->client->m;
+    if (m && !k->internal) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        metric_observe(m->duration, (double)(now.tv_sec - k->issued.tv_sec) +
+                                        (double)(now.tv_nsec - k->issued.tv_nsec) / 1e9);
+        if (st != RCL_OK && (int)st < 5)
+            metric_inc(m->errors[st]);
+    }
     if (!k->internal)
         k->fn(k->arg, st, reply);
     call_free(k);
@@ -126,7 +187,11 @@ static struct rconn *open_conn(struct rclient *c)
         .server_name = c->server_name,
         .connect_timeout_ms = c->conf.connect_timeout_ms,
     };
-    struct rconn_owner o = {.reply = on_reply, .up = on_up, .down = on_down, .owner = c};
+    struct rconn_owner o = {.reply = on_reply,
+                            .up = on_up,
+                            .down = on_down,
+                            .owner = c,
+                            .writes = c->m ? c->m->writes : NULL};
     struct rconn *rc = rconn_open(c->loop, &t, &o);
     if (!rc)
         return NULL;
@@ -142,6 +207,7 @@ static void forget_conn(struct rclient *c, struct rconn *rc)
     rconn_counters(rc, &cmds, &writes);
     (void)cmds;
     c->closed_writes += writes;
+    COUNT(c, stale);
     for (int i = 0; i < c->nconns; i++)
         if (c->conns[i] == rc) {
             c->conns[i] = c->conns[--c->nconns];
@@ -169,7 +235,7 @@ static struct rconn *pick(struct rclient *c)
             i--;
             continue;
         }
-        if (!old && rconn_is_up(rc) && rconn_in_flight(rc) < RCL_MAX_IN_FLIGHT)
+        if (!old && rconn_is_up(rc) && rconn_in_flight(rc) < (size_t)c->max_in_flight)
             return rc;
     }
     return NULL;
@@ -236,10 +302,12 @@ static void dispatch(struct rcl_call *k)
     struct rclient *c = k->client;
     struct rconn *rc = pick(c);
     if (rc) {
+        COUNT(c, hits);
         if (rconn_push(rc, k->cmd, k->len, loop_now_ms(c->loop) + k->timeout_ms, k) != 0)
             fail_later(k, RCL_CONN);
         return;
     }
+    COUNT(c, misses);
     if (!connection_coming(c))
         open_conn(c);
     if (c->nconns == 0)
@@ -274,9 +342,11 @@ static void on_wait_timer(struct loop_timer *t)
             continue;
         }
         c->stats.pool_timeouts++;
+        COUNT(c, pool_timeouts);
         if (now - c->last_critical_ms >= 1000) {
             c->last_critical_ms = now;
-            log_critical(NULL, "redis: no room for a command within REDIS_POOL_TIMEOUT",
+            log_critical(NULL,
+                         "redis pool exhausted: no room for a command within REDIS_POOL_TIMEOUT",
                          LF_I("connections", c->nconns), LF_I("pool_size", c->max_conns));
         }
         finish(k, RCL_POOL_TIMEOUT, NULL);
@@ -325,7 +395,7 @@ static void on_reply(void *owner, struct rconn *rc, void *arg, enum rcl_status s
     c->replying = rc;
     finish(k, st, reply);
     c->replying = NULL;
-    if (c->waiting && rconn_in_flight(rc) < RCL_MAX_IN_FLIGHT)
+    if (c->waiting && rconn_in_flight(rc) < (size_t)c->max_in_flight)
         drain_waiting(c);
 }
 
@@ -356,6 +426,29 @@ static void on_down(void *owner, struct rconn *rc, enum rcl_status why, int was_
         while ((k = dequeue(&c->waiting, &c->waiting_tail)))
             finish(k, RCL_CONN, NULL);
     }
+}
+
+/* The connection gauges: what this client adds to them, brought up to date. */
+static void show_gauges(struct rclient *c, int total, int idle)
+{
+    if (!c->m)
+        return;
+    if (total != c->shown_total)
+        metric_gauge_add(c->m->total, total - c->shown_total);
+    if (idle != c->shown_idle)
+        metric_gauge_add(c->m->idle, idle - c->shown_idle);
+    c->shown_total = total;
+    c->shown_idle = idle;
+}
+
+static void on_gauge_timer(struct loop_timer *t)
+{
+    struct rclient *c = t->arg;
+    int idle = 0;
+    for (int i = 0; i < c->nconns; i++)
+        idle += rconn_is_up(c->conns[i]) && rconn_in_flight(c->conns[i]) == 0;
+    show_gauges(c, c->nconns, idle);
+    loop_timer_start(c->loop, t, 1000);
 }
 
 /* ---- the interface ---------------------------------------------------------------------- */
@@ -398,6 +491,11 @@ struct rclient *rcl_create(struct loop *l, const struct rcl_config *conf, char *
     }
     c->loop = l;
     c->conf = *conf;
+    c->m = conf->metrics;
+    c->max_in_flight = conf->max_in_flight > 0 ? conf->max_in_flight : RCL_MAX_IN_FLIGHT;
+    c->gauge_timer = (struct loop_timer){.fn = on_gauge_timer, .arg = c};
+    if (c->m)
+        loop_timer_start(l, &c->gauge_timer, 0);
     c->wait_timer = (struct loop_timer){.fn = on_wait_timer, .arg = c};
     c->fail_task = (struct loop_task){.fn = on_fail_task, .arg = c};
     if (rpool_url_parse(conf->url, &c->url, err, errsize) != 0)
@@ -426,6 +524,8 @@ void rcl_free(struct rclient *c)
     if (!c)
         return;
     loop_timer_stop(c->loop, &c->wait_timer);
+    loop_timer_stop(c->loop, &c->gauge_timer);
+    show_gauges(c, 0, 0);
     loop_cancel(c->loop, &c->fail_task);
     on_fail_task(&c->fail_task);
     struct rcl_call *k;
@@ -462,6 +562,10 @@ static int issue(struct rclient *c, const struct script *s, int argc, const char
     k->script = s;
     k->timeout_ms = timeout_ms > 0 ? timeout_ms : c->conf.command_timeout_ms;
     c->stats.commands++;
+    if (c->m) {
+        metric_inc(c->m->commands);
+        clock_gettime(CLOCK_MONOTONIC, &k->issued);
+    }
     dispatch(k);
     return 0;
 }

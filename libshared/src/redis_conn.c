@@ -227,8 +227,11 @@ static void flush(struct rconn *c)
             die(c, RCL_CONN);
             return;
         }
-        if (n > 0)
+        if (n > 0) {
             c->writes++;
+            if (c->owner.writes)
+                metric_inc(c->owner.writes);
+        }
         c->out_sent += (size_t)n;
         memmove(c->out, c->out + c->out_sent, c->out_len - c->out_sent);
         c->out_len -= c->out_sent;

@@ -44,6 +44,7 @@ struct rconn_owner {
     void (*reply)(void *owner, struct rconn *c, void *arg, enum rcl_status st, redisReply *reply);
     void (*up)(void *owner, struct rconn *c);
     void (*down)(void *owner, struct rconn *c, enum rcl_status why, int was_up);
+    struct metric_series *writes; /* counted per write; may be NULL */
     void *owner;
 };
 

@@ -482,11 +482,12 @@ static void run_load(struct load *l, int n)
     free(t);
 }
 
-/* 80 requests at once, each held 200 ms by Redis (BLPOP): all answered, no error. */
+/* 80 requests at once, each held 200 ms (parked on a timer of its loop): all answered, no
+ * error — a held request holds no thread. */
 static void test_eighty_in_flight(void **state)
 {
     (void)state;
-    struct load l = {.port = testd.port, .path = "/v1/block", .body = "{\"ms\":200}"};
+    struct load l = {.port = testd.port, .path = "/v1/sleep?ms=200", .body = "{}"};
     run_load(&l, 80);
     assert_int_equal(atomic_load(&l.ok), 80);
     assert_int_equal(atomic_load(&l.unavailable) + atomic_load(&l.other), 0);
@@ -551,16 +552,18 @@ static void test_deferred_answers_per_connection(void **state)
     deferred_answers("HTTP_THREADS=0");
 }
 
-/* Pool of 2 and 20 concurrent Redis-held requests: the excess gets 503 quickly, the
- * exhaustion is logged at critical and counted, and the daemon keeps serving. */
+/* Two connections carrying 4 commands each (testd's TESTD_MAX_IN_FLIGHT) and 20
+ * concurrent Redis-held requests (BLPOP, which holds its connection): the excess gets 503
+ * quickly, the exhaustion is logged at critical and counted, and the daemon keeps
+ * serving. */
 static void test_pool_exhaustion_logged(void **state)
 {
     (void)state;
     struct th_proc p;
     const char *extra[] = {"REDIS_POOL_SIZE=2", "REDIS_MIN_IDLE_CONNS=2", "REDIS_POOL_TIMEOUT=20ms",
-                           NULL};
+                           "HTTP_THREADS=2",    "TESTD_MAX_IN_FLIGHT=4",  NULL};
     assert_int_equal(start_testd(&p, extra), 0);
-    struct load l = {.port = p.port, .path = "/v1/block", .body = "{\"ms\":300}"};
+    struct load l = {.port = p.port, .path = "/v1/block", .body = "{\"ms\":100}"};
     run_load(&l, 20);
     assert_true(atomic_load(&l.ok) >= 2);
     assert_true(atomic_load(&l.unavailable) > 0);

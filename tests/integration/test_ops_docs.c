@@ -278,16 +278,21 @@ static void test_secrets_are_documented_with_their_file(void **state)
         if (!ops_set_has(&all, file))
             fail_msg("%s is a secret but %s is not documented", fam, file);
     }
+    struct ops_set paths = {0}; /* settings that are paths themselves: the rules file, TLS files */
+    shared_names(&paths);
+    for (int d = 0; d < NDAEMONS; d++)
+        ops_set_scan_dir(&paths, ops_src(DAEMONS[d]), ".c", CFG_CALL, 0);
     for (int i = 0; i < all.n; i++) {
         char base[128];
-        if (!is_file_variant(all.items[i]) || strcmp(all.items[i], "RATELIMIT_RULES_FILE") == 0)
-            continue; /* the rules file is a path setting, not a secret's file form */
+        if (!is_file_variant(all.items[i]) || ops_set_has(&paths, all.items[i]))
+            continue; /* a path setting, not a secret's file form */
         snprintf(base, sizeof(base), "%.*s", (int)strlen(all.items[i]) - 5, all.items[i]);
         if (!ops_set_has(&all, base))
             fail_msg("%s is documented without %s", all.items[i], base);
     }
     ops_set_free(&secrets);
     ops_set_free(&all);
+    ops_set_free(&paths);
 }
 
 /* "5m" and "300000ms", "64KiB" and "65536B" are the same value. */

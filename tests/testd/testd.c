@@ -8,6 +8,7 @@
 
 #include "shared/app.h"
 #include "shared/jsonv.h"
+#include "shared/redis_reply.h"
 #include "test_scripts.h"
 
 static void sleep_ms(long long ms)
@@ -23,13 +24,24 @@ static void handle_echo(struct http_req *r, void *ctx)
     http_reply_json(r, 200, json_pack("{s:O}", "echo", http_json(r)));
 }
 
-/* POST /v1/incr {"key","by"}: one script run through the pool. */
+/* The answer to a Redis call, continued on the loop that made it. */
+static void on_incr(void *arg, enum rcl_status st, redisReply *reply)
+{
+    struct http_req *r = arg;
+    if (rreply_classify(st, reply) != RREPLY_OK)
+        http_unavailable(r);
+    else
+        http_reply_json(r, 200, json_pack("{s:I}", "value", (json_int_t)reply->integer));
+    http_resume(r);
+}
+
+/* POST /v1/incr {"key","by"}: one script run. */
 static void handle_incr(struct http_req *r, void *ctx)
 {
-    struct rpool *pool = ctx;
     struct jv_error e;
     const char *key;
     long long by = 1;
+    (void)ctx;
     if (jv_string(http_json(r), "key", JV_REQUIRED, 1, 512, &key, NULL, &e) < 0 ||
         jv_int(http_json(r), "by", JV_OPTIONAL, -1000000, 1000000, &by, &e) < 0) {
         http_invalid(r, e.field, "%s", e.detail);
@@ -38,42 +50,73 @@ static void handle_incr(struct http_req *r, void *ctx)
     char bys[24];
     snprintf(bys, sizeof(bys), "%lld", by);
     const char *argv[] = {key, bys};
-    redisReply *reply = NULL;
-    enum rpool_status st = rpool_eval(pool, &script_test_incr, 1, 2, argv, NULL, 0, &reply);
-    if (st != RPOOL_OK) {
-        freeReplyObject(reply);
-        http_unavailable(r);
-        return;
+    http_suspend(r);
+    if (rcl_eval(app_rclient(r), &script_test_incr, 1, 2, argv, NULL, 0, on_incr, r) != 0) {
+        http_problem(r, 500, "internal", "out of memory");
+        http_resume(r);
     }
-    http_reply_json(r, 200, json_pack("{s:I}", "value", (json_int_t)reply->integer));
-    freeReplyObject(reply);
+}
+
+struct block {
+    struct http_req *req;
+    long long ms;
+};
+
+static void on_block(void *arg, enum rcl_status st, redisReply *reply)
+{
+    struct block *b = arg;
+    if (rreply_classify(st, reply) != RREPLY_OK)
+        http_unavailable(b->req);
+    else
+        http_reply_json(b->req, 200, json_pack("{s:I}", "waited_ms", (json_int_t)b->ms));
+    http_resume(b->req);
+    free(b);
 }
 
 /* POST /v1/block {"ms"}: waits on Redis (BLPOP on an empty key) for ms milliseconds —
- * a request that holds a worker thread and a connection while Redis makes it wait. */
+ * a request that holds a connection to Redis while Redis makes it wait. */
 static void handle_block(struct http_req *r, void *ctx)
 {
-    struct rpool *pool = ctx;
     struct jv_error e;
     long long ms = 100;
+    (void)ctx;
     if (jv_int(http_json(r), "ms", JV_OPTIONAL, 1, 10000, &ms, &e) < 0) {
         http_invalid(r, e.field, "%s", e.detail);
         return;
     }
+    struct block *b = malloc(sizeof(*b));
+    if (!b) {
+        http_problem(r, 500, "internal", "out of memory");
+        return;
+    }
+    b->req = r;
+    b->ms = ms;
     char secs[32];
     snprintf(secs, sizeof(secs), "%.3f", (double)ms / 1000.0);
     const char *argv[] = {"BLPOP", "testd:never", secs};
-    redisReply *reply = NULL;
-    enum rpool_status st = rpool_command(pool, 3, argv, NULL, ms + 1000, &reply);
-    freeReplyObject(reply);
-    if (st != RPOOL_OK) {
-        http_unavailable(r);
-        return;
+    http_suspend(r);
+    if (rcl_command(app_rclient(r), 3, argv, NULL, ms + 1000, on_block, b) != 0) {
+        free(b);
+        http_problem(r, 500, "internal", "out of memory");
+        http_resume(r);
     }
-    http_reply_json(r, 200, json_pack("{s:I}", "waited_ms", (json_int_t)ms));
 }
 
-/* GET /v1/sleep?ms=N: holds the request (no Redis), for shutdown tests. */
+struct nap {
+    struct loop_timer timer;
+    struct http_req *req;
+    long long ms;
+};
+
+static void on_nap_over(struct loop_timer *t)
+{
+    struct nap *n = t->arg;
+    http_reply_json(n->req, 200, json_pack("{s:I}", "slept_ms", (json_int_t)n->ms));
+    http_resume(n->req);
+    free(n);
+}
+
+/* GET /v1/sleep?ms=N: holds the request on a timer (no Redis), for shutdown tests. */
 static void handle_sleep(struct http_req *r, void *ctx)
 {
     (void)ctx;
@@ -83,8 +126,16 @@ static void handle_sleep(struct http_req *r, void *ctx)
         http_invalid(r, "ms", "must be 0..30000");
         return;
     }
-    sleep_ms(v);
-    http_reply_json(r, 200, json_pack("{s:I}", "slept_ms", (json_int_t)v));
+    struct nap *n = calloc(1, sizeof(*n));
+    if (!n) {
+        http_problem(r, 500, "internal", "out of memory");
+        return;
+    }
+    n->timer = (struct loop_timer){.fn = on_nap_over, .arg = n};
+    n->req = r;
+    n->ms = v;
+    http_suspend(r);
+    loop_timer_start(http_loop(r), &n->timer, v);
 }
 
 /* GET /v1/params/:a/:b?q=: path parameters and a query value back. */
@@ -188,18 +239,22 @@ static void handle_defer(struct http_req *r, void *ctx)
 
 int main(int argc, char **argv)
 {
+    /* A full pool is reached with few requests when connections carry few commands. */
+    const char *mif = getenv("TESTD_MAX_IN_FLIGHT");
     struct app *a = app_create(&(struct app_spec){.name = "testd",
                                                   .port = 8099,
                                                   .summary = "libshared test daemon",
-                                                  .scripts = test_scripts_all},
+                                                  .scripts = test_scripts_all,
+                                                  .handlers_never_block = 1,
+                                                  .redis_max_in_flight = mif ? atoi(mif) : 0},
                                argc, argv);
     cfg_int(app_cfg(a), "TESTD_KNOB", 5, 1, 10); /* a daemon-specific variable, for tests */
     app_config_done(a);
-    struct rpool *pool = app_redis(a);
     app_route(a, "POST", "/v1/echo", handle_echo, NULL, 0);
-    app_route(a, "POST", "/v1/incr", handle_incr, pool, 0);
-    app_route(a, "POST", "/v1/block", handle_block, pool, 0);
+    app_route(a, "POST", "/v1/incr", handle_incr, NULL, 0);
+    app_route(a, "POST", "/v1/block", handle_block, NULL, 0);
     app_route(a, "GET", "/v1/sleep", handle_sleep, NULL, 0);
+    app_route(a, "POST", "/v1/sleep", handle_sleep, NULL, HTTP_NO_BODY);
     app_route(a, "GET", "/v1/params/:a/:b", handle_params, NULL, 0);
     app_route(a, "GET", "/v1/admin", handle_admin, NULL, HTTP_ADMIN);
     app_route(a, "GET", "/v1/rest/:a/*rest", handle_rest, NULL, 0);

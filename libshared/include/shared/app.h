@@ -23,7 +23,9 @@
 
 #include "shared/config.h"
 #include "shared/http.h"
+#include "shared/loop.h"
 #include "shared/metrics.h"
+#include "shared/redis_client.h"
 #include "shared/redis_pool.h"
 #include "shared/script.h"
 #include "shared/version.h"
@@ -42,6 +44,12 @@ struct app_spec {
     const struct script *const *scripts; /* NULL-terminated: loaded at start, checked by /ready */
     const char *const *flags;            /* NULL-terminated: the daemon's own flags ("--x"),
                                             accepted and left in app_args; NULL: none */
+    int handlers_never_block;            /* the daemon's handlers never block (app_rclient,
+                                            http_suspend): they run on the worker loops.
+                                            Transitional: without it each request runs on
+                                            a thread of its own (HTTP_BLOCKING) */
+    int redis_max_in_flight;             /* commands per Redis connection (0: the client's
+                                            default); small only in tests of a full pool */
 };
 
 /* Parse flags (--help and --version print and exit 0; an unknown flag exits 2), read the
@@ -57,6 +65,19 @@ void app_config_done(struct app *a);
 struct cfg *app_cfg(struct app *a);
 struct metrics *app_metrics(struct app *a);
 struct rpool *app_redis(struct app *a); /* after app_config_done */
+
+/* The Redis client of the worker loop serving r: handlers issue their commands there and
+ * continue in the reply's callback, on the same thread. */
+struct rclient *app_rclient(const struct http_req *r);
+/* The Redis settings (REDIS_URL, pool, timeouts, TLS), for a client on a loop of the
+ * daemon's own (a background committer). */
+const struct rcl_config *app_rcl_config(struct app *a);
+/* Per-worker state of the daemon: start(loop, arg) runs on each worker thread before it
+ * serves, and what it returns is app_worker_data() in that worker's handlers; stop(data,
+ * arg) runs on the thread when the worker ends. Before app_run. */
+void app_on_worker(struct app *a, void *(*start)(struct loop *l, void *arg),
+                   void (*stop)(void *data, void *arg), void *arg);
+void *app_worker_data(const struct http_req *r);
 /* Positional arguments left after the flags (e.g. "keygen"), and their count. */
 char **app_args(struct app *a, int *count);
 

@@ -15,9 +15,12 @@
  * for the coding) and its connection closed, so nothing a proxy in front took for body
  * ever runs as a request. After shutdown begins, requests get 503 shutting_down.
  *
- * Threading: every connection has a thread of its own, so a handler blocking on Redis
- * delays nobody else. A handler that waits for something else (idemd's wait_ms) defers its
- * answer with http_suspend() and is resumed by whoever has it. */
+ * Threading: HTTP_THREADS workers (0: one per core), each a thread running an event loop
+ * (loop.h) that owns its connections end to end: a request is read, handled and answered
+ * on the thread that accepted its connection. Handlers run on that thread and never block:
+ * one that needs Redis (or anything else that takes time) defers its answer with
+ * http_suspend(), starts the work and returns; whoever finishes it sets the answer and
+ * calls http_resume(). No lock is taken on the way. */
 #ifndef WARDEN_HTTP_H
 #define WARDEN_HTTP_H
 
@@ -30,11 +33,12 @@
 
 struct http_server;
 struct http_req;
+struct loop;
 
 struct http_config {
     const char *daemon; /* for metrics and logs */
     const char *listen; /* host:port, [v6]:port, unix:/path */
-    int threads;        /* HTTP_THREADS: read and checked; a thread per connection whatever it is */
+    int threads;        /* HTTP_THREADS: workers; 0 = one per core */
     uint64_t max_body;
     int connection_limit;
     int64_t connection_timeout_ms;
@@ -56,6 +60,10 @@ void http_config_load(struct http_config *hc, struct cfg *c, const char *daemon,
 #define HTTP_FORM_BODY 0x4u
 /* Needs API_TOKEN (when set) although outside /v1/ (paths fixed by an outside format). */
 #define HTTP_TOKEN 0x8u
+/* Transitional, while daemons move to handlers that never block: the handler may block, so
+ * it runs on a thread of its own (as in the thread-per-connection server) and its worker
+ * goes on meanwhile. */
+#define HTTP_BLOCKING 0x10u
 
 typedef void (*http_handler)(struct http_req *req, void *ctx);
 
@@ -70,6 +78,17 @@ void http_free(struct http_server *s); /* stops first if running; NULL does noth
  * /v1/ need no token. */
 void http_route(struct http_server *s, const char *method, const char *pattern, http_handler h,
                 void *ctx, unsigned flags);
+
+/* Before http_start: start(loop, arg) runs on each worker's thread before it serves and
+ * returns the worker's data (http_worker_data); stop(data, arg) runs on it after its last
+ * connection has closed. */
+void http_on_worker(struct http_server *s, void *(*start)(struct loop *l, void *arg),
+                    void (*stop)(void *data, void *arg), void *arg);
+/* Run fn(loop, data, arg) on the first worker's thread (data: its start hook's), for work
+ * that needs a worker's loop outside any request. After http_start. Returns 0 or -1. */
+int http_post(struct http_server *s, void (*fn)(struct loop *l, void *data, void *arg), void *arg);
+/* How many workers a configuration gives. */
+int http_workers(const struct http_config *conf);
 
 /* Bind and start serving. Returns 0, or -1 with errstr set (address in use, ...). */
 int http_start(struct http_server *s);
@@ -122,10 +141,16 @@ void http_invalid(struct http_req *r, const char *field, const char *fmt, ...)
 /* 503 backend_unavailable with Retry-After: 1. */
 void http_unavailable(struct http_req *r);
 
+/* The loop of the worker serving r (its timers, its Redis client), and the data its start
+ * hook returned. */
+struct loop *http_loop(const struct http_req *r);
+void *http_worker_data(const struct http_req *r);
+
 /* ---- deferred answers ----
- * A handler may call http_suspend(r) and return without a response; the connection then
- * holds no thread. Later, any thread sets the response with http_reply_* / http_problem*
- * and calls http_resume(r), after which r must not be touched. */
+ * A handler may call http_suspend(r) and return without a response. Later — on r's worker
+ * thread (from a Redis reply, a timer) or from any other thread — the response is set with
+ * http_reply_* / http_problem* and http_resume(r) is called, after which r must not be
+ * touched. The answer is written on r's worker thread. */
 void http_suspend(struct http_req *r);
 void http_resume(struct http_req *r);
 

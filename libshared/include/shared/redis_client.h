@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "shared/loop.h"
+#include "shared/metrics.h"
 #include "shared/script.h"
 
 /* Commands one connection carries at once before a second one is opened. */
@@ -43,6 +44,20 @@ struct rcl_tls {
     const char *server_name; /* REDIS_TLS_SERVER_NAME; NULL: the URL's host */
 };
 
+/* What the clients of a process count, in one registry: commands and the writes that
+ * carried them (their ratio is the pipelining), how commands found room, failures by kind,
+ * and the connections. Registered once with rcl_metrics_init(); any client may count. */
+struct rcl_metrics {
+    struct metric_series *commands, *writes;
+    struct metric_series *hits;   /* commands sent at once on an open connection */
+    struct metric_series *misses; /* commands that waited for a connection or for room */
+    struct metric_series *pool_timeouts, *stale;
+    struct metric_series *total, *idle; /* gauges: open connections, those carrying nothing */
+    struct metric_series *errors[5];    /* by enum rcl_status (none for RCL_OK) */
+    struct metric_series *duration;     /* histogram: issue to reply */
+};
+void rcl_metrics_init(struct rcl_metrics *m, struct metrics *reg);
+
 struct rcl_config {
     const char *url; /* redis://, rediss://, unix:// (redis_url.h) */
     int pool_size;   /* the most connections, shared by every loop of the process */
@@ -53,6 +68,8 @@ struct rcl_config {
     int64_t connect_timeout_ms;
     int64_t command_timeout_ms;
     struct rcl_tls tls;
+    int max_in_flight;                 /* commands one connection carries (0: RCL_MAX_IN_FLIGHT) */
+    const struct rcl_metrics *metrics; /* NULL: not counted */
 };
 
 enum rcl_status {
