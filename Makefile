@@ -32,6 +32,12 @@ LIBSHARED  = $(BUILD)/libshared.a
 LUA_SRC    = $(sort $(wildcard lua-scripts/*.lua))
 SCRIPTS_C  = $(BUILD)/gen/scripts.c
 SCRIPTS_O  = $(BUILD)/obj/gen/scripts.o
+# A daemon links only its own scripts: those whose names start with its prefix.
+LUA_PREFIX_ratelimitd = ratelimit
+LUA_PREFIX_auditd     = audit
+LUA_PREFIX_idemd      = idem
+LUA_PREFIX_tokend     = token
+daemon_scripts = $(patsubst lua-scripts/%.lua,$(BUILD)/obj/gen/scripts/%.o,$(wildcard lua-scripts/$(LUA_PREFIX_$(1))_*.lua))
 TEST_LUA   = $(sort $(wildcard tests/lua/*.lua))
 TSCRIPTS_C = $(BUILD)/gen/test_scripts.c
 TSCRIPTS_O = $(BUILD)/obj/gen/test_scripts.o
@@ -77,18 +83,23 @@ $(TSCRIPTS_C): $(TEST_LUA) tools/embed-lua.sh
 	@mkdir -p $(dir $@)
 	sh tools/embed-lua.sh $@ $(TEST_LUA)
 
+$(BUILD)/gen/scripts/%.c: $(SCRIPTS_C) ;
+.PRECIOUS: $(BUILD)/gen/scripts/%.c
+
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 define daemon_rule
-$(BUILD)/bin/$(1): $(BUILD)/obj/$(1)/main.o $(call daemon_objs,$(1)) $(SCRIPTS_O) $(LIBSHARED)
+$(BUILD)/bin/$(1): $(BUILD)/obj/$(1)/main.o $(call daemon_objs,$(1)) $(call daemon_scripts,$(1)) \
+		$(LIBSHARED)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(LDFLAGS_ALL) -o $$@ $$^ $$(LIBS)
 endef
 define tool_rule
 $(BUILD)/bin/$(patsubst cmd-%.c,%,$(notdir $(1))): $(BUILD)/obj/$(1:.c=.o) \
-		$(call daemon_objs,$(patsubst %/,%,$(dir $(1)))) $(SCRIPTS_O) $(LIBSHARED)
+		$(call daemon_objs,$(patsubst %/,%,$(dir $(1)))) \
+		$(call daemon_scripts,$(patsubst %/,%,$(dir $(1)))) $(LIBSHARED)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(LDFLAGS_ALL) -o $$@ $$^ $$(LIBS)
 endef
