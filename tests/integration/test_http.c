@@ -493,6 +493,49 @@ static void test_eighty_in_flight(void **state)
     assert_int_equal(atomic_load(&l.unavailable) + atomic_load(&l.other), 0);
 }
 
+/* A counter's value in a /metrics text, or -1. */
+static double metric_in(const char *text, const char *name)
+{
+    char want[160];
+    snprintf(want, sizeof(want), "\n%s ", name);
+    const char *p = strstr(text, want);
+    return p ? strtod(p + strlen(want), NULL) : -1;
+}
+
+static void *incr_worker(void *arg)
+{
+    struct load *l = arg;
+    for (int i = 0; i < 20; i++)
+        post_worker(l);
+    return NULL;
+}
+
+/* Automatic pipelining, counted by the client itself: 50 callers at once on one worker
+ * loop, and the commands of a turn leave in one write — many commands per write. */
+static void test_pipelining_counted(void **state)
+{
+    (void)state;
+    struct th_proc p;
+    const char *extra[] = {"HTTP_THREADS=1", "REDIS_MIN_IDLE_CONNS=1", NULL};
+    assert_int_equal(start_testd(&p, extra), 0);
+    struct load l = {.port = p.port, .path = "/v1/incr", .body = "{\"key\":\"h:pipe\"}"};
+    pthread_t t[50];
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, incr_worker, &l), 0);
+    for (int i = 0; i < 50; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(atomic_load(&l.ok), 1000);
+    struct th_resp r;
+    assert_int_equal(th_http(p.port, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    double cmds = metric_in(r.body, "testd_redis_commands_total");
+    double writes = metric_in(r.body, "testd_redis_writes_total");
+    th_resp_free(&r);
+    printf("# %.0f commands in %.0f writes: %.1f per write\n", cmds, writes, cmds / writes);
+    assert_true(cmds >= 1000);
+    assert_true(writes > 0 && cmds / writes >= 3);
+    assert_int_equal(th_proc_stop(&p, SIGTERM, 5000), 0);
+}
+
 struct probe {
     int port;
     int64_t worst_ms;
@@ -646,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_ready_follows_redis),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_eighty_in_flight),
+        cmocka_unit_test(test_pipelining_counted),
         cmocka_unit_test(test_deferred_answers_pool),
         cmocka_unit_test(test_deferred_answers_per_connection),
         cmocka_unit_test(test_pool_exhaustion_logged),
