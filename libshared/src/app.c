@@ -232,8 +232,19 @@ struct metrics *app_metrics(struct app *a)
 {
     return a->metrics;
 }
+/* Created when first asked for: daemons whose handlers never block have none. */
 struct rpool *app_redis(struct app *a)
 {
+    char err[160];
+    if (a->pool)
+        return a->pool;
+    a->pool_metrics = metrics_create(a->spec.name);
+    a->pool = a->pool_metrics ? rpool_create(&a->rconf, a->pool_metrics, err, sizeof(err)) : NULL;
+    if (!a->pool) {
+        fprintf(stderr, "%s: REDIS_URL: %s\n", a->spec.name, a->pool_metrics ? err : "no memory");
+        exit(2);
+    }
+    rpool_set_scripts(a->pool, a->spec.scripts);
     return a->pool;
 }
 
@@ -629,13 +640,6 @@ void app_config_done(struct app *a)
     log_start();
     check_redis_config(a);
     rcl_metrics_init(&a->rcl_metrics, a->metrics);
-    a->pool_metrics = metrics_create(a->spec.name);
-    a->pool = a->pool_metrics ? rpool_create(&a->rconf, a->pool_metrics, err, sizeof(err)) : NULL;
-    if (!a->pool) {
-        fprintf(stderr, "%s: REDIS_URL: %s\n", a->spec.name, err);
-        exit(2);
-    }
-    rpool_set_scripts(a->pool, a->spec.scripts);
     a->http = http_create(&a->hconf, a->metrics, err, sizeof(err));
     if (!a->http) {
         fprintf(stderr, "%s: %s\n", a->spec.name, err);

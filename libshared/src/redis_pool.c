@@ -95,8 +95,7 @@ static int valid_url(const char *s)
 {
     struct rpool_url u;
     char err[128];
-    /* rediss:// comes with the event-driven client; this pool speaks plain TCP only. */
-    return rpool_url_parse(s, &u, err, sizeof(err)) == 0 && !u.tls;
+    return rpool_url_parse(s, &u, err, sizeof(err)) == 0;
 }
 
 static const char *ms_str(int64_t ms, char *buf, size_t size)
@@ -680,7 +679,10 @@ struct rpool *rpool_create(const struct rpool_config *conf, struct metrics *metr
         return NULL;
     }
     p->conf = *conf;
-    if (rpool_url_parse(conf->url, &p->url, err, errsize) != 0) {
+    if (rpool_url_parse(conf->url, &p->url, err, errsize) != 0 ||
+        (p->url.tls && snprintf(err, errsize,
+                                "rediss://: the offline tools speak plain TCP "
+                                "and unix sockets only") > 0)) {
         free(p);
         return NULL;
     }

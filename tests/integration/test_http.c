@@ -536,6 +536,44 @@ static void test_pipelining_counted(void **state)
     assert_int_equal(th_proc_stop(&p, SIGTERM, 5000), 0);
 }
 
+/* REDIS_URL=rediss://... with REDIS_TLS_CA_FILE: the daemon's calls go over TLS; with a CA
+ * that did not sign Redis's certificate, or a name the certificate does not hold, nothing
+ * does (/ready says so) — never a call over an unverified connection. */
+static void test_redis_over_tls(void **state)
+{
+    (void)state;
+    char dir[256], other[256], url[128], ca[300], wrong_ca[300];
+    assert_int_equal(th_tmpdir(dir, sizeof(dir)), 0);
+    assert_int_equal(th_tmpdir(other, sizeof(other)), 0);
+    assert_int_equal(th_make_certs(dir, "ca"), 0);
+    assert_int_equal(th_make_certs(other, "otherca"), 0);
+    snprintf(ca, sizeof(ca), "REDIS_TLS_CA_FILE=%s/ca.crt", dir);
+    snprintf(wrong_ca, sizeof(wrong_ca), "REDIS_TLS_CA_FILE=%s/otherca.crt", other);
+    struct th_redis tr;
+    assert_int_equal(th_redis_start_tls(&tr, dir), 0);
+    snprintf(url, sizeof(url), "rediss://localhost:%d/0", tr.tls_port);
+    struct {
+        const char *ca, *name;
+        int ready;
+    } cases[] = {
+        {ca, NULL, 200}, {ca, "REDIS_TLS_SERVER_NAME=redis.example", 503}, {wrong_ca, NULL, 503}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *env[] = {"HTTP_MAX_BODY=1KiB", cases[i].ca, cases[i].name, NULL};
+        struct th_proc p;
+        struct th_resp r;
+        assert_int_equal(th_daemon_start(&p, "tests/testd", url, env), 0);
+        assert_int_equal(th_http(p.port, "GET", "/ready", NULL, NULL, 0, &r), 0);
+        assert_int_equal(r.status, cases[i].ready);
+        th_resp_free(&r);
+        assert_int_equal(th_post_json(p.port, "/v1/incr", "{\"key\":\"h:tls\"}", &r), 0);
+        assert_int_equal(r.status, cases[i].ready == 200 ? 200 : 503);
+        th_resp_free(&r);
+        assert_int_equal(th_proc_stop(&p, SIGTERM, 5000), 0);
+    }
+    assert_int_equal(th_redis_int(&tr, "GET h:tls"), 1); /* the one call that went through */
+    th_redis_stop(&tr);
+}
+
 struct probe {
     int port;
     int64_t worst_ms;
@@ -690,6 +728,7 @@ int main(void)
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_eighty_in_flight),
         cmocka_unit_test(test_pipelining_counted),
+        cmocka_unit_test(test_redis_over_tls),
         cmocka_unit_test(test_deferred_answers_pool),
         cmocka_unit_test(test_deferred_answers_per_connection),
         cmocka_unit_test(test_pool_exhaustion_logged),

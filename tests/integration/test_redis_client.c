@@ -205,50 +205,20 @@ static void test_auth_and_select(void **state)
     freeReplyObject(th_redis_cmd(&redis, "ACL DELUSER rcl"));
 }
 
-/* A CA and a server certificate for localhost and 127.0.0.1 (openssl), in dir. */
-static void make_certs(const char *dir, const char *ca)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd),
-             "cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-             "-days 2 -subj /CN=%s -keyout %s.key -out %s.crt 2>/dev/null && "
-             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost "
-             "-keyout server.key -out server.csr 2>/dev/null && "
-             "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext && "
-             "openssl x509 -req -in server.csr -CA %s.crt -CAkey %s.key -CAcreateserial "
-             "-days 2 -extfile san.ext -out server.crt 2>/dev/null",
-             dir, ca, ca, ca, ca, ca);
-    assert_int_equal(system(cmd), 0);
-}
-
 static void test_tls(void **state)
 {
     (void)state;
     char dir[256], other[256];
     assert_int_equal(th_tmpdir(dir, sizeof(dir)), 0);
     assert_int_equal(th_tmpdir(other, sizeof(other)), 0);
-    make_certs(dir, "ca");
-    make_certs(other, "otherca");
-    int tls_port = th_free_port();
-    char port_s[16], cert[300], key[300], ca[300], wrong_ca[300];
-    snprintf(port_s, sizeof(port_s), "%d", tls_port);
-    snprintf(cert, sizeof(cert), "%s/server.crt", dir);
-    snprintf(key, sizeof(key), "%s/server.key", dir);
+    assert_int_equal(th_make_certs(dir, "ca"), 0);
+    assert_int_equal(th_make_certs(other, "otherca"), 0);
+    char ca[300], wrong_ca[300];
     snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
     snprintf(wrong_ca, sizeof(wrong_ca), "%s/otherca.crt", other);
-    const char *args[] = {"--tls-port",
-                          port_s,
-                          "--tls-cert-file",
-                          cert,
-                          "--tls-key-file",
-                          key,
-                          "--tls-ca-cert-file",
-                          ca,
-                          "--tls-auth-clients",
-                          "no",
-                          NULL};
     struct th_redis tr;
-    assert_int_equal(th_redis_start(&tr, args), 0);
+    assert_int_equal(th_redis_start_tls(&tr, dir), 0);
+    int tls_port = tr.tls_port;
     char err[128], url[128];
     struct loop *l = loop_create(err, sizeof(err));
     assert_non_null(l);

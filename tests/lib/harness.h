@@ -72,6 +72,7 @@ struct th_redis {
     pid_t pid;     /* 0 when not running */
     char dir[256]; /* its --dir: redis.log, redis.pid, any RDB/AOF */
     char url[128]; /* "redis://127.0.0.1:<port>/0" */
+    int tls_port;  /* th_redis_start_tls: its TLS port (0: none) */
     /* Private: the extra arguments, NUL-separated, kept for th_redis_restart. */
     char extra[TH_REDIS_ARGS_MAX];
     size_t extra_len;
@@ -84,6 +85,12 @@ struct th_redis {
  * on another port if the first one was taken meanwhile. Returns 0, or -1 (with the end of
  * redis.log on stderr and nothing left running). */
 int th_redis_start(struct th_redis *r, const char *const *extra_args);
+/* A CA (dir/<ca>.crt, .key) and a server certificate for localhost and 127.0.0.1 signed by
+ * it (dir/server.crt, .key), made with openssl. Returns 0 or -1. */
+int th_make_certs(const char *dir, const char *ca);
+/* th_redis_start with a TLS port (r->tls_port) serving dir/server.crt, clients trusted
+ * without a certificate of their own; dir as th_make_certs(dir, "ca") made it. */
+int th_redis_start_tls(struct th_redis *r, const char *dir);
 
 /* SIGCONT (in case it is paused) + SIGTERM, wait (SIGKILL after 5 s), remove the dir.
  * Harmless on a stopped or killed Redis (then it only removes the dir). */

@@ -235,3 +235,43 @@ long long th_redis_int(struct th_redis *r, const char *fmt, ...)
     freeReplyObject(reply);
     return value;
 }
+
+int th_make_certs(const char *dir, const char *ca)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+             "-days 2 -subj /CN=%s -keyout %s.key -out %s.crt 2>/dev/null && "
+             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost "
+             "-keyout server.key -out server.csr 2>/dev/null && "
+             "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext && "
+             "openssl x509 -req -in server.csr -CA %s.crt -CAkey %s.key -CAcreateserial "
+             "-days 2 -extfile san.ext -out server.crt 2>/dev/null",
+             dir, ca, ca, ca, ca, ca);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int th_redis_start_tls(struct th_redis *r, const char *dir)
+{
+    char port_s[16], cert[300], key[300], ca[300];
+    int port = th_free_port();
+    snprintf(port_s, sizeof(port_s), "%d", port);
+    snprintf(cert, sizeof(cert), "%s/server.crt", dir);
+    snprintf(key, sizeof(key), "%s/server.key", dir);
+    snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
+    const char *args[] = {"--tls-port",
+                          port_s,
+                          "--tls-cert-file",
+                          cert,
+                          "--tls-key-file",
+                          key,
+                          "--tls-ca-cert-file",
+                          ca,
+                          "--tls-auth-clients",
+                          "no",
+                          NULL};
+    if (th_redis_start(r, args) != 0)
+        return -1;
+    r->tls_port = port;
+    return 0;
+}
