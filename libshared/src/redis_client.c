@@ -576,17 +576,28 @@ int rcl_command(struct rclient *c, int argc, const char *const *argv, const size
     return issue(c, NULL, argc, argv, argvlen, timeout_ms, fn, arg);
 }
 
-#define RCL_EVAL_MAX_ARGS 64
+/* Arguments of a script call kept on the stack; a longer call (auditd's batch of
+ * appends) allocates. */
+#define RCL_EVAL_STACK_ARGS 64
 
 int rcl_eval(struct rclient *c, const struct script *s, int nkeys, int argc,
              const char *const *argv, const size_t *argvlen, int64_t timeout_ms, rcl_done_fn fn,
              void *arg)
 {
-    const char *v[RCL_EVAL_MAX_ARGS + 3];
-    size_t vl[RCL_EVAL_MAX_ARGS + 3];
+    const char *sv[RCL_EVAL_STACK_ARGS + 3];
+    size_t svl[RCL_EVAL_STACK_ARGS + 3];
+    const char **v = sv;
+    size_t *vl = svl;
     char nk[16];
-    if (argc > RCL_EVAL_MAX_ARGS)
-        abort(); /* a script with more arguments than this is a programming error */
+    if (argc > RCL_EVAL_STACK_ARGS) {
+        v = malloc((size_t)(argc + 3) * sizeof(*v));
+        vl = malloc((size_t)(argc + 3) * sizeof(*vl));
+        if (!v || !vl) {
+            free(v);
+            free(vl);
+            return -1;
+        }
+    }
     snprintf(nk, sizeof(nk), "%d", nkeys);
     v[0] = "EVALSHA", v[1] = s->sha1, v[2] = nk;
     for (int i = 0; i < 3; i++)
@@ -595,7 +606,12 @@ int rcl_eval(struct rclient *c, const struct script *s, int nkeys, int argc,
         v[i + 3] = argv[i];
         vl[i + 3] = argvlen ? argvlen[i] : strlen(argv[i]);
     }
-    return issue(c, s, argc + 3, v, vl, timeout_ms, fn, arg);
+    int rc = issue(c, s, argc + 3, v, vl, timeout_ms, fn, arg);
+    if (v != sv) {
+        free(v);
+        free(vl);
+    }
+    return rc;
 }
 
 redisReply *rcl_steal(struct rclient *c)

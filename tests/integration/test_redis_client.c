@@ -133,6 +133,12 @@ static const struct script incr_script = {
     .source = "return redis.call('INCR', KEYS[1])",
 };
 
+static const struct script nargs_script = {
+    .name = "test_nargs",
+    .sha1 = "", /* filled by the test: SHA-1 of the source below */
+    .source = "return #ARGV",
+};
+
 static long long processed(void)
 {
     redisReply *r = th_redis_cmd(&redis, "INFO stats");
@@ -171,6 +177,46 @@ static void test_pipelining(void **state)
     /* Redis ran them all (the first EVALSHA of a new script costs a SCRIPT LOAD too), plus
      * the INFO of this test. */
     assert_true(processed() - redis_before >= 2000);
+    rcl_free(c);
+    loop_free(l);
+}
+
+struct nargs {
+    struct loop *loop;
+    int done;
+    long long n;
+};
+
+static void got_nargs(void *arg, enum rcl_status st, redisReply *reply)
+{
+    struct nargs *a = arg;
+    a->n = st == RCL_OK && reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+    a->done = 1;
+}
+
+/* A script call with many arguments (auditd's batch of appends has hundreds). */
+static void test_long_script_call(void **state)
+{
+    (void)state;
+    char err[128], sha[41];
+    redisReply *r = th_redis_cmd(&redis, "SCRIPT LOAD %s", nargs_script.source);
+    assert_non_null(r);
+    snprintf(sha, sizeof(sha), "%s", r->str);
+    freeReplyObject(r);
+    struct script s = nargs_script;
+    s.sha1 = sha;
+    struct loop *l = loop_create(err, sizeof(err));
+    assert_non_null(l);
+    struct rcl_config conf = config(redis.url);
+    struct rclient *c = client(l, &conf);
+    const char *argv[1001];
+    argv[0] = "key";
+    for (int i = 1; i < 1001; i++)
+        argv[i] = i % 2 ? "odd" : "even";
+    struct nargs a = {.loop = l};
+    assert_int_equal(rcl_eval(c, &s, 1, 1001, argv, NULL, 0, got_nargs, &a), 0);
+    run_until(l, &a.done, 1, 3000);
+    assert_int_equal(a.n, 1000);
     rcl_free(c);
     loop_free(l);
 }
@@ -530,6 +576,7 @@ int main(void)
         cmocka_unit_test(test_pipelining),
         cmocka_unit_test(test_auth_and_select),
         cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_long_script_call),
         cmocka_unit_test(test_deadline_on_frozen_redis),
         cmocka_unit_test(test_noscript_under_load),
         cmocka_unit_test(test_restart_under_load),
