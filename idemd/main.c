@@ -4,32 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "idem_config.h"
-#include "idem_http.h"
-#include "idem_store.h"
-#include "idem_wait.h"
-#include "scripts.h"
+#include "config.h"
+#include "handlers.h"
 #include "shared/app.h"
-
-static const struct script *const idem_scripts[] = {
-    &script_idem_claim,
-    &script_idem_complete,
-    &script_idem_release,
-    &script_idem_extend,
-    &script_idem_checkpoint,
-    &script_idem_record,
-    NULL,
-};
-
-#define IDEM_ENV_HELP                                                                              \
-    "  IDEM_TTL                 record lifetime from creation (24h)\n"                             \
-    "  IDEM_LEASE_TTL           default lease of a claim (30s)\n"                                  \
-    "  IDEM_LEASE_MAX           longest lease a claim or extend may ask for (10m)\n"               \
-    "  IDEM_ON_LEASE_EXPIRY     takeover | block (takeover)\n"                                     \
-    "  IDEM_MAX_RESPONSE_BYTES  largest stored body (1MiB)\n"                                      \
-    "  IDEM_REPLAY_HEADERS      response headers stored and replayed\n"                            \
-    "  IDEM_WAIT_REPLICAS       replicas every write waits for (0)\n"                              \
-    "  IDEM_WAIT_TIMEOUT        how long it waits for them (500ms)\n"
+#include "store.h"
+#include "wait.h"
 
 /* Shutdown begins: claims waiting on an in-flight key get their answer now (usually 409
  * with Retry-After, so the caller retries elsewhere) instead of holding the drain for up
@@ -48,8 +27,8 @@ int main(int argc, char **argv)
                                                   .port = 8083,
                                                   .max_body = 2u << 20,
                                                   .summary = "idempotency records on Redis",
-                                                  .env_help = IDEM_ENV_HELP,
-                                                  .scripts = idem_scripts},
+                                                  .env_help = IDEM_CONFIG_HELP,
+                                                  .scripts = idem_store_scripts},
                                argc, argv);
     idem_config_load(&conf, app_cfg(a));
     app_config_done(a);
@@ -62,13 +41,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "idemd: out of memory\n");
         return 1;
     }
-    idem_http_metrics(&ctx, app_metrics(a));
-    app_route(a, "POST", "/v1/claim", idem_handle_claim, &ctx, 0);
-    app_route(a, "POST", "/v1/complete", idem_handle_complete, &ctx, 0);
-    app_route(a, "POST", "/v1/release", idem_handle_release, &ctx, 0);
-    app_route(a, "POST", "/v1/extend", idem_handle_extend, &ctx, 0);
-    app_route(a, "POST", "/v1/checkpoint", idem_handle_checkpoint, &ctx, 0);
-    app_route(a, "GET", "/v1/record", idem_handle_record, &ctx, 0);
+    idem_handlers_metrics(&ctx, app_metrics(a));
+    idem_routes(a, &ctx);
     app_on_drain(a, stop_waiter, &ctx);
 
     int rc = app_run(a);

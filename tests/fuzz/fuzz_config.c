@@ -21,7 +21,7 @@
 #include "../../auditd/config.h"
 #include "../../auditd/keyring.h"
 #include "../../auditd/store.h"
-#include "../../idemd/idem_config.h"
+#include "../../idemd/config.h"
 #include "../../tokend/conf.h"
 #include "fuzz.h"
 #include "shared/crypto.h"

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* libFuzzer harness for idemd's request parsing (idemd/idem_request.c), all six
+/* libFuzzer harness for idemd's request parsing (idemd/request.c), all six
  * endpoints: any bytes, parsed as the HTTP layer does (a JSON object, duplicates refused),
  * are the body of claim, complete, release, extend and checkpoint; split at '&', they are
  * the scope and key of GET /v1/record. Accepted requests meet the documented limits;
@@ -11,7 +11,7 @@
 
 #include <jansson.h>
 
-#include "../../idemd/idem_request.h"
+#include "../../idemd/request.h"
 #include "fuzz.h"
 
 static struct idem_config conf;

@@ -11,8 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../idemd/idem_config.h"
-#include "../../idemd/idem_request.h"
+#include "../../idemd/config.h"
+#include "../../idemd/request.h"
+#include "../../idemd/store.h"
 
 static struct idem_config conf;
 

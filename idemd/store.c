@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* idem_store: runs idemd's Lua scripts through the pool and turns their replies into
- * struct idem_result (see idem_store.h for the contract, lua-scripts/idem_*.lua for the
+/* store: runs idemd's Lua scripts through the pool and turns their replies into
+ * struct idem_result (see store.h for the contract, lua-scripts/idem_*.lua for the
  * reply shapes). */
-#include "idem_store.h"
+#include "store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +31,40 @@ static const char *const outcome_names[] = {
     [IDEM_FOUND] = "found",         [IDEM_LEASE_LOST] = "lease_lost",
     [IDEM_NOT_FOUND] = "not_found",
 };
+
+const struct script *const idem_store_scripts[] = {
+    &script_idem_claim,
+    &script_idem_complete,
+    &script_idem_release,
+    &script_idem_extend,
+    &script_idem_checkpoint,
+    &script_idem_record,
+    NULL,
+};
+
+/* Every record is the single key idem:<scope>:<key>, so every script is cluster-safe. */
+int idem_redis_key(const char *scope, const char *key, size_t key_len, char *out, size_t outsize)
+{
+    int n = snprintf(out, outsize, "idem:%s:", scope);
+    if (n < 0 || (size_t)n >= outsize)
+        return -1;
+    size_t at = (size_t)n;
+    for (size_t i = 0; i < key_len; i++) {
+        char c = key[i];
+        if (c == '{' || c == '}' || c == '%') {
+            if (at + 3 >= outsize)
+                return -1;
+            snprintf(out + at, 4, "%%%02X", (unsigned char)c);
+            at += 3;
+        } else {
+            if (at + 1 >= outsize)
+                return -1;
+            out[at++] = c;
+        }
+    }
+    out[at] = '\0';
+    return 0;
+}
 
 const char *idem_outcome_name(enum idem_outcome o)
 {
@@ -122,8 +156,8 @@ static int parse_found(const redisReply *r, struct idem_result *res)
     return 0;
 }
 
-/* Fill res from one script reply (which res takes over). Returns IDEM_OK or an error. */
-static int parse_reply(redisReply *r, struct idem_result *res)
+/* Fill res from one script reply (which res takes over). Returns its class. */
+static enum rreply_class parse_reply(redisReply *r, struct idem_result *res)
 {
     const char *name;
     int bad = 0;
@@ -136,8 +170,7 @@ static int parse_reply(redisReply *r, struct idem_result *res)
         /* OOM under noeviction, NOPERM, a script killed: Redis cannot serve the call (503);
          * anything else is a bug (500), as in every daemon (redis_reply.h). */
         log_error(NULL, "redis refused an idemd script", LF_S("error", r->str));
-        return rreply_classify(RPOOL_REPLY_ERROR, r) == RREPLY_UNAVAILABLE ? IDEM_EBACKEND
-                                                                           : IDEM_EINTERNAL;
+        return rreply_classify(RPOOL_REPLY_ERROR, r);
     }
     if (r->type != REDIS_REPLY_ARRAY || !(name = rreply_str(r, 0, NULL)) ||
         outcome_of(name, &res->outcome) != 0)
@@ -156,19 +189,19 @@ static int parse_reply(redisReply *r, struct idem_result *res)
     default: break;
     }
     if (!bad)
-        return IDEM_OK;
+        return RREPLY_OK;
 internal:
     log_error(NULL, "unexpected reply from an idemd script", LF_I("type", r->type));
-    return IDEM_EINTERNAL;
+    return RREPLY_INTERNAL;
 }
 
 /* ---- running scripts --------------------------------------------------------------- */
 
 /* Run ncmds script commands, then (if they may write and replicas are asked for) WAIT, in
- * one round trip. Parses each reply into res[i] with its status in rc[i]. Returns IDEM_OK
- * or IDEM_EBACKEND. */
-static int run(struct idem_store *st, struct rpool_cmd *cmds, size_t ncmds, int writes,
-               struct idem_result *res, int *rc)
+ * one round trip. Parses each reply into res[i] with its class in rc[i]. Returns the class of
+ * the round trip (RREPLY_OK when every reply came back). */
+static enum rreply_class run(struct idem_store *st, struct rpool_cmd *cmds, size_t ncmds,
+                             int writes, struct idem_result *res, int *rc)
 {
     redisReply *replies[IDEM_BATCH_MAX + 1];
     int wait = writes && st->conf->wait_replicas > 0;
@@ -180,8 +213,9 @@ static int run(struct idem_store *st, struct rpool_cmd *cmds, size_t ncmds, int 
         cmds[ncmds] = (struct rpool_cmd){.argc = 3, .argv = wargv};
         timeout += st->conf->wait_timeout_ms;
     }
-    if (rpool_exec(st->pool, cmds, ncmds + (size_t)wait, replies, timeout) != RPOOL_OK)
-        return IDEM_EBACKEND;
+    enum rpool_status status = rpool_exec(st->pool, cmds, ncmds + (size_t)wait, replies, timeout);
+    if (status != RPOOL_OK)
+        return rreply_classify(status, NULL);
     if (wait) {
         if (replies[ncmds]->type == REDIS_REPLY_INTEGER)
             acked = replies[ncmds]->integer;
@@ -191,19 +225,20 @@ static int run(struct idem_store *st, struct rpool_cmd *cmds, size_t ncmds, int 
         rc[i] = parse_reply(replies[i], &res[i]);
         res[i].replicas_acked = wait ? (int)(acked < 0 ? 0 : acked) : -1;
     }
-    return IDEM_OK;
+    return RREPLY_OK;
 }
 
 /* One script on one record with the given arguments (after the key). writes: the script
  * may write (so WAIT follows it when replicas are asked for). */
-static int run_one(struct idem_store *st, const struct script *s, int writes,
-                   const struct idem_ref *ref, int nargs, const char **args, const size_t *lens,
-                   struct idem_result *res)
+static enum rreply_class run_one(struct idem_store *st, const struct script *s, int writes,
+                                 const struct idem_ref *ref, int nargs, const char **args,
+                                 const size_t *lens, struct idem_result *res)
 {
     const char *argv[8];
     size_t argvlen[8];
     struct rpool_cmd cmds[2];
-    int rc = IDEM_EBACKEND;
+    int rc = RREPLY_UNAVAILABLE;
+    enum rreply_class trip;
 
     argv[0] = ref->rkey;
     argvlen[0] = strlen(ref->rkey);
@@ -214,11 +249,12 @@ static int run_one(struct idem_store *st, const struct script *s, int writes,
     cmds[0] = (struct rpool_cmd){
         .script = s, .nkeys = 1, .argc = nargs + 1, .argv = argv, .argvlen = argvlen};
     memset(res, 0, sizeof(*res));
-    if (run(st, cmds, 1, writes, res, &rc) != IDEM_OK)
-        return IDEM_EBACKEND;
-    if (rc != IDEM_OK)
+    trip = run(st, cmds, 1, writes, res, &rc);
+    if (trip != RREPLY_OK)
+        return trip;
+    if (rc != RREPLY_OK)
         idem_result_free(res);
-    return rc;
+    return (enum rreply_class)rc;
 }
 
 /* Claim arguments: the record key then ARGV of idem_claim.lua, into argv (7 slots). */
@@ -236,8 +272,10 @@ static void claim_args(const struct idem_store *st, const struct idem_claim_in *
     argv[6] = in->attempt_id;
 }
 
-int idem_store_claim_many(struct idem_store *st, const struct idem_claim_in *const *in,
-                          const char *const *tokens, size_t n, struct idem_result *res, int *rc)
+enum rreply_class idem_store_claim_many(struct idem_store *st,
+                                        const struct idem_claim_in *const *in,
+                                        const char *const *tokens, size_t n,
+                                        struct idem_result *res, int *rc)
 {
     for (size_t done = 0; done < n;) {
         size_t chunk = n - done < IDEM_BATCH_MAX ? n - done : IDEM_BATCH_MAX;
@@ -249,29 +287,31 @@ int idem_store_claim_many(struct idem_store *st, const struct idem_claim_in *con
             cmds[i] = (struct rpool_cmd){
                 .script = &script_idem_claim, .nkeys = 1, .argc = 7, .argv = argv[i]};
         }
-        if (run(st, cmds, chunk, 1, res + done, rc + done) != IDEM_OK) {
+        enum rreply_class trip = run(st, cmds, chunk, 1, res + done, rc + done);
+        if (trip != RREPLY_OK) {
             for (size_t i = 0; i < done; i++)
                 idem_result_free(&res[i]);
-            return IDEM_EBACKEND;
+            return trip;
         }
         done += chunk;
     }
-    return IDEM_OK;
+    return RREPLY_OK;
 }
 
-int idem_store_claim(struct idem_store *st, const struct idem_claim_in *in, const char *token,
-                     struct idem_result *res)
+enum rreply_class idem_store_claim(struct idem_store *st, const struct idem_claim_in *in,
+                                   const char *token, struct idem_result *res)
 {
-    int rc = IDEM_EBACKEND;
-    if (idem_store_claim_many(st, &in, &token, 1, res, &rc) != IDEM_OK)
-        return IDEM_EBACKEND;
-    if (rc != IDEM_OK)
+    int rc = RREPLY_UNAVAILABLE;
+    enum rreply_class trip = idem_store_claim_many(st, &in, &token, 1, res, &rc);
+    if (trip != RREPLY_OK)
+        return trip;
+    if (rc != RREPLY_OK)
         idem_result_free(res);
-    return rc;
+    return (enum rreply_class)rc;
 }
 
-int idem_store_complete(struct idem_store *st, const struct idem_lease_in *in,
-                        struct idem_result *res)
+enum rreply_class idem_store_complete(struct idem_store *st, const struct idem_lease_in *in,
+                                      struct idem_result *res)
 {
     char status[8];
     snprintf(status, sizeof(status), "%d", in->status);
@@ -281,16 +321,16 @@ int idem_store_complete(struct idem_store *st, const struct idem_lease_in *in,
     return run_one(st, &script_idem_complete, 1, &in->ref, 5, args, lens, res);
 }
 
-int idem_store_release(struct idem_store *st, const struct idem_lease_in *in,
-                       struct idem_result *res)
+enum rreply_class idem_store_release(struct idem_store *st, const struct idem_lease_in *in,
+                                     struct idem_result *res)
 {
     const char *args[] = {in->lease_token};
     size_t lens[] = {in->lease_token_len};
     return run_one(st, &script_idem_release, 1, &in->ref, 1, args, lens, res);
 }
 
-int idem_store_extend(struct idem_store *st, const struct idem_lease_in *in,
-                      struct idem_result *res)
+enum rreply_class idem_store_extend(struct idem_store *st, const struct idem_lease_in *in,
+                                    struct idem_result *res)
 {
     char lease[24];
     snprintf(lease, sizeof(lease), "%lld", (long long)in->lease_ms);
@@ -299,15 +339,16 @@ int idem_store_extend(struct idem_store *st, const struct idem_lease_in *in,
     return run_one(st, &script_idem_extend, 1, &in->ref, 2, args, lens, res);
 }
 
-int idem_store_checkpoint(struct idem_store *st, const struct idem_lease_in *in,
-                          struct idem_result *res)
+enum rreply_class idem_store_checkpoint(struct idem_store *st, const struct idem_lease_in *in,
+                                        struct idem_result *res)
 {
     const char *args[] = {in->lease_token, in->checkpoint};
     size_t lens[] = {in->lease_token_len, in->checkpoint_len};
     return run_one(st, &script_idem_checkpoint, 1, &in->ref, 2, args, lens, res);
 }
 
-int idem_store_record(struct idem_store *st, const struct idem_ref *ref, struct idem_result *res)
+enum rreply_class idem_store_record(struct idem_store *st, const struct idem_ref *ref,
+                                    struct idem_result *res)
 {
     /* Read-only: nothing for a replica to acknowledge, so no WAIT. */
     return run_one(st, &script_idem_record, 0, ref, 0, NULL, NULL, res);

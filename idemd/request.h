@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* idem_request: validation of idemd's request bodies into plain structs — scopes, keys,
+/* request: validation of idemd's request bodies into plain structs — scopes, keys,
  * fingerprints (given or computed from the request), leases, stored responses. Nothing
  * here talks to Redis, so bad input is refused before Redis is touched. Thread-safe. */
-#ifndef IDEMD_IDEM_REQUEST_H
-#define IDEMD_IDEM_REQUEST_H
+#ifndef IDEMD_REQUEST_H
+#define IDEMD_REQUEST_H
 
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "idem_config.h"
+#include "config.h"
 #include "shared/jsonv.h"
 
 #define IDEM_SCOPE_MAX 128
@@ -58,15 +58,10 @@ struct idem_lease_in {
 #define IDEM_BAD (-1)
 #define IDEM_TOO_LARGE (-2)
 
-/* Fill ref from scope and key, checking both and building the Redis key. */
+/* Fill ref from scope and key, checking both and building the Redis key (with
+ * idem_redis_key, store.h). */
 int idem_ref_set(struct idem_ref *ref, const char *scope, const char *key, size_t key_len,
                  struct jv_error *e);
-
-/* The Redis key idem:<scope>:<key>. The caller's '{', '}' and '%' are percent-escaped so a
- * key can never pick its own cluster hash slot (a '{...}' tag) and the mapping stays
- * one-to-one; keys without those characters appear as they are. Returns 0, or -1 if out
- * is too small. */
-int idem_redis_key(const char *scope, const char *key, size_t key_len, char *out, size_t outsize);
 
 /* POST /v1/claim. */
 int idem_parse_claim(const json_t *body, const struct idem_config *conf, struct idem_claim_in *in,

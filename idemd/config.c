@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* idem_config: reads IDEM_TTL, IDEM_LEASE_*, IDEM_ON_LEASE_EXPIRY, IDEM_MAX_RESPONSE_BYTES,
+/* config: reads IDEM_TTL, IDEM_LEASE_*, IDEM_ON_LEASE_EXPIRY, IDEM_MAX_RESPONSE_BYTES,
  * IDEM_REPLAY_HEADERS and IDEM_WAIT_* from the environment. */
-#include "idem_config.h"
+#include "config.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,23 +1,23 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* idem_wait: claims that asked for wait_ms while their key was in flight. Their
+/* wait: claims that asked for wait_ms while their key was in flight. Their
  * connections are suspended (http_suspend), so waiting holds no HTTP worker; one thread
  * re-runs every waiting claim against Redis at a short interval (all of them pipelined in
  * one round trip) and answers each as soon as the key is completed, released or taken
  * over, or when its wait ends. Thread-safe. */
-#ifndef IDEMD_IDEM_WAIT_H
-#define IDEMD_IDEM_WAIT_H
+#ifndef IDEMD_WAIT_H
+#define IDEMD_WAIT_H
 
 #include <stdint.h>
 
-#include "idem_request.h"
-#include "idem_store.h"
+#include "request.h"
 #include "shared/http.h"
+#include "store.h"
 
 /* How often the waiting claims are re-checked. */
 #define IDEM_WAIT_POLL_MS 20
 
 /* Renders the final answer of a waiting claim: rc is the store status, res its result
- * (valid only when rc is IDEM_OK; the waiter frees it afterwards). The waiter then calls
+ * (valid only when rc is RREPLY_OK; the waiter frees it afterwards). The waiter then calls
  * http_resume(). */
 typedef void (*idem_wait_answer_fn)(struct http_req *r, const struct idem_claim_in *in, int rc,
                                     struct idem_result *res, void *arg);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* idem_wait: the thread that answers suspended claims waiting for an in-flight key
- * (wait_ms). See idem_wait.h. */
-#include "idem_wait.h"
+/* wait: the thread that answers suspended claims waiting for an in-flight key
+ * (wait_ms). See wait.h. */
+#include "wait.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -110,7 +110,7 @@ static void finish(struct idem_waiter *w, struct waiting *x, int rc, struct idem
 
 static int undecided(int rc, const struct idem_result *res)
 {
-    return rc == IDEM_OK && (res->outcome == IDEM_IN_PROGRESS || res->outcome == IDEM_BLOCKED);
+    return rc == RREPLY_OK && (res->outcome == IDEM_IN_PROGRESS || res->outcome == IDEM_BLOCKED);
 }
 
 /* Same record and same request: while one of them is undecided, so is the other. */
@@ -120,8 +120,8 @@ static int same_claim(const struct waiting *a, const struct waiting *b)
            strcmp(a->in.fingerprint, b->in.fingerprint) == 0;
 }
 
-/* Run the claims of batch[idx[0..n)] in one round trip into res/rc (rc is IDEM_EBACKEND
- * for all when the round trip failed). */
+/* Run the claims of batch[idx[0..n)] in one round trip into res/rc (rc is the class of the
+ * round trip for all when it failed). */
 static void run_claims(struct idem_waiter *w, struct waiting **batch, const size_t *idx, size_t n,
                        struct idem_result *res, int *rc)
 {
@@ -132,9 +132,12 @@ static void run_claims(struct idem_waiter *w, struct waiting **batch, const size
         tokens[i] = batch[idx[i]]->token;
     }
     memset(res, 0, n * sizeof(*res));
-    if (n > 0 && idem_store_claim_many(w->st, ins, tokens, n, res, rc) != IDEM_OK)
+    if (n == 0)
+        return;
+    enum rreply_class trip = idem_store_claim_many(w->st, ins, tokens, n, res, rc);
+    if (trip != RREPLY_OK)
         for (size_t i = 0; i < n; i++)
-            rc[i] = IDEM_EBACKEND;
+            rc[i] = trip;
 }
 
 /* Pick a leader for each group of waiters with the same record and request: leader[i] is
@@ -195,7 +198,7 @@ static void check_batch(struct idem_waiter *w, struct waiting **batch, size_t n,
             batch[i]->next = *keep;
             *keep = batch[i];
         } else {
-            finish(w, batch[i], r, r == IDEM_OK ? x : NULL);
+            finish(w, batch[i], r, r == RREPLY_OK ? x : NULL);
         }
     }
     for (int k = 0; k < 2; k++)

@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* idem_http: the handlers of POST /v1/claim, /v1/complete, /v1/release, /v1/extend,
- * /v1/checkpoint and GET /v1/record. They parse, call idem_store, and render. */
-#include "idem_http.h"
+/* handlers: the handlers of POST /v1/claim, /v1/complete, /v1/release, /v1/extend,
+ * /v1/checkpoint and GET /v1/record. They parse, call the store (store.c), and render. */
+#include "handlers.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "shared/log.h"
 
-void idem_http_metrics(struct idem_ctx *ctx, struct metrics *m)
+void idem_handlers_metrics(struct idem_ctx *ctx, struct metrics *m)
 {
     ctx->claims = metrics_counter(m, "claims_total", "Claims by outcome.", "outcome");
     ctx->completions =
@@ -29,13 +29,15 @@ void idem_http_metrics(struct idem_ctx *ctx, struct metrics *m)
 
 /* ---- rendering helpers ------------------------------------------------------------ */
 
-/* 503 for an unreachable Redis, 500 for a bug (already logged by the store). */
+/* The answer of a Redis outcome that is not a reply to read, as in every daemon
+ * (redis_reply.h): 503 when Redis cannot serve now, 500 for a bug (already logged by the
+ * store). */
 static void reply_store_error(struct http_req *r, int rc)
 {
-    if (rc == IDEM_EINTERNAL)
-        http_problem(r, 500, "internal", "unexpected answer from the record store");
-    else
+    if (rc == RREPLY_UNAVAILABLE)
         http_unavailable(r);
+    else
+        http_problem(r, 500, "internal", "unexpected answer from the record store");
 }
 
 /* A problem's extension members, with replicas_acked when WAIT ran. */
@@ -152,13 +154,13 @@ static void render_claim(struct idem_ctx *c, struct http_req *r, const struct id
 void idem_answer_waited_claim(struct http_req *r, const struct idem_claim_in *in, int rc,
                               struct idem_result *res, void *arg)
 {
-    if (rc != IDEM_OK)
+    if (rc != RREPLY_OK)
         reply_store_error(r, rc);
     else
         render_claim(arg, r, in, res);
 }
 
-void idem_handle_claim(struct http_req *r, void *ctx)
+static void handle_claim(struct http_req *r, void *ctx)
 {
     struct idem_ctx *c = ctx;
     struct idem_claim_in in;
@@ -171,7 +173,7 @@ void idem_handle_claim(struct http_req *r, void *ctx)
     }
     idem_new_lease_token(token);
     int rc = idem_store_claim(c->store, &in, token, &res);
-    if (rc != IDEM_OK) {
+    if (rc != RREPLY_OK) {
         reply_store_error(r, rc);
         return;
     }
@@ -218,7 +220,7 @@ static int render_refusal(struct http_req *r, const struct idem_result *res)
     return 0;
 }
 
-void idem_handle_complete(struct http_req *r, void *ctx)
+static void handle_complete(struct http_req *r, void *ctx)
 {
     struct idem_ctx *c = ctx;
     struct idem_lease_in in;
@@ -232,7 +234,7 @@ void idem_handle_complete(struct http_req *r, void *ctx)
     }
     int rc = idem_store_complete(c->store, &in, &res);
     idem_lease_in_clear(&in);
-    if (rc != IDEM_OK) {
+    if (rc != RREPLY_OK) {
         reply_store_error(r, rc);
         return;
     }
@@ -247,7 +249,7 @@ void idem_handle_complete(struct http_req *r, void *ctx)
     idem_result_free(&res);
 }
 
-void idem_handle_release(struct http_req *r, void *ctx)
+static void handle_release(struct http_req *r, void *ctx)
 {
     struct idem_ctx *c = ctx;
     struct idem_lease_in in;
@@ -258,7 +260,7 @@ void idem_handle_release(struct http_req *r, void *ctx)
         return;
     }
     int rc = idem_store_release(c->store, &in, &res);
-    if (rc != IDEM_OK) {
+    if (rc != RREPLY_OK) {
         reply_store_error(r, rc);
         return;
     }
@@ -272,7 +274,7 @@ void idem_handle_release(struct http_req *r, void *ctx)
     idem_result_free(&res);
 }
 
-void idem_handle_extend(struct http_req *r, void *ctx)
+static void handle_extend(struct http_req *r, void *ctx)
 {
     struct idem_ctx *c = ctx;
     struct idem_lease_in in;
@@ -283,7 +285,7 @@ void idem_handle_extend(struct http_req *r, void *ctx)
         return;
     }
     int rc = idem_store_extend(c->store, &in, &res);
-    if (rc != IDEM_OK) {
+    if (rc != RREPLY_OK) {
         reply_store_error(r, rc);
         return;
     }
@@ -297,7 +299,7 @@ void idem_handle_extend(struct http_req *r, void *ctx)
     idem_result_free(&res);
 }
 
-void idem_handle_checkpoint(struct http_req *r, void *ctx)
+static void handle_checkpoint(struct http_req *r, void *ctx)
 {
     struct idem_ctx *c = ctx;
     struct idem_lease_in in;
@@ -308,7 +310,7 @@ void idem_handle_checkpoint(struct http_req *r, void *ctx)
         return;
     }
     int rc = idem_store_checkpoint(c->store, &in, &res);
-    if (rc != IDEM_OK) {
+    if (rc != RREPLY_OK) {
         reply_store_error(r, rc);
         return;
     }
@@ -327,7 +329,7 @@ static json_t *int_or_null(long long v, int present)
     return present ? json_integer(v) : json_null();
 }
 
-void idem_handle_record(struct http_req *r, void *ctx)
+static void handle_record(struct http_req *r, void *ctx)
 {
     struct idem_ctx *c = ctx;
     struct idem_ref ref;
@@ -339,7 +341,7 @@ void idem_handle_record(struct http_req *r, void *ctx)
         return;
     }
     int rc = idem_store_record(c->store, &ref, &res);
-    if (rc != IDEM_OK) {
+    if (rc != RREPLY_OK) {
         reply_store_error(r, rc);
         return;
     }
@@ -359,4 +361,16 @@ void idem_handle_record(struct http_req *r, void *ctx)
         (json_int_t)res.expires_in_ms);
     http_reply_json(r, 200, body);
     idem_result_free(&res);
+}
+
+/* ---- the route table ----------------------------------------------------------------- */
+
+void idem_routes(struct app *a, struct idem_ctx *ctx)
+{
+    app_route(a, "POST", "/v1/claim", handle_claim, ctx, 0);
+    app_route(a, "POST", "/v1/complete", handle_complete, ctx, 0);
+    app_route(a, "POST", "/v1/release", handle_release, ctx, 0);
+    app_route(a, "POST", "/v1/extend", handle_extend, ctx, 0);
+    app_route(a, "POST", "/v1/checkpoint", handle_checkpoint, ctx, 0);
+    app_route(a, "GET", "/v1/record", handle_record, ctx, 0);
 }

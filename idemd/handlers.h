@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* idem_http: idemd's HTTP handlers — parse the body (idem_request), call the store
- * (idem_store), render the answer of the contract (docs/api/idemd.md). */
-#ifndef IDEMD_IDEM_HTTP_H
-#define IDEMD_IDEM_HTTP_H
+/* handlers: idemd's HTTP handlers — parse the body (request.c), call the store
+ * (store.c), render the answer of the contract (docs/api/idemd.md). */
+#ifndef IDEMD_HANDLERS_H
+#define IDEMD_HANDLERS_H
 
-#include "idem_config.h"
-#include "idem_store.h"
-#include "idem_wait.h"
+#include "config.h"
+#include "shared/app.h"
 #include "shared/http.h"
 #include "shared/metrics.h"
+#include "store.h"
+#include "wait.h"
 
 struct idem_ctx {
     const struct idem_config *conf;
@@ -21,14 +22,11 @@ struct idem_ctx {
 };
 
 /* Register idemd's metric families on m into ctx. */
-void idem_http_metrics(struct idem_ctx *ctx, struct metrics *m);
+void idem_handlers_metrics(struct idem_ctx *ctx, struct metrics *m);
 
-void idem_handle_claim(struct http_req *r, void *ctx);
-void idem_handle_complete(struct http_req *r, void *ctx);
-void idem_handle_release(struct http_req *r, void *ctx);
-void idem_handle_extend(struct http_req *r, void *ctx);
-void idem_handle_checkpoint(struct http_req *r, void *ctx);
-void idem_handle_record(struct http_req *r, void *ctx);
+/* Register idemd's routes (POST /v1/claim, /v1/complete, /v1/release, /v1/extend,
+ * /v1/checkpoint, GET /v1/record) on a, each handler getting ctx. */
+void idem_routes(struct app *a, struct idem_ctx *ctx);
 
 /* The answer of a claim that waited (idem_wait_answer_fn; arg is the struct idem_ctx). */
 void idem_answer_waited_claim(struct http_req *r, const struct idem_claim_in *in, int rc,

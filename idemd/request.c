@@ -1,38 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* idem_request: parsing and validation of idemd's request bodies (see idem_request.h). */
-#include "idem_request.h"
+/* request: parsing and validation of idemd's request bodies (see request.h). */
+#include "request.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "shared/crypto.h"
+#include "store.h"
 
 #define SCOPE_CHARS "_.-"
 #define FP_CHARS "_-"
-
-int idem_redis_key(const char *scope, const char *key, size_t key_len, char *out, size_t outsize)
-{
-    int n = snprintf(out, outsize, "idem:%s:", scope);
-    if (n < 0 || (size_t)n >= outsize)
-        return -1;
-    size_t at = (size_t)n;
-    for (size_t i = 0; i < key_len; i++) {
-        char c = key[i];
-        if (c == '{' || c == '}' || c == '%') {
-            if (at + 3 >= outsize)
-                return -1;
-            snprintf(out + at, 4, "%%%02X", (unsigned char)c);
-            at += 3;
-        } else {
-            if (at + 1 >= outsize)
-                return -1;
-            out[at++] = c;
-        }
-    }
-    out[at] = '\0';
-    return 0;
-}
 
 int idem_ref_set(struct idem_ref *ref, const char *scope, const char *key, size_t key_len,
                  struct jv_error *e)

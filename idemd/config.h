@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* idem_config: idemd's own settings (IDEM_*), read and validated at startup. */
-#ifndef IDEMD_IDEM_CONFIG_H
-#define IDEMD_IDEM_CONFIG_H
+/* config: idemd's own settings (IDEM_*), read and validated at startup. */
+#ifndef IDEMD_CONFIG_H
+#define IDEMD_CONFIG_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -10,6 +10,17 @@
 
 #define IDEM_MAX_REPLAY_HEADERS 32
 #define IDEM_HEADER_NAME_MAX 64
+
+/* The variables, for --help. */
+#define IDEM_CONFIG_HELP                                                                           \
+    "  IDEM_TTL                 record lifetime from creation (24h)\n"                             \
+    "  IDEM_LEASE_TTL           default lease of a claim (30s)\n"                                  \
+    "  IDEM_LEASE_MAX           longest lease a claim or extend may ask for (10m)\n"               \
+    "  IDEM_ON_LEASE_EXPIRY     takeover | block (takeover)\n"                                     \
+    "  IDEM_MAX_RESPONSE_BYTES  largest stored body (1MiB)\n"                                      \
+    "  IDEM_REPLAY_HEADERS      response headers stored and replayed\n"                            \
+    "  IDEM_WAIT_REPLICAS       replicas every write waits for (0)\n"                              \
+    "  IDEM_WAIT_TIMEOUT        how long it waits for them (500ms)\n"
 
 struct idem_config {
     int64_t ttl_ms;           /* IDEM_TTL: record lifetime from creation */
