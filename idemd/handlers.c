@@ -4,6 +4,7 @@
 #include "handlers.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "shared/log.h"
@@ -32,9 +33,9 @@ void idem_handlers_metrics(struct idem_ctx *ctx, struct metrics *m)
 /* The answer of a Redis outcome that is not a reply to read, as in every daemon
  * (redis_reply.h): 503 when Redis cannot serve now, 500 for a bug (already logged by the
  * store). */
-static void reply_store_error(struct http_req *r, int rc)
+static void reply_store_error(struct http_req *r, enum rreply_class cls)
 {
-    if (rc == RREPLY_UNAVAILABLE)
+    if (cls == RREPLY_UNAVAILABLE)
         http_unavailable(r);
     else
         http_problem(r, 500, "internal", "unexpected answer from the record store");
@@ -151,46 +152,106 @@ static void render_claim(struct idem_ctx *c, struct http_req *r, const struct id
     }
 }
 
-void idem_answer_waited_claim(struct http_req *r, const struct idem_claim_in *in, int rc,
-                              struct idem_result *res, void *arg)
+void idem_answer_waited_claim(struct http_req *r, const struct idem_claim_in *in,
+                              enum rreply_class cls, const struct idem_result *res, void *arg)
 {
-    if (rc != RREPLY_OK)
-        reply_store_error(r, rc);
+    if (cls != RREPLY_OK)
+        reply_store_error(r, cls);
     else
         render_claim(arg, r, in, res);
+}
+
+/* ---- one request, suspended while its store call is in flight ------------------------- */
+
+struct idem_op;
+typedef void (*idem_render_fn)(struct idem_op *op, const struct idem_result *res);
+
+struct idem_op {
+    struct http_req *r;
+    struct idem_ctx *ctx;
+    idem_render_fn render; /* the answer of a reply to read */
+    union {
+        struct idem_claim_in claim;
+        struct idem_lease_in lease;
+        struct idem_ref ref;
+    } in;
+    char token[33]; /* claim: the lease token it would get */
+};
+
+static struct idem_op *op_new(struct http_req *r, struct idem_ctx *ctx, idem_render_fn render)
+{
+    struct idem_op *op = calloc(1, sizeof(*op));
+    if (!op) {
+        http_problem(r, 500, "internal", "out of memory");
+        return NULL;
+    }
+    op->r = r;
+    op->ctx = ctx;
+    op->render = render;
+    return op;
+}
+
+/* The store's answer: render it, resume the request, forget the op. */
+static void op_done(void *arg, enum rreply_class cls, const struct idem_result *res)
+{
+    struct idem_op *op = arg;
+    if (cls != RREPLY_OK)
+        reply_store_error(op->r, cls);
+    else
+        op->render(op, res);
+    http_resume(op->r);
+    free(op);
+}
+
+/* After the suspended request's store call (issued: what the store returned): a call that
+ * could not even be sent (out of memory) is answered at once. */
+static void op_sent(struct idem_op *op, int issued)
+{
+    if (issued == 0)
+        return;
+    http_problem(op->r, 500, "internal", "out of memory");
+    http_resume(op->r);
+    free(op);
+}
+
+/* ---- claim ---------------------------------------------------------------------------- */
+
+static void render_claim_op(struct idem_op *op, const struct idem_result *res)
+{
+    render_claim(op->ctx, op->r, &op->in.claim, res);
+}
+
+/* A claim's answer; an undecided one that asked for wait_ms is parked on this loop. */
+static void claim_done(void *arg, enum rreply_class cls, const struct idem_result *res)
+{
+    struct idem_op *op = arg;
+    int undecided =
+        cls == RREPLY_OK && (res->outcome == IDEM_IN_PROGRESS || res->outcome == IDEM_BLOCKED);
+    if (undecided && op->in.claim.wait_ms > 0 &&
+        idem_waiters_park(app_worker_data(op->r), app_rclient(op->r), op->r, &op->in.claim,
+                          op->token, op->in.claim.wait_ms) == 0) {
+        free(op); /* the waiter answers */
+        return;
+    }
+    op_done(op, cls, res);
 }
 
 static void handle_claim(struct http_req *r, void *ctx)
 {
     struct idem_ctx *c = ctx;
-    struct idem_claim_in in;
-    struct idem_result res;
     struct jv_error e = {0};
-    char token[33];
-    if (idem_parse_claim(http_json(r), c->conf, &in, &e) != 0) {
+    struct idem_op *op = op_new(r, c, render_claim_op);
+    if (!op)
+        return;
+    if (idem_parse_claim(http_json(r), c->conf, &op->in.claim, &e) != 0) {
         http_invalid(r, e.field, "%s", e.detail);
+        free(op);
         return;
     }
-    idem_new_lease_token(token);
-    int rc = idem_store_claim(c->store, &in, token, &res);
-    if (rc != RREPLY_OK) {
-        reply_store_error(r, rc);
-        return;
-    }
-    int undecided = res.outcome == IDEM_IN_PROGRESS || res.outcome == IDEM_BLOCKED;
-    if (undecided && in.wait_ms > 0 && c->waiter) {
-        http_suspend(r);
-        if (idem_waiter_add(c->waiter, r, &in, token, in.wait_ms) == 0) {
-            idem_result_free(&res);
-            return; /* answered by the waiter */
-        }
-        render_claim(c, r, &in, &res);
-        http_resume(r);
-        idem_result_free(&res);
-        return;
-    }
-    render_claim(c, r, &in, &res);
-    idem_result_free(&res);
+    idem_new_lease_token(op->token);
+    http_suspend(r);
+    op_sent(op,
+            idem_store_claim(c->store, app_rclient(r), &op->in.claim, op->token, claim_done, op));
 }
 
 /* ---- the lease holder's calls -------------------------------------------------------- */
@@ -220,106 +281,115 @@ static int render_refusal(struct http_req *r, const struct idem_result *res)
     return 0;
 }
 
+/* 200 {"outcome": outcome, ...more} with replicas_acked when WAIT ran. */
+static void render_ok(struct http_req *r, const struct idem_result *res, json_t *body)
+{
+    add_replicas(body, res);
+    http_reply_json(r, 200, body);
+}
+
+static void render_complete(struct idem_op *op, const struct idem_result *res)
+{
+    metric_inc(metric_with(op->ctx->completions, idem_outcome_name(res->outcome)));
+    log_decision(op->r, &op->in.lease.ref, idem_outcome_name(res->outcome));
+    if (!render_refusal(op->r, res))
+        render_ok(op->r, res,
+                  json_pack("{s:s, s:I}", "outcome", "completed", "expires_in_ms",
+                            (json_int_t)res->expires_in_ms));
+}
+
+static void render_release(struct idem_op *op, const struct idem_result *res)
+{
+    log_decision(op->r, &op->in.lease.ref, idem_outcome_name(res->outcome));
+    if (!render_refusal(op->r, res)) {
+        metric_inc(metric_with(op->ctx->releases, NULL));
+        render_ok(op->r, res, json_pack("{s:s}", "outcome", "released"));
+    }
+}
+
+static void render_extend(struct idem_op *op, const struct idem_result *res)
+{
+    if (!render_refusal(op->r, res)) {
+        metric_inc(metric_with(op->ctx->extensions, NULL));
+        render_ok(op->r, res,
+                  json_pack("{s:s, s:I}", "outcome", "extended", "lease_expires_in_ms",
+                            (json_int_t)res->lease_left_ms));
+    }
+}
+
+static void render_checkpoint(struct idem_op *op, const struct idem_result *res)
+{
+    if (!render_refusal(op->r, res))
+        render_ok(op->r, res, json_pack("{s:s}", "outcome", "checkpointed"));
+}
+
+/* A lease holder's call: its body's parser, its store call, its answer. */
+struct holder_call {
+    int (*parse)(const json_t *body, const struct idem_config *conf, struct idem_lease_in *in,
+                 struct jv_error *e);
+    int (*send)(struct idem_store *st, struct rclient *c, const struct idem_lease_in *in,
+                idem_store_done_fn done, void *arg);
+    idem_render_fn render;
+};
+
+static int parse_release(const json_t *body, const struct idem_config *conf,
+                         struct idem_lease_in *in, struct jv_error *e)
+{
+    (void)conf;
+    return idem_parse_release(body, in, e);
+}
+
+static int parse_checkpoint(const json_t *body, const struct idem_config *conf,
+                            struct idem_lease_in *in, struct jv_error *e)
+{
+    (void)conf;
+    return idem_parse_checkpoint(body, in, e);
+}
+
+static const struct holder_call COMPLETE = {idem_parse_complete, idem_store_complete,
+                                            render_complete};
+static const struct holder_call RELEASE = {parse_release, idem_store_release, render_release};
+static const struct holder_call EXTEND = {idem_parse_extend, idem_store_extend, render_extend};
+static const struct holder_call CHECKPOINT = {parse_checkpoint, idem_store_checkpoint,
+                                              render_checkpoint};
+
+static void handle_holder(struct http_req *r, struct idem_ctx *c, const struct holder_call *hc)
+{
+    struct jv_error e = {0};
+    struct idem_op *op = op_new(r, c, hc->render);
+    if (!op)
+        return;
+    int prc = hc->parse(http_json(r), c->conf, &op->in.lease, &e);
+    if (prc != 0) {
+        idem_lease_in_clear(&op->in.lease);
+        reply_parse_error(r, prc, &e);
+        free(op);
+        return;
+    }
+    http_suspend(r);
+    int issued = hc->send(c->store, app_rclient(r), &op->in.lease, op_done, op);
+    idem_lease_in_clear(&op->in.lease); /* copied into the command */
+    op_sent(op, issued);
+}
+
 static void handle_complete(struct http_req *r, void *ctx)
 {
-    struct idem_ctx *c = ctx;
-    struct idem_lease_in in;
-    struct idem_result res;
-    struct jv_error e = {0};
-    int prc = idem_parse_complete(http_json(r), c->conf, &in, &e);
-    if (prc != 0) {
-        idem_lease_in_clear(&in);
-        reply_parse_error(r, prc, &e);
-        return;
-    }
-    int rc = idem_store_complete(c->store, &in, &res);
-    idem_lease_in_clear(&in);
-    if (rc != RREPLY_OK) {
-        reply_store_error(r, rc);
-        return;
-    }
-    metric_inc(metric_with(c->completions, idem_outcome_name(res.outcome)));
-    log_decision(r, &in.ref, idem_outcome_name(res.outcome));
-    if (!render_refusal(r, &res)) {
-        json_t *body = json_pack("{s:s, s:I}", "outcome", "completed", "expires_in_ms",
-                                 (json_int_t)res.expires_in_ms);
-        add_replicas(body, &res);
-        http_reply_json(r, 200, body);
-    }
-    idem_result_free(&res);
+    handle_holder(r, ctx, &COMPLETE);
 }
 
 static void handle_release(struct http_req *r, void *ctx)
 {
-    struct idem_ctx *c = ctx;
-    struct idem_lease_in in;
-    struct idem_result res;
-    struct jv_error e = {0};
-    if (idem_parse_release(http_json(r), &in, &e) != 0) {
-        http_invalid(r, e.field, "%s", e.detail);
-        return;
-    }
-    int rc = idem_store_release(c->store, &in, &res);
-    if (rc != RREPLY_OK) {
-        reply_store_error(r, rc);
-        return;
-    }
-    log_decision(r, &in.ref, idem_outcome_name(res.outcome));
-    if (!render_refusal(r, &res)) {
-        metric_inc(metric_with(c->releases, NULL));
-        json_t *body = json_pack("{s:s}", "outcome", "released");
-        add_replicas(body, &res);
-        http_reply_json(r, 200, body);
-    }
-    idem_result_free(&res);
+    handle_holder(r, ctx, &RELEASE);
 }
 
 static void handle_extend(struct http_req *r, void *ctx)
 {
-    struct idem_ctx *c = ctx;
-    struct idem_lease_in in;
-    struct idem_result res;
-    struct jv_error e = {0};
-    if (idem_parse_extend(http_json(r), c->conf, &in, &e) != 0) {
-        http_invalid(r, e.field, "%s", e.detail);
-        return;
-    }
-    int rc = idem_store_extend(c->store, &in, &res);
-    if (rc != RREPLY_OK) {
-        reply_store_error(r, rc);
-        return;
-    }
-    if (!render_refusal(r, &res)) {
-        metric_inc(metric_with(c->extensions, NULL));
-        json_t *body = json_pack("{s:s, s:I}", "outcome", "extended", "lease_expires_in_ms",
-                                 (json_int_t)res.lease_left_ms);
-        add_replicas(body, &res);
-        http_reply_json(r, 200, body);
-    }
-    idem_result_free(&res);
+    handle_holder(r, ctx, &EXTEND);
 }
 
 static void handle_checkpoint(struct http_req *r, void *ctx)
 {
-    struct idem_ctx *c = ctx;
-    struct idem_lease_in in;
-    struct idem_result res;
-    struct jv_error e = {0};
-    if (idem_parse_checkpoint(http_json(r), &in, &e) != 0) {
-        http_invalid(r, e.field, "%s", e.detail);
-        return;
-    }
-    int rc = idem_store_checkpoint(c->store, &in, &res);
-    if (rc != RREPLY_OK) {
-        reply_store_error(r, rc);
-        return;
-    }
-    if (!render_refusal(r, &res)) {
-        json_t *body = json_pack("{s:s}", "outcome", "checkpointed");
-        add_replicas(body, &res);
-        http_reply_json(r, 200, body);
-    }
-    idem_result_free(&res);
+    handle_holder(r, ctx, &CHECKPOINT);
 }
 
 /* ---- record ------------------------------------------------------------------------------ */
@@ -329,38 +399,39 @@ static json_t *int_or_null(long long v, int present)
     return present ? json_integer(v) : json_null();
 }
 
+static void render_record(struct idem_op *op, const struct idem_result *res)
+{
+    if (res->outcome != IDEM_FOUND) {
+        not_found(op->r, res);
+        return;
+    }
+    int done = strcmp(res->state, "completed") == 0;
+    json_t *cp = res->checkpoint ? json_stringn(res->checkpoint, res->checkpoint_len) : NULL;
+    json_t *body = json_pack(
+        "{s:s, s:s, s:I, s:o, s:o, s:o, s:o, s:I, s:I}", "state", res->state, "fingerprint",
+        res->fingerprint, "created_at_ms", (json_int_t)res->created_ms, "lease_expires_in_ms",
+        int_or_null(res->lease_left_ms, !done), "status",
+        int_or_null(res->status, res->status >= 0), "completed_at_ms",
+        int_or_null(res->completed_ms, res->completed_ms >= 0), "checkpoint", cp ? cp : json_null(),
+        "claims", (json_int_t)res->claims, "expires_in_ms", (json_int_t)res->expires_in_ms);
+    http_reply_json(op->r, 200, body);
+}
+
 static void handle_record(struct http_req *r, void *ctx)
 {
     struct idem_ctx *c = ctx;
-    struct idem_ref ref;
-    struct idem_result res;
     struct jv_error e = {0};
     const char *scope = http_query(r, "scope"), *key = http_query(r, "key");
-    if (idem_ref_set(&ref, scope, key, key ? strlen(key) : 0, &e) != 0) {
+    struct idem_op *op = op_new(r, c, render_record);
+    if (!op)
+        return;
+    if (idem_ref_set(&op->in.ref, scope, key, key ? strlen(key) : 0, &e) != 0) {
         http_invalid(r, e.field, "%s", e.detail);
+        free(op);
         return;
     }
-    int rc = idem_store_record(c->store, &ref, &res);
-    if (rc != RREPLY_OK) {
-        reply_store_error(r, rc);
-        return;
-    }
-    if (res.outcome != IDEM_FOUND) {
-        not_found(r, &res);
-        idem_result_free(&res);
-        return;
-    }
-    int done = strcmp(res.state, "completed") == 0;
-    json_t *cp = res.checkpoint ? json_stringn(res.checkpoint, res.checkpoint_len) : NULL;
-    json_t *body = json_pack(
-        "{s:s, s:s, s:I, s:o, s:o, s:o, s:o, s:I, s:I}", "state", res.state, "fingerprint",
-        res.fingerprint, "created_at_ms", (json_int_t)res.created_ms, "lease_expires_in_ms",
-        int_or_null(res.lease_left_ms, !done), "status", int_or_null(res.status, res.status >= 0),
-        "completed_at_ms", int_or_null(res.completed_ms, res.completed_ms >= 0), "checkpoint",
-        cp ? cp : json_null(), "claims", (json_int_t)res.claims, "expires_in_ms",
-        (json_int_t)res.expires_in_ms);
-    http_reply_json(r, 200, body);
-    idem_result_free(&res);
+    http_suspend(r);
+    op_sent(op, idem_store_record(c->store, app_rclient(r), &op->in.ref, op_done, op));
 }
 
 /* ---- the route table ----------------------------------------------------------------- */

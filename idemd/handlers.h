@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* handlers: idemd's HTTP handlers — parse the body (request.c), call the store
- * (store.c), render the answer of the contract (docs/api/idemd.md). */
+/* handlers: idemd's HTTP handlers — parse the body (request.c), call the store (store.c),
+ * render the answer of the contract (docs/api/idemd.md) — and its route table. A handler
+ * never blocks: it suspends its request, sends its script on its loop's Redis client and
+ * returns; the reply renders the answer on the same loop and resumes the request. Each
+ * loop's data (app_worker_data) is its struct idem_waiters. */
 #ifndef IDEMD_HANDLERS_H
 #define IDEMD_HANDLERS_H
 
@@ -14,11 +17,11 @@
 struct idem_ctx {
     const struct idem_config *conf;
     struct idem_store *store;
-    struct idem_waiter *waiter;
-    struct metric *claims;      /* idemd_claims_total{outcome} */
-    struct metric *completions; /* idemd_completions_total{outcome} */
-    struct metric *releases;    /* idemd_releases_total */
-    struct metric *extensions;  /* idemd_lease_extensions_total */
+    struct idem_wait_set *waits; /* the parked claims of every loop */
+    struct metric *claims;       /* idemd_claims_total{outcome} */
+    struct metric *completions;  /* idemd_completions_total{outcome} */
+    struct metric *releases;     /* idemd_releases_total */
+    struct metric *extensions;   /* idemd_lease_extensions_total */
 };
 
 /* Register idemd's metric families on m into ctx. */
@@ -29,7 +32,7 @@ void idem_handlers_metrics(struct idem_ctx *ctx, struct metrics *m);
 void idem_routes(struct app *a, struct idem_ctx *ctx);
 
 /* The answer of a claim that waited (idem_wait_answer_fn; arg is the struct idem_ctx). */
-void idem_answer_waited_claim(struct http_req *r, const struct idem_claim_in *in, int rc,
-                              struct idem_result *res, void *arg);
+void idem_answer_waited_claim(struct http_req *r, const struct idem_claim_in *in,
+                              enum rreply_class cls, const struct idem_result *res, void *arg);
 
 #endif

@@ -10,13 +10,26 @@
 #include "store.h"
 #include "wait.h"
 
-/* Shutdown begins: claims waiting on an in-flight key get their answer now (usually 409
- * with Retry-After, so the caller retries elsewhere) instead of holding the drain for up
- * to wait_ms. The waiter stays allocated, so a claim still arriving is answered at once. */
-static void stop_waiter(void *arg)
+/* Each worker loop parks its own waiting claims. */
+static void *start_worker(struct loop *l, void *arg)
 {
     struct idem_ctx *ctx = arg;
-    idem_waiter_stop(ctx->waiter);
+    return idem_waiters_create(ctx->waits, l);
+}
+
+static void stop_worker(void *data, void *arg)
+{
+    (void)arg;
+    idem_waiters_free(data);
+}
+
+/* Shutdown begins: claims waiting on an in-flight key get their answer now (usually 409
+ * with Retry-After, so the caller retries elsewhere) instead of holding the drain for up
+ * to wait_ms; a claim that would wait from now on is answered at once. */
+static void drain_waiters(void *arg)
+{
+    struct idem_ctx *ctx = arg;
+    idem_wait_set_drain(ctx->waits);
 }
 
 int main(int argc, char **argv)
@@ -28,26 +41,28 @@ int main(int argc, char **argv)
                                                   .max_body = 2u << 20,
                                                   .summary = "idempotency records on Redis",
                                                   .env_help = IDEM_CONFIG_HELP,
-                                                  .scripts = idem_store_scripts},
+                                                  .scripts = idem_store_scripts,
+                                                  .handlers_never_block = 1},
                                argc, argv);
     idem_config_load(&conf, app_cfg(a));
     app_config_done(a);
 
     ctx.conf = &conf;
-    ctx.store = idem_store_create(&conf, app_redis(a));
+    ctx.store = idem_store_create(&conf, app_rcl_config(a)->command_timeout_ms);
     if (ctx.store)
-        ctx.waiter = idem_waiter_create(ctx.store, idem_answer_waited_claim, &ctx);
-    if (!ctx.store || !ctx.waiter) {
+        ctx.waits = idem_wait_set_create(ctx.store, idem_answer_waited_claim, &ctx);
+    if (!ctx.store || !ctx.waits) {
         fprintf(stderr, "idemd: out of memory\n");
         return 1;
     }
     idem_handlers_metrics(&ctx, app_metrics(a));
     idem_routes(a, &ctx);
-    app_on_drain(a, stop_waiter, &ctx);
+    app_on_worker(a, start_worker, stop_worker, &ctx);
+    app_on_drain(a, drain_waiters, &ctx);
 
     int rc = app_run(a);
-    idem_waiter_free(ctx.waiter);
     app_free(a);
+    idem_wait_set_free(ctx.waits);
     idem_store_free(ctx.store);
     return rc;
 }

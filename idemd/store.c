@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* store: runs idemd's Lua scripts through the pool and turns their replies into
+/* store: sends idemd's Lua scripts on the loop's Redis client and turns their replies into
  * struct idem_result (see store.h for the contract, lua-scripts/idem_*.lua for the
  * reply shapes). */
 #include "store.h"
@@ -15,12 +15,21 @@
 
 struct idem_store {
     const struct idem_config *conf;
-    struct rpool *pool;
+    int64_t wait_deadline_ms;     /* a WAIT's own deadline: command timeout + WAIT timeout */
     char wait_n[16], wait_ms[24]; /* WAIT arguments */
 };
 
-/* Largest claim pipeline sent in one round trip. */
-#define IDEM_BATCH_MAX 64
+/* One store call in flight: its script's reply, and the WAIT's when there is one. */
+struct idem_call {
+    struct rclient *rcl;
+    idem_store_done_fn done;
+    void *arg;
+    redisReply *reply;     /* the script's (kept with rcl_steal), or NULL */
+    enum rreply_class cls; /* of the script's outcome, then of the WAIT's */
+    int pending;           /* replies still to come: 1, or 2 with a WAIT */
+    int waited;            /* a WAIT was sent */
+    long long acked;       /* the WAIT's count */
+};
 
 static const char *const outcome_names[] = {
     [IDEM_CLAIMED] = "claimed",     [IDEM_RECOVERED] = "recovered",
@@ -71,13 +80,13 @@ const char *idem_outcome_name(enum idem_outcome o)
     return outcome_names[o];
 }
 
-struct idem_store *idem_store_create(const struct idem_config *conf, struct rpool *pool)
+struct idem_store *idem_store_create(const struct idem_config *conf, int64_t command_timeout_ms)
 {
     struct idem_store *st = calloc(1, sizeof(*st));
     if (!st)
         return NULL;
     st->conf = conf;
-    st->pool = pool;
+    st->wait_deadline_ms = command_timeout_ms + conf->wait_timeout_ms;
     snprintf(st->wait_n, sizeof(st->wait_n), "%d", conf->wait_replicas);
     snprintf(st->wait_ms, sizeof(st->wait_ms), "%lld", (long long)conf->wait_timeout_ms);
     return st;
@@ -93,14 +102,6 @@ void idem_new_lease_token(char out[33])
     uint8_t raw[24];
     crypto_random(raw, sizeof(raw));
     crypto_b64url(raw, sizeof(raw), out, 33);
-}
-
-void idem_result_free(struct idem_result *res)
-{
-    if (!res)
-        return;
-    freeReplyObject(res->reply_);
-    res->reply_ = NULL;
 }
 
 /* ---- reply parsing ---------------------------------------------------------------- */
@@ -165,12 +166,11 @@ static enum rreply_class parse_reply(redisReply *r, struct idem_result *res)
     res->replicas_acked = -1;
     res->status = -1;
     res->completed_ms = -1;
-    res->reply_ = r;
     if (r->type == REDIS_REPLY_ERROR) {
         /* OOM under noeviction, NOPERM, a script killed: Redis cannot serve the call (503);
          * anything else is a bug (500), as in every daemon (redis_reply.h). */
         log_error(NULL, "redis refused an idemd script", LF_S("error", r->str));
-        return rreply_classify(RPOOL_REPLY_ERROR, r);
+        return rreply_classify(RCL_REPLY_ERROR, r);
     }
     if (r->type != REDIS_REPLY_ARRAY || !(name = rreply_str(r, 0, NULL)) ||
         outcome_of(name, &res->outcome) != 0)
@@ -197,159 +197,144 @@ internal:
 
 /* ---- running scripts --------------------------------------------------------------- */
 
-/* Run ncmds script commands, then (if they may write and replicas are asked for) WAIT, in
- * one round trip. Parses each reply into res[i] with its class in rc[i]. Returns the class of
- * the round trip (RREPLY_OK when every reply came back). */
-static enum rreply_class run(struct idem_store *st, struct rpool_cmd *cmds, size_t ncmds,
-                             int writes, struct idem_result *res, int *rc)
+/* Both replies are in (or the only one): parse the script's, tell the caller, free. */
+static void call_finish(struct idem_call *k)
 {
-    redisReply *replies[IDEM_BATCH_MAX + 1];
-    int wait = writes && st->conf->wait_replicas > 0;
-    const char *wargv[] = {"WAIT", st->wait_n, st->wait_ms};
-    int64_t timeout = rpool_command_timeout_ms(st->pool);
-    long long acked = -1;
-
-    if (wait) {
-        cmds[ncmds] = (struct rpool_cmd){.argc = 3, .argv = wargv};
-        timeout += st->conf->wait_timeout_ms;
+    struct idem_result res;
+    enum rreply_class cls = k->cls;
+    memset(&res, 0, sizeof(res));
+    if (cls == RREPLY_OK && k->reply)
+        cls = parse_reply(k->reply, &res);
+    else if (cls == RREPLY_OK)
+        cls = RREPLY_INTERNAL;
+    if (cls == RREPLY_OK) {
+        res.replicas_acked = k->waited ? (int)(k->acked < 0 ? 0 : k->acked) : -1;
+        k->done(k->arg, cls, &res);
+    } else {
+        k->done(k->arg, cls, NULL);
     }
-    enum rpool_status status = rpool_exec(st->pool, cmds, ncmds + (size_t)wait, replies, timeout);
-    if (status != RPOOL_OK)
-        return rreply_classify(status, NULL);
-    if (wait) {
-        if (replies[ncmds]->type == REDIS_REPLY_INTEGER)
-            acked = replies[ncmds]->integer;
-        freeReplyObject(replies[ncmds]);
-    }
-    for (size_t i = 0; i < ncmds; i++) {
-        rc[i] = parse_reply(replies[i], &res[i]);
-        res[i].replicas_acked = wait ? (int)(acked < 0 ? 0 : acked) : -1;
-    }
-    return RREPLY_OK;
+    freeReplyObject(k->reply);
+    free(k);
 }
 
-/* One script on one record with the given arguments (after the key). writes: the script
- * may write (so WAIT follows it when replicas are asked for). */
-static enum rreply_class run_one(struct idem_store *st, const struct script *s, int writes,
-                                 const struct idem_ref *ref, int nargs, const char **args,
-                                 const size_t *lens, struct idem_result *res)
+static void on_script(void *arg, enum rcl_status st, redisReply *reply)
+{
+    struct idem_call *k = arg;
+    if (st == RCL_OK || (st == RCL_REPLY_ERROR && reply)) {
+        k->reply = rcl_steal(k->rcl); /* an error reply too: parse_reply reads and logs it */
+        k->cls = k->reply ? RREPLY_OK : RREPLY_INTERNAL;
+    } else {
+        k->cls = rreply_classify(st, NULL);
+    }
+    if (--k->pending == 0)
+        call_finish(k);
+}
+
+/* The WAIT's reply: the count of replicas that acknowledged, whatever it is (fewer than
+ * asked is the same answer). A WAIT that got no reply at all fails the call as Redis being
+ * unavailable, as a script without a reply would. */
+static void on_wait(void *arg, enum rcl_status st, redisReply *reply)
+{
+    struct idem_call *k = arg;
+    if (st == RCL_OK && reply && reply->type == REDIS_REPLY_INTEGER)
+        k->acked = reply->integer;
+    else if (st != RCL_OK && st != RCL_REPLY_ERROR && k->cls == RREPLY_OK)
+        k->cls = rreply_classify(st, NULL);
+    if (--k->pending == 0)
+        call_finish(k);
+}
+
+/* Send script s on record ref with its arguments after the key, then (writes, and
+ * replicas asked for) WAIT right behind it: the client sends both in this turn's write,
+ * in order. */
+static int run(struct idem_store *st, struct rclient *c, const struct script *s, int writes,
+               int argc, const char **argv, const size_t *lens, idem_store_done_fn done, void *arg)
+{
+    struct idem_call *k = calloc(1, sizeof(*k));
+    if (!k)
+        return -1;
+    *k = (struct idem_call){.rcl = c, .done = done, .arg = arg, .pending = 1, .acked = -1};
+    if (rcl_eval(c, s, 1, argc, argv, lens, 0, on_script, k) != 0) {
+        free(k);
+        return -1;
+    }
+    if (writes && st->conf->wait_replicas > 0) {
+        const char *wargv[] = {"WAIT", st->wait_n, st->wait_ms};
+        k->waited = 1;
+        k->pending++;
+        if (rcl_command(c, 3, wargv, NULL, st->wait_deadline_ms, on_wait, k) != 0)
+            k->pending--; /* out of memory: the script's answer, acked 0 */
+    }
+    return 0;
+}
+
+/* One script on one record: the key, then nargs arguments. */
+static int run_one(struct idem_store *st, struct rclient *c, const struct script *s, int writes,
+                   const struct idem_ref *ref, int nargs, const char **args, const size_t *lens,
+                   idem_store_done_fn done, void *arg)
 {
     const char *argv[8];
     size_t argvlen[8];
-    struct rpool_cmd cmds[2];
-    int rc = RREPLY_UNAVAILABLE;
-    enum rreply_class trip;
-
     argv[0] = ref->rkey;
     argvlen[0] = strlen(ref->rkey);
     for (int i = 0; i < nargs; i++) {
         argv[i + 1] = args[i];
         argvlen[i + 1] = lens ? lens[i] : strlen(args[i]);
     }
-    cmds[0] = (struct rpool_cmd){
-        .script = s, .nkeys = 1, .argc = nargs + 1, .argv = argv, .argvlen = argvlen};
-    memset(res, 0, sizeof(*res));
-    trip = run(st, cmds, 1, writes, res, &rc);
-    if (trip != RREPLY_OK)
-        return trip;
-    if (rc != RREPLY_OK)
-        idem_result_free(res);
-    return (enum rreply_class)rc;
+    return run(st, c, s, writes, nargs + 1, argv, argvlen, done, arg);
 }
 
-/* Claim arguments: the record key then ARGV of idem_claim.lua, into argv (7 slots). */
-static void claim_args(const struct idem_store *st, const struct idem_claim_in *in,
-                       const char *token, char num[2][24], const char **argv)
+int idem_store_claim(struct idem_store *st, struct rclient *c, const struct idem_claim_in *in,
+                     const char *token, idem_store_done_fn done, void *arg)
 {
-    snprintf(num[0], 24, "%lld", (long long)in->lease_ms);
-    snprintf(num[1], 24, "%lld", (long long)st->conf->ttl_ms);
-    argv[0] = in->ref.rkey;
-    argv[1] = in->fingerprint;
-    argv[2] = token;
-    argv[3] = num[0];
-    argv[4] = num[1];
-    argv[5] = st->conf->takeover ? "takeover" : "block";
-    argv[6] = in->attempt_id;
+    char lease[24], ttl[24];
+    snprintf(lease, sizeof(lease), "%lld", (long long)in->lease_ms);
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)st->conf->ttl_ms);
+    const char *args[] = {
+        in->fingerprint, token, lease, ttl, st->conf->takeover ? "takeover" : "block",
+        in->attempt_id};
+    return run_one(st, c, &script_idem_claim, 1, &in->ref, 6, args, NULL, done, arg);
 }
 
-enum rreply_class idem_store_claim_many(struct idem_store *st,
-                                        const struct idem_claim_in *const *in,
-                                        const char *const *tokens, size_t n,
-                                        struct idem_result *res, int *rc)
-{
-    for (size_t done = 0; done < n;) {
-        size_t chunk = n - done < IDEM_BATCH_MAX ? n - done : IDEM_BATCH_MAX;
-        const char *argv[IDEM_BATCH_MAX][7];
-        char num[IDEM_BATCH_MAX][2][24];
-        struct rpool_cmd cmds[IDEM_BATCH_MAX + 1];
-        for (size_t i = 0; i < chunk; i++) {
-            claim_args(st, in[done + i], tokens[done + i], num[i], argv[i]);
-            cmds[i] = (struct rpool_cmd){
-                .script = &script_idem_claim, .nkeys = 1, .argc = 7, .argv = argv[i]};
-        }
-        enum rreply_class trip = run(st, cmds, chunk, 1, res + done, rc + done);
-        if (trip != RREPLY_OK) {
-            for (size_t i = 0; i < done; i++)
-                idem_result_free(&res[i]);
-            return trip;
-        }
-        done += chunk;
-    }
-    return RREPLY_OK;
-}
-
-enum rreply_class idem_store_claim(struct idem_store *st, const struct idem_claim_in *in,
-                                   const char *token, struct idem_result *res)
-{
-    int rc = RREPLY_UNAVAILABLE;
-    enum rreply_class trip = idem_store_claim_many(st, &in, &token, 1, res, &rc);
-    if (trip != RREPLY_OK)
-        return trip;
-    if (rc != RREPLY_OK)
-        idem_result_free(res);
-    return (enum rreply_class)rc;
-}
-
-enum rreply_class idem_store_complete(struct idem_store *st, const struct idem_lease_in *in,
-                                      struct idem_result *res)
+int idem_store_complete(struct idem_store *st, struct rclient *c, const struct idem_lease_in *in,
+                        idem_store_done_fn done, void *arg)
 {
     char status[8];
     snprintf(status, sizeof(status), "%d", in->status);
     const char *args[] = {in->lease_token, status, in->headers_json, in->body, in->body_encoding};
     size_t lens[] = {in->lease_token_len, strlen(status), strlen(in->headers_json), in->body_len,
                      strlen(in->body_encoding)};
-    return run_one(st, &script_idem_complete, 1, &in->ref, 5, args, lens, res);
+    return run_one(st, c, &script_idem_complete, 1, &in->ref, 5, args, lens, done, arg);
 }
 
-enum rreply_class idem_store_release(struct idem_store *st, const struct idem_lease_in *in,
-                                     struct idem_result *res)
+int idem_store_release(struct idem_store *st, struct rclient *c, const struct idem_lease_in *in,
+                       idem_store_done_fn done, void *arg)
 {
     const char *args[] = {in->lease_token};
     size_t lens[] = {in->lease_token_len};
-    return run_one(st, &script_idem_release, 1, &in->ref, 1, args, lens, res);
+    return run_one(st, c, &script_idem_release, 1, &in->ref, 1, args, lens, done, arg);
 }
 
-enum rreply_class idem_store_extend(struct idem_store *st, const struct idem_lease_in *in,
-                                    struct idem_result *res)
+int idem_store_extend(struct idem_store *st, struct rclient *c, const struct idem_lease_in *in,
+                      idem_store_done_fn done, void *arg)
 {
     char lease[24];
     snprintf(lease, sizeof(lease), "%lld", (long long)in->lease_ms);
     const char *args[] = {in->lease_token, lease};
     size_t lens[] = {in->lease_token_len, strlen(lease)};
-    return run_one(st, &script_idem_extend, 1, &in->ref, 2, args, lens, res);
+    return run_one(st, c, &script_idem_extend, 1, &in->ref, 2, args, lens, done, arg);
 }
 
-enum rreply_class idem_store_checkpoint(struct idem_store *st, const struct idem_lease_in *in,
-                                        struct idem_result *res)
+int idem_store_checkpoint(struct idem_store *st, struct rclient *c, const struct idem_lease_in *in,
+                          idem_store_done_fn done, void *arg)
 {
     const char *args[] = {in->lease_token, in->checkpoint};
     size_t lens[] = {in->lease_token_len, in->checkpoint_len};
-    return run_one(st, &script_idem_checkpoint, 1, &in->ref, 2, args, lens, res);
+    return run_one(st, c, &script_idem_checkpoint, 1, &in->ref, 2, args, lens, done, arg);
 }
 
-enum rreply_class idem_store_record(struct idem_store *st, const struct idem_ref *ref,
-                                    struct idem_result *res)
+int idem_store_record(struct idem_store *st, struct rclient *c, const struct idem_ref *ref,
+                      idem_store_done_fn done, void *arg)
 {
-    /* Read-only: nothing for a replica to acknowledge, so no WAIT. */
-    return run_one(st, &script_idem_record, 0, ref, 0, NULL, NULL, res);
+    return run_one(st, c, &script_idem_record, 0, ref, 0, NULL, NULL, done, arg);
 }

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* store: idemd's records in Redis — each decision is one EVALSHA of a
- * lua-scripts/idem_*.lua script on the single key idem:<scope>:<key>; every script that may
- * write is followed (same connection, same round trip) by WAIT for IDEM_WAIT_REPLICAS
- * replicas when that is set.
- * Thread-safe (the pool is). */
+ * lua-scripts/idem_*.lua script on the single key idem:<scope>:<key>, sent on the
+ * non-blocking client of the calling loop (redis_client.h); every script that may write is
+ * followed, in the same write, by WAIT for IDEM_WAIT_REPLICAS replicas when that is set.
+ * A call returns at once; its outcome is given later, on the same loop's thread, to the
+ * caller's done function. The store itself is read-only after creation: any thread. */
 #ifndef IDEMD_STORE_H
 #define IDEMD_STORE_H
 
@@ -12,7 +13,7 @@
 
 #include "config.h"
 #include "request.h"
-#include "shared/redis_pool.h"
+#include "shared/redis_client.h"
 #include "shared/redis_reply.h"
 #include "shared/script.h"
 
@@ -32,7 +33,8 @@ enum idem_outcome {
     IDEM_NOT_FOUND,
 };
 
-/* A decision. Strings point into the reply it holds: free with idem_result_free(). */
+/* A decision. Its strings point into the script's reply, which the store frees after the
+ * done function returns. */
 struct idem_result {
     long long lease_left_ms;
     long long expires_in_ms;
@@ -52,16 +54,10 @@ struct idem_result {
     const char *fingerprint;
     long long created_ms;
     long long claims;
-    redisReply *reply_;
     enum idem_outcome outcome;
     int recovered;
     int replicas_acked; /* -1 when IDEM_WAIT_REPLICAS is 0 */
 };
-
-/* Every store call returns the class of its Redis outcome (redis_reply.h), as every
- * daemon reads it: RREPLY_OK (res is set), RREPLY_UNAVAILABLE (Redis unreachable, timed
- * out, or refusing for now: answer 503) or RREPLY_INTERNAL (an error reply or a reply of an
- * unexpected shape: a bug, answer 500). */
 
 struct idem_store;
 
@@ -75,33 +71,39 @@ extern const struct script *const idem_store_scripts[];
  * is too small. */
 int idem_redis_key(const char *scope, const char *key, size_t key_len, char *out, size_t outsize);
 
-struct idem_store *idem_store_create(const struct idem_config *conf, struct rpool *pool);
+/* command_timeout_ms: REDIS_COMMAND_TIMEOUT (a WAIT may take that plus IDEM_WAIT_TIMEOUT).
+ * Returns NULL when out of memory. */
+struct idem_store *idem_store_create(const struct idem_config *conf, int64_t command_timeout_ms);
 void idem_store_free(struct idem_store *st); /* NULL does nothing */
 
 /* A fresh lease token: 24 random bytes in base64url (32 chars, 192 bits), into out. */
 void idem_new_lease_token(char out[33]);
 
-/* Claim in->ref with a new lease token of its own. */
-enum rreply_class idem_store_claim(struct idem_store *st, const struct idem_claim_in *in,
-                                   const char *token, struct idem_result *res);
-/* n claims in one pipelined round trip (the waiter's re-checks); rc[i] per claim. Returns
- * RREPLY_OK, or the class of the failed round trip (then no result is set). */
-enum rreply_class idem_store_claim_many(struct idem_store *st,
-                                        const struct idem_claim_in *const *in,
-                                        const char *const *tokens, size_t n,
-                                        struct idem_result *res, int *rc);
-enum rreply_class idem_store_complete(struct idem_store *st, const struct idem_lease_in *in,
-                                      struct idem_result *res);
-enum rreply_class idem_store_release(struct idem_store *st, const struct idem_lease_in *in,
-                                     struct idem_result *res);
-enum rreply_class idem_store_extend(struct idem_store *st, const struct idem_lease_in *in,
-                                    struct idem_result *res);
-enum rreply_class idem_store_checkpoint(struct idem_store *st, const struct idem_lease_in *in,
-                                        struct idem_result *res);
-enum rreply_class idem_store_record(struct idem_store *st, const struct idem_ref *ref,
-                                    struct idem_result *res);
+/* The outcome of a store call, on the loop's thread: cls is the class of the Redis outcome
+ * as every daemon reads it (redis_reply.h): RREPLY_OK (res is set), RREPLY_UNAVAILABLE
+ * (Redis unreachable, timed out, or refusing for now: answer 503) or RREPLY_INTERNAL (an
+ * error reply or a reply of an unexpected shape: a bug, already logged; answer 500). res
+ * (NULL unless RREPLY_OK) and the strings it points to are valid during the call only. */
+typedef void (*idem_store_done_fn)(void *arg, enum rreply_class cls, const struct idem_result *res);
 
-void idem_result_free(struct idem_result *res); /* frees the reply; zeroed result is fine */
+/* The calls: each sends its script on c (the calling loop's client) and returns 0, then
+ * done(arg, ...) runs exactly once, later, on c's loop; or returns -1 when out of memory,
+ * and done never runs. The inputs are copied into the command: they may go right after. */
+
+/* Claim in->ref with the lease token this claim would get. */
+int idem_store_claim(struct idem_store *st, struct rclient *c, const struct idem_claim_in *in,
+                     const char *token, idem_store_done_fn done, void *arg);
+int idem_store_complete(struct idem_store *st, struct rclient *c, const struct idem_lease_in *in,
+                        idem_store_done_fn done, void *arg);
+int idem_store_release(struct idem_store *st, struct rclient *c, const struct idem_lease_in *in,
+                       idem_store_done_fn done, void *arg);
+int idem_store_extend(struct idem_store *st, struct rclient *c, const struct idem_lease_in *in,
+                      idem_store_done_fn done, void *arg);
+int idem_store_checkpoint(struct idem_store *st, struct rclient *c, const struct idem_lease_in *in,
+                          idem_store_done_fn done, void *arg);
+/* Read-only: nothing for a replica to acknowledge, so no WAIT. */
+int idem_store_record(struct idem_store *st, struct rclient *c, const struct idem_ref *ref,
+                      idem_store_done_fn done, void *arg);
 
 /* Stable lowercase name of an outcome ("claimed", "lease_lost", ...), for metrics. */
 const char *idem_outcome_name(enum idem_outcome o);

@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* wait: claims that asked for wait_ms while their key was in flight. Their
- * connections are suspended (http_suspend), so waiting holds no HTTP worker; one thread
- * re-runs every waiting claim against Redis at a short interval (all of them pipelined in
- * one round trip) and answers each as soon as the key is completed, released or taken
- * over, or when its wait ends. Thread-safe. */
+/* wait: claims that asked for wait_ms while their key was in flight. Each is parked on the
+ * event loop of its request (http_suspend), holding no thread: a timer re-runs the claim
+ * against Redis on that loop, every IDEM_WAIT_POLL_MS at first and backing off to
+ * IDEM_WAIT_POLL_MAX_MS, and the claim is answered as soon as the key is completed,
+ * released or taken over, or when its wait ends. Claims parked on one loop for the same
+ * record and request share one re-check while it is undecided, so a hundred duplicates
+ * waiting on one key cost one script per tick.
+ *
+ * One struct idem_waiters per loop, used on that loop's thread only; struct idem_wait_set
+ * gathers them for the drain at shutdown (its functions are thread-safe). */
 #ifndef IDEMD_WAIT_H
 #define IDEMD_WAIT_H
 
@@ -11,39 +16,47 @@
 
 #include "request.h"
 #include "shared/http.h"
+#include "shared/loop.h"
+#include "shared/redis_client.h"
 #include "store.h"
 
-/* How often the waiting claims are re-checked. */
+/* The first re-check of a parked claim, and the longest interval between two. */
 #define IDEM_WAIT_POLL_MS 20
+#define IDEM_WAIT_POLL_MAX_MS 100
 
-/* Renders the final answer of a waiting claim: rc is the store status, res its result
- * (valid only when rc is RREPLY_OK; the waiter frees it afterwards). The waiter then calls
- * http_resume(). */
-typedef void (*idem_wait_answer_fn)(struct http_req *r, const struct idem_claim_in *in, int rc,
-                                    struct idem_result *res, void *arg);
+/* Renders the final answer of a parked claim: cls and res as given to an idem_store_done_fn
+ * (res valid during the call only). The waiter then calls http_resume(). */
+typedef void (*idem_wait_answer_fn)(struct http_req *r, const struct idem_claim_in *in,
+                                    enum rreply_class cls, const struct idem_result *res,
+                                    void *arg);
 
-struct idem_waiter;
+struct idem_wait_set;
+struct idem_waiters;
 
-/* Starts the thread. Returns NULL when out of memory or threads. */
-struct idem_waiter *idem_waiter_create(struct idem_store *st, idem_wait_answer_fn answer,
-                                       void *arg);
+/* The set of every loop's waiters. Returns NULL when out of memory. */
+struct idem_wait_set *idem_wait_set_create(struct idem_store *st, idem_wait_answer_fn answer,
+                                           void *arg);
+/* After every loop has stopped. NULL does nothing. */
+void idem_wait_set_free(struct idem_wait_set *set);
 
-/* Park r (the caller has called http_suspend and answers nothing itself) until the claim
- * in (copied; the strings it points to live as long as r) is decided or wait_ms passed.
- * token is the lease token this claim would get. Returns 0, or -1 when out of memory or
- * stopping (the caller answers then). */
-int idem_waiter_add(struct idem_waiter *w, struct http_req *r, const struct idem_claim_in *in,
-                    const char *token, int64_t wait_ms);
+/* The waiters of loop l (on l's thread, before it serves), added to set. Returns NULL when
+ * out of memory. */
+struct idem_waiters *idem_waiters_create(struct idem_wait_set *set, struct loop *l);
+/* On the loop's thread, once it serves no more: take w out of its set and free it (a claim
+ * still parked then is dropped unanswered, its connection being gone). NULL does nothing. */
+void idem_waiters_free(struct idem_waiters *w);
 
-/* Claims waiting now. */
-int idem_waiter_count(struct idem_waiter *w);
+/* Park r (suspended; the caller answers nothing itself) until the claim in (copied; the
+ * strings it points to live as long as r) is decided or wait_ms passed. token is the lease
+ * token this claim would get; c the loop's Redis client. On w's loop. Returns 0, or -1
+ * when out of memory or draining (the caller answers then). */
+int idem_waiters_park(struct idem_waiters *w, struct rclient *c, struct http_req *r,
+                      const struct idem_claim_in *in, const char *token, int64_t wait_ms);
 
-/* Answer whatever still waits (one last check) and stop the thread; later adds fail, so
- * their callers answer at once. For shutdown: waiting claims must not hold it up.
- * Call from one thread; a second call does nothing. */
-void idem_waiter_stop(struct idem_waiter *w);
-
-/* Stop (if not yet stopped) and free. NULL does nothing. */
-void idem_waiter_free(struct idem_waiter *w);
+/* Shutdown begins (from any thread, e.g. app_on_drain's): every loop gives each parked
+ * claim one last check and answers it at once (usually 409 with Retry-After, so the caller
+ * retries elsewhere) instead of holding the drain for up to wait_ms; a claim that would
+ * park afterwards is answered at once. */
+void idem_wait_set_drain(struct idem_wait_set *set);
 
 #endif
