@@ -161,6 +161,37 @@ void idem_answer_waited_claim(struct http_req *r, const struct idem_claim_in *in
         render_claim(arg, r, in, res);
 }
 
+/* ---- the workers' state ---------------------------------------------------------------- */
+
+void *idem_worker_start(struct loop *l, void *ctx)
+{
+    struct idem_ctx *c = ctx;
+    struct idem_worker *w = calloc(1, sizeof(*w));
+    if (w)
+        w->store = idem_store_loop_create(c->store, l);
+    if (w && w->store)
+        w->waiters = idem_waiters_create(c->waits, l, w->store);
+    if (!w || !w->waiters) {
+        log_critical(NULL, "cannot set up a worker", LF_S("error", "out of memory"));
+        abort(); /* at startup: nothing to serve without it */
+    }
+    return w;
+}
+
+void idem_worker_stop(void *worker, void *ctx)
+{
+    struct idem_worker *w = worker;
+    (void)ctx;
+    idem_store_loop_free(w->store); /* what is out fails first, into live waiters */
+    idem_waiters_free(w->waiters);
+    free(w);
+}
+
+static struct idem_worker *worker_of(const struct http_req *r)
+{
+    return app_worker_data(r);
+}
+
 /* ---- one request, suspended while its store call is in flight ------------------------- */
 
 struct idem_op;
@@ -228,7 +259,7 @@ static void claim_done(void *arg, enum rreply_class cls, const struct idem_resul
     int undecided =
         cls == RREPLY_OK && (res->outcome == IDEM_IN_PROGRESS || res->outcome == IDEM_BLOCKED);
     if (undecided && op->in.claim.wait_ms > 0 &&
-        idem_waiters_park(app_worker_data(op->r), app_rclient(op->r), op->r, &op->in.claim,
+        idem_waiters_park(worker_of(op->r)->waiters, app_rclient(op->r), op->r, &op->in.claim,
                           op->token, op->in.claim.wait_ms) == 0) {
         free(op); /* the waiter answers */
         return;
@@ -250,8 +281,8 @@ static void handle_claim(struct http_req *r, void *ctx)
     }
     idem_new_lease_token(op->token);
     http_suspend(r);
-    op_sent(op,
-            idem_store_claim(c->store, app_rclient(r), &op->in.claim, op->token, claim_done, op));
+    op_sent(op, idem_store_claim(worker_of(r)->store, app_rclient(r), &op->in.claim, op->token,
+                                 claim_done, op));
 }
 
 /* ---- the lease holder's calls -------------------------------------------------------- */
@@ -327,7 +358,7 @@ static void render_checkpoint(struct idem_op *op, const struct idem_result *res)
 struct holder_call {
     int (*parse)(const json_t *body, const struct idem_config *conf, struct idem_lease_in *in,
                  struct jv_error *e);
-    int (*send)(struct idem_store *st, struct rclient *c, const struct idem_lease_in *in,
+    int (*send)(struct idem_store_loop *sl, struct rclient *c, const struct idem_lease_in *in,
                 idem_store_done_fn done, void *arg);
     idem_render_fn render;
 };
@@ -367,7 +398,7 @@ static void handle_holder(struct http_req *r, struct idem_ctx *c, const struct h
         return;
     }
     http_suspend(r);
-    int issued = hc->send(c->store, app_rclient(r), &op->in.lease, op_done, op);
+    int issued = hc->send(worker_of(r)->store, app_rclient(r), &op->in.lease, op_done, op);
     idem_lease_in_clear(&op->in.lease); /* copied into the command */
     op_sent(op, issued);
 }
@@ -431,7 +462,7 @@ static void handle_record(struct http_req *r, void *ctx)
         return;
     }
     http_suspend(r);
-    op_sent(op, idem_store_record(c->store, app_rclient(r), &op->in.ref, op_done, op));
+    op_sent(op, idem_store_record(worker_of(r)->store, app_rclient(r), &op->in.ref, op_done, op));
 }
 
 /* ---- the route table ----------------------------------------------------------------- */

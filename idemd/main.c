@@ -10,19 +10,6 @@
 #include "store.h"
 #include "wait.h"
 
-/* Each worker loop parks its own waiting claims. */
-static void *start_worker(struct loop *l, void *arg)
-{
-    struct idem_ctx *ctx = arg;
-    return idem_waiters_create(ctx->waits, l);
-}
-
-static void stop_worker(void *data, void *arg)
-{
-    (void)arg;
-    idem_waiters_free(data);
-}
-
 /* Shutdown begins: claims waiting on an in-flight key get their answer now (usually 409
  * with Retry-After, so the caller retries elsewhere) instead of holding the drain for up
  * to wait_ms; a claim that would wait from now on is answered at once. */
@@ -48,16 +35,16 @@ int main(int argc, char **argv)
     app_config_done(a);
 
     ctx.conf = &conf;
-    ctx.store = idem_store_create(&conf, app_rcl_config(a)->command_timeout_ms);
+    ctx.store = idem_store_create(&conf, app_rcl_config(a));
     if (ctx.store)
-        ctx.waits = idem_wait_set_create(ctx.store, idem_answer_waited_claim, &ctx);
+        ctx.waits = idem_wait_set_create(idem_answer_waited_claim, &ctx);
     if (!ctx.store || !ctx.waits) {
         fprintf(stderr, "idemd: out of memory\n");
         return 1;
     }
     idem_handlers_metrics(&ctx, app_metrics(a));
     idem_routes(a, &ctx);
-    app_on_worker(a, start_worker, stop_worker, &ctx);
+    app_on_worker(a, idem_worker_start, idem_worker_stop, &ctx);
     app_on_drain(a, drain_waiters, &ctx);
 
     int rc = app_run(a);

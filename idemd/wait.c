@@ -34,13 +34,13 @@ struct idem_waiters {
     struct idem_waiters *prev, *next; /* in the set */
     struct idem_wait_set *set;
     struct loop *loop;
+    struct idem_store_loop *store;
     struct rclient *rcl; /* the loop's client, given by the first park */
     struct group *groups;
     int draining;
 };
 
 struct idem_wait_set {
-    struct idem_store *st;
     idem_wait_answer_fn answer;
     void *arg;
     pthread_mutex_t mu; /* guards head and draining: taken at start, stop and drain only */
@@ -187,7 +187,7 @@ static void on_leader(void *arg, enum rreply_class cls, const struct idem_result
         for (struct waiting *x = g->head; x; x = x->next) {
             if (x->checking)
                 continue;
-            if (idem_store_claim(w->set->st, w->rcl, &x->in, x->token, on_member, x) == 0) {
+            if (idem_store_claim(w->store, w->rcl, &x->in, x->token, on_member, x) == 0) {
                 x->checking = 1;
                 g->outstanding++;
             }
@@ -202,7 +202,7 @@ static void check(struct group *g)
 {
     struct idem_waiters *w = g->w;
     struct waiting *leader = g->head;
-    if (idem_store_claim(w->set->st, w->rcl, &leader->in, leader->token, on_leader, g) == 0) {
+    if (idem_store_claim(w->store, w->rcl, &leader->in, leader->token, on_leader, g) == 0) {
         g->leader = leader;
         leader->checking = 1;
         g->outstanding = 1;
@@ -278,13 +278,11 @@ int idem_waiters_park(struct idem_waiters *w, struct rclient *c, struct http_req
 
 /* ---- the set, and the drain ------------------------------------------------------------ */
 
-struct idem_wait_set *idem_wait_set_create(struct idem_store *st, idem_wait_answer_fn answer,
-                                           void *arg)
+struct idem_wait_set *idem_wait_set_create(idem_wait_answer_fn answer, void *arg)
 {
     struct idem_wait_set *set = calloc(1, sizeof(*set));
     if (!set)
         return NULL;
-    set->st = st;
     set->answer = answer;
     set->arg = arg;
     pthread_mutex_init(&set->mu, NULL);
@@ -299,13 +297,15 @@ void idem_wait_set_free(struct idem_wait_set *set)
     free(set);
 }
 
-struct idem_waiters *idem_waiters_create(struct idem_wait_set *set, struct loop *l)
+struct idem_waiters *idem_waiters_create(struct idem_wait_set *set, struct loop *l,
+                                         struct idem_store_loop *store)
 {
     struct idem_waiters *w = calloc(1, sizeof(*w));
     if (!w)
         return NULL;
     w->set = set;
     w->loop = l;
+    w->store = store;
     pthread_mutex_lock(&set->mu);
     w->draining = set->draining;
     w->next = set->head;

@@ -33,15 +33,16 @@ typedef void (*idem_wait_answer_fn)(struct http_req *r, const struct idem_claim_
 struct idem_wait_set;
 struct idem_waiters;
 
-/* The set of every loop's waiters. Returns NULL when out of memory. */
-struct idem_wait_set *idem_wait_set_create(struct idem_store *st, idem_wait_answer_fn answer,
-                                           void *arg);
+/* The set of every loop's waiters, answered by answer(..., arg). Returns NULL when out of
+ * memory. */
+struct idem_wait_set *idem_wait_set_create(idem_wait_answer_fn answer, void *arg);
 /* After every loop has stopped. NULL does nothing. */
 void idem_wait_set_free(struct idem_wait_set *set);
 
-/* The waiters of loop l (on l's thread, before it serves), added to set. Returns NULL when
- * out of memory. */
-struct idem_waiters *idem_waiters_create(struct idem_wait_set *set, struct loop *l);
+/* The waiters of loop l (on l's thread, before it serves), added to set; their re-checks
+ * go through store, the store's part of l. Returns NULL when out of memory. */
+struct idem_waiters *idem_waiters_create(struct idem_wait_set *set, struct loop *l,
+                                         struct idem_store_loop *store);
 /* On the loop's thread, once it serves no more: take w out of its set and free it (a claim
  * still parked then is dropped unanswered, its connection being gone). NULL does nothing. */
 void idem_waiters_free(struct idem_waiters *w);

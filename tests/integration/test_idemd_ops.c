@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* What operators see of idemd, against a real redis-server: keys and tokens never in the
  * logs (only their short hash), the metric families of the contract with exact counts,
- * and IDEM_WAIT_REPLICAS with a real replica. */
+ * and IDEM_WAIT_REPLICAS with a real replica, and without one: writes waiting for replicas
+ * hold up nothing else and share their WAITs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -209,12 +210,68 @@ static void test_wait_replicas(void **state)
     th_proc_stop(&p, SIGTERM, 5000);
 }
 
+/* calls=N of cmdstat_<name> in INFO commandstats (0 when it never ran). */
+static long long command_calls(const char *name)
+{
+    char needle[64];
+    long long n = 0;
+    snprintf(needle, sizeof(needle), "cmdstat_%s:calls=", name);
+    redisReply *info = th_redis_cmd(&redis, "INFO commandstats");
+    const char *at = info && info->str ? strstr(info->str, needle) : NULL;
+    if (at)
+        n = atoll(at + strlen(needle));
+    freeReplyObject(info);
+    return n;
+}
+
+/* IDEM_WAIT_REPLICAS with no replica, and a WAIT longer than REDIS_COMMAND_TIMEOUT: each
+ * write is answered after the WAIT (replicas_acked 0), none fails for having queued
+ * behind another's WAIT, writes that come while a WAIT is out share the next one, and a
+ * read on the same worker is not held up by them. */
+static void test_wait_replicas_missing(void **state)
+{
+    (void)state;
+    enum { N = 12 };
+    static struct waiter c[N];
+    static char body[N][128];
+    struct th_proc p;
+    const char *env[] = {"IDEM_WAIT_REPLICAS=1", "IDEM_WAIT_TIMEOUT=1500ms",
+                         "REDIS_COMMAND_TIMEOUT=1s", "HTTP_THREADS=1", NULL};
+    assert_int_equal(start_idemd(&p, redis.url, env), 0);
+    freeReplyObject(th_redis_cmd(&redis, "CONFIG RESETSTAT"));
+    for (int i = 0; i < N; i++) {
+        snprintf(body[i], sizeof(body[i]),
+                 "{\"scope\":\"t\",\"key\":\"miss%d\",\"fingerprint\":\"f\"}", i);
+        start_waiter(&c[i], p.port, body[i]);
+        if (i == N / 2)
+            sleep_ms(300); /* the second half comes while the first WAIT is out */
+    }
+    int64_t t0 = th_now_ms();
+    json_decref(get(p.port, "/v1/record?scope=t&key=none", 404));
+    assert_true(th_now_ms() - t0 < 500);
+    for (int i = 0; i < N; i++) {
+        pthread_join(c[i].thread, NULL);
+        assert_int_equal(c[i].resp.status, 201);
+        json_t *j = th_json(&c[i].resp);
+        assert_non_null(j);
+        assert_int_equal(jint(j, "replicas_acked"), 0);
+        json_decref(j);
+        assert_true(c[i].took_ms >= 1400 && c[i].took_ms < 4500);
+        th_resp_free(&c[i].resp);
+    }
+    long long waits = command_calls("wait");
+    assert_true(waits >= 2 && waits < N); /* at least the two halves, fewer than the writes */
+    assert_int_equal(command_calls("evalsha"), N + 1); /* the claims and the read */
+    th_proc_stop(&p, SIGTERM, 5000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_keys_not_logged, reset),
         cmocka_unit_test_setup(test_metrics, reset),
         cmocka_unit_test_setup(test_wait_replicas, reset),
+        cmocka_unit_test_setup(test_wait_replicas_missing, reset),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

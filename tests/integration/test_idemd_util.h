@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers shared by idemd's integration tests (header-only: each test binary is one source
- * file): starting idemd, posting to it with an expected status, reading JSON members,
- * snapshots of a record's hash and values of /metrics. */
+ * file): starting idemd, posting to it with an expected status, claims posted from threads
+ * of their own, reading JSON members, snapshots of a record's hash and values of /metrics. */
 #ifndef TEST_IDEMD_UTIL_H
 #define TEST_IDEMD_UTIL_H
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +134,34 @@ static inline double metric_value(int port, const char *series)
     }
     th_resp_free(&r);
     return v;
+}
+
+/* One claim in a thread of its own: posts body to port, records the answer and its time. */
+struct waiter {
+    const char *body;
+    struct th_resp resp;
+    int64_t took_ms;
+    pthread_t thread;
+    int port;
+    atomic_int done;
+};
+
+static inline void *wait_claim(void *p)
+{
+    struct waiter *w = p;
+    int64_t t0 = th_now_ms();
+    if (th_post_json(w->port, "/v1/claim", w->body, &w->resp) != 0)
+        w->resp.status = -1;
+    w->took_ms = th_now_ms() - t0;
+    atomic_store(&w->done, 1);
+    return NULL;
+}
+
+/* Start w posting body (which outlives the thread) to port. */
+static inline void start_waiter(struct waiter *w, int port, const char *body)
+{
+    *w = (struct waiter){.port = port, .body = body};
+    assert_int_equal(pthread_create(&w->thread, NULL, wait_claim, w), 0);
 }
 
 /* A test file that defines IDEM_TEST_REDIS before including this gets the global `redis`

@@ -20,33 +20,6 @@
 #define IDEM_TEST_DAEMON
 #include "test_idemd_util.h"
 
-/* One claim in a thread of its own: posts body to port, records the answer and its time. */
-struct waiter {
-    const char *body;
-    struct th_resp resp;
-    int64_t took_ms;
-    pthread_t thread;
-    int port;
-    atomic_int done;
-};
-
-static void *wait_claim(void *p)
-{
-    struct waiter *w = p;
-    int64_t t0 = th_now_ms();
-    if (th_post_json(w->port, "/v1/claim", w->body, &w->resp) != 0)
-        w->resp.status = -1;
-    w->took_ms = th_now_ms() - t0;
-    atomic_store(&w->done, 1);
-    return NULL;
-}
-
-static void start_waiter(struct waiter *w, int port, const char *body)
-{
-    *w = (struct waiter){.port = port, .body = body};
-    assert_int_equal(pthread_create(&w->thread, NULL, wait_claim, w), 0);
-}
-
 /* wait_ms: answered as soon as the holder completes; else 409 when the wait ends. */
 static void test_wait_ms(void **state)
 {
