@@ -210,20 +210,6 @@ static void test_wait_replicas(void **state)
     th_proc_stop(&p, SIGTERM, 5000);
 }
 
-/* calls=N of cmdstat_<name> in INFO commandstats (0 when it never ran). */
-static long long command_calls(const char *name)
-{
-    char needle[64];
-    long long n = 0;
-    snprintf(needle, sizeof(needle), "cmdstat_%s:calls=", name);
-    redisReply *info = th_redis_cmd(&redis, "INFO commandstats");
-    const char *at = info && info->str ? strstr(info->str, needle) : NULL;
-    if (at)
-        n = atoll(at + strlen(needle));
-    freeReplyObject(info);
-    return n;
-}
-
 /* IDEM_WAIT_REPLICAS with no replica, and a WAIT longer than REDIS_COMMAND_TIMEOUT: each
  * write is answered after the WAIT (replicas_acked 0), none fails for having queued
  * behind another's WAIT, writes that come while a WAIT is out share the next one, and a
@@ -259,9 +245,9 @@ static void test_wait_replicas_missing(void **state)
         assert_true(c[i].took_ms >= 1400 && c[i].took_ms < 4500);
         th_resp_free(&c[i].resp);
     }
-    long long waits = command_calls("wait");
+    long long waits = command_calls(&redis, "wait");
     assert_true(waits >= 2 && waits < N); /* at least the two halves, fewer than the writes */
-    assert_int_equal(command_calls("evalsha"), N + 1); /* the claims and the read */
+    assert_int_equal(command_calls(&redis, "evalsha"), N + 1); /* the claims and the read */
     th_proc_stop(&p, SIGTERM, 5000);
 }
 

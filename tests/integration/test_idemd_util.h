@@ -136,6 +136,20 @@ static inline double metric_value(int port, const char *series)
     return v;
 }
 
+/* calls=N of cmdstat_<name> in rd's INFO commandstats (0 when it never ran). */
+static inline long long command_calls(struct th_redis *rd, const char *name)
+{
+    char needle[64];
+    long long n = 0;
+    snprintf(needle, sizeof(needle), "cmdstat_%s:calls=", name);
+    redisReply *info = th_redis_cmd(rd, "INFO commandstats");
+    const char *at = info && info->str ? strstr(info->str, needle) : NULL;
+    if (at)
+        n = atoll(at + strlen(needle));
+    freeReplyObject(info);
+    return n;
+}
+
 /* One claim in a thread of its own: posts body to port, records the answer and its time. */
 struct waiter {
     const char *body;

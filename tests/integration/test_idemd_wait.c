@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* idemd's waiting claims (wait_ms) over real sockets against a real redis-server: answered
  * as soon as the key is completed, released or taken over, else 409 when the wait ends;
- * a hundred waiters hold no HTTP worker; shutdown answers waiters at once. */
+ * a hundred waiters hold no HTTP worker, waiters of one key share their re-checks;
+ * shutdown answers waiters at once. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -87,6 +88,39 @@ static void test_waiters_hold_no_workers(void **state)
     assert_int_equal(replayed, N);
     assert_true(th_now_ms() - t0 < 3000);
     th_proc_stop(&pool, SIGTERM, 5000);
+}
+
+/* Twenty claims parked on one worker for the same key and request share one re-check:
+ * Redis runs about one claim script per tick of the group's timer, not one per waiter. */
+static void test_waiters_share_checks(void **state)
+{
+    (void)state;
+    enum { N = 20 };
+    static struct waiter w[N];
+    struct th_proc p;
+    char tok[64];
+    const char *env[] = {"HTTP_THREADS=1", NULL};
+    assert_int_equal(start_idemd(&p, redis.url, env), 0);
+    claim_token(p.port, "t", "sh", "f", tok);
+    for (int i = 0; i < N; i++)
+        start_waiter(&w[i], p.port,
+                     "{\"scope\":\"t\",\"key\":\"sh\",\"fingerprint\":\"f\",\"wait_ms\":8000}");
+    sleep_ms(300);
+    freeReplyObject(th_redis_cmd(&redis, "CONFIG RESETSTAT"));
+    sleep_ms(1000);
+    long long checks = command_calls(&redis, "evalsha");
+    /* about 10 ticks a second at the longest interval, and at most 50 at the shortest;
+     * one check per waiter per tick would be 20 times that */
+    assert_true(checks >= 2 && checks <= 60);
+    json_decref(post(p.port, "/v1/complete", 200,
+                     "{\"scope\":\"t\",\"key\":\"sh\",\"lease_token\":\"%s\",\"status\":200}",
+                     tok));
+    for (int i = 0; i < N; i++) {
+        pthread_join(w[i].thread, NULL);
+        assert_int_equal(w[i].resp.status, 200);
+        th_resp_free(&w[i].resp);
+    }
+    th_proc_stop(&p, SIGTERM, 5000);
 }
 
 /* Waiters on a released key: exactly one of them wins it (201) while the others keep
@@ -216,6 +250,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_wait_ms, reset),
         cmocka_unit_test_setup(test_waiters_hold_no_workers, reset),
+        cmocka_unit_test_setup(test_waiters_share_checks, reset),
         cmocka_unit_test_setup(test_waiters_after_release, reset),
         cmocka_unit_test_setup(test_waiter_recovers_expired_lease, reset),
         cmocka_unit_test_setup(test_waiter_on_blocked_key, reset),
