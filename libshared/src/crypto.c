@@ -104,9 +104,22 @@ long crypto_unb64url(const char *b64, size_t len, uint8_t *out, size_t outsize)
     return unb64_variant(b64, len, out, outsize, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
+/* A per-thread ChaCha20 keystream under a key drawn from the system once per thread (the
+ * construction of OpenBSD's arc4random): secrets and tokens without a getrandom(2) per
+ * request. The key is never used twice with the same nonce; the daemons never fork. */
 void crypto_random(void *buf, size_t len)
 {
-    randombytes_buf(buf, len);
+    static _Thread_local unsigned char key[crypto_stream_chacha20_KEYBYTES];
+    static _Thread_local uint64_t nonce; /* 0: no key yet */
+    unsigned char n[crypto_stream_chacha20_NONCEBYTES];
+    if (nonce == 0) {
+        randombytes_buf(key, sizeof(key));
+        nonce = 1;
+    }
+    for (size_t i = 0; i < sizeof(n); i++)
+        n[i] = (unsigned char)(nonce >> (8 * i));
+    nonce++;
+    crypto_stream_chacha20(buf, len, n, key);
 }
 
 int crypto_equal(const void *a, const void *b, size_t len)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for libshared crypto: published vectors (NIST SHA-256, RFC 4231 HMAC,
  * RFC 4648 base64, RFC 8032 Ed25519, RFC 8410 PEM) and PEM interop with the openssl CLI. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -338,6 +339,30 @@ static void test_random_fills(void **state)
     assert_memory_not_equal(a, b, sizeof(a));
 }
 
+static void *random_in_thread(void *arg)
+{
+    crypto_random(arg, 32);
+    return NULL;
+}
+
+/* Each thread has a stream of its own, keyed from the system: a second thread's first
+ * bytes are not this thread's, nor any later ones. */
+static void test_random_per_thread(void **state)
+{
+    uint8_t mine[64][32], theirs[32];
+    pthread_t t;
+    (void)state;
+    for (int i = 0; i < 64; i++)
+        crypto_random(mine[i], sizeof(mine[i]));
+    assert_int_equal(pthread_create(&t, NULL, random_in_thread, theirs), 0);
+    pthread_join(t, NULL);
+    for (int i = 0; i < 64; i++) {
+        assert_memory_not_equal(mine[i], theirs, sizeof(theirs));
+        for (int j = 0; j < i; j++)
+            assert_memory_not_equal(mine[i], mine[j], sizeof(theirs));
+    }
+}
+
 static void test_equal(void **state)
 {
     (void)state;
@@ -660,6 +685,7 @@ int main(void)
         cmocka_unit_test(test_hex_round_trip),
         cmocka_unit_test(test_unhex_rejects_bad),
         cmocka_unit_test(test_random_fills),
+        cmocka_unit_test(test_random_per_thread),
         cmocka_unit_test(test_equal),
         cmocka_unit_test(test_str_equal),
         cmocka_unit_test(test_ed25519_rfc8032_test1_keys),

@@ -45,7 +45,8 @@ char *crypto_b64url(const uint8_t *bin, size_t len, char *out, size_t outsize);
 long crypto_unb64(const char *b64, size_t len, uint8_t *out, size_t outsize);
 long crypto_unb64url(const char *b64, size_t len, uint8_t *out, size_t outsize);
 
-/* Fill buf with len bytes from the CSPRNG. */
+/* Fill buf with len bytes from the CSPRNG: a per-thread ChaCha20 stream keyed once from
+ * the system's generator (no system call per call). */
 void crypto_random(void *buf, size_t len);
 
 /* Constant-time equality of two buffers of the same length: 1 equal, 0 not. */
