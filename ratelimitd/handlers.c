@@ -249,14 +249,14 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static json_t *breaker_json(struct brk *b)
+static json_t *breaker_json(struct rl_brk *b)
 {
-    struct brk_snapshot s;
-    brk_snapshot(b, &s);
+    struct rl_brk_snapshot s;
+    rl_brk_snapshot(b, &s);
     /* open_until_ms is wall-clock epoch milliseconds, so a caller can read it. */
-    json_t *until =
-        s.state == BRK_OPEN ? json_integer(wall_ms() + (s.open_until_ms - mono_ms())) : json_null();
-    return json_pack("{s:s, s:i, s:o, s:i}", "state", brk_state_name(s.state),
+    json_t *until = s.state == RL_BRK_OPEN ? json_integer(wall_ms() + (s.open_until_ms - mono_ms()))
+                                           : json_null();
+    return json_pack("{s:s, s:i, s:o, s:i}", "state", rl_brk_state_name(s.state),
                      "consecutive_failures", s.consecutive_failures, "open_until_ms", until,
                      "half_open_in_flight", s.half_open_in_flight);
 }
@@ -278,7 +278,7 @@ int rl_parse_breaker(const json_t *body, struct jv_error *e)
 void rl_handle_breaker(struct http_req *r, void *ctx)
 {
     struct rl_api *api = ctx;
-    struct brk *b = rl_limiter_breaker(api->limiter);
+    struct rl_brk *b = rl_limiter_breaker(api->limiter);
     struct jv_error e = {0};
     if (strcmp(http_method(r), "GET") == 0) {
         http_reply_json(r, 200, breaker_json(b));
@@ -290,10 +290,10 @@ void rl_handle_breaker(struct http_req *r, void *ctx)
         return;
     }
     if (action == RL_BREAKER_RESET)
-        brk_reset(b);
+        rl_brk_reset(b);
     else if (action == RL_BREAKER_FORCE_OPEN)
-        brk_force_open(b);
+        rl_brk_force_open(b);
     else
-        brk_disable(b);
+        rl_brk_disable(b);
     http_reply_json(r, 200, breaker_json(b));
 }

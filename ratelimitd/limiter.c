@@ -16,7 +16,7 @@
 struct rl_limiter {
     struct rl_config conf;
     struct rpool *pool;
-    struct brk *breaker;
+    struct rl_brk *breaker;
     /* rule\x1fkey -> {retry deadline us, cost, reset deadline us, remaining} */
     struct rl_lru *deny_cache;
     struct rl_lru *local; /* rule\x1fkey -> {tat us} of the local fallback GCRA */
@@ -63,12 +63,12 @@ static size_t local_key(const struct rl_check *c, char *buf, size_t size)
 
 /* ---- breaker hooks ---------------------------------------------------------------- */
 
-static void on_transition(void *arg, enum brk_state from, enum brk_state to)
+static void on_transition(void *arg, enum rl_brk_state from, enum rl_brk_state to)
 {
     struct rl_limiter *l = arg;
-    log_warn(NULL, "breaker transition", LF_S("from", brk_state_name(from)),
-             LF_S("to", brk_state_name(to)));
-    metric_inc(metric_with(l->m_transitions, brk_state_name(from), brk_state_name(to)));
+    log_warn(NULL, "breaker transition", LF_S("from", rl_brk_state_name(from)),
+             LF_S("to", rl_brk_state_name(to)));
+    metric_inc(metric_with(l->m_transitions, rl_brk_state_name(from), rl_brk_state_name(to)));
     metric_set(l->s_state, (double)to);
 }
 
@@ -121,9 +121,9 @@ struct rl_limiter *rl_limiter_create(const struct rl_config *conf, struct rpool 
     l->conf = *conf;
     l->pool = pool;
     register_metrics(l, metrics);
-    struct brk_hooks hooks = {
+    struct rl_brk_hooks hooks = {
         .on_transition = on_transition, .on_rejected_probe = on_rejected_probe, .arg = l};
-    l->breaker = brk_create(&conf->breaker, &hooks);
+    l->breaker = rl_brk_create(&conf->breaker, &hooks);
     l->deny_cache = rl_lru_create(conf->local_max_keys);
     l->local = rl_lru_create(conf->local_max_keys);
     if (!l->breaker || !l->deny_cache || !l->local) {
@@ -138,13 +138,13 @@ void rl_limiter_free(struct rl_limiter *l)
 {
     if (!l)
         return;
-    brk_free(l->breaker);
+    rl_brk_free(l->breaker);
     rl_lru_free(l->deny_cache);
     rl_lru_free(l->local);
     free(l);
 }
 
-struct brk *rl_limiter_breaker(struct rl_limiter *l)
+struct rl_brk *rl_limiter_breaker(struct rl_limiter *l)
 {
     return l->breaker;
 }
@@ -383,11 +383,11 @@ static void decide_remote(struct rl_limiter *l, const struct rl_check *checks, c
                           size_t m, int consume, int64_t sent_us, const int *seen,
                           struct rl_result *out)
 {
-    enum brk_ticket t = brk_acquire(l->breaker);
+    enum rl_brk_ticket t = rl_brk_acquire(l->breaker);
     int ok = 0;
-    if (t != BRK_REJECT) {
+    if (t != RL_BRK_REJECT) {
         ok = redis_decide(l, checks, idx, m, consume, out) == 0;
-        brk_release(l->breaker, t, ok);
+        rl_brk_release(l->breaker, t, ok);
     }
     if (ok) {
         if (!consume)
@@ -442,13 +442,13 @@ int rl_limiter_reset(struct rl_limiter *l, const struct rl_rule *rule, const cha
     }
     if (rl_redis_key(l->conf.region, rule->name, key, key_len, rkey, sizeof(rkey)) < 0)
         return -1;
-    enum brk_ticket t = brk_acquire(l->breaker);
-    if (t == BRK_REJECT)
+    enum rl_brk_ticket t = rl_brk_acquire(l->breaker);
+    if (t == RL_BRK_REJECT)
         return -1;
     const char *argv[] = {"DEL", rkey};
     redisReply *reply = NULL;
     enum rpool_status st = rpool_command(l->pool, 2, argv, NULL, 0, &reply);
     freeReplyObject(reply);
-    brk_release(l->breaker, t, st == RPOOL_OK);
+    rl_brk_release(l->breaker, t, st == RPOOL_OK);
     return st == RPOOL_OK ? 0 : -1;
 }

@@ -26,7 +26,7 @@ struct rl_config {
     long long instances;   /* RATELIMIT_INSTANCES */
     size_t local_max_keys; /* RATELIMIT_LOCAL_MAX_KEYS */
     int shadow;            /* RATELIMIT_SHADOW */
-    struct brk_config breaker;
+    struct rl_brk_config breaker;
 };
 
 struct rl_check {
@@ -66,7 +66,7 @@ int rl_limiter_reset(struct rl_limiter *l, const struct rl_rule *rule, const cha
 /* After a rules reload: cached denials were computed under the old numbers. */
 void rl_limiter_rules_changed(struct rl_limiter *l);
 
-struct brk *rl_limiter_breaker(struct rl_limiter *l);
+struct rl_brk *rl_limiter_breaker(struct rl_limiter *l);
 const char *rl_limiter_region(const struct rl_limiter *l);
 const char *rl_source_name(enum rl_source s);
 
