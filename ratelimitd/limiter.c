@@ -10,8 +10,8 @@
 #include <time.h>
 
 #include "lru.h"
-#include "scripts.h"
 #include "shared/log.h"
+#include "store.h"
 
 struct rl_limiter {
     struct rl_config conf;
@@ -36,17 +36,6 @@ const char *rl_source_name(enum rl_source s)
     static const char *const names[] = {"redis", "cache", "fallback_local", "fallback_open",
                                         "fallback_closed"};
     return (unsigned)s < 5 ? names[s] : "unknown";
-}
-
-int rl_redis_key(const char *region, const char *rule, const char *key, size_t key_len, char *buf,
-                 size_t size)
-{
-    int n = snprintf(buf, size, "ratelimit:%s:%s:", region, rule);
-    if (n < 0 || (size_t)n + key_len + 1 > size)
-        return -1;
-    memcpy(buf + n, key, key_len);
-    buf[n + key_len] = '\0';
-    return n + (int)key_len;
 }
 
 /* The in-memory key of a rule and key: a unit separator cannot occur in either. */
@@ -304,78 +293,6 @@ static void fallback(struct rl_limiter *l, const struct rl_check *c, int consume
 
 /* ---- Redis ------------------------------------------------------------------------- */
 
-/* The arguments of one EVALSHA; lives on the caller's stack for the round trip. */
-struct eval_args {
-    char key[RL_REGION_MAX + RL_RULE_NAME_MAX + RL_KEY_MAX + 16];
-    char period[24], limit[24], burst[24], cost[24];
-    const char *argv[6];
-};
-
-static void build_cmd(const struct rl_limiter *l, const struct rl_check *c, int consume,
-                      struct eval_args *a, struct rpool_cmd *cmd)
-{
-    const struct rl_rule *r = c->rule;
-    int n = 0;
-    /* The handler bounds rule and key, so the key always fits. */
-    rl_redis_key(l->conf.region, r->name, c->key, c->key_len, a->key, sizeof(a->key));
-    snprintf(a->period, sizeof(a->period), "%lld", (long long)r->period_ms * 1000);
-    snprintf(a->limit, sizeof(a->limit), "%lld", r->limit);
-    snprintf(a->burst, sizeof(a->burst), "%lld", r->burst);
-    snprintf(a->cost, sizeof(a->cost), "%lld", c->cost);
-    a->argv[n++] = a->key;
-    a->argv[n++] = a->period;
-    a->argv[n++] = a->limit;
-    if (r->algorithm == RL_GCRA)
-        a->argv[n++] = a->burst;
-    a->argv[n++] = a->cost;
-    a->argv[n++] = consume ? "1" : "0";
-    *cmd = (struct rpool_cmd){.script = r->algorithm == RL_GCRA ? &script_ratelimit_gcra
-                                                                : &script_ratelimit_sliding,
-                              .nkeys = 1,
-                              .argc = n,
-                              .argv = a->argv};
-}
-
-/* {allowed, remaining, reset_after_us, retry_after_us}. Returns 0, or -1 if malformed. */
-static int parse_reply(const redisReply *rep, struct rl_decision *d)
-{
-    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 4)
-        return -1;
-    for (size_t i = 0; i < 4; i++)
-        if (rep->element[i]->type != REDIS_REPLY_INTEGER)
-            return -1;
-    d->allowed = rep->element[0]->integer == 1;
-    d->remaining = rep->element[1]->integer;
-    d->reset_after_us = rep->element[2]->integer;
-    d->retry_after_us = rep->element[3]->integer;
-    return 0;
-}
-
-/* Send the checks listed in idx as one pipeline. Returns 0 with every decision filled,
- * or -1 (Redis error, timeout, malformed reply): the caller falls back for all. */
-static int redis_decide(struct rl_limiter *l, const struct rl_check *checks, const size_t *idx,
-                        size_t m, int consume, struct rl_result *out)
-{
-    struct eval_args args[RL_BATCH_MAX];
-    struct rpool_cmd cmds[RL_BATCH_MAX] = {0};
-    redisReply *replies[RL_BATCH_MAX];
-    for (size_t j = 0; j < m; j++)
-        build_cmd(l, &checks[idx[j]], consume, &args[j], &cmds[j]);
-    enum rpool_status st = rpool_exec(l->pool, cmds, m, replies, 0);
-    if (st != RPOOL_OK)
-        return -1;
-    int rc = 0;
-    for (size_t j = 0; j < m; j++) {
-        if (parse_reply(replies[j], &out[idx[j]].d) != 0)
-            rc = -1;
-        out[idx[j]].source = RL_SRC_REDIS;
-        freeReplyObject(replies[j]);
-    }
-    if (rc != 0)
-        log_error(NULL, "unexpected reply from a rate-limit script");
-    return rc;
-}
-
 /* Through the breaker to Redis, else each check's fallback. sent_us is taken before the
  * request goes out: Redis decided at or after it, so a cached denial measured from it
  * lapses no later than Redis's own retry time (never denies what Redis would allow). */
@@ -383,17 +300,23 @@ static void decide_remote(struct rl_limiter *l, const struct rl_check *checks, c
                           size_t m, int consume, int64_t sent_us, const int *seen,
                           struct rl_result *out)
 {
+    const struct rl_check *pending[RL_BATCH_MAX];
+    struct rl_decision d[RL_BATCH_MAX];
     enum rl_brk_ticket t = rl_brk_acquire(l->breaker);
     int ok = 0;
+    for (size_t j = 0; j < m; j++)
+        pending[j] = &checks[idx[j]];
     if (t != RL_BRK_REJECT) {
-        ok = redis_decide(l, checks, idx, m, consume, out) == 0;
+        ok = rl_store_decide(l->pool, l->conf.region, pending, m, consume, d) == RREPLY_OK;
         rl_brk_release(l->breaker, t, ok);
     }
     if (ok) {
-        if (!consume)
-            return;
-        for (size_t j = 0; j < m; j++)
-            cache_update(l, &checks[idx[j]], sent_us, &out[idx[j]].d, seen[idx[j]]);
+        for (size_t j = 0; j < m; j++) {
+            out[idx[j]].d = d[j];
+            out[idx[j]].source = RL_SRC_REDIS;
+            if (consume)
+                cache_update(l, &checks[idx[j]], sent_us, &d[j], seen[idx[j]]);
+        }
         return;
     }
     for (size_t j = 0; j < m; j++)
@@ -429,26 +352,20 @@ void rl_limiter_check(struct rl_limiter *l, const struct rl_check *checks, size_
         finish(l, &checks[i], &out[i]);
 }
 
-int rl_limiter_reset(struct rl_limiter *l, const struct rl_rule *rule, const char *key,
-                     size_t key_len)
+enum rreply_class rl_limiter_reset(struct rl_limiter *l, const struct rl_rule *rule,
+                                   const char *key, size_t key_len)
 {
     struct rl_check c = {.rule = rule, .key = key, .key_len = key_len, .cost = 1};
-    char rkey[RL_REGION_MAX + RL_RULE_NAME_MAX + RL_KEY_MAX + 16],
-        k[RL_RULE_NAME_MAX + RL_KEY_MAX + 2];
+    char k[RL_RULE_NAME_MAX + RL_KEY_MAX + 2];
     size_t kl = local_key(&c, k, sizeof(k));
     if (kl) {
         rl_lru_delete(l->deny_cache, k, kl);
         rl_lru_delete(l->local, k, kl);
     }
-    if (rl_redis_key(l->conf.region, rule->name, key, key_len, rkey, sizeof(rkey)) < 0)
-        return -1;
     enum rl_brk_ticket t = rl_brk_acquire(l->breaker);
     if (t == RL_BRK_REJECT)
-        return -1;
-    const char *argv[] = {"DEL", rkey};
-    redisReply *reply = NULL;
-    enum rpool_status st = rpool_command(l->pool, 2, argv, NULL, 0, &reply);
-    freeReplyObject(reply);
-    rl_brk_release(l->breaker, t, st == RPOOL_OK);
-    return st == RPOOL_OK ? 0 : -1;
+        return RREPLY_UNAVAILABLE;
+    enum rreply_class cls = rl_store_reset(l->pool, l->conf.region, rule, key, key_len);
+    rl_brk_release(l->breaker, t, cls == RREPLY_OK);
+    return cls;
 }

@@ -10,24 +10,17 @@
 #include <stdint.h>
 
 #include "breaker.h"
+#include "config.h"
 #include "gcra.h"
 #include "rules.h"
 #include "shared/metrics.h"
 #include "shared/redis_pool.h"
+#include "shared/redis_reply.h"
 
-#define RL_REGION_MAX 63
 #define RL_KEY_MAX 512
 #define RL_BATCH_MAX 16
 /* Retry time a `closed` fallback denial advertises. */
 #define RL_CLOSED_RETRY_US 1000000
-
-struct rl_config {
-    char region[RL_REGION_MAX + 1];
-    long long instances;   /* RATELIMIT_INSTANCES */
-    size_t local_max_keys; /* RATELIMIT_LOCAL_MAX_KEYS */
-    int shadow;            /* RATELIMIT_SHADOW */
-    struct rl_brk_config breaker;
-};
 
 struct rl_check {
     const struct rl_rule *rule; /* borrowed from a rule set the caller holds */
@@ -58,10 +51,11 @@ void rl_limiter_free(struct rl_limiter *l); /* NULL does nothing */
 void rl_limiter_check(struct rl_limiter *l, const struct rl_check *checks, size_t n, int consume,
                       struct rl_result *out);
 
-/* Delete the key in Redis and forget it locally. Returns 0, or -1 when Redis could not be
- * reached (or the breaker is open): the caller answers 503. */
-int rl_limiter_reset(struct rl_limiter *l, const struct rl_rule *rule, const char *key,
-                     size_t key_len);
+/* Delete the key in Redis and forget it locally. Returns the class of the outcome: the
+ * caller answers 503 for RREPLY_UNAVAILABLE (Redis unreachable, or the breaker open) and
+ * 500 for RREPLY_INTERNAL. */
+enum rreply_class rl_limiter_reset(struct rl_limiter *l, const struct rl_rule *rule,
+                                   const char *key, size_t key_len);
 
 /* After a rules reload: cached denials were computed under the old numbers. */
 void rl_limiter_rules_changed(struct rl_limiter *l);
@@ -69,10 +63,5 @@ void rl_limiter_rules_changed(struct rl_limiter *l);
 struct rl_brk *rl_limiter_breaker(struct rl_limiter *l);
 const char *rl_limiter_region(const struct rl_limiter *l);
 const char *rl_source_name(enum rl_source s);
-
-/* Build ratelimit:<region>:<rule>:<key> into buf. Returns its length, or -1 if it does not
- * fit. */
-int rl_redis_key(const char *region, const char *rule, const char *key, size_t key_len, char *buf,
-                 size_t size);
 
 #endif
