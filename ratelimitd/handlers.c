@@ -4,6 +4,7 @@
 #include "handlers.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -78,12 +79,11 @@ static void add_headers(struct http_req *r, const struct rl_check *checks,
     }
 }
 
-/* Decide and render: one object for a single check, {allowed, results} for a batch. */
-static void decide_and_reply(struct http_req *r, struct rl_api *api, const struct rl_check *checks,
-                             size_t n, int batch, int consume)
+/* Render the decisions: one object for a single check, {allowed, results} for a batch. */
+static void reply_decision(struct http_req *r, const struct rl_api *api,
+                           const struct rl_check *checks, const struct rl_result *res, size_t n,
+                           int batch, int consume)
 {
-    struct rl_result res[RL_BATCH_MAX];
-    rl_limiter_check(api->limiter, checks, n, consume, res);
     int all = 1;
     for (size_t i = 0; i < n; i++)
         all &= res[i].allowed;
@@ -104,32 +104,91 @@ static void decide_and_reply(struct http_req *r, struct rl_api *api, const struc
     http_reply_raw(r, denied ? 429 : 200, "application/json", body, len);
 }
 
+/* A check or a peek, from its parsing to its answer (which may wait for Redis). */
+struct decision_call {
+    struct http_req *r;
+    const struct rl_api *api;
+    struct rl_ruleset *set; /* holds the rules the checks point into */
+    size_t n;
+    int batch, consume;
+    struct rl_check checks[RL_BATCH_MAX];
+    struct rl_result out[RL_BATCH_MAX];
+    struct rl_pending pending;
+};
+
+static void decision_free(struct decision_call *dc)
+{
+    rl_ruleset_unref(dc->set);
+    free(dc);
+}
+
+/* The limiter's done function: on r's loop, once Redis has answered. */
+static void decision_done(void *arg)
+{
+    struct decision_call *dc = arg;
+    struct http_req *r = dc->r;
+    reply_decision(r, dc->api, dc->checks, dc->out, dc->n, dc->batch, dc->consume);
+    decision_free(dc);
+    http_resume(r);
+}
+
+/* Answer now when the deny cache or the breaker decided, else suspend until Redis has. */
+static void decide(struct decision_call *dc)
+{
+    struct http_req *r = dc->r;
+    if (rl_limiter_check(app_worker_data(r), app_rclient(r), &dc->pending, dc->checks, dc->n,
+                         dc->consume, dc->out, decision_done, dc) == 0) {
+        http_suspend(r);
+        return;
+    }
+    reply_decision(r, dc->api, dc->checks, dc->out, dc->n, dc->batch, dc->consume);
+    decision_free(dc);
+}
+
+static struct decision_call *decision_new(struct http_req *r, const struct rl_api *api, int consume)
+{
+    struct decision_call *dc = malloc(sizeof(*dc));
+    if (!dc) {
+        http_problem(r, 500, "internal", "out of memory");
+        return NULL;
+    }
+    dc->r = r;
+    dc->api = api;
+    dc->set = rl_rules_current(api->rules);
+    dc->consume = consume;
+    dc->batch = 0;
+    dc->n = 1;
+    return dc;
+}
+
 static void handle_check(struct http_req *r, void *ctx)
 {
-    struct rl_api *api = ctx;
-    struct rl_check checks[RL_BATCH_MAX];
     struct rl_parse_error err;
-    int batch = 0;
-    struct rl_ruleset *set = rl_rules_current(api->rules);
-    int n = rl_parse_check_body(http_json(r), set, checks, &batch, &err);
-    if (n < 0)
+    struct decision_call *dc = decision_new(r, ctx, 1);
+    if (!dc)
+        return;
+    int n = rl_parse_check_body(http_json(r), dc->set, dc->checks, &dc->batch, &err);
+    if (n < 0) {
         reply_parse_error(r, &err);
-    else
-        decide_and_reply(r, api, checks, (size_t)n, batch, 1);
-    rl_ruleset_unref(set);
+        decision_free(dc);
+        return;
+    }
+    dc->n = (size_t)n;
+    decide(dc);
 }
 
 static void handle_peek(struct http_req *r, void *ctx)
 {
-    struct rl_api *api = ctx;
-    struct rl_check check;
     struct rl_parse_error err;
-    struct rl_ruleset *set = rl_rules_current(api->rules);
-    if (rl_parse_check(http_json(r), set, 0, &check, &err) < 0)
+    struct decision_call *dc = decision_new(r, ctx, 0);
+    if (!dc)
+        return;
+    if (rl_parse_check(http_json(r), dc->set, 0, &dc->checks[0], &err) < 0) {
         reply_parse_error(r, &err);
-    else
-        decide_and_reply(r, api, &check, 1, 0, 0);
-    rl_ruleset_unref(set);
+        decision_free(dc);
+        return;
+    }
+    decide(dc);
 }
 
 static void reply_reset(struct http_req *r, enum rreply_class cls)
@@ -142,17 +201,46 @@ static void reply_reset(struct http_req *r, enum rreply_class cls)
         http_problem(r, 500, "internal", "unexpected answer from Redis");
 }
 
+/* A reset waiting for Redis and the other workers. */
+struct reset_call {
+    struct http_req *r;
+    struct rl_ruleset *set;
+};
+
+/* The limiter's done function: usually on r's loop, possibly on another worker's. */
+static void reset_done(void *arg, enum rreply_class cls)
+{
+    struct reset_call *rc = arg;
+    struct http_req *r = rc->r;
+    reply_reset(r, cls);
+    rl_ruleset_unref(rc->set);
+    free(rc);
+    http_resume(r);
+}
+
 static void handle_reset(struct http_req *r, void *ctx)
 {
     struct rl_api *api = ctx;
     struct rl_check check;
     struct rl_parse_error err;
-    struct rl_ruleset *set = rl_rules_current(api->rules);
-    if (rl_parse_check(http_json(r), set, 0, &check, &err) < 0)
+    enum rreply_class now;
+    struct reset_call *rc = malloc(sizeof(*rc));
+    if (!rc) {
+        http_problem(r, 500, "internal", "out of memory");
+        return;
+    }
+    *rc = (struct reset_call){.r = r, .set = rl_rules_current(api->rules)};
+    if (rl_parse_check(http_json(r), rc->set, 0, &check, &err) < 0) {
         reply_parse_error(r, &err);
-    else
-        reply_reset(r, rl_limiter_reset(api->limiter, check.rule, check.key, check.key_len));
-    rl_ruleset_unref(set);
+    } else if (rl_limiter_reset(app_worker_data(r), app_rclient(r), check.rule, check.key,
+                                check.key_len, reset_done, rc, &now) == 0) {
+        http_suspend(r);
+        return;
+    } else {
+        reply_reset(r, now);
+    }
+    rl_ruleset_unref(rc->set);
+    free(rc);
 }
 
 static void handle_rules(struct http_req *r, void *ctx)

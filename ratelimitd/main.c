@@ -43,6 +43,13 @@ static void reload_rules(void *arg)
     log_info(NULL, "rules reloaded", LF_S("file", file), LF_I("rules", count));
 }
 
+/* On each HTTP worker's thread before it serves: its deny cache (app_worker_data). */
+static void *start_worker(struct loop *l, void *arg)
+{
+    struct rl_daemon *d = arg;
+    return rl_worker_start(d->api.limiter, l);
+}
+
 int main(int argc, char **argv)
 {
     struct rl_daemon d = {0};
@@ -54,7 +61,8 @@ int main(int argc, char **argv)
                                                   .connect_timeout_ms = 50,
                                                   .summary = "per-region rate limiting on Redis",
                                                   .env_help = RL_ENV_HELP,
-                                                  .scripts = RL_STORE_SCRIPTS},
+                                                  .scripts = RL_STORE_SCRIPTS,
+                                                  .handlers_never_block = 1},
                                argc, argv);
     rl_config_load(&d.conf, app_cfg(a));
     struct rl_ruleset *rules = NULL;
@@ -63,11 +71,13 @@ int main(int argc, char **argv)
     app_config_done(a);
 
     d.api.rules = rl_rules_holder_create(rules);
-    d.api.limiter = rl_limiter_create(&d.conf, app_redis(a), app_metrics(a), err, sizeof(err));
+    d.api.limiter =
+        rl_limiter_create(&d.conf, app_rcl_config(a)->loops, app_metrics(a), err, sizeof(err));
     if (!d.api.rules || !d.api.limiter) {
         fprintf(stderr, "ratelimitd: %s\n", d.api.limiter ? "out of memory" : err);
         return 2;
     }
+    app_on_worker(a, start_worker, NULL, &d);
     rl_handlers_route(a, &d.api);
     app_on_reload(a, reload_rules, &d);
 

@@ -22,37 +22,32 @@ int rl_store_key(const char *region, const char *rule, const char *key, size_t k
     return n + (int)key_len;
 }
 
-/* The arguments of one EVALSHA; lives on the caller's stack for the round trip. */
-struct eval_args {
-    char key[RL_STORE_KEY_MAX];
-    char period[24], limit[24], burst[24], cost[24];
-    const char *argv[6];
-};
-
-/* KEYS[1] = the key; ARGV = period in us, limit, [burst (gcra only),] cost, consume. */
-static void build_cmd(const char *region, const struct rl_check *c, int consume,
-                      struct eval_args *a, struct rpool_cmd *cmd)
+/* KEYS[1] = the key; ARGV = period in us, limit, [burst (gcra only),] cost, consume. The
+ * client formats the command at once, so the arguments live on this stack. */
+int rl_store_decide(struct rclient *c, const char *region, const struct rl_check *check,
+                    int consume, rcl_done_fn fn, void *arg)
 {
-    const struct rl_rule *r = c->rule;
+    const struct rl_rule *r = check->rule;
+    char key[RL_STORE_KEY_MAX], period[24], limit[24], burst[24], cost[24];
+    const char *argv[6];
     int n = 0;
     /* The request parser bounds rule and key, so the key always fits. */
-    rl_store_key(region, r->name, c->key, c->key_len, a->key, sizeof(a->key));
-    snprintf(a->period, sizeof(a->period), "%lld", (long long)r->period_ms * 1000);
-    snprintf(a->limit, sizeof(a->limit), "%lld", r->limit);
-    snprintf(a->burst, sizeof(a->burst), "%lld", r->burst);
-    snprintf(a->cost, sizeof(a->cost), "%lld", c->cost);
-    a->argv[n++] = a->key;
-    a->argv[n++] = a->period;
-    a->argv[n++] = a->limit;
+    if (rl_store_key(region, r->name, check->key, check->key_len, key, sizeof(key)) < 0)
+        return -1;
+    snprintf(period, sizeof(period), "%lld", (long long)r->period_ms * 1000);
+    snprintf(limit, sizeof(limit), "%lld", r->limit);
+    snprintf(burst, sizeof(burst), "%lld", r->burst);
+    snprintf(cost, sizeof(cost), "%lld", check->cost);
+    argv[n++] = key;
+    argv[n++] = period;
+    argv[n++] = limit;
     if (r->algorithm == RL_GCRA)
-        a->argv[n++] = a->burst;
-    a->argv[n++] = a->cost;
-    a->argv[n++] = consume ? "1" : "0";
-    *cmd = (struct rpool_cmd){.script = r->algorithm == RL_GCRA ? &script_ratelimit_gcra
-                                                                : &script_ratelimit_sliding,
-                              .nkeys = 1,
-                              .argc = n,
-                              .argv = a->argv};
+        argv[n++] = burst;
+    argv[n++] = cost;
+    argv[n++] = consume ? "1" : "0";
+    const struct script *s =
+        r->algorithm == RL_GCRA ? &script_ratelimit_gcra : &script_ratelimit_sliding;
+    return rcl_eval(c, s, 1, n, argv, NULL, 0, fn, arg);
 }
 
 /* {allowed, remaining, reset_after_us, retry_after_us}. Returns 0, or -1 if malformed. */
@@ -71,52 +66,30 @@ static int parse_decision(const redisReply *rep, struct rl_decision *d)
     return 0;
 }
 
-/* The class of one script reply, its decision read into d when it is RREPLY_OK. */
-static enum rreply_class read_decision(int status, const redisReply *rep, struct rl_decision *d)
+enum rreply_class rl_store_read_decision(enum rcl_status st, const redisReply *reply,
+                                         struct rl_decision *d)
 {
-    enum rreply_class cls = rreply_classify(status, rep);
-    if (cls == RREPLY_OK && parse_decision(rep, d) != 0)
+    enum rreply_class cls = rreply_classify((int)st, reply);
+    if (cls == RREPLY_OK && parse_decision(reply, d) != 0)
         cls = RREPLY_INTERNAL;
     if (cls == RREPLY_INTERNAL)
-        log_error(NULL, "unexpected reply from a rate-limit script",
-                  LF_S("reply", rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "malformed"));
+        log_error(
+            NULL, "unexpected reply from a rate-limit script",
+            LF_S("reply", reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "malformed"));
     return cls;
 }
 
-enum rreply_class rl_store_decide(struct rpool *p, const char *region,
-                                  const struct rl_check *const *checks, size_t n, int consume,
-                                  struct rl_decision *out)
-{
-    struct eval_args args[RL_BATCH_MAX];
-    struct rpool_cmd cmds[RL_BATCH_MAX] = {0};
-    redisReply *replies[RL_BATCH_MAX];
-    if (n > RL_BATCH_MAX)
-        n = RL_BATCH_MAX;
-    for (size_t j = 0; j < n; j++)
-        build_cmd(region, checks[j], consume, &args[j], &cmds[j]);
-    enum rpool_status st = rpool_exec(p, cmds, n, replies, 0);
-    if (st != RPOOL_OK)
-        return rreply_classify(st, NULL);
-    enum rreply_class worst = RREPLY_OK;
-    for (size_t j = 0; j < n; j++) {
-        enum rreply_class cls = read_decision(st, replies[j], &out[j]);
-        if (cls == RREPLY_UNAVAILABLE || (cls == RREPLY_INTERNAL && worst == RREPLY_OK))
-            worst = cls;
-        freeReplyObject(replies[j]);
-    }
-    return worst;
-}
-
-enum rreply_class rl_store_reset(struct rpool *p, const char *region, const struct rl_rule *rule,
-                                 const char *key, size_t key_len)
+int rl_store_reset(struct rclient *c, const char *region, const struct rl_rule *rule,
+                   const char *key, size_t key_len, rcl_done_fn fn, void *arg)
 {
     char rkey[RL_STORE_KEY_MAX];
     if (rl_store_key(region, rule->name, key, key_len, rkey, sizeof(rkey)) < 0)
-        return RREPLY_INTERNAL;
+        return -1;
     const char *argv[] = {"DEL", rkey};
-    redisReply *reply = NULL;
-    enum rpool_status st = rpool_command(p, 2, argv, NULL, 0, &reply);
-    enum rreply_class cls = rreply_classify(st, reply);
-    freeReplyObject(reply);
-    return cls;
+    return rcl_command(c, 2, argv, NULL, 0, fn, arg);
+}
+
+enum rreply_class rl_store_read_reset(enum rcl_status st, const redisReply *reply)
+{
+    return rreply_classify((int)st, reply);
 }
