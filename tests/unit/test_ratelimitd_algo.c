@@ -246,6 +246,17 @@ static void test_rules_holder_swap_keeps_readers_safe(void **st)
     rl_rules_holder_free(h);
 }
 
+/* Put n keys k0, k1, ... */
+static void lru_fill(struct rl_lru *l, int n)
+{
+    int64_t v[RL_LRU_VALUES] = {0};
+    for (int i = 0; i < n; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "k%d", i);
+        rl_lru_put(l, k, strlen(k), v);
+    }
+}
+
 /* Both modes behave alike (a worker's deny cache only skips the lock). */
 static void test_lru_evicts_least_recently_used(void **st)
 {
@@ -266,11 +277,7 @@ static void test_lru_evicts_least_recently_used(void **st)
     assert_int_equal(out[2], 3);
     rl_lru_delete(l, "a", 1);
     assert_false(rl_lru_get(l, "a", 1, out));
-    for (int i = 0; i < 1000; i++) {
-        char k[16];
-        snprintf(k, sizeof(k), "k%d", i);
-        rl_lru_put(l, k, strlen(k), v);
-    }
+    lru_fill(l, 1000);
     assert_int_equal(rl_lru_count(l), 3);
     rl_lru_clear(l);
     assert_int_equal(rl_lru_count(l), 0);
@@ -303,12 +310,7 @@ static void test_lru_shared_is_thread_safe(void **st)
     for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
     assert_true(rl_lru_count(l) <= 64);
-    int64_t v[RL_LRU_VALUES] = {0};
-    for (int i = 0; i < 500; i++) {
-        char k[32];
-        snprintf(k, sizeof(k), "k%d", i);
-        rl_lru_put(l, k, strlen(k), v);
-    }
+    lru_fill(l, 500);
     assert_int_equal(rl_lru_count(l), 64);
     rl_lru_free(l);
 }
