@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <time.h>
 
-struct brk {
-    struct brk_config conf;
-    struct brk_hooks hooks;
+struct rl_brk {
+    struct rl_brk_config conf;
+    struct rl_brk_hooks hooks;
     pthread_mutex_t lock; /* serialises transitions and the fields below it */
     _Atomic int state;
     _Atomic int failures;
@@ -31,13 +31,13 @@ static int64_t default_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t now_ms(struct brk *b)
+static int64_t now_ms(struct rl_brk *b)
 {
     return b->hooks.now_ms ? b->hooks.now_ms(b->hooks.arg) : default_now_ms();
 }
 
 /* Under the lock. */
-static double random01(struct brk *b)
+static double random01(struct rl_brk *b)
 {
     if (b->hooks.random01)
         return b->hooks.random01(b->hooks.arg);
@@ -47,16 +47,16 @@ static double random01(struct brk *b)
     return (double)(b->rng >> 11) / 9007199254740992.0;
 }
 
-const char *brk_state_name(enum brk_state s)
+const char *rl_brk_state_name(enum rl_brk_state s)
 {
     static const char *const names[] = {"closed", "open", "half_open", "forced_open", "disabled"};
     return (unsigned)s < 5 ? names[s] : "unknown";
 }
 
 /* Under the lock. */
-static void set_state(struct brk *b, enum brk_state to)
+static void set_state(struct rl_brk *b, enum rl_brk_state to)
 {
-    enum brk_state from = (enum brk_state)atomic_load(&b->state);
+    enum rl_brk_state from = (enum rl_brk_state)atomic_load(&b->state);
     if (from == to)
         return;
     atomic_store(&b->state, (int)to);
@@ -65,29 +65,29 @@ static void set_state(struct brk *b, enum brk_state to)
 }
 
 /* Under the lock: open for the current period with ±10% jitter. */
-static void open_now(struct brk *b)
+static void open_now(struct rl_brk *b)
 {
     double jitter = 0.9 + 0.2 * random01(b);
     int64_t period = (int64_t)((double)b->current_open_ms * jitter);
     if (period < 1)
         period = 1;
     atomic_store(&b->open_until_ms, now_ms(b) + period);
-    set_state(b, BRK_OPEN);
+    set_state(b, RL_BRK_OPEN);
 }
 
-struct brk *brk_create(const struct brk_config *conf, const struct brk_hooks *hooks)
+struct rl_brk *rl_brk_create(const struct rl_brk_config *conf, const struct rl_brk_hooks *hooks)
 {
     if (conf->failure_threshold < 1 || conf->open_ms < 1 || conf->open_max_ms < conf->open_ms ||
         conf->half_open_max_probes < 1)
         return NULL;
-    struct brk *b = calloc(1, sizeof(*b));
+    struct rl_brk *b = calloc(1, sizeof(*b));
     if (!b)
         return NULL;
     b->conf = *conf;
     if (hooks)
         b->hooks = *hooks;
     pthread_mutex_init(&b->lock, NULL);
-    atomic_init(&b->state, BRK_CLOSED);
+    atomic_init(&b->state, RL_BRK_CLOSED);
     atomic_init(&b->failures, 0);
     atomic_init(&b->open_until_ms, 0);
     atomic_init(&b->in_flight, 0);
@@ -96,7 +96,7 @@ struct brk *brk_create(const struct brk_config *conf, const struct brk_hooks *ho
     return b;
 }
 
-void brk_free(struct brk *b)
+void rl_brk_free(struct rl_brk *b)
 {
     if (!b)
         return;
@@ -105,56 +105,56 @@ void brk_free(struct brk *b)
 }
 
 /* Open -> half_open once the period is over (the first caller after it does it). */
-static void maybe_half_open(struct brk *b)
+static void maybe_half_open(struct rl_brk *b)
 {
     pthread_mutex_lock(&b->lock);
-    if (atomic_load(&b->state) == BRK_OPEN && now_ms(b) >= atomic_load(&b->open_until_ms)) {
+    if (atomic_load(&b->state) == RL_BRK_OPEN && now_ms(b) >= atomic_load(&b->open_until_ms)) {
         b->probe_successes = 0;
-        set_state(b, BRK_HALF_OPEN);
+        set_state(b, RL_BRK_HALF_OPEN);
     }
     pthread_mutex_unlock(&b->lock);
 }
 
-enum brk_ticket brk_acquire(struct brk *b)
+enum rl_brk_ticket rl_brk_acquire(struct rl_brk *b)
 {
     int st = atomic_load(&b->state);
-    if (st == BRK_CLOSED || st == BRK_DISABLED)
-        return BRK_PASS;
-    if (st == BRK_FORCED_OPEN)
-        return BRK_REJECT;
-    if (st == BRK_OPEN) {
+    if (st == RL_BRK_CLOSED || st == RL_BRK_DISABLED)
+        return RL_BRK_PASS;
+    if (st == RL_BRK_FORCED_OPEN)
+        return RL_BRK_REJECT;
+    if (st == RL_BRK_OPEN) {
         if (now_ms(b) < atomic_load(&b->open_until_ms))
-            return BRK_REJECT;
+            return RL_BRK_REJECT;
         maybe_half_open(b);
         st = atomic_load(&b->state);
-        if (st != BRK_HALF_OPEN)
-            return st == BRK_CLOSED || st == BRK_DISABLED ? BRK_PASS : BRK_REJECT;
+        if (st != RL_BRK_HALF_OPEN)
+            return st == RL_BRK_CLOSED || st == RL_BRK_DISABLED ? RL_BRK_PASS : RL_BRK_REJECT;
     }
     /* Half-open: take a probe slot atomically, or give it back and fall back. The state is
      * read again once the slot is ours: a probe that failed between the first read and the
      * increment has re-opened the breaker, and then this request must not reach Redis. */
     if (atomic_fetch_add(&b->in_flight, 1) < b->conf.half_open_max_probes) {
         st = atomic_load(&b->state);
-        if (st == BRK_HALF_OPEN)
-            return BRK_PROBE;
+        if (st == RL_BRK_HALF_OPEN)
+            return RL_BRK_PROBE;
         atomic_fetch_sub(&b->in_flight, 1);
-        return st == BRK_CLOSED || st == BRK_DISABLED ? BRK_PASS : BRK_REJECT;
+        return st == RL_BRK_CLOSED || st == RL_BRK_DISABLED ? RL_BRK_PASS : RL_BRK_REJECT;
     }
     atomic_fetch_sub(&b->in_flight, 1);
     if (b->hooks.on_rejected_probe)
         b->hooks.on_rejected_probe(b->hooks.arg);
-    return BRK_REJECT;
+    return RL_BRK_REJECT;
 }
 
-static void release_probe(struct brk *b, int success)
+static void release_probe(struct rl_brk *b, int success)
 {
     pthread_mutex_lock(&b->lock);
     atomic_fetch_sub(&b->in_flight, 1);
-    if (atomic_load(&b->state) == BRK_HALF_OPEN) {
+    if (atomic_load(&b->state) == RL_BRK_HALF_OPEN) {
         if (success && ++b->probe_successes >= b->conf.half_open_max_probes) {
             atomic_store(&b->failures, 0);
             b->current_open_ms = b->conf.open_ms;
-            set_state(b, BRK_CLOSED);
+            set_state(b, RL_BRK_CLOSED);
         } else if (!success) {
             b->current_open_ms *= 2;
             if (b->current_open_ms > b->conf.open_max_ms)
@@ -165,13 +165,13 @@ static void release_probe(struct brk *b, int success)
     pthread_mutex_unlock(&b->lock);
 }
 
-void brk_release(struct brk *b, enum brk_ticket t, int success)
+void rl_brk_release(struct rl_brk *b, enum rl_brk_ticket t, int success)
 {
-    if (t == BRK_PROBE) {
+    if (t == RL_BRK_PROBE) {
         release_probe(b, success);
         return;
     }
-    if (t != BRK_PASS)
+    if (t != RL_BRK_PASS)
         return;
     if (success) {
         if (atomic_load_explicit(&b->failures, memory_order_relaxed) != 0)
@@ -181,41 +181,41 @@ void brk_release(struct brk *b, enum brk_ticket t, int success)
     if (atomic_fetch_add(&b->failures, 1) + 1 < b->conf.failure_threshold)
         return;
     pthread_mutex_lock(&b->lock);
-    if (atomic_load(&b->state) == BRK_CLOSED &&
+    if (atomic_load(&b->state) == RL_BRK_CLOSED &&
         atomic_load(&b->failures) >= b->conf.failure_threshold)
         open_now(b);
     pthread_mutex_unlock(&b->lock);
 }
 
-void brk_reset(struct brk *b)
+void rl_brk_reset(struct rl_brk *b)
 {
     pthread_mutex_lock(&b->lock);
     atomic_store(&b->failures, 0);
     b->current_open_ms = b->conf.open_ms;
     b->probe_successes = 0;
-    set_state(b, BRK_CLOSED);
+    set_state(b, RL_BRK_CLOSED);
     pthread_mutex_unlock(&b->lock);
 }
 
-void brk_force_open(struct brk *b)
+void rl_brk_force_open(struct rl_brk *b)
 {
     pthread_mutex_lock(&b->lock);
-    set_state(b, BRK_FORCED_OPEN);
+    set_state(b, RL_BRK_FORCED_OPEN);
     pthread_mutex_unlock(&b->lock);
 }
 
-void brk_disable(struct brk *b)
+void rl_brk_disable(struct rl_brk *b)
 {
     pthread_mutex_lock(&b->lock);
     atomic_store(&b->failures, 0);
-    set_state(b, BRK_DISABLED);
+    set_state(b, RL_BRK_DISABLED);
     pthread_mutex_unlock(&b->lock);
 }
 
-void brk_snapshot(struct brk *b, struct brk_snapshot *out)
+void rl_brk_snapshot(struct rl_brk *b, struct rl_brk_snapshot *out)
 {
     pthread_mutex_lock(&b->lock);
-    out->state = (enum brk_state)atomic_load(&b->state);
+    out->state = (enum rl_brk_state)atomic_load(&b->state);
     out->consecutive_failures = atomic_load(&b->failures);
     out->open_until_ms = atomic_load(&b->open_until_ms);
     out->half_open_in_flight = atomic_load(&b->in_flight);

@@ -1,90 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* handlers: request parsing, calls into the limiter, response rendering (see handlers.h). */
+/* handlers: ratelimitd's routes — parse the body (request.c), call the limiter, render the
+ * answer (see handlers.h). */
 #include "handlers.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "request.h"
 #include "shared/jsonv.h"
-
-static int perr(struct rl_parse_error *err, int status, const char *code, const char *field,
-                const char *detail)
-{
-    err->status = status;
-    err->code = code;
-    field = field ? field : "";
-    /* Cut at a character boundary: the field goes into a JSON answer. */
-    snprintf(err->field, sizeof(err->field), "%.*s",
-             (int)jv_utf8_prefix(field, sizeof(err->field) - 1), field);
-    snprintf(err->detail, sizeof(err->detail), "%s", detail);
-    return -1;
-}
-
-static int key_ok(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x20 || ch == 0x7f)
-            return 0;
-    }
-    return 1;
-}
-
-int rl_parse_check(const json_t *obj, const struct rl_ruleset *set, int allow_cost,
-                   struct rl_check *out, struct rl_parse_error *err)
-{
-    static const char *const with_cost[] = {"rule", "key", "cost", NULL};
-    static const char *const without_cost[] = {"rule", "key", NULL};
-    struct jv_error e = {0};
-    const char *name;
-    long long cost = 1;
-    if (!obj)
-        return perr(err, 400, "invalid_json", NULL, "the body must be a JSON object");
-    if (!json_is_object(obj))
-        return perr(err, 400, "invalid_request", "checks", "each check must be an object");
-    if (jv_only(obj, allow_cost ? with_cost : without_cost, &e) < 0 ||
-        jv_string(obj, "rule", JV_REQUIRED, 1, RL_RULE_NAME_MAX, &name, NULL, &e) < 0 ||
-        jv_string(obj, "key", JV_REQUIRED, 1, RL_KEY_MAX, &out->key, &out->key_len, &e) < 0)
-        return perr(err, 400, "invalid_request", e.field, e.detail);
-    if (!key_ok(out->key, out->key_len))
-        return perr(err, 400, "invalid_request", "key", "must not contain control characters");
-    out->rule = rl_ruleset_find(set, name);
-    if (!out->rule)
-        return perr(err, 404, "unknown_rule", "rule", "no rule by that name");
-    long long max = rl_rule_max_cost(out->rule);
-    if (allow_cost && jv_int(obj, "cost", JV_OPTIONAL, 1, max, &cost, &e) < 0)
-        return perr(err, 400, "invalid_request", "cost", e.detail);
-    out->cost = cost;
-    return 0;
-}
-
-int rl_parse_check_body(const json_t *body, const struct rl_ruleset *set, struct rl_check *out,
-                        int *batch, struct rl_parse_error *err)
-{
-    static const char *const batch_fields[] = {"checks", NULL};
-    struct jv_error e = {0};
-    json_t *arr;
-    *batch = body && json_object_get(body, "checks") != NULL;
-    if (!*batch)
-        return rl_parse_check(body, set, 1, out, err) == 0 ? 1 : -1;
-    if (jv_only(body, batch_fields, &e) < 0 ||
-        jv_array(body, "checks", JV_REQUIRED, 1, RL_BATCH_MAX, &arr, &e) < 0)
-        return perr(err, 400, "invalid_request", e.field, e.detail);
-    size_t n = json_array_size(arr);
-    for (size_t i = 0; i < n; i++) {
-        if (rl_parse_check(json_array_get(arr, i), set, 1, &out[i], err) < 0) {
-            char field[sizeof(err->field)];
-            memcpy(field, err->field, sizeof(field));
-            /* Known member names are short ("rule", "key", "cost"); an unknown one is cut,
-             * at a character boundary so the answer stays valid JSON. */
-            snprintf(err->field, sizeof(err->field), "checks[%zu].%.*s", i,
-                     (int)jv_utf8_prefix(field, 16), field);
-            return -1;
-        }
-    }
-    return (int)n;
-}
 
 static void reply_parse_error(struct http_req *r, const struct rl_parse_error *err)
 {
@@ -154,12 +79,11 @@ static void add_headers(struct http_req *r, const struct rl_check *checks,
     }
 }
 
-/* Decide and render: one object for a single check, {allowed, results} for a batch. */
-static void decide_and_reply(struct http_req *r, struct rl_api *api, const struct rl_check *checks,
-                             size_t n, int batch, int consume)
+/* Render the decisions: one object for a single check, {allowed, results} for a batch. */
+static void reply_decision(struct http_req *r, const struct rl_api *api,
+                           const struct rl_check *checks, const struct rl_result *res, size_t n,
+                           int batch, int consume)
 {
-    struct rl_result res[RL_BATCH_MAX];
-    rl_limiter_check(api->limiter, checks, n, consume, res);
     int all = 1;
     for (size_t i = 0; i < n; i++)
         all &= res[i].allowed;
@@ -180,50 +104,146 @@ static void decide_and_reply(struct http_req *r, struct rl_api *api, const struc
     http_reply_raw(r, denied ? 429 : 200, "application/json", body, len);
 }
 
-void rl_handle_check(struct http_req *r, void *ctx)
-{
-    struct rl_api *api = ctx;
+/* A check or a peek, from its parsing to its answer (which may wait for Redis). */
+struct decision_call {
+    struct http_req *r;
+    const struct rl_api *api;
+    struct rl_ruleset *set; /* holds the rules the checks point into */
+    size_t n;
+    int batch, consume;
     struct rl_check checks[RL_BATCH_MAX];
-    struct rl_parse_error err;
-    int batch = 0;
-    struct rl_ruleset *set = rl_rules_current(api->rules);
-    int n = rl_parse_check_body(http_json(r), set, checks, &batch, &err);
-    if (n < 0)
-        reply_parse_error(r, &err);
-    else
-        decide_and_reply(r, api, checks, (size_t)n, batch, 1);
-    rl_ruleset_unref(set);
+    struct rl_result out[RL_BATCH_MAX];
+    struct rl_pending pending;
+};
+
+static void decision_free(struct decision_call *dc)
+{
+    rl_ruleset_unref(dc->set);
+    free(dc);
 }
 
-void rl_handle_peek(struct http_req *r, void *ctx)
+/* The limiter's done function: on r's loop, once Redis has answered. */
+static void decision_done(void *arg)
 {
-    struct rl_api *api = ctx;
-    struct rl_check check;
-    struct rl_parse_error err;
-    struct rl_ruleset *set = rl_rules_current(api->rules);
-    if (rl_parse_check(http_json(r), set, 0, &check, &err) < 0)
-        reply_parse_error(r, &err);
-    else
-        decide_and_reply(r, api, &check, 1, 0, 0);
-    rl_ruleset_unref(set);
+    struct decision_call *dc = arg;
+    struct http_req *r = dc->r;
+    reply_decision(r, dc->api, dc->checks, dc->out, dc->n, dc->batch, dc->consume);
+    decision_free(dc);
+    http_resume(r);
 }
 
-void rl_handle_reset(struct http_req *r, void *ctx)
+/* Answer now when the deny cache or the breaker decided, else suspend until Redis has. */
+static void decide(struct decision_call *dc)
 {
-    struct rl_api *api = ctx;
-    struct rl_check check;
+    struct http_req *r = dc->r;
+    if (rl_limiter_check(app_worker_data(r), app_rclient(r), &dc->pending, dc->checks, dc->n,
+                         dc->consume, dc->out, decision_done, dc) == 0) {
+        http_suspend(r);
+        return;
+    }
+    reply_decision(r, dc->api, dc->checks, dc->out, dc->n, dc->batch, dc->consume);
+    decision_free(dc);
+}
+
+static struct decision_call *decision_new(struct http_req *r, const struct rl_api *api, int consume)
+{
+    struct decision_call *dc = malloc(sizeof(*dc));
+    if (!dc) {
+        http_problem(r, 500, "internal", "out of memory");
+        return NULL;
+    }
+    dc->r = r;
+    dc->api = api;
+    dc->set = rl_rules_current(api->rules);
+    dc->consume = consume;
+    dc->batch = 0;
+    dc->n = 1;
+    return dc;
+}
+
+static void handle_check(struct http_req *r, void *ctx)
+{
     struct rl_parse_error err;
-    struct rl_ruleset *set = rl_rules_current(api->rules);
-    if (rl_parse_check(http_json(r), set, 0, &check, &err) < 0)
+    struct decision_call *dc = decision_new(r, ctx, 1);
+    if (!dc)
+        return;
+    int n = rl_parse_check_body(http_json(r), dc->set, dc->checks, &dc->batch, &err);
+    if (n < 0) {
         reply_parse_error(r, &err);
-    else if (rl_limiter_reset(api->limiter, check.rule, check.key, check.key_len) != 0)
+        decision_free(dc);
+        return;
+    }
+    dc->n = (size_t)n;
+    decide(dc);
+}
+
+static void handle_peek(struct http_req *r, void *ctx)
+{
+    struct rl_parse_error err;
+    struct decision_call *dc = decision_new(r, ctx, 0);
+    if (!dc)
+        return;
+    if (rl_parse_check(http_json(r), dc->set, 0, &dc->checks[0], &err) < 0) {
+        reply_parse_error(r, &err);
+        decision_free(dc);
+        return;
+    }
+    decide(dc);
+}
+
+static void reply_reset(struct http_req *r, enum rreply_class cls)
+{
+    if (cls == RREPLY_OK)
+        http_reply_json(r, 200, json_pack("{s:b}", "reset", 1));
+    else if (cls == RREPLY_UNAVAILABLE)
         http_unavailable(r);
     else
-        http_reply_json(r, 200, json_pack("{s:b}", "reset", 1));
-    rl_ruleset_unref(set);
+        http_problem(r, 500, "internal", "unexpected answer from Redis");
 }
 
-void rl_handle_rules(struct http_req *r, void *ctx)
+/* A reset waiting for Redis and the other workers. */
+struct reset_call {
+    struct http_req *r;
+    struct rl_ruleset *set;
+};
+
+/* The limiter's done function: usually on r's loop, possibly on another worker's. */
+static void reset_done(void *arg, enum rreply_class cls)
+{
+    struct reset_call *rc = arg;
+    struct http_req *r = rc->r;
+    reply_reset(r, cls);
+    rl_ruleset_unref(rc->set);
+    free(rc);
+    http_resume(r);
+}
+
+static void handle_reset(struct http_req *r, void *ctx)
+{
+    struct rl_api *api = ctx;
+    struct rl_check check;
+    struct rl_parse_error err;
+    enum rreply_class now;
+    struct reset_call *rc = malloc(sizeof(*rc));
+    if (!rc) {
+        http_problem(r, 500, "internal", "out of memory");
+        return;
+    }
+    *rc = (struct reset_call){.r = r, .set = rl_rules_current(api->rules)};
+    if (rl_parse_check(http_json(r), rc->set, 0, &check, &err) < 0) {
+        reply_parse_error(r, &err);
+    } else if (rl_limiter_reset(app_worker_data(r), app_rclient(r), check.rule, check.key,
+                                check.key_len, reset_done, rc, &now) == 0) {
+        http_suspend(r);
+        return;
+    } else {
+        reply_reset(r, now);
+    }
+    rl_ruleset_unref(rc->set);
+    free(rc);
+}
+
+static void handle_rules(struct http_req *r, void *ctx)
 {
     struct rl_api *api = ctx;
     struct rl_ruleset *set = rl_rules_current(api->rules);
@@ -249,36 +269,22 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static json_t *breaker_json(struct brk *b)
+static json_t *breaker_json(struct rl_brk *b)
 {
-    struct brk_snapshot s;
-    brk_snapshot(b, &s);
+    struct rl_brk_snapshot s;
+    rl_brk_snapshot(b, &s);
     /* open_until_ms is wall-clock epoch milliseconds, so a caller can read it. */
-    json_t *until =
-        s.state == BRK_OPEN ? json_integer(wall_ms() + (s.open_until_ms - mono_ms())) : json_null();
-    return json_pack("{s:s, s:i, s:o, s:i}", "state", brk_state_name(s.state),
+    json_t *until = s.state == RL_BRK_OPEN ? json_integer(wall_ms() + (s.open_until_ms - mono_ms()))
+                                           : json_null();
+    return json_pack("{s:s, s:i, s:o, s:i}", "state", rl_brk_state_name(s.state),
                      "consecutive_failures", s.consecutive_failures, "open_until_ms", until,
                      "half_open_in_flight", s.half_open_in_flight);
 }
 
-int rl_parse_breaker(const json_t *body, struct jv_error *e)
-{
-    static const char *const fields[] = {"action", NULL};
-    static const char *const actions[] = {"reset", "force_open", "disable"};
-    const char *action;
-    if (jv_only(body, fields, e) < 0 ||
-        jv_string(body, "action", JV_REQUIRED, 1, 32, &action, NULL, e) < 0)
-        return -1;
-    for (int i = 0; i < 3; i++)
-        if (strcmp(action, actions[i]) == 0)
-            return i;
-    return jv_fail(e, "action", "must be reset, force_open or disable");
-}
-
-void rl_handle_breaker(struct http_req *r, void *ctx)
+static void handle_breaker(struct http_req *r, void *ctx)
 {
     struct rl_api *api = ctx;
-    struct brk *b = rl_limiter_breaker(api->limiter);
+    struct rl_brk *b = rl_limiter_breaker(api->limiter);
     struct jv_error e = {0};
     if (strcmp(http_method(r), "GET") == 0) {
         http_reply_json(r, 200, breaker_json(b));
@@ -290,10 +296,20 @@ void rl_handle_breaker(struct http_req *r, void *ctx)
         return;
     }
     if (action == RL_BREAKER_RESET)
-        brk_reset(b);
+        rl_brk_reset(b);
     else if (action == RL_BREAKER_FORCE_OPEN)
-        brk_force_open(b);
+        rl_brk_force_open(b);
     else
-        brk_disable(b);
+        rl_brk_disable(b);
     http_reply_json(r, 200, breaker_json(b));
+}
+
+void rl_handlers_route(struct app *a, struct rl_api *api)
+{
+    app_route(a, "POST", "/v1/check", handle_check, api, 0);
+    app_route(a, "POST", "/v1/peek", handle_peek, api, 0);
+    app_route(a, "POST", "/v1/reset", handle_reset, api, 0);
+    app_route(a, "GET", "/v1/rules", handle_rules, api, 0);
+    app_route(a, "GET", "/v1/breaker", handle_breaker, api, 0);
+    app_route(a, "POST", "/v1/breaker", handle_breaker, api, HTTP_ADMIN);
 }

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,8 +18,12 @@ struct entry {
 };
 
 struct rl_lru {
+    int shared; /* RL_LRU_SHARED: every operation under lock */
     pthread_mutex_t lock;
-    size_t capacity, count, nbuckets;
+    /* Written under the lock (or by the one owning thread), read by rl_lru_count from any
+     * thread. */
+    _Atomic size_t count;
+    size_t capacity, nbuckets;
     struct entry **buckets;
     unsigned char seed[crypto_shorthash_KEYBYTES];
     struct entry head; /* sentinel of the recency list (last: its key[] is empty) */
@@ -36,11 +41,36 @@ static uint64_t hash_key(const struct rl_lru *l, const char *key, size_t len)
     return h;
 }
 
-struct rl_lru *rl_lru_create(size_t capacity)
+static void lock(struct rl_lru *l)
+{
+    if (l->shared)
+        pthread_mutex_lock(&l->lock);
+}
+
+static void unlock(struct rl_lru *l)
+{
+    if (l->shared)
+        pthread_mutex_unlock(&l->lock);
+}
+
+/* count changes only under the lock or on the owning thread: a load and a store do (no
+ * read-modify-write needed), and rl_lru_count reads it from anywhere. */
+static size_t count_of(const struct rl_lru *l)
+{
+    return atomic_load_explicit(&l->count, memory_order_relaxed);
+}
+
+static void count_set(struct rl_lru *l, size_t n)
+{
+    atomic_store_explicit(&l->count, n, memory_order_relaxed);
+}
+
+struct rl_lru *rl_lru_create(size_t capacity, enum rl_lru_mode mode)
 {
     struct rl_lru *l = calloc(1, sizeof(*l));
     if (!l || capacity < 1)
         goto fail;
+    l->shared = mode == RL_LRU_SHARED;
     l->capacity = capacity;
     l->nbuckets = 16;
     while (l->nbuckets < capacity && l->nbuckets < ((size_t)1 << 30))
@@ -86,14 +116,14 @@ static void remove_entry(struct rl_lru *l, struct entry *e)
     struct entry **link = find_link(l, e->key, e->len, e->hash);
     *link = e->hnext;
     list_unlink(e);
-    l->count--;
+    count_set(l, count_of(l) - 1);
     free(e);
 }
 
 static void insert(struct rl_lru *l, const char *key, size_t len, uint64_t h,
                    const int64_t v[RL_LRU_VALUES])
 {
-    if (l->count >= l->capacity)
+    if (count_of(l) >= l->capacity)
         remove_entry(l, l->head.prev); /* the least recently used */
     struct entry *e = malloc(sizeof(*e) + len);
     if (!e)
@@ -106,14 +136,14 @@ static void insert(struct rl_lru *l, const char *key, size_t len, uint64_t h,
     e->hnext = *bucket;
     *bucket = e;
     list_push_front(l, e);
-    l->count++;
+    count_set(l, count_of(l) + 1);
 }
 
 enum rl_lru_action rl_lru_update(struct rl_lru *l, const char *key, size_t len, rl_lru_fn fn,
                                  void *ctx)
 {
     uint64_t h = hash_key(l, key, len);
-    pthread_mutex_lock(&l->lock);
+    lock(l);
     struct entry *e = *find_link(l, key, len, h);
     int64_t v[RL_LRU_VALUES] = {0};
     if (e)
@@ -128,18 +158,18 @@ enum rl_lru_action rl_lru_update(struct rl_lru *l, const char *key, size_t len, 
     } else if (act == RL_LRU_DELETE && e) {
         remove_entry(l, e);
     }
-    pthread_mutex_unlock(&l->lock);
+    unlock(l);
     return act;
 }
 
 int rl_lru_get(struct rl_lru *l, const char *key, size_t len, int64_t v[RL_LRU_VALUES])
 {
     uint64_t h = hash_key(l, key, len);
-    pthread_mutex_lock(&l->lock);
+    lock(l);
     struct entry *e = *find_link(l, key, len, h);
     if (e)
         memcpy(v, e->v, sizeof(e->v));
-    pthread_mutex_unlock(&l->lock);
+    unlock(l);
     return e != NULL;
 }
 
@@ -168,7 +198,7 @@ void rl_lru_delete(struct rl_lru *l, const char *key, size_t len)
 
 void rl_lru_clear(struct rl_lru *l)
 {
-    pthread_mutex_lock(&l->lock);
+    lock(l);
     struct entry *e = l->head.next;
     while (e != &l->head) {
         struct entry *next = e->next;
@@ -177,16 +207,13 @@ void rl_lru_clear(struct rl_lru *l)
     }
     l->head.prev = l->head.next = &l->head;
     memset(l->buckets, 0, l->nbuckets * sizeof(struct entry *));
-    l->count = 0;
-    pthread_mutex_unlock(&l->lock);
+    count_set(l, 0);
+    unlock(l);
 }
 
 size_t rl_lru_count(struct rl_lru *l)
 {
-    pthread_mutex_lock(&l->lock);
-    size_t n = l->count;
-    pthread_mutex_unlock(&l->lock);
-    return n;
+    return count_of(l);
 }
 
 void rl_lru_free(struct rl_lru *l)

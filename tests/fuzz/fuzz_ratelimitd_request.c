@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../ratelimitd/handlers.h"
+#include "../../ratelimitd/request.h"
 #include "fuzz.h"
 
 static struct rl_ruleset *rules;

@@ -367,6 +367,60 @@ static void test_peek_reset_rules(void **state)
     th_resp_free(&r);
 }
 
+/* A check of rule "big" (50 per 1h) and key "rw" on connection fd: its status and source. */
+static int check_on(int fd, int cost, char *source, size_t size)
+{
+    char body[96];
+    struct th_resp r;
+    snprintf(body, sizeof(body), "{\"rule\":\"big\",\"key\":\"rw\",\"cost\":%d}", cost);
+    assert_int_equal(rlt_post_on(fd, "/v1/check", body, &r), 0);
+    json_t *j = th_json(&r);
+    assert_non_null(j);
+    snprintf(source, size, "%s", jstr(j, "source"));
+    json_decref(j);
+    int st = r.status;
+    th_resp_free(&r);
+    return st;
+}
+
+/* Each HTTP worker keeps its own deny cache; a reset, on whichever worker, clears the key
+ * in all of them before it is answered: no worker denies from a denial cached before it. */
+static void test_reset_reaches_every_worker(void **state)
+{
+    (void)state;
+    enum { CONNS = 12 };
+    struct th_proc four;
+    char rules[340], src[32];
+    int fd[CONNS], st;
+    snprintf(rules, sizeof(rules), "RATELIMIT_RULES_FILE=%s", rules_path);
+    const char *env[] = {rules, "CLOUD_RUN_REGION=workers-1", "HTTP_THREADS=4", NULL};
+    assert_int_equal(th_daemon_start(&four, "bin/ratelimitd", redis.url, env), 0);
+    for (int i = 0; i < CONNS; i++) {
+        fd[i] = th_connect(four.port);
+        assert_true(fd[i] >= 0);
+    }
+    assert_int_equal(check_on(fd[0], 50, src, sizeof(src)), 200); /* the whole burst */
+    /* Every connection's worker ends up with the denial of cost 1 in its cache. */
+    for (int i = 0; i < CONNS; i++) {
+        assert_int_equal(check_on(fd[i], 1, src, sizeof(src)), 429);
+        assert_int_equal(check_on(fd[i], 1, src, sizeof(src)), 429);
+        assert_string_equal(src, "cache");
+    }
+    struct th_resp r;
+    assert_int_equal(th_post_json(four.port, "/v1/reset", "{\"rule\":\"big\",\"key\":\"rw\"}", &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    /* The key is fresh: 50 to spend, and no worker answers from its cache any more. */
+    for (int i = 0; i < CONNS; i++) {
+        st = check_on(fd[i], 1, src, sizeof(src));
+        if (st != 200 || strcmp(src, "redis") != 0)
+            fail_msg("connection %d after the reset: %d from %s", i, st, src);
+        close(fd[i]);
+    }
+    th_proc_stop(&four, SIGTERM, 5000);
+}
+
 /* How many times Redis has run cmd (INFO commandstats), 0 if never. */
 static long long redis_calls(const char *cmd)
 {
@@ -589,8 +643,10 @@ static void test_global_shadow_mode(void **state)
     const char *env[] = {rules, "CLOUD_RUN_REGION=shadow-1", "RATELIMIT_SHADOW=true", NULL};
     assert_int_equal(th_daemon_start(&shadow, "bin/ratelimitd", redis.url, env), 0);
     int port = shadow.port;
+    int fd = th_connect(port); /* one connection: one worker, one deny cache */
+    assert_true(fd >= 0);
     for (int i = 0; i < 7; i++) {
-        assert_int_equal(th_post_json(port, "/v1/check", "{\"rule\":\"c\",\"key\":\"s\"}", &r), 0);
+        assert_int_equal(rlt_post_on(fd, "/v1/check", "{\"rule\":\"c\",\"key\":\"s\"}", &r), 0);
         json_t *j = th_json(&r);
         assert_int_equal(r.status, 200);
         assert_true(jbool(j, "allowed"));
@@ -600,6 +656,7 @@ static void test_global_shadow_mode(void **state)
         json_decref(j);
         th_resp_free(&r);
     }
+    close(fd);
     /* The real decisions are what the metrics count. */
     assert_int_equal(th_http(port, "GET", "/metrics", NULL, NULL, 0, &r), 0);
     const char *want[] = {
@@ -704,13 +761,17 @@ static void test_metrics_families(void **state)
     (void)state;
     struct th_resp r;
     const char *sources[] = {"redis", "redis", "cache"};
+    int fd = th_connect(rl.port); /* one connection: one worker, one deny cache */
+    assert_true(fd >= 0);
     for (int i = 0; i < 3; i++) {
-        int st;
-        json_t *j = check("mt", "m", 1, &st);
-        assert_int_equal(st, i == 0 ? 200 : 429);
+        assert_int_equal(rlt_post_on(fd, "/v1/check", "{\"rule\":\"mt\",\"key\":\"m\"}", &r), 0);
+        assert_int_equal(r.status, i == 0 ? 200 : 429);
+        json_t *j = th_json(&r);
         assert_string_equal(jstr(j, "source"), sources[i]);
         json_decref(j);
+        th_resp_free(&r);
     }
+    close(fd);
     assert_int_equal(th_http(rl.port, "GET", "/metrics", NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 200);
     const char *want[] = {
@@ -753,6 +814,7 @@ int main(void)
         cmocka_unit_test(test_no_over_grant_under_concurrency),
         cmocka_unit_test(test_batch_checks),
         cmocka_unit_test(test_peek_reset_rules),
+        cmocka_unit_test(test_reset_reaches_every_worker),
         cmocka_unit_test(test_bad_input_consumes_nothing),
         cmocka_unit_test(test_scripts_directly),
         cmocka_unit_test(test_script_flush_is_survived),

@@ -31,6 +31,7 @@ static struct {
     int listen_fd, port, upstream_port;
     atomic_int swallow;
     atomic_int evalsha;
+    atomic_int evalsha_reads; /* reads from the daemon that carried at least one EVALSHA */
 } proxy;
 
 static int count_evalsha(const char *buf, size_t n)
@@ -59,7 +60,10 @@ static void *proxy_conn(void *arg)
             ssize_t n = read(cfd, buf, sizeof(buf));
             if (n <= 0)
                 break;
-            atomic_fetch_add(&proxy.evalsha, count_evalsha(buf, (size_t)n));
+            int evals = count_evalsha(buf, (size_t)n);
+            atomic_fetch_add(&proxy.evalsha, evals);
+            if (evals > 0)
+                atomic_fetch_add(&proxy.evalsha_reads, 1);
             if (!atomic_load(&proxy.swallow) && th_send_all(sfd, buf, (size_t)n) != 0)
                 break;
         }
@@ -149,7 +153,7 @@ static int group_teardown(void **state)
 
 /* timeout: REDIS_COMMAND_TIMEOUT. The proxy tests use 200ms rather than the 50ms default so
  * that "waited for the timeout" and "answered at once" stay far apart on a loaded machine. */
-static int start_daemon(int redis_port, const char *timeout, const char *extra)
+static int start_daemon(int redis_port, const char *timeout, const char *extra, const char *extra2)
 {
     char url[160];
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", redis_port);
@@ -161,6 +165,7 @@ static int start_daemon(int redis_port, const char *timeout, const char *extra)
                          "REDIS_MIN_IDLE_CONNS=2",
                          timeout,
                          extra,
+                         extra2,
                          NULL};
     atomic_store(&proxy.swallow, 0);
     freeReplyObject(th_redis_cmd(&redis, "FLUSHALL"));
@@ -171,36 +176,39 @@ static int start_daemon(int redis_port, const char *timeout, const char *extra)
 static int setup(void **state)
 {
     (void)state;
-    return start_daemon(proxy.port, "REDIS_COMMAND_TIMEOUT=200ms", NULL);
+    return start_daemon(proxy.port, "REDIS_COMMAND_TIMEOUT=200ms", NULL, NULL);
 }
 
-/* A local fallback that holds at most 2 keys. */
+/* A local fallback that holds at most 2 keys. One HTTP worker: the deny cache's bound is
+ * shared out among the workers, so this one keeps all of it. */
 static int setup_small_local(void **state)
 {
     (void)state;
-    return start_daemon(proxy.port, "REDIS_COMMAND_TIMEOUT=200ms", "RATELIMIT_LOCAL_MAX_KEYS=2");
+    return start_daemon(proxy.port, "REDIS_COMMAND_TIMEOUT=200ms", "RATELIMIT_LOCAL_MAX_KEYS=2",
+                        "HTTP_THREADS=1");
 }
 
 /* Half-open admits three probes at once. */
 static int setup_three_probes(void **state)
 {
     (void)state;
-    return start_daemon(proxy.port, "REDIS_COMMAND_TIMEOUT=200ms",
-                        "BREAKER_HALF_OPEN_MAX_PROBES=3");
+    return start_daemon(proxy.port, "REDIS_COMMAND_TIMEOUT=200ms", "BREAKER_HALF_OPEN_MAX_PROBES=3",
+                        NULL);
 }
 
 /* ADMIN_TOKEN set: POST /v1/breaker needs it. */
 static int setup_admin(void **state)
 {
     (void)state;
-    return start_daemon(proxy.port, "REDIS_COMMAND_TIMEOUT=200ms", "ADMIN_TOKEN=breaker-admin-7");
+    return start_daemon(proxy.port, "REDIS_COMMAND_TIMEOUT=200ms", "ADMIN_TOKEN=breaker-admin-7",
+                        NULL);
 }
 
 /* The daemon straight on Redis, for the SIGSTOP test. */
 static int setup_direct(void **state)
 {
     (void)state;
-    return start_daemon(redis.port, "REDIS_COMMAND_TIMEOUT=50ms", NULL);
+    return start_daemon(redis.port, "REDIS_COMMAND_TIMEOUT=50ms", NULL, NULL);
 }
 
 static int teardown(void **state)
@@ -627,6 +635,36 @@ static void test_local_fallback_is_bounded(void **state)
     assert_int_equal(atomic_load(&proxy.evalsha), 0);
 }
 
+/* A batch's checks are sent in one turn of the worker's loop: they reach Redis in one
+ * write, and the answer comes once the last reply is in. */
+static void test_batch_leaves_in_one_write(void **state)
+{
+    (void)state;
+    char body[2048];
+    size_t len = (size_t)snprintf(body, sizeof(body), "{\"checks\":[");
+    for (int i = 0; i < 16; i++)
+        len +=
+            (size_t)snprintf(body + len, sizeof(body) - len, "%s{\"rule\":\"%s\",\"key\":\"b%d\"}",
+                             i ? "," : "", i % 2 ? "loc" : "opn", i);
+    snprintf(body + len, sizeof(body) - len, "]}");
+    warm_up();
+    atomic_store(&proxy.evalsha, 0);
+    atomic_store(&proxy.evalsha_reads, 0);
+    struct th_resp r;
+    assert_int_equal(th_post_json(rl.port, "/v1/check", body, &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *j = th_json(&r);
+    json_t *results = json_object_get(j, "results");
+    assert_int_equal(json_array_size(results), 16);
+    for (size_t i = 0; i < 16; i++)
+        assert_string_equal(
+            json_string_value(json_object_get(json_array_get(results, i), "source")), "redis");
+    json_decref(j);
+    th_resp_free(&r);
+    assert_int_equal(atomic_load(&proxy.evalsha), 16);
+    assert_int_equal(atomic_load(&proxy.evalsha_reads), 1);
+}
+
 /* Redis frozen with SIGSTOP: decisions fall back within the command timeout, the breaker
  * opens, then no decision waits; once Redis is back a probe closes it again. */
 static void test_frozen_redis(void **state)
@@ -665,7 +703,7 @@ static int setup_down(void **state)
     (void)state;
     if (th_redis_start(&down, NULL) != 0)
         return -1;
-    return start_daemon(down.port, "REDIS_COMMAND_TIMEOUT=50ms", NULL);
+    return start_daemon(down.port, "REDIS_COMMAND_TIMEOUT=50ms", NULL, NULL);
 }
 
 static int teardown_down(void **state)
@@ -724,6 +762,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_local_fallback_is_bounded, setup_small_local,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_batch_leaves_in_one_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frozen_redis, setup_direct, teardown),
         cmocka_unit_test_setup_teardown(test_redis_down, setup_down, teardown_down),
     };

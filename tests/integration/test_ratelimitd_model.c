@@ -9,7 +9,11 @@
  * TIME just before and just after each request (tb <= now <= ta). Every reported quantity
  * is monotone in now, so the answer must lie between the model at ta and the model at tb
  * (plus 1 ms for the rounding to whole milliseconds). The state is read from Redis before
- * each request, so the bracket never widens over the sequence. */
+ * each request, so the bracket never widens over the sequence.
+ *
+ * Every check goes over one keep-alive connection, so one HTTP worker serves them all: the
+ * deny cache is per worker, and the numbers of a cached denial account for the traffic its
+ * own worker has seen (as they do for one instance among several). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +34,7 @@
 
 static struct th_redis redis;
 static struct th_proc rl;
+static int conn = -1; /* the connection every check goes over (opened by the first) */
 
 /* gm: gcra 50 per 1s, burst 5 (interval 20 ms); sm: sliding window 10 per 1s; dc: gcra 20
  * per 1s, burst 3 (interval 50 ms) for the deny cache. */
@@ -56,6 +61,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    if (conn >= 0)
+        close(conn);
+    conn = -1;
     th_proc_stop(&rl, SIGTERM, 5000);
     th_redis_stop(&redis);
     return 0;
@@ -98,8 +106,17 @@ static void check(const char *rule, const char *key, long long cost, struct answ
 {
     char body[256];
     struct th_resp r;
+    char close_hdr[16];
     snprintf(body, sizeof(body), "{\"rule\":\"%s\",\"key\":\"%s\",\"cost\":%lld}", rule, key, cost);
-    assert_int_equal(th_post_json(rl.port, "/v1/check", body, &r), 0);
+    if (conn < 0)
+        conn = th_connect(rl.port);
+    assert_true(conn >= 0);
+    assert_int_equal(rlt_post_on(conn, "/v1/check", body, &r), 0);
+    if (th_header(&r, "Connection", close_hdr, sizeof(close_hdr)) &&
+        strcmp(close_hdr, "close") == 0) {
+        close(conn);
+        conn = -1;
+    }
     json_t *j = th_json(&r);
     assert_non_null(j);
     a->status = r.status;

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers shared by ratelimitd's integration tests (header-only: each test binary is one
- * source file): a private Redis with one ratelimitd on a rules file, and reading the Redis
- * clock and the keys' fields. */
+ * source file): a private Redis with one ratelimitd on a rules file, reading the Redis
+ * clock and the keys' fields, and requests on one keep-alive connection. */
 #ifndef TEST_RATELIMITD_UTIL_H
 #define TEST_RATELIMITD_UTIL_H
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../lib/harness.h"
 
@@ -46,6 +47,24 @@ static inline long long rlt_hash_int(struct th_redis *redis, const char *key, co
     long long v = r && r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
     freeReplyObject(r);
     return v;
+}
+
+/* POST json on fd, an open connection (th_connect), leaving it open for the next request.
+ * The requests of one connection are all served by one HTTP worker, and so see one deny
+ * cache (each worker has its own). Returns 0 (out filled, free with th_resp_free) or -1. */
+static inline int rlt_post_on(int fd, const char *path, const char *json, struct th_resp *out)
+{
+    char head[256];
+    size_t len = strlen(json);
+    memset(out, 0, sizeof(*out));
+    int n = snprintf(head, sizeof(head),
+                     "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     path, len);
+    if (n < 0 || (size_t)n >= sizeof(head) || th_send_all(fd, head, (size_t)n) != 0 ||
+        th_send_all(fd, json, len) != 0)
+        return -1;
+    return th_read_response(fd, out, th_ms(10000));
 }
 
 #endif

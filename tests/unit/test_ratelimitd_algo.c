@@ -9,6 +9,8 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -244,10 +246,22 @@ static void test_rules_holder_swap_keeps_readers_safe(void **st)
     rl_rules_holder_free(h);
 }
 
+/* Put n keys k0, k1, ... */
+static void lru_fill(struct rl_lru *l, int n)
+{
+    int64_t v[RL_LRU_VALUES] = {0};
+    for (int i = 0; i < n; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "k%d", i);
+        rl_lru_put(l, k, strlen(k), v);
+    }
+}
+
+/* Both modes behave alike (a worker's deny cache only skips the lock). */
 static void test_lru_evicts_least_recently_used(void **st)
 {
-    (void)st;
-    struct rl_lru *l = rl_lru_create(3);
+    enum rl_lru_mode mode = *(enum rl_lru_mode *)*st;
+    struct rl_lru *l = rl_lru_create(3, mode);
     int64_t v[RL_LRU_VALUES] = {1, 2, 3}, out[RL_LRU_VALUES];
     rl_lru_put(l, "a", 1, v);
     v[0] = 10;
@@ -263,19 +277,47 @@ static void test_lru_evicts_least_recently_used(void **st)
     assert_int_equal(out[2], 3);
     rl_lru_delete(l, "a", 1);
     assert_false(rl_lru_get(l, "a", 1, out));
-    for (int i = 0; i < 1000; i++) {
-        char k[16];
-        snprintf(k, sizeof(k), "k%d", i);
-        rl_lru_put(l, k, strlen(k), v);
-    }
+    lru_fill(l, 1000);
     assert_int_equal(rl_lru_count(l), 3);
     rl_lru_clear(l);
     assert_int_equal(rl_lru_count(l), 0);
     rl_lru_free(l);
 }
 
+static void *lru_hammer(void *arg)
+{
+    struct rl_lru *l = arg;
+    int64_t v[RL_LRU_VALUES] = {1, 2, 3, 4}, out[RL_LRU_VALUES];
+    char k[32];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(k, sizeof(k), "h%d", i % 500); /* the same keys in every thread */
+        rl_lru_put(l, k, strlen(k), v);
+        rl_lru_get(l, k, strlen(k), out);
+        if (i % 3 == 0)
+            rl_lru_delete(l, k, strlen(k));
+    }
+    return NULL;
+}
+
+/* A shared map under threads at once: it stays consistent and within its bound. */
+static void test_lru_shared_is_thread_safe(void **st)
+{
+    (void)st;
+    struct rl_lru *l = rl_lru_create(64, RL_LRU_SHARED);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, lru_hammer, l), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    assert_true(rl_lru_count(l) <= 64);
+    lru_fill(l, 500);
+    assert_int_equal(rl_lru_count(l), 64);
+    rl_lru_free(l);
+}
+
 int main(void)
 {
+    static enum rl_lru_mode shared = RL_LRU_SHARED, one_thread = RL_LRU_ONE_THREAD;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gcra_fresh_key_allows_exactly_burst),
         cmocka_unit_test(test_gcra_cost_is_all_or_nothing),
@@ -285,7 +327,9 @@ int main(void)
         cmocka_unit_test(test_rules_parse_fills_defaults),
         cmocka_unit_test(test_rules_parse_refuses_bad_files),
         cmocka_unit_test(test_rules_holder_swap_keeps_readers_safe),
-        cmocka_unit_test(test_lru_evicts_least_recently_used),
+        cmocka_unit_test_prestate(test_lru_evicts_least_recently_used, &shared),
+        cmocka_unit_test_prestate(test_lru_evicts_least_recently_used, &one_thread),
+        cmocka_unit_test(test_lru_shared_is_thread_safe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
