@@ -1,14 +1,69 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* handlers: parse and validate tokend requests, call the service, render the answers. */
+/* handlers: parse and validate tokend requests, call the service, render the answers when
+ * it calls back; the route table. */
 #include "handlers.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "request.h"
 #include "shared/crypto.h"
 #include "shared/jsonv.h"
 #include "shared/log.h"
+
+/* One request being answered: what the service reads and fills until it calls back. The
+ * strings it holds are borrowed from the request, which outlives the call. */
+struct call {
+    struct http_req *r;
+    struct tok_service *svc;
+    union {
+        struct {
+            struct tok_issue_req req;
+            struct tok_issue_res res;
+        } issue;
+        struct {
+            struct tok_presented presented;
+            struct tok_client client;
+            struct tok_refresh_res res;
+        } refresh;
+        struct {
+            struct tok_revoke_req req;
+            int one;
+            long many;
+        } revoke;
+        struct {
+            struct tok_presented t;
+            struct tok_client client;
+            struct tok_introspection in;
+        } introspect;
+        struct {
+            struct tok_session *list;
+            size_t count;
+        } sessions;
+        int revoked;
+    } u;
+};
+
+/* A call for r, or NULL after answering 500 when out of memory. */
+static struct call *call_new(struct http_req *r, void *ctx)
+{
+    struct call *c = malloc(sizeof(*c));
+    if (!c) {
+        http_problem(r, 500, "internal", "internal error (request %s)", http_request_id(r));
+        return NULL;
+    }
+    c->r = r;
+    c->svc = ctx;
+    return c;
+}
+
+/* The answer has been given: wipe what the call held (tokens) and free it. */
+static void call_end(struct call *c)
+{
+    crypto_wipe(c, sizeof(*c));
+    free(c);
+}
 
 /* Answer a service failure: 503 for Redis trouble, 500 for anything else. */
 static void reply_failure(struct http_req *r, int rc)
@@ -19,29 +74,34 @@ static void reply_failure(struct http_req *r, int rc)
         http_problem(r, 500, "internal", "internal error (request %s)", http_request_id(r));
 }
 
+static void issue_done(void *arg, int rc)
+{
+    struct call *c = arg;
+    const struct tok_issue_res *res = &c->u.issue.res;
+    if (rc != TOK_OK)
+        reply_failure(c->r, rc);
+    else
+        http_reply_json(c->r, 201,
+                        json_pack("{s:s, s:s, s:I, s:I, s:s}", "refresh_token", res->token.text,
+                                  "family_id", res->token.family, "expires_in",
+                                  (json_int_t)res->expires_in_s, "absolute_expires_in",
+                                  (json_int_t)res->absolute_expires_in_s, "fingerprint",
+                                  res->fingerprint));
+    call_end(c);
+}
+
 static void handle_issue(struct http_req *r, void *ctx)
 {
-    struct tok_service *svc = ctx;
-    struct tok_issue_req req;
-    struct tok_issue_res res;
     struct jv_error e;
-
-    if (tok_req_issue(http_json(r), &req, &e) < 0) {
+    struct call *c = call_new(r, ctx);
+    if (!c)
+        return;
+    if (tok_req_issue(http_json(r), &c->u.issue.req, &e) < 0) {
         http_invalid(r, e.field, "%s", e.detail);
+        call_end(c);
         return;
     }
-    int rc = tok_issue(svc, http_request_id(r), &req, &res);
-    if (rc != TOK_OK) {
-        reply_failure(r, rc);
-        return;
-    }
-    http_reply_json(r, 201,
-                    json_pack("{s:s, s:s, s:I, s:I, s:s}", "refresh_token", res.token.text,
-                              "family_id", res.token.family, "expires_in",
-                              (json_int_t)res.expires_in_s, "absolute_expires_in",
-                              (json_int_t)res.absolute_expires_in_s, "fingerprint",
-                              res.fingerprint));
-    crypto_wipe(&res.token, sizeof(res.token));
+    tok_issue(c->svc, http_request_id(r), &c->u.issue.req, &c->u.issue.res, issue_done, c);
 }
 
 static json_t *str_or_null(const char *s)
@@ -83,108 +143,123 @@ static void refused(struct http_req *r, const struct tok_refresh_res *res)
     }
 }
 
+static void refresh_done(void *arg, int rc)
+{
+    struct call *c = arg;
+    const struct tok_refresh_res *res = &c->u.refresh.res;
+    if (rc != TOK_OK)
+        reply_failure(c->r, rc);
+    else if (res->outcome != TOK_R_OK && res->outcome != TOK_R_GRACE)
+        refused(c->r, res);
+    else
+        http_reply_json(c->r, 200,
+                        json_pack("{s:s, s:s, s:s, s:o, s:o, s:I, s:b, s:b}", "refresh_token",
+                                  res->token.text, "family_id", res->token.family, "user_id",
+                                  res->user_id, "client_id", str_or_null(res->client_id), "scope",
+                                  str_or_null(res->scope), "expires_in",
+                                  (json_int_t)res->expires_in_s, "grace",
+                                  res->outcome == TOK_R_GRACE, "rebound", res->rebound));
+    call_end(c);
+}
+
 static void handle_refresh(struct http_req *r, void *ctx)
 {
-    struct tok_service *svc = ctx;
-    struct tok_presented presented;
-    struct tok_client client;
-    struct tok_refresh_res res;
     struct jv_error e;
-
-    if (tok_req_refresh(http_json(r), &presented, &client, &e) < 0) {
+    struct call *c = call_new(r, ctx);
+    if (!c)
+        return;
+    if (tok_req_refresh(http_json(r), &c->u.refresh.presented, &c->u.refresh.client, &e) < 0) {
         http_invalid(r, e.field, "%s", e.detail);
-        goto done;
+        call_end(c);
+        return;
     }
-    if (!presented.well_formed) {
-        metric_inc(metric_with(svc->refresh, "invalid"));
+    if (!c->u.refresh.presented.well_formed) {
+        metric_inc(metric_with(c->svc->refresh, "invalid"));
         challenge(r, "invalid_grant");
         http_problem(r, 401, "invalid_grant", "the refresh token is malformed");
-        goto done;
+        call_end(c);
+        return;
     }
-    int rc = tok_refresh(svc, http_request_id(r), &presented.token, &client, &res);
-    if (rc != TOK_OK) {
-        reply_failure(r, rc);
-        goto done;
-    }
-    if (res.outcome != TOK_R_OK && res.outcome != TOK_R_GRACE) {
-        refused(r, &res);
-        goto done;
-    }
-    http_reply_json(r, 200,
-                    json_pack("{s:s, s:s, s:s, s:o, s:o, s:I, s:b, s:b}", "refresh_token",
-                              res.token.text, "family_id", res.token.family, "user_id", res.user_id,
-                              "client_id", str_or_null(res.client_id), "scope",
-                              str_or_null(res.scope), "expires_in", (json_int_t)res.expires_in_s,
-                              "grace", res.outcome == TOK_R_GRACE, "rebound", res.rebound));
-    crypto_wipe(&res.token, sizeof(res.token));
-done:
-    crypto_wipe(&presented, sizeof(presented));
+    tok_refresh(c->svc, http_request_id(r), &c->u.refresh.presented.token, &c->u.refresh.client,
+                &c->u.refresh.res, refresh_done, c);
+}
+
+static void revoke_done(void *arg, int rc)
+{
+    struct call *c = arg;
+    long revoked = c->u.revoke.req.by == TOK_REVOKE_USER ? c->u.revoke.many : c->u.revoke.one;
+    if (rc != TOK_OK)
+        reply_failure(c->r, rc);
+    else
+        http_reply_json(c->r, 200, json_pack("{s:I}", "revoked", (json_int_t)revoked));
+    call_end(c);
 }
 
 /* RFC 7009: an unknown or malformed token is 200 revoked 0. */
 static void handle_revoke(struct http_req *r, void *ctx)
 {
-    struct tok_service *svc = ctx;
-    struct tok_revoke_req req;
     struct jv_error e;
-    long revoked = 0;
-    int one = 0, rc = TOK_OK;
-    if (tok_req_revoke(http_json(r), &req, &e) < 0) {
+    struct call *c = call_new(r, ctx);
+    if (!c)
+        return;
+    const struct tok_revoke_req *req = &c->u.revoke.req;
+    c->u.revoke.one = 0;
+    c->u.revoke.many = 0;
+    if (tok_req_revoke(http_json(r), &c->u.revoke.req, &e) < 0) {
         http_invalid(r, e.field, "%s", e.detail);
-        goto done;
+        call_end(c);
+    } else if (req->by == TOK_REVOKE_TOKEN && req->t.well_formed) {
+        tok_revoke_token(c->svc, &req->t.token, &c->u.revoke.one, revoke_done, c);
+    } else if (req->by == TOK_REVOKE_FAMILY) {
+        tok_revoke_family(c->svc, req->id, NULL, "family", &c->u.revoke.one, revoke_done, c);
+    } else if (req->by == TOK_REVOKE_USER) {
+        tok_revoke_user(c->svc, req->id, &c->u.revoke.many, revoke_done, c);
+    } else {
+        revoke_done(c, TOK_OK);
     }
-    if (req.by == TOK_REVOKE_TOKEN && req.t.well_formed)
-        rc = tok_revoke_token(svc, &req.t.token, &one);
-    else if (req.by == TOK_REVOKE_FAMILY)
-        rc = tok_revoke_family(svc, req.id, NULL, "family", &one);
-    else if (req.by == TOK_REVOKE_USER)
-        rc = tok_revoke_user(svc, req.id, &revoked);
-    if (req.by != TOK_REVOKE_USER)
-        revoked = one;
-    if (rc != TOK_OK)
-        reply_failure(r, rc);
-    else
-        http_reply_json(r, 200, json_pack("{s:I}", "revoked", (json_int_t)revoked));
-done:
-    crypto_wipe(&req.t, sizeof(req.t));
+}
+
+static void introspect_done(void *arg, int rc)
+{
+    struct call *c = arg;
+    const struct tok_introspection *in = &c->u.introspect.in;
+    if (rc != TOK_OK) {
+        reply_failure(c->r, rc);
+    } else if (!in->active) {
+        http_reply_json(c->r, 200, json_pack("{s:b}", "active", 0));
+    } else {
+        json_t *out =
+            json_pack("{s:b, s:s, s:s, s:o, s:o, s:s, s:I, s:I}", "active", 1, "token_type",
+                      "refresh_token", "sub", in->user_id, "client_id", str_or_null(in->client_id),
+                      "scope", str_or_null(in->scope), "family_id", c->u.introspect.t.token.family,
+                      "iat", (json_int_t)in->iat, "exp", (json_int_t)in->exp);
+        if (in->fp_checked)
+            json_object_set_new(out, "fingerprint_match", json_boolean(in->fp_match));
+        http_reply_json(c->r, 200, out);
+    }
+    call_end(c);
 }
 
 static void handle_introspect(struct http_req *r, void *ctx)
 {
-    struct tok_service *svc = ctx;
-    struct tok_presented t;
-    struct tok_client client;
-    struct tok_introspection in;
     struct jv_error e;
-
-    int got = tok_req_introspect(http_json(r), &t, &client, &e);
+    struct call *c = call_new(r, ctx);
+    if (!c)
+        return;
+    int got = tok_req_introspect(http_json(r), &c->u.introspect.t, &c->u.introspect.client, &e);
     if (got < 0) {
         http_invalid(r, e.field, "%s", e.detail);
-        goto done;
+        call_end(c);
+        return;
     }
-    if (!t.well_formed) {
+    if (!c->u.introspect.t.well_formed) {
         http_reply_json(r, 200, json_pack("{s:b}", "active", 0));
-        goto done;
+        call_end(c);
+        return;
     }
     /* The fingerprint is compared when device_id and user_agent are both given. */
-    int rc = tok_introspect(svc, &t.token, got == 1 ? &client : NULL, &in);
-    if (rc != TOK_OK) {
-        reply_failure(r, rc);
-        goto done;
-    }
-    if (!in.active) {
-        http_reply_json(r, 200, json_pack("{s:b}", "active", 0));
-        goto done;
-    }
-    json_t *out = json_pack("{s:b, s:s, s:s, s:o, s:o, s:s, s:I, s:I}", "active", 1, "token_type",
-                            "refresh_token", "sub", in.user_id, "client_id",
-                            str_or_null(in.client_id), "scope", str_or_null(in.scope), "family_id",
-                            t.token.family, "iat", (json_int_t)in.iat, "exp", (json_int_t)in.exp);
-    if (in.fp_checked)
-        json_object_set_new(out, "fingerprint_match", json_boolean(in.fp_match));
-    http_reply_json(r, 200, out);
-done:
-    crypto_wipe(&t, sizeof(t));
+    tok_introspect(c->svc, &c->u.introspect.t.token, got == 1 ? &c->u.introspect.client : NULL,
+                   &c->u.introspect.in, introspect_done, c);
 }
 
 /* The :user_id path parameter, validated; answers 400 itself when bad. */
@@ -199,22 +274,17 @@ static const char *path_user(struct http_req *r)
     return id;
 }
 
-static void handle_sessions(struct http_req *r, void *ctx)
+static void sessions_done(void *arg, int rc)
 {
-    struct tok_service *svc = ctx;
-    struct tok_session *sessions = NULL;
-    size_t n = 0;
-    const char *user = path_user(r);
-    if (!user)
-        return;
-    int rc = tok_sessions(svc, user, &sessions, &n);
+    struct call *c = arg;
     if (rc != TOK_OK) {
-        reply_failure(r, rc);
+        reply_failure(c->r, rc);
+        call_end(c);
         return;
     }
     json_t *list = json_array();
-    for (size_t i = 0; i < n; i++) {
-        const struct tok_session *s = &sessions[i];
+    for (size_t i = 0; i < c->u.sessions.count; i++) {
+        const struct tok_session *s = &c->u.sessions.list[i];
         json_array_append_new(list, json_pack("{s:s, s:o, s:s, s:s, s:I, s:I, s:I}", "family_id",
                                               s->family, "client_id", str_or_null(s->client_id),
                                               "device_id", s->device_id, "ua_hash", s->ua_hash,
@@ -222,14 +292,33 @@ static void handle_sessions(struct http_req *r, void *ctx)
                                               "last_used_at", (json_int_t)(s->last_used_ms / 1000),
                                               "expires_at", (json_int_t)(s->expires_ms / 1000)));
     }
-    free(sessions);
-    http_reply_json(r, 200, json_pack("{s:o}", "sessions", list));
+    free(c->u.sessions.list);
+    http_reply_json(c->r, 200, json_pack("{s:o}", "sessions", list));
+    call_end(c);
+}
+
+static void handle_sessions(struct http_req *r, void *ctx)
+{
+    const char *user = path_user(r);
+    if (!user)
+        return;
+    struct call *c = call_new(r, ctx);
+    if (c)
+        tok_sessions(c->svc, user, &c->u.sessions.list, &c->u.sessions.count, sessions_done, c);
+}
+
+static void session_delete_done(void *arg, int rc)
+{
+    struct call *c = arg;
+    if (rc != TOK_OK)
+        reply_failure(c->r, rc);
+    else
+        http_reply_json(c->r, 200, json_pack("{s:i}", "revoked", c->u.revoked));
+    call_end(c);
 }
 
 static void handle_session_delete(struct http_req *r, void *ctx)
 {
-    struct tok_service *svc = ctx;
-    int revoked = 0;
     const char *user = path_user(r);
     if (!user)
         return;
@@ -238,12 +327,9 @@ static void handle_session_delete(struct http_req *r, void *ctx)
         http_invalid(r, "family_id", "not a family id");
         return;
     }
-    int rc = tok_end_session(svc, user, family, &revoked);
-    if (rc != TOK_OK) {
-        reply_failure(r, rc);
-        return;
-    }
-    http_reply_json(r, 200, json_pack("{s:i}", "revoked", revoked));
+    struct call *c = call_new(r, ctx);
+    if (c)
+        tok_end_session(c->svc, user, family, &c->u.revoked, session_delete_done, c);
 }
 
 void tok_routes(struct app *a, struct tok_service *svc)

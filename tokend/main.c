@@ -3,19 +3,16 @@
  * with reuse detection (docs/api/tokend.md). */
 #include <stdlib.h>
 
-#include "conf.h"
+#include "config.h"
 #include "handlers.h"
-#include "scripts.h"
 #include "service.h"
 #include "shared/app.h"
 #include "shared/crypto.h"
-
-static const struct script *const TOK_SCRIPTS[] = {
-    &script_token_issue, &script_token_refresh, &script_token_revoke, &script_token_user_add, NULL};
+#include "store.h"
 
 int main(int argc, char **argv)
 {
-    struct tok_conf conf;
+    struct tok_config conf;
     struct tok_service svc;
     if (crypto_init() != 0)
         return 1;
@@ -24,14 +21,14 @@ int main(int argc, char **argv)
                                                   .summary = "refresh tokens with stable "
                                                              "fingerprints and reuse detection",
                                                   .env_help = TOK_ENV_HELP,
-                                                  .scripts = TOK_SCRIPTS},
+                                                  .scripts = TOK_STORE_SCRIPTS},
                                argc, argv);
-    tok_conf_load(&conf, app_cfg(a));
+    tok_config_load(&conf, app_cfg(a));
     app_config_done(a);
     tok_service_init(&svc, app_redis(a), &conf, app_metrics(a));
     tok_routes(a, &svc);
     int rc = app_run(a);
     app_free(a);
-    tok_conf_free(&conf);
+    tok_config_free(&conf);
     return rc;
 }

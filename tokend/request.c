@@ -4,6 +4,13 @@
 
 #include <string.h>
 
+int tok_id_ok(const char *s, size_t len)
+{
+    if (len < 1 || len > TOK_ID_MAX || !jv_printable_ok(s, len))
+        return 0;
+    return memchr(s, '{', len) == NULL && memchr(s, '}', len) == NULL;
+}
+
 /* An id field (user/client/device): 1-256 printable ASCII without braces. */
 static int get_id(const json_t *body, const char *name, int required, const char **out,
                   struct jv_error *e)

@@ -43,4 +43,7 @@ struct tok_revoke_req {
 };
 int tok_req_revoke(const json_t *body, struct tok_revoke_req *req, struct jv_error *e);
 
+/* Is s[0..len) a valid user/client/device id: 1-256 printable ASCII without { or }? */
+int tok_id_ok(const char *s, size_t len);
+
 #endif

@@ -1,22 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* service: tokend's Redis operations (issue, refresh, revoke, introspect, sessions) and
- * their metrics. Every write decision is one EVALSHA of a script in lua-scripts/token_*. */
+/* service: tokend's operations (issue, refresh, revoke, introspect, sessions) and their
+ * metrics, each a chain of store calls continued in the functions they call back. */
 #include "service.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "scripts.h"
 #include "shared/crypto.h"
-#include "shared/jsonv.h"
 #include "shared/log.h"
-#include "shared/redis_reply.h"
 
-#define KEY_MAX 320
-
-void tok_service_init(struct tok_service *s, struct rpool *pool, const struct tok_conf *conf,
+void tok_service_init(struct tok_service *s, struct rpool *pool, const struct tok_config *conf,
                       struct metrics *m)
 {
     s->pool = pool;
@@ -38,63 +32,10 @@ void tok_service_init(struct tok_service *s, struct rpool *pool, const struct to
         metric_with(s->drift, tok_fp_name(b));
 }
 
-int tok_id_ok(const char *s, size_t len)
-{
-    if (len < 1 || len > TOK_ID_MAX || !jv_printable_ok(s, len))
-        return 0;
-    return memchr(s, '{', len) == NULL && memchr(s, '}', len) == NULL;
-}
-
-static void family_keys(const char *family, char f[KEY_MAX], char used[KEY_MAX])
-{
-    snprintf(f, KEY_MAX, "tok:{%s}:f", family);
-    snprintf(used, KEY_MAX, "tok:{%s}:used", family);
-}
-
-static void user_key(const char *user_id, char out[KEY_MAX])
-{
-    snprintf(out, KEY_MAX, "tok:user:{%s}", user_id);
-}
-
-/* Map a failed call to a status: 503 when Redis cannot serve now, 500 for anything else
- * (logged), as every daemon does (redis_reply.h). */
-static int fail_status(enum rpool_status st, redisReply *reply, const char *what)
-{
-    if (rreply_classify(st, reply) == RREPLY_INTERNAL) {
-        log_error(NULL, "redis refused a tokend command", LF_S("op", what),
-                  LF_S("error", reply && reply->str ? reply->str : ""));
-        freeReplyObject(reply);
-        return TOK_INTERNAL;
-    }
-    freeReplyObject(reply);
-    return TOK_BACKEND;
-}
-
-/* Element i of an array reply as a string ("" when nil or missing), copied into out. */
-static void reply_str(const redisReply *r, size_t i, char *out, size_t outsize)
-{
-    const redisReply *e =
-        r && r->type == REDIS_REPLY_ARRAY && i < r->elements ? r->element[i] : NULL;
-    if (e && (e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS))
-        snprintf(out, outsize, "%.*s", (int)e->len, e->str);
-    else if (e && e->type == REDIS_REPLY_INTEGER)
-        snprintf(out, outsize, "%lld", e->integer);
-    else
-        out[0] = '\0';
-}
-
-static int64_t reply_i64(const redisReply *r, size_t i)
-{
-    char buf[32];
-    reply_str(r, i, buf, sizeof(buf));
-    return strtoll(buf, NULL, 10);
-}
-
 /* The derived parts of a presented client. */
 struct presented {
     char ua_hash[TOK_UA_HASH_LEN + 1];
     struct tok_ua ua;
-    char major[24];
     char fingerprint[TOK_FP_HEX_LEN + 1];
 };
 
@@ -102,7 +43,6 @@ static void present(const struct tok_client *c, struct presented *p)
 {
     tok_ua_hash(c->user_agent, c->ua_len, p->ua_hash);
     tok_ua_parse(c->user_agent, c->ua_len, &p->ua);
-    snprintf(p->major, sizeof(p->major), "%ld", p->ua.major);
     tok_fingerprint(c->device_id, p->ua_hash, c->tls, p->fingerprint);
 }
 
@@ -113,538 +53,538 @@ static void count_drift(struct tok_service *s, unsigned bits)
             metric_inc(metric_with(s->drift, tok_fp_name(b)));
 }
 
-/* Revoke the listed families in one pipeline of token_revoke runs, each in its own slot;
- * user_id (may be NULL) must own them. Ids that are not family ids are skipped. Adds the
- * number revoked to *count. */
-static int revoke_many(struct tok_service *s, const char *const *ids, size_t total,
-                       const char *user_id, const char *reason, long *count)
+/* ---- sessions ------------------------------------------------------------------------ */
+
+struct sessions_op {
+    struct tok_service *s;
+    const char *user_id;
+    struct tok_session **out;
+    size_t *count;
+    tok_done_fn done;
+    void *arg;
+    struct tok_ids *ids;
+    struct tok_session *sessions;
+    const char **pruned;
+};
+
+static void sessions_end(struct sessions_op *op, int rc)
 {
-    size_t n = 0;
-    char(*keys)[2][KEY_MAX] = calloc(total + 1, sizeof(*keys));
-    const char **argv = calloc((total + 1) * 7, sizeof(*argv));
-    struct rpool_cmd *cmds = calloc(total + 1, sizeof(*cmds));
-    redisReply **replies = calloc(total + 1, sizeof(redisReply *));
-    int rc = TOK_INTERNAL;
-    if (!keys || !argv || !cmds || !replies)
-        goto done;
-    for (size_t i = 0; i < total; i++) {
-        if (!tok_family_valid(ids[i], strlen(ids[i])))
-            continue;
-        const char **a = argv + n * 7;
-        family_keys(ids[i], keys[n][0], keys[n][1]);
-        a[0] = keys[n][0];
-        a[1] = keys[n][1];
-        a[2] = "family";
-        a[3] = a[4] = "";
-        a[5] = user_id ? user_id : "";
-        a[6] = reason;
-        cmds[n] =
-            (struct rpool_cmd){.script = &script_token_revoke, .nkeys = 2, .argc = 7, .argv = a};
-        n++;
+    tok_done_fn done = op->done;
+    void *arg = op->arg;
+    if (rc == TOK_OK && *op->count > 0) {
+        *op->out = op->sessions;
+        op->sessions = NULL;
+    } else {
+        *op->count = 0;
     }
-    enum rpool_status st = n ? rpool_exec(s->pool, cmds, n, replies, 0) : RPOOL_OK;
-    if (st != RPOOL_OK) {
-        rc = fail_status(st, NULL, "revoke_many");
-        goto done;
-    }
-    /* An error reply (OOM, a script error) leaves that family alive: the whole call fails,
-     * so "log out everywhere" is never answered 200 while a family survived. */
-    redisReply *refused = NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (replies[i]->type == REDIS_REPLY_INTEGER && replies[i]->integer == 1) {
-            metric_inc(metric_with(s->revoked, reason));
-            (*count)++;
-        }
-        if (replies[i]->type == REDIS_REPLY_ERROR && !refused)
-            refused = replies[i];
-        else
-            freeReplyObject(replies[i]);
-    }
-    rc = refused ? fail_status(RPOOL_REPLY_ERROR, refused, "revoke_many") : TOK_OK;
-done:
-    free(keys);
-    free(argv);
-    free(cmds);
-    free(replies);
-    return rc;
+    free(op->sessions);
+    free(op->pruned);
+    tok_ids_free(op->ids);
+    free(op);
+    done(arg, rc);
 }
 
-/* ZREM the given family ids from the user's index (best effort: a stale entry is only
- * pruned again later). */
-static void unindex(struct tok_service *s, const char *user_id, const char *const *ids, size_t n)
+static void sessions_pruned(void *arg, int rc)
 {
-    char key[KEY_MAX];
-    redisReply *reply = NULL;
-    if (n == 0)
+    (void)rc; /* best effort */
+    sessions_end(arg, TOK_OK);
+}
+
+/* Keep the live families of the user; prune the index of the others. */
+static void sessions_read(void *arg, int rc, const struct tok_family *f)
+{
+    struct sessions_op *op = arg;
+    size_t kept = 0, npruned = 0;
+    if (rc != TOK_OK) {
+        sessions_end(op, rc);
         return;
-    const char **argv = malloc((n + 2) * sizeof(*argv));
-    if (!argv)
+    }
+    for (size_t i = 0; i < op->ids->count; i++) {
+        if (strcmp(f[i].state, "active") != 0 || strcmp(f[i].user_id, op->user_id) != 0) {
+            op->pruned[npruned++] = op->ids->id[i];
+            continue;
+        }
+        struct tok_session *out = &op->sessions[kept++];
+        snprintf(out->family, sizeof(out->family), "%s", op->ids->id[i]);
+        memcpy(out->client_id, f[i].client_id, sizeof(out->client_id));
+        memcpy(out->device_id, f[i].device_id, sizeof(out->device_id));
+        memcpy(out->ua_hash, f[i].ua_hash, sizeof(out->ua_hash));
+        out->created_ms = f[i].created_ms;
+        out->last_used_ms = f[i].last_used_ms;
+        out->expires_ms = f[i].expires_ms;
+    }
+    *op->count = kept;
+    tok_store_unindex(op->s->pool, op->user_id, op->pruned, npruned, sessions_pruned, op);
+}
+
+static void sessions_listed(void *arg, int rc, struct tok_ids *ids)
+{
+    struct sessions_op *op = arg;
+    op->ids = ids;
+    if (rc != TOK_OK || ids->count == 0) {
+        sessions_end(op, rc);
         return;
-    user_key(user_id, key);
-    argv[0] = "ZREM";
-    argv[1] = key;
-    memcpy(argv + 2, ids, n * sizeof(*ids));
-    (void)rpool_command(s->pool, (int)(n + 2), argv, NULL, 0, &reply);
-    freeReplyObject(reply);
-    free(argv);
+    }
+    op->sessions = calloc(ids->count, sizeof(*op->sessions));
+    op->pruned = calloc(ids->count, sizeof(*op->pruned));
+    if (!op->sessions || !op->pruned) {
+        sessions_end(op, TOK_INTERNAL);
+        return;
+    }
+    tok_store_families(op->s->pool, ids->id, ids->count, sessions_read, op);
+}
+
+void tok_sessions(struct tok_service *s, const char *user_id, struct tok_session **out,
+                  size_t *count, tok_done_fn done, void *arg)
+{
+    *out = NULL;
+    *count = 0;
+    struct sessions_op *op = calloc(1, sizeof(*op));
+    if (!op) {
+        done(arg, TOK_INTERNAL);
+        return;
+    }
+    *op = (struct sessions_op){s, user_id, out, count, done, arg, NULL, NULL, NULL};
+    tok_store_user_families(s->pool, user_id, sessions_listed, op);
+}
+
+/* ---- issue --------------------------------------------------------------------------- */
+
+struct issue_op {
+    struct tok_service *s;
+    const char *rid;
+    const struct tok_issue_req *req;
+    struct tok_issue_res *res;
+    tok_done_fn done;
+    void *arg;
+    struct tok_session *live; /* the cap: the user's live families */
+    size_t nlive;
+    const char **evict;
+    size_t nevict;
+    long long evicted;
+};
+
+static void issue_end(struct issue_op *op, int rc)
+{
+    tok_done_fn done = op->done;
+    void *arg = op->arg;
+    if (rc == TOK_OK) {
+        metric_inc(metric_with(op->s->issued, NULL));
+        op->res->absolute_expires_in_s = op->s->conf->absolute_ttl_ms / 1000;
+    }
+    free(op->live);
+    free(op->evict);
+    free(op);
+    done(arg, rc);
+}
+
+static void cap_unindexed(void *arg, int rc)
+{
+    struct issue_op *op = arg;
+    (void)rc; /* best effort */
+    if (op->evicted > 0)
+        log_info(op->rid, "families revoked by the per-user cap", LF_I("revoked", op->evicted));
+    issue_end(op, TOK_OK);
+}
+
+static void cap_revoked(void *arg, int rc, long long n)
+{
+    struct issue_op *op = arg;
+    metric_add(metric_with(op->s->revoked, "cap"), (uint64_t)n);
+    op->evicted = n;
+    if (rc != TOK_OK) {
+        issue_end(op, TOK_OK);
+        return;
+    }
+    tok_store_unindex(op->s->pool, op->req->user_id, op->evict, op->nevict, cap_unindexed, op);
 }
 
 /* The user has more indexed families than the cap. The index also holds families that
  * were revoked or expired (their state lives in other slots), so read which are live
  * (tok_sessions prunes the rest) and revoke the oldest live ones beyond the cap — never
  * the one just issued. Best effort: a failure only leaves the cap briefly exceeded. */
-static void enforce_cap(struct tok_service *s, const char *rid, const char *user_id,
-                        const char *family)
+static void cap_listed(void *arg, int rc)
 {
-    struct tok_session *live = NULL;
-    size_t n = 0, nevict = 0;
-    long evicted = 0;
-    if (tok_sessions(s, user_id, &live, &n) != TOK_OK || n <= (size_t)s->conf->max_families)
-        goto done;
-    const char **ids = calloc(n, sizeof(*ids));
-    if (!ids)
-        goto done;
-    for (size_t i = 0; i < n && n - nevict > (size_t)s->conf->max_families; i++)
-        if (strcmp(live[i].family, family) != 0)
-            ids[nevict++] = live[i].family;
-    if (revoke_many(s, ids, nevict, user_id, "cap", &evicted) == TOK_OK) {
-        unindex(s, user_id, ids, nevict);
-        if (evicted > 0)
-            log_info(rid, "families revoked by the per-user cap", LF_I("revoked", evicted));
+    struct issue_op *op = arg;
+    size_t max = (size_t)op->s->conf->max_families;
+    if (rc != TOK_OK || op->nlive <= max) {
+        issue_end(op, TOK_OK);
+        return;
     }
-    free(ids);
-done:
-    free(live);
+    op->evict = calloc(op->nlive, sizeof(*op->evict));
+    if (!op->evict) {
+        issue_end(op, TOK_OK);
+        return;
+    }
+    for (size_t i = 0; i < op->nlive && op->nlive - op->nevict > max; i++)
+        if (strcmp(op->live[i].family, op->res->token.family) != 0)
+            op->evict[op->nevict++] = op->live[i].family;
+    tok_store_revoke_many(op->s->pool, op->evict, op->nevict, op->req->user_id, "cap", cap_revoked,
+                          op);
 }
 
-/* Add the family to its user's index; enforce the cap when the index is above it. */
-static int index_family(struct tok_service *s, const char *rid, const char *user_id,
-                        const char *family, int64_t created_ms)
+static void issue_indexed(void *arg, int rc, long long indexed)
 {
-    char key[KEY_MAX], created[24], ttl[24];
-    redisReply *reply = NULL;
-    user_key(user_id, key);
-    snprintf(created, sizeof(created), "%" PRId64, created_ms);
-    snprintf(ttl, sizeof(ttl), "%" PRId64, s->conf->absolute_ttl_ms);
-    const char *argv[] = {key, family, created, ttl};
-    enum rpool_status st = rpool_eval(s->pool, &script_token_user_add, 1, 4, argv, NULL, 0, &reply);
-    if (st != RPOOL_OK)
-        return fail_status(st, reply, "user_add");
-    long long indexed = reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
-    freeReplyObject(reply);
-    if (indexed > s->conf->max_families)
-        enforce_cap(s, rid, user_id, family);
-    return TOK_OK;
+    struct issue_op *op = arg;
+    if (rc != TOK_OK || indexed <= op->s->conf->max_families) {
+        issue_end(op, rc);
+        return;
+    }
+    tok_sessions(op->s, op->req->user_id, &op->live, &op->nlive, cap_listed, op);
 }
 
-int tok_issue(struct tok_service *s, const char *rid, const struct tok_issue_req *req,
-              struct tok_issue_res *res)
+static void issue_stored(void *arg, int rc, int64_t created_ms, int64_t ttl_ms)
 {
-    char fkey[KEY_MAX], ukey[KEY_MAX], hash[TOK_HASH_HEX_LEN + 1], idle[24], abs[24];
+    struct issue_op *op = arg;
+    if (rc == TOK_OK && created_ms <= 0)
+        rc = TOK_INTERNAL;
+    if (rc != TOK_OK) {
+        issue_end(op, rc);
+        return;
+    }
+    op->res->expires_in_s = ttl_ms / 1000;
+    tok_store_index(op->s->pool, op->req->user_id, op->res->token.family, created_ms,
+                    op->s->conf->absolute_ttl_ms, issue_indexed, op);
+}
+
+void tok_issue(struct tok_service *s, const char *rid, const struct tok_issue_req *req,
+               struct tok_issue_res *res, tok_done_fn done, void *arg)
+{
+    char hash[TOK_HASH_HEX_LEN + 1];
     struct presented p;
-    redisReply *reply = NULL;
-
+    struct issue_op *op = calloc(1, sizeof(*op));
+    if (!op) {
+        done(arg, TOK_INTERNAL);
+        return;
+    }
+    *op = (struct issue_op){.s = s, .rid = rid, .req = req, .res = res, .done = done, .arg = arg};
     present(&req->client, &p);
     tok_mint(&res->token, NULL);
     tok_hash(&s->conf->keys, 0, &res->token, hash);
-    family_keys(res->token.family, fkey, ukey);
-    snprintf(idle, sizeof(idle), "%" PRId64, s->conf->idle_ttl_ms);
-    snprintf(abs, sizeof(abs), "%" PRId64, s->conf->absolute_ttl_ms);
-    const char *argv[] = {fkey,
-                          req->user_id,
-                          req->client_id,
-                          req->scope,
-                          req->client.device_id,
-                          p.ua_hash,
-                          p.ua.product,
-                          p.major,
-                          req->client.tls,
-                          p.fingerprint,
-                          hash,
-                          idle,
-                          abs};
-    enum rpool_status st = rpool_eval(s->pool, &script_token_issue, 1, 13, argv, NULL, 0, &reply);
-    if (st != RPOOL_OK)
-        return fail_status(st, reply, "issue");
-    int64_t created = reply_i64(reply, 0), ttl = reply_i64(reply, 1);
-    freeReplyObject(reply);
-    if (created <= 0)
-        return TOK_INTERNAL;
-    int rc = index_family(s, rid, req->user_id, res->token.family, created);
-    if (rc != TOK_OK)
-        return rc;
-    metric_inc(metric_with(s->issued, NULL));
-    res->expires_in_s = ttl / 1000;
-    res->absolute_expires_in_s = s->conf->absolute_ttl_ms / 1000;
     memcpy(res->fingerprint, p.fingerprint, sizeof(res->fingerprint));
-    return TOK_OK;
+    const struct tok_new_family f = {.family = res->token.family,
+                                     .user_id = req->user_id,
+                                     .client_id = req->client_id,
+                                     .scope = req->scope,
+                                     .device_id = req->client.device_id,
+                                     .ua_hash = p.ua_hash,
+                                     .ua_product = p.ua.product,
+                                     .ua_major = p.ua.major,
+                                     .tls = req->client.tls,
+                                     .fingerprint = p.fingerprint,
+                                     .hash = hash,
+                                     .idle_ttl_ms = s->conf->idle_ttl_ms,
+                                     .absolute_ttl_ms = s->conf->absolute_ttl_ms};
+    tok_store_issue(s->pool, &f, issue_stored, op);
 }
 
-static const char *const UA_POLICY[] = {"strict", "upgrade"};
-static const char *const TLS_POLICY[] = {"ignore", "soft", "strict"};
+/* ---- refresh ------------------------------------------------------------------------- */
 
-/* Run token_refresh with a freshly minted successor. */
-static enum rpool_status run_refresh(struct tok_service *s, const struct tok_token *presented,
-                                     const struct tok_client *c, const struct tok_token *succ,
-                                     redisReply **reply)
+struct refresh_op {
+    struct tok_service *s;
+    const char *rid;
+    const struct tok_token *presented;
+    struct tok_refresh_res *res;
+    tok_done_fn done;
+    void *arg;
+};
+
+/* Fill res from an accepted refresh. Returns TOK_OK or TOK_INTERNAL. */
+static int accepted(struct refresh_op *op, const struct tok_refreshed *r)
 {
-    char fkey[KEY_MAX], ukey[KEY_MAX], hash[TOK_HASH_HEX_LEN + 1], prev[TOK_HASH_HEX_LEN + 1];
-    char succ_hash[TOK_HASH_HEX_LEN + 1], sealed[TOK_SEALED_MAX], grace[24], idle[24];
-    struct presented p;
-    const struct tok_conf *conf = s->conf;
-
-    present(c, &p);
-    family_keys(presented->family, fkey, ukey);
-    tok_hash(&conf->keys, 0, presented, hash);
-    tok_hash(&conf->keys, 1, presented, prev);
-    tok_hash(&conf->keys, 0, succ, succ_hash);
-    if (tok_seal(&conf->keys, succ, sealed, sizeof(sealed)) != 0)
-        return RPOOL_REPLY_ERROR;
-    snprintf(grace, sizeof(grace), "%" PRId64, conf->grace_ms);
-    snprintf(idle, sizeof(idle), "%" PRId64, conf->idle_ttl_ms);
-    const char *argv[] = {fkey,
-                          ukey,
-                          hash,
-                          prev,
-                          c->device_id,
-                          p.ua_hash,
-                          p.ua.product,
-                          p.major,
-                          c->tls,
-                          p.fingerprint,
-                          UA_POLICY[conf->ua_policy],
-                          TLS_POLICY[conf->tls_policy],
-                          conf->revoke_on_mismatch ? "revoke" : "reject",
-                          succ_hash,
-                          sealed,
-                          grace,
-                          idle};
-    return rpool_eval(s->pool, &script_token_refresh, 2, 17, argv, NULL, 0, reply);
-}
-
-/* Fill res from an "ok" or "grace" reply. Returns TOK_OK or TOK_INTERNAL. */
-static int accept_reply(struct tok_service *s, const redisReply *r, int grace,
-                        const struct tok_token *presented, struct tok_refresh_res *res)
-{
-    char drift[64], sealed[TOK_SEALED_MAX], flag[4];
-    reply_str(r, 1, res->user_id, sizeof(res->user_id));
-    reply_str(r, 2, res->client_id, sizeof(res->client_id));
-    reply_str(r, 3, res->scope, sizeof(res->scope));
-    res->expires_in_s = reply_i64(r, 4) / 1000;
-    reply_str(r, 6, drift, sizeof(drift));
-    count_drift(s, tok_fp_parse_list(drift));
-    if (grace) {
-        /* The same successor the first refresh got: decrypt what it stored. */
-        reply_str(r, 5, sealed, sizeof(sealed));
-        if (tok_unseal(&s->conf->keys, presented->family, sealed, &res->token) != 0)
-            return TOK_INTERNAL;
-        res->outcome = TOK_R_GRACE;
-    } else {
-        reply_str(r, 5, flag, sizeof(flag));
-        res->rebound = strcmp(flag, "1") == 0;
-        res->outcome = TOK_R_OK;
-    }
-    return TOK_OK;
-}
-
-/* Interpret a refusal reply (mismatch, reused, invalid). */
-static int refuse_reply(struct tok_service *s, const char *rid, const redisReply *r,
-                        const char *kind, const char *family, struct tok_refresh_res *res)
-{
-    char list[64], flag[4], drift[64];
-    if (strcmp(kind, "mismatch") == 0) {
-        reply_str(r, 1, list, sizeof(list));
-        reply_str(r, 2, flag, sizeof(flag));
-        reply_str(r, 3, drift, sizeof(drift));
-        count_drift(s, tok_fp_parse_list(drift));
-        res->refused = tok_fp_parse_list(list);
-        res->revoked = strcmp(flag, "1") == 0;
-        res->outcome = TOK_R_MISMATCH;
-        if (res->revoked)
-            metric_inc(metric_with(s->revoked, "mismatch"));
-        log_warn(rid, "refresh refused: fingerprint mismatch", LF_S("family_id", family),
-                 LF_S("mismatch", list), LF_B("revoked", res->revoked));
-    } else if (strcmp(kind, "reused") == 0) {
-        res->outcome = TOK_R_REUSED;
-        metric_inc(metric_with(s->revoked, "reuse"));
-        log_warn(rid, "rotated-out token presented again: family revoked",
-                 LF_S("family_id", family));
-    } else if (strcmp(kind, "invalid") == 0) {
-        res->outcome = TOK_R_INVALID;
-    } else {
+    struct tok_refresh_res *res = op->res;
+    memcpy(res->user_id, r->user_id, sizeof(res->user_id));
+    memcpy(res->client_id, r->client_id, sizeof(res->client_id));
+    memcpy(res->scope, r->scope, sizeof(res->scope));
+    res->expires_in_s = r->ttl_ms / 1000;
+    count_drift(op->s, tok_fp_parse_list(r->drift));
+    res->rebound = r->rebound;
+    /* The same successor the first refresh got: decrypt what it stored. */
+    if (r->outcome == TOK_R_GRACE &&
+        tok_unseal(&op->s->conf->keys, op->presented->family, r->sealed, &res->token) != 0)
         return TOK_INTERNAL;
-    }
     return TOK_OK;
 }
 
-int tok_refresh(struct tok_service *s, const char *rid, const struct tok_token *presented,
-                const struct tok_client *client, struct tok_refresh_res *res)
+/* Count and log a refusal (mismatch, reused, invalid). */
+static void refused(struct refresh_op *op, const struct tok_refreshed *r)
+{
+    struct tok_service *s = op->s;
+    const char *family = op->presented->family;
+    if (r->outcome == TOK_R_MISMATCH) {
+        count_drift(s, tok_fp_parse_list(r->drift));
+        op->res->refused = tok_fp_parse_list(r->refused);
+        op->res->revoked = r->revoked;
+        if (r->revoked)
+            metric_inc(metric_with(s->revoked, "mismatch"));
+        log_warn(op->rid, "refresh refused: fingerprint mismatch", LF_S("family_id", family),
+                 LF_S("mismatch", r->refused), LF_B("revoked", r->revoked));
+    } else if (r->outcome == TOK_R_REUSED) {
+        metric_inc(metric_with(s->revoked, "reuse"));
+        log_warn(op->rid, "rotated-out token presented again: family revoked",
+                 LF_S("family_id", family));
+    }
+}
+
+static void refreshed(void *arg, int rc, const struct tok_refreshed *r)
 {
     static const char *const OUTCOME[] = {"ok", "grace", "mismatch", "reused", "invalid"};
-    char kind[16];
-    redisReply *reply = NULL;
-    int rc;
-
-    memset(res, 0, sizeof(*res));
-    tok_mint(&res->token, presented->family);
-    enum rpool_status st = run_refresh(s, presented, client, &res->token, &reply);
-    if (st != RPOOL_OK) {
-        rc = fail_status(st, reply, "refresh");
-        goto done;
+    struct refresh_op *op = arg;
+    struct tok_refresh_res *res = op->res;
+    tok_done_fn done = op->done;
+    void *done_arg = op->arg;
+    if (rc == TOK_OK) {
+        res->outcome = r->outcome;
+        if (r->outcome == TOK_R_OK || r->outcome == TOK_R_GRACE)
+            rc = accepted(op, r);
+        else
+            refused(op, r);
     }
-    reply_str(reply, 0, kind, sizeof(kind));
-    if (strcmp(kind, "ok") == 0 || strcmp(kind, "grace") == 0)
-        rc = accept_reply(s, reply, kind[0] == 'g', presented, res);
-    else
-        rc = refuse_reply(s, rid, reply, kind, presented->family, res);
-    freeReplyObject(reply);
     if (rc == TOK_OK)
-        metric_inc(metric_with(s->refresh, OUTCOME[res->outcome]));
-done:
+        metric_inc(metric_with(op->s->refresh, OUTCOME[res->outcome]));
     if (rc != TOK_OK || (res->outcome != TOK_R_OK && res->outcome != TOK_R_GRACE))
         crypto_wipe(&res->token, sizeof(res->token));
-    return rc;
+    free(op);
+    done(done_arg, rc);
 }
 
-/* One token_revoke run. mode "token" needs the hashes; "family" passes "". */
-static int run_revoke(struct tok_service *s, const char *family, const char *mode, const char *hash,
-                      const char *prev, const char *user_id, const char *reason, int *revoked)
+void tok_refresh(struct tok_service *s, const char *rid, const struct tok_token *presented,
+                 const struct tok_client *client, struct tok_refresh_res *res, tok_done_fn done,
+                 void *arg)
 {
-    char fkey[KEY_MAX], ukey[KEY_MAX];
-    redisReply *reply = NULL;
-    family_keys(family, fkey, ukey);
-    const char *argv[] = {fkey, ukey, mode, hash, prev, user_id ? user_id : "", reason};
-    enum rpool_status st = rpool_eval(s->pool, &script_token_revoke, 2, 7, argv, NULL, 0, &reply);
-    if (st != RPOOL_OK)
-        return fail_status(st, reply, "revoke");
-    *revoked = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
-    freeReplyObject(reply);
-    if (*revoked)
-        metric_inc(metric_with(s->revoked, reason));
-    return TOK_OK;
+    char hash[TOK_HASH_HEX_LEN + 1], prev[TOK_HASH_HEX_LEN + 1], succ_hash[TOK_HASH_HEX_LEN + 1];
+    char sealed[TOK_SEALED_MAX];
+    struct presented p;
+    const struct tok_config *conf = s->conf;
+
+    memset(res, 0, sizeof(*res));
+    struct refresh_op *op = malloc(sizeof(*op));
+    tok_mint(&res->token, presented->family);
+    if (!op || tok_seal(&conf->keys, &res->token, sealed, sizeof(sealed)) != 0) {
+        free(op);
+        crypto_wipe(&res->token, sizeof(res->token));
+        done(arg, TOK_INTERNAL);
+        return;
+    }
+    *op = (struct refresh_op){s, rid, presented, res, done, arg};
+    present(client, &p);
+    tok_hash(&conf->keys, 0, presented, hash);
+    tok_hash(&conf->keys, 1, presented, prev);
+    tok_hash(&conf->keys, 0, &res->token, succ_hash);
+    const struct tok_refresh_args a = {.family = presented->family,
+                                       .hash = hash,
+                                       .prev_hash = prev,
+                                       .device_id = client->device_id,
+                                       .ua_hash = p.ua_hash,
+                                       .ua_product = p.ua.product,
+                                       .ua_major = p.ua.major,
+                                       .tls = client->tls,
+                                       .fingerprint = p.fingerprint,
+                                       .ua_policy = conf->ua_policy,
+                                       .tls_policy = conf->tls_policy,
+                                       .revoke_on_mismatch = conf->revoke_on_mismatch,
+                                       .successor_hash = succ_hash,
+                                       .successor_sealed = sealed,
+                                       .grace_ms = conf->grace_ms,
+                                       .idle_ttl_ms = conf->idle_ttl_ms};
+    tok_store_refresh(s->pool, &a, refreshed, op);
 }
 
-int tok_revoke_token(struct tok_service *s, const struct tok_token *t, int *revoked)
+/* ---- revoke -------------------------------------------------------------------------- */
+
+struct revoke_op {
+    struct tok_service *s;
+    const char *reason;
+    const char *user_id; /* end_session: drop the family from this user's index */
+    const char *family;
+    int *revoked;
+    long *count; /* revoke_user */
+    struct tok_ids *ids;
+    tok_done_fn done;
+    void *arg;
+};
+
+static void revoke_end(struct revoke_op *op, int rc)
+{
+    tok_done_fn done = op->done;
+    void *arg = op->arg;
+    tok_ids_free(op->ids);
+    free(op);
+    done(arg, rc);
+}
+
+static void revoke_unindexed(void *arg, int rc)
+{
+    (void)rc; /* best effort */
+    revoke_end(arg, TOK_OK);
+}
+
+static void revoked_one(void *arg, int rc, long long n)
+{
+    struct revoke_op *op = arg;
+    *op->revoked = rc == TOK_OK && n == 1;
+    if (*op->revoked)
+        metric_inc(metric_with(op->s->revoked, op->reason));
+    if (*op->revoked && op->user_id) {
+        tok_store_unindex(op->s->pool, op->user_id, &op->family, 1, revoke_unindexed, op);
+        return;
+    }
+    revoke_end(op, rc);
+}
+
+/* The state of a revocation, or NULL when out of memory (done has then been called). */
+static struct revoke_op *revoke_op(struct tok_service *s, const char *reason, tok_done_fn done,
+                                   void *arg)
+{
+    struct revoke_op *op = calloc(1, sizeof(*op));
+    if (op)
+        *op = (struct revoke_op){.s = s, .reason = reason, .done = done, .arg = arg};
+    else
+        done(arg, TOK_INTERNAL);
+    return op;
+}
+
+void tok_revoke_token(struct tok_service *s, const struct tok_token *t, int *revoked,
+                      tok_done_fn done, void *arg)
 {
     char hash[TOK_HASH_HEX_LEN + 1], prev[TOK_HASH_HEX_LEN + 1];
+    *revoked = 0;
+    struct revoke_op *op = revoke_op(s, "token", done, arg);
+    if (!op)
+        return;
+    op->revoked = revoked;
     tok_hash(&s->conf->keys, 0, t, hash);
     tok_hash(&s->conf->keys, 1, t, prev);
-    return run_revoke(s, t->family, "token", hash, prev, NULL, "token", revoked);
+    tok_store_revoke(s->pool, t->family, hash, prev, NULL, "token", revoked_one, op);
 }
 
-int tok_revoke_family(struct tok_service *s, const char *family, const char *user_id,
-                      const char *reason, int *revoked)
+void tok_revoke_family(struct tok_service *s, const char *family, const char *user_id,
+                       const char *reason, int *revoked, tok_done_fn done, void *arg)
 {
-    return run_revoke(s, family, "family", "", "", user_id, reason, revoked);
-}
-
-/* ZRANGE of a user's index. *ids set on TOK_OK (caller frees). */
-static int user_families(struct tok_service *s, const char *user_id, redisReply **ids)
-{
-    char key[KEY_MAX];
-    user_key(user_id, key);
-    const char *argv[] = {"ZRANGE", key, "0", "-1"};
-    enum rpool_status st = rpool_command(s->pool, 4, argv, NULL, 0, ids);
-    if (st != RPOOL_OK)
-        return fail_status(st, *ids, "zrange");
-    if ((*ids)->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(*ids);
-        return TOK_INTERNAL;
-    }
-    return TOK_OK;
-}
-
-int tok_revoke_user(struct tok_service *s, const char *user_id, long *revoked)
-{
-    redisReply *ids = NULL;
-    const char **listed = NULL;
     *revoked = 0;
-    int rc = user_families(s, user_id, &ids);
-    if (rc != TOK_OK)
-        return rc;
-    listed = calloc(ids->elements + 1, sizeof(*listed));
-    if (!listed) {
-        rc = TOK_INTERNAL;
-        goto done;
-    }
-    size_t n = 0;
-    for (size_t i = 0; i < ids->elements; i++)
-        if (ids->element[i]->type == REDIS_REPLY_STRING)
-            listed[n++] = ids->element[i]->str;
-    /* The owner check inside the script keeps a forged index entry harmless. */
-    rc = revoke_many(s, listed, n, user_id, "user", revoked);
-    if (rc != TOK_OK)
-        goto done;
-    /* Drop exactly the ids seen: a family indexed meanwhile stays listed (and alive). */
-    unindex(s, user_id, listed, n);
-done:
-    free(listed);
-    freeReplyObject(ids);
-    return rc;
+    struct revoke_op *op = revoke_op(s, reason, done, arg);
+    if (!op)
+        return;
+    op->revoked = revoked;
+    tok_store_revoke(s->pool, family, NULL, NULL, user_id, reason, revoked_one, op);
 }
 
-static const char *const INTRO_FIELDS[] = {"state",   "current",    "user_id",    "client_id",
-                                           "scope",   "created_ms", "expires_ms", "device_id",
-                                           "ua_hash", "ua_product", "ua_major",   "tls"};
-#define INTRO_NFIELDS (sizeof(INTRO_FIELDS) / sizeof(INTRO_FIELDS[0]))
+void tok_end_session(struct tok_service *s, const char *user_id, const char *family, int *revoked,
+                     tok_done_fn done, void *arg)
+{
+    *revoked = 0;
+    struct revoke_op *op = revoke_op(s, "family", done, arg);
+    if (!op)
+        return;
+    op->revoked = revoked;
+    op->user_id = user_id;
+    op->family = family;
+    tok_store_revoke(s->pool, family, NULL, NULL, user_id, "family", revoked_one, op);
+}
+
+static void user_revoked(void *arg, int rc, long long n)
+{
+    struct revoke_op *op = arg;
+    metric_add(metric_with(op->s->revoked, "user"), (uint64_t)n);
+    *op->count = (long)n;
+    if (rc != TOK_OK) {
+        revoke_end(op, rc);
+        return;
+    }
+    /* Drop exactly the ids seen: a family indexed meanwhile stays listed (and alive). */
+    tok_store_unindex(op->s->pool, op->user_id, op->ids->id, op->ids->count, revoke_unindexed, op);
+}
+
+static void user_listed(void *arg, int rc, struct tok_ids *ids)
+{
+    struct revoke_op *op = arg;
+    op->ids = ids;
+    if (rc != TOK_OK) {
+        revoke_end(op, rc);
+        return;
+    }
+    /* The owner check inside the script keeps a forged index entry harmless. */
+    tok_store_revoke_many(op->s->pool, ids->id, ids->count, op->user_id, "user", user_revoked, op);
+}
+
+void tok_revoke_user(struct tok_service *s, const char *user_id, long *revoked, tok_done_fn done,
+                     void *arg)
+{
+    *revoked = 0;
+    struct revoke_op *op = revoke_op(s, "user", done, arg);
+    if (!op)
+        return;
+    op->count = revoked;
+    op->user_id = user_id;
+    tok_store_user_families(s->pool, user_id, user_listed, op);
+}
+
+/* ---- introspect ---------------------------------------------------------------------- */
+
+struct introspect_op {
+    struct tok_service *s;
+    const struct tok_token *t;
+    const struct tok_client *client;
+    struct tok_introspection *out;
+    tok_done_fn done;
+    void *arg;
+};
 
 /* Compare the presented client with the stored components (no rotation, no re-bind). */
-static int intro_fp(const struct tok_service *s, const redisReply *r, const struct tok_client *c)
+static int fp_matches(const struct tok_service *s, const struct tok_family *f,
+                      const struct tok_client *c)
 {
-    char device[TOK_ID_MAX + 1], uah[TOK_UA_HASH_LEN + 1], prod[TOK_PRODUCT_MAX],
-        tls[TOK_TLS_MAX + 1];
     struct presented p;
     struct tok_fp_result res;
-    reply_str(r, 7, device, sizeof(device));
-    reply_str(r, 8, uah, sizeof(uah));
-    reply_str(r, 9, prod, sizeof(prod));
-    reply_str(r, 11, tls, sizeof(tls));
     present(c, &p);
-    struct tok_fp stored = {device, uah, prod, (long)reply_i64(r, 10), tls};
+    struct tok_fp stored = {f->device_id, f->ua_hash, f->ua_product, f->ua_major, f->tls};
     struct tok_fp given = {c->device_id, p.ua_hash, p.ua.product, p.ua.major, c->tls};
     tok_fp_check(&stored, &given, s->conf->ua_policy, s->conf->tls_policy, &res);
     return res.refused == 0;
 }
 
-int tok_introspect(struct tok_service *s, const struct tok_token *t,
-                   const struct tok_client *client, struct tok_introspection *out)
+static void introspected(void *arg, int rc, const struct tok_family *f)
 {
-    char fkey[KEY_MAX], ukey[KEY_MAX], hash[TOK_HASH_HEX_LEN + 1], prev[TOK_HASH_HEX_LEN + 1];
-    char state[16], current[TOK_HASH_HEX_LEN + 1];
-    const char *argv[2 + INTRO_NFIELDS];
-    redisReply *r = NULL;
-
-    memset(out, 0, sizeof(*out));
-    family_keys(t->family, fkey, ukey);
-    argv[0] = "HMGET";
-    argv[1] = fkey;
-    memcpy(argv + 2, INTRO_FIELDS, sizeof(INTRO_FIELDS));
-    enum rpool_status st = rpool_command(s->pool, 2 + INTRO_NFIELDS, argv, NULL, 0, &r);
-    if (st != RPOOL_OK)
-        return fail_status(st, r, "introspect");
-    reply_str(r, 0, state, sizeof(state));
-    reply_str(r, 1, current, sizeof(current));
-    tok_hash(&s->conf->keys, 0, t, hash);
-    tok_hash(&s->conf->keys, 1, t, prev);
-    /* Only the live token is active; rotated-out ones are not (comparison in constant time). */
-    int live = strlen(current) == TOK_HASH_HEX_LEN &&
-               (crypto_equal(current, hash, TOK_HASH_HEX_LEN) ||
-                (prev[0] && crypto_equal(current, prev, TOK_HASH_HEX_LEN)));
-    if (strcmp(state, "active") == 0 && live) {
-        out->active = 1;
-        reply_str(r, 2, out->user_id, sizeof(out->user_id));
-        reply_str(r, 3, out->client_id, sizeof(out->client_id));
-        reply_str(r, 4, out->scope, sizeof(out->scope));
-        out->iat = reply_i64(r, 5) / 1000;
-        out->exp = reply_i64(r, 6) / 1000;
-        if (client) {
-            out->fp_checked = 1;
-            out->fp_match = intro_fp(s, r, client);
+    struct introspect_op *op = arg;
+    struct tok_introspection *out = op->out;
+    char hash[TOK_HASH_HEX_LEN + 1], prev[TOK_HASH_HEX_LEN + 1];
+    tok_done_fn done = op->done;
+    void *done_arg = op->arg;
+    if (rc == TOK_OK) {
+        tok_hash(&op->s->conf->keys, 0, op->t, hash);
+        tok_hash(&op->s->conf->keys, 1, op->t, prev);
+        /* Only the live token is active; rotated-out ones are not (compared in constant
+         * time). */
+        int live = strlen(f->current) == TOK_HASH_HEX_LEN &&
+                   (crypto_equal(f->current, hash, TOK_HASH_HEX_LEN) ||
+                    (prev[0] && crypto_equal(f->current, prev, TOK_HASH_HEX_LEN)));
+        if (strcmp(f->state, "active") == 0 && live) {
+            out->active = 1;
+            memcpy(out->user_id, f->user_id, sizeof(out->user_id));
+            memcpy(out->client_id, f->client_id, sizeof(out->client_id));
+            memcpy(out->scope, f->scope, sizeof(out->scope));
+            out->iat = f->created_ms / 1000;
+            out->exp = f->expires_ms / 1000;
+            if (op->client) {
+                out->fp_checked = 1;
+                out->fp_match = fp_matches(op->s, f, op->client);
+            }
         }
     }
-    freeReplyObject(r);
-    return TOK_OK;
+    free(op);
+    done(done_arg, rc);
 }
 
-static const char *const SESSION_FIELDS[] = {"state",   "user_id",    "client_id",    "device_id",
-                                             "ua_hash", "created_ms", "last_used_ms", "expires_ms"};
-#define SESSION_NFIELDS (sizeof(SESSION_FIELDS) / sizeof(SESSION_FIELDS[0]))
-
-/* Fill one session from its HMGET reply; returns 1 if it is a live family of user_id. */
-static int session_from(const redisReply *r, const char *user_id, const char *family,
-                        struct tok_session *out)
+void tok_introspect(struct tok_service *s, const struct tok_token *t,
+                    const struct tok_client *client, struct tok_introspection *out,
+                    tok_done_fn done, void *arg)
 {
-    char state[16], owner[TOK_ID_MAX + 1];
-    if (!r || r->type != REDIS_REPLY_ARRAY)
-        return 0;
-    reply_str(r, 0, state, sizeof(state));
-    reply_str(r, 1, owner, sizeof(owner));
-    if (strcmp(state, "active") != 0 || strcmp(owner, user_id) != 0)
-        return 0;
-    snprintf(out->family, sizeof(out->family), "%s", family);
-    reply_str(r, 2, out->client_id, sizeof(out->client_id));
-    reply_str(r, 3, out->device_id, sizeof(out->device_id));
-    reply_str(r, 4, out->ua_hash, sizeof(out->ua_hash));
-    out->created_ms = reply_i64(r, 5);
-    out->last_used_ms = reply_i64(r, 6);
-    out->expires_ms = reply_i64(r, 7);
-    return 1;
-}
-
-/* One pipeline of HMGET for every listed family; keeps the live ones, prunes the rest. */
-static int read_sessions(struct tok_service *s, const char *user_id, const redisReply *ids,
-                         struct tok_session *sessions, size_t *count)
-{
-    size_t n = ids->elements, kept = 0, npruned = 0;
-    char(*keys)[KEY_MAX] = calloc(n, KEY_MAX);
-    const char **argv = calloc(n * (2 + SESSION_NFIELDS), sizeof(*argv));
-    const char **pruned = calloc(n, sizeof(*pruned));
-    struct rpool_cmd *cmds = calloc(n, sizeof(*cmds));
-    redisReply **replies = calloc(n, sizeof(redisReply *));
-    int rc = TOK_INTERNAL;
-    if (!keys || !argv || !pruned || !cmds || !replies)
-        goto done;
-    for (size_t i = 0; i < n; i++) {
-        const redisReply *e = ids->element[i];
-        const char **a = argv + i * (2 + SESSION_NFIELDS);
-        char unused[KEY_MAX];
-        family_keys(e->type == REDIS_REPLY_STRING ? e->str : "", keys[i], unused);
-        a[0] = "HMGET";
-        a[1] = keys[i];
-        memcpy(a + 2, SESSION_FIELDS, sizeof(SESSION_FIELDS));
-        cmds[i] = (struct rpool_cmd){.argc = 2 + SESSION_NFIELDS, .argv = a};
+    memset(out, 0, sizeof(*out));
+    struct introspect_op *op = malloc(sizeof(*op));
+    if (!op) {
+        done(arg, TOK_INTERNAL);
+        return;
     }
-    enum rpool_status st = rpool_exec(s->pool, cmds, n, replies, 0);
-    if (st != RPOOL_OK) {
-        rc = fail_status(st, NULL, "sessions");
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const redisReply *e = ids->element[i];
-        const char *fam = e->type == REDIS_REPLY_STRING ? e->str : "";
-        if (session_from(replies[i], user_id, fam, &sessions[kept]))
-            kept++;
-        else if (e->type == REDIS_REPLY_STRING)
-            pruned[npruned++] = e->str;
-        freeReplyObject(replies[i]);
-    }
-    unindex(s, user_id, pruned, npruned);
-    *count = kept;
-    rc = TOK_OK;
-done:
-    free(keys);
-    free(argv);
-    free(pruned);
-    free(cmds);
-    free(replies);
-    return rc;
-}
-
-int tok_sessions(struct tok_service *s, const char *user_id, struct tok_session **out,
-                 size_t *count)
-{
-    redisReply *ids = NULL;
-    *out = NULL;
-    *count = 0;
-    int rc = user_families(s, user_id, &ids);
-    if (rc != TOK_OK)
-        return rc;
-    if (ids->elements > 0) {
-        struct tok_session *sessions = calloc(ids->elements, sizeof(*sessions));
-        rc = sessions ? read_sessions(s, user_id, ids, sessions, count) : TOK_INTERNAL;
-        if (rc == TOK_OK && *count > 0)
-            *out = sessions;
-        else
-            free(sessions);
-    }
-    freeReplyObject(ids);
-    return rc;
-}
-
-int tok_end_session(struct tok_service *s, const char *user_id, const char *family, int *revoked)
-{
-    int rc = tok_revoke_family(s, family, user_id, "family", revoked);
-    if (rc == TOK_OK && *revoked)
-        unindex(s, user_id, &family, 1);
-    return rc;
+    *op = (struct introspect_op){s, t, client, out, done, arg};
+    tok_store_family(s->pool, t->family, introspected, op);
 }

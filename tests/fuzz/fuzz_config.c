@@ -22,7 +22,7 @@
 #include "../../auditd/keyring.h"
 #include "../../auditd/store.h"
 #include "../../idemd/config.h"
-#include "../../tokend/conf.h"
+#include "../../tokend/config.h"
 #include "fuzz.h"
 #include "shared/crypto.h"
 #include "shared/http.h"
@@ -244,12 +244,12 @@ static void check_shared(void)
 static void check_daemons(void)
 {
     struct cfg *c = cfg_create();
-    struct tok_conf tc;
-    if (tok_conf_load(&tc, c) == 0 &&
+    struct tok_config tc;
+    if (tok_config_load(&tc, c) == 0 &&
         (tc.keys.hash_len < TOK_KEY_MIN || tc.idle_ttl_ms < 1000 || tc.grace_ms > 300000))
         abort();
     check_cfg(c);
-    tok_conf_free(&tc);
+    tok_config_free(&tc);
     cfg_free(c);
 
     c = cfg_create();

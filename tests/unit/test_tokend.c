@@ -11,8 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../tokend/conf.h"
+#include "../../tokend/config.h"
 #include "../../tokend/fingerprint.h"
+#include "../../tokend/request.h"
 #include "../../tokend/service.h"
 #include "../../tokend/token.h"
 #include "shared/crypto.h"
@@ -329,12 +330,12 @@ static void clear_env(void)
 
 static void test_conf_defaults(void **state)
 {
-    struct tok_conf conf;
+    struct tok_config conf;
     (void)state;
     clear_env();
     setenv("TOKEN_HASH_KEY", KEY_B64, 1);
     struct cfg *c = cfg_create();
-    assert_int_equal(tok_conf_load(&conf, c), 0);
+    assert_int_equal(tok_config_load(&conf, c), 0);
     assert_int_equal(conf.idle_ttl_ms, 14LL * 86400000);
     assert_int_equal(conf.absolute_ttl_ms, 90LL * 86400000);
     assert_int_equal(conf.grace_ms, 10000);
@@ -344,7 +345,7 @@ static void test_conf_defaults(void **state)
     assert_int_equal(conf.max_families, 100);
     assert_int_equal(conf.keys.hash_len, 32);
     assert_null(conf.keys.prev_key);
-    tok_conf_free(&conf);
+    tok_config_free(&conf);
     cfg_free(c);
     setenv("TOKEN_REUSE_GRACE", "0", 1);
     setenv("TOKEN_FP_UA", "strict", 1);
@@ -352,13 +353,13 @@ static void test_conf_defaults(void **state)
     setenv("TOKEN_ON_FP_MISMATCH", "revoke", 1);
     setenv("TOKEN_HASH_KEY_PREVIOUS", "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=", 1);
     c = cfg_create();
-    assert_int_equal(tok_conf_load(&conf, c), 0);
+    assert_int_equal(tok_config_load(&conf, c), 0);
     assert_int_equal(conf.grace_ms, 0);
     assert_int_equal(conf.ua_policy, TOK_UA_STRICT);
     assert_int_equal(conf.tls_policy, TOK_TLS_IGNORE);
     assert_true(conf.revoke_on_mismatch);
     assert_non_null(conf.keys.prev_key);
-    tok_conf_free(&conf);
+    tok_config_free(&conf);
     cfg_free(c);
     clear_env();
 }
@@ -380,23 +381,23 @@ static void test_conf_bad_values(void **state)
         {"TOKEN_ON_FP_MISMATCH", "ignore"},
         {"TOKEN_MAX_FAMILIES_PER_USER", "0"},
     };
-    struct tok_conf conf;
+    struct tok_config conf;
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         clear_env();
         setenv("TOKEN_HASH_KEY", KEY_B64, 1);
         setenv(bad[i].name, bad[i].value, 1);
         struct cfg *c = cfg_create();
-        assert_int_equal(tok_conf_load(&conf, c), -1);
+        assert_int_equal(tok_config_load(&conf, c), -1);
         assert_true(cfg_failed(c));
         if (!strstr(cfg_errstr(c), bad[i].name))
             fail_msg("%s=%s: error does not name it: %s", bad[i].name, bad[i].value, cfg_errstr(c));
-        tok_conf_free(&conf);
+        tok_config_free(&conf);
         cfg_free(c);
     }
     clear_env();
     struct cfg *c = cfg_create();
-    assert_int_equal(tok_conf_load(&conf, c), -1); /* no key at all */
+    assert_int_equal(tok_config_load(&conf, c), -1); /* no key at all */
     assert_non_null(strstr(cfg_errstr(c), "TOKEN_HASH_KEY"));
     cfg_free(c);
 }

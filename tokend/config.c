@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* conf: reading and validating tokend's TOKEN_* variables. */
-#include "conf.h"
+/* config: reading and validating tokend's TOKEN_* variables. */
+#include "config.h"
 
 #include <string.h>
 
@@ -15,7 +15,7 @@ const char TOK_ENV_HELP[] =
     "  TOKEN_ON_FP_MISMATCH             reject reject | revoke\n"
     "  TOKEN_MAX_FAMILIES_PER_USER      100\n";
 
-int tok_conf_load(struct tok_conf *conf, struct cfg *c)
+int tok_config_load(struct tok_config *conf, struct cfg *c)
 {
     static const char *const ua[] = {"strict", "upgrade", NULL};
     static const char *const tls[] = {"ignore", "soft", "strict", NULL};
@@ -50,7 +50,7 @@ int tok_conf_load(struct tok_conf *conf, struct cfg *c)
     return 0;
 }
 
-void tok_conf_free(struct tok_conf *conf)
+void tok_config_free(struct tok_config *conf)
 {
     tok_keys_free(&conf->keys);
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* conf: tokend's own configuration (the TOKEN_* variables of tokend.md). */
-#ifndef TOKEND_CONF_H
-#define TOKEND_CONF_H
+/* config: tokend's own configuration (the TOKEN_* variables of tokend.md). */
+#ifndef TOKEND_CONFIG_H
+#define TOKEND_CONFIG_H
 
 #include <stdint.h>
 
@@ -9,7 +9,7 @@
 #include "shared/config.h"
 #include "token.h"
 
-struct tok_conf {
+struct tok_config {
     struct tok_keys keys;
     int64_t idle_ttl_ms;
     int64_t absolute_ttl_ms;
@@ -22,8 +22,8 @@ struct tok_conf {
 
 /* Read every TOKEN_* variable from c; a bad value is recorded in c (cfg_failed) for
  * app_config_done() to report. Returns 0, or -1 when something was bad. */
-int tok_conf_load(struct tok_conf *conf, struct cfg *c);
-void tok_conf_free(struct tok_conf *conf); /* wipes the keys */
+int tok_config_load(struct tok_config *conf, struct cfg *c);
+void tok_config_free(struct tok_config *conf); /* wipes the keys */
 
 /* For --help. */
 extern const char TOK_ENV_HELP[];
