@@ -17,6 +17,7 @@
 struct call {
     struct http_req *r;
     struct tok_service *svc;
+    int suspended;
     union {
         struct {
             struct tok_issue_req req;
@@ -55,12 +56,24 @@ static struct call *call_new(struct http_req *r, void *ctx)
     }
     c->r = r;
     c->svc = ctx;
+    c->suspended = 0;
     return c;
 }
 
-/* The answer has been given: wipe what the call held (tokens) and free it. */
+/* The request waits for the service, which runs on this worker's loop: the Redis client it
+ * is to use. */
+static struct rclient *call_suspend(struct call *c)
+{
+    http_suspend(c->r);
+    c->suspended = 1;
+    return app_rclient(c->r);
+}
+
+/* The answer has been set: let it go out, wipe what the call held (tokens) and free it. */
 static void call_end(struct call *c)
 {
+    if (c->suspended)
+        http_resume(c->r);
     crypto_wipe(c, sizeof(*c));
     free(c);
 }
@@ -101,7 +114,8 @@ static void handle_issue(struct http_req *r, void *ctx)
         call_end(c);
         return;
     }
-    tok_issue(c->svc, http_request_id(r), &c->u.issue.req, &c->u.issue.res, issue_done, c);
+    tok_issue(c->svc, call_suspend(c), http_request_id(r), &c->u.issue.req, &c->u.issue.res,
+              issue_done, c);
 }
 
 static json_t *str_or_null(const char *s)
@@ -180,8 +194,8 @@ static void handle_refresh(struct http_req *r, void *ctx)
         call_end(c);
         return;
     }
-    tok_refresh(c->svc, http_request_id(r), &c->u.refresh.presented.token, &c->u.refresh.client,
-                &c->u.refresh.res, refresh_done, c);
+    tok_refresh(c->svc, call_suspend(c), http_request_id(r), &c->u.refresh.presented.token,
+                &c->u.refresh.client, &c->u.refresh.res, refresh_done, c);
 }
 
 static void revoke_done(void *arg, int rc)
@@ -209,11 +223,12 @@ static void handle_revoke(struct http_req *r, void *ctx)
         http_invalid(r, e.field, "%s", e.detail);
         call_end(c);
     } else if (req->by == TOK_REVOKE_TOKEN && req->t.well_formed) {
-        tok_revoke_token(c->svc, &req->t.token, &c->u.revoke.one, revoke_done, c);
+        tok_revoke_token(c->svc, call_suspend(c), &req->t.token, &c->u.revoke.one, revoke_done, c);
     } else if (req->by == TOK_REVOKE_FAMILY) {
-        tok_revoke_family(c->svc, req->id, NULL, "family", &c->u.revoke.one, revoke_done, c);
+        tok_revoke_family(c->svc, call_suspend(c), req->id, NULL, "family", &c->u.revoke.one,
+                          revoke_done, c);
     } else if (req->by == TOK_REVOKE_USER) {
-        tok_revoke_user(c->svc, req->id, &c->u.revoke.many, revoke_done, c);
+        tok_revoke_user(c->svc, call_suspend(c), req->id, &c->u.revoke.many, revoke_done, c);
     } else {
         revoke_done(c, TOK_OK);
     }
@@ -258,8 +273,9 @@ static void handle_introspect(struct http_req *r, void *ctx)
         return;
     }
     /* The fingerprint is compared when device_id and user_agent are both given. */
-    tok_introspect(c->svc, &c->u.introspect.t.token, got == 1 ? &c->u.introspect.client : NULL,
-                   &c->u.introspect.in, introspect_done, c);
+    tok_introspect(c->svc, call_suspend(c), &c->u.introspect.t.token,
+                   got == 1 ? &c->u.introspect.client : NULL, &c->u.introspect.in, introspect_done,
+                   c);
 }
 
 /* The :user_id path parameter, validated; answers 400 itself when bad. */
@@ -304,7 +320,8 @@ static void handle_sessions(struct http_req *r, void *ctx)
         return;
     struct call *c = call_new(r, ctx);
     if (c)
-        tok_sessions(c->svc, user, &c->u.sessions.list, &c->u.sessions.count, sessions_done, c);
+        tok_sessions(c->svc, call_suspend(c), user, &c->u.sessions.list, &c->u.sessions.count,
+                     sessions_done, c);
 }
 
 static void session_delete_done(void *arg, int rc)
@@ -329,7 +346,8 @@ static void handle_session_delete(struct http_req *r, void *ctx)
     }
     struct call *c = call_new(r, ctx);
     if (c)
-        tok_end_session(c->svc, user, family, &c->u.revoked, session_delete_done, c);
+        tok_end_session(c->svc, call_suspend(c), user, family, &c->u.revoked, session_delete_done,
+                        c);
 }
 
 void tok_routes(struct app *a, struct tok_service *svc)

@@ -21,11 +21,12 @@ int main(int argc, char **argv)
                                                   .summary = "refresh tokens with stable "
                                                              "fingerprints and reuse detection",
                                                   .env_help = TOK_ENV_HELP,
-                                                  .scripts = TOK_STORE_SCRIPTS},
+                                                  .scripts = TOK_STORE_SCRIPTS,
+                                                  .handlers_never_block = 1},
                                argc, argv);
     tok_config_load(&conf, app_cfg(a));
     app_config_done(a);
-    tok_service_init(&svc, app_redis(a), &conf, app_metrics(a));
+    tok_service_init(&svc, &conf, app_metrics(a));
     tok_routes(a, &svc);
     int rc = app_run(a);
     app_free(a);

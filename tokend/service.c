@@ -10,10 +10,8 @@
 #include "shared/crypto.h"
 #include "shared/log.h"
 
-void tok_service_init(struct tok_service *s, struct rpool *pool, const struct tok_config *conf,
-                      struct metrics *m)
+void tok_service_init(struct tok_service *s, const struct tok_config *conf, struct metrics *m)
 {
-    s->pool = pool;
     s->conf = conf;
     s->issued = metrics_counter(m, "issued_total", "Token families issued.", NULL);
     s->refresh = metrics_counter(m, "refresh_total", "Refresh attempts by outcome.", "outcome");
@@ -57,6 +55,7 @@ static void count_drift(struct tok_service *s, unsigned bits)
 
 struct sessions_op {
     struct tok_service *s;
+    struct rclient *rc;
     const char *user_id;
     struct tok_session **out;
     size_t *count;
@@ -114,7 +113,7 @@ static void sessions_read(void *arg, int rc, const struct tok_family *f)
         out->expires_ms = f[i].expires_ms;
     }
     *op->count = kept;
-    tok_store_unindex(op->s->pool, op->user_id, op->pruned, npruned, sessions_pruned, op);
+    tok_store_unindex(op->rc, op->user_id, op->pruned, npruned, sessions_pruned, op);
 }
 
 static void sessions_listed(void *arg, int rc, struct tok_ids *ids)
@@ -131,11 +130,11 @@ static void sessions_listed(void *arg, int rc, struct tok_ids *ids)
         sessions_end(op, TOK_INTERNAL);
         return;
     }
-    tok_store_families(op->s->pool, ids->id, ids->count, sessions_read, op);
+    tok_store_families(op->rc, ids->id, ids->count, sessions_read, op);
 }
 
-void tok_sessions(struct tok_service *s, const char *user_id, struct tok_session **out,
-                  size_t *count, tok_done_fn done, void *arg)
+void tok_sessions(struct tok_service *s, struct rclient *rc, const char *user_id,
+                  struct tok_session **out, size_t *count, tok_done_fn done, void *arg)
 {
     *out = NULL;
     *count = 0;
@@ -144,14 +143,15 @@ void tok_sessions(struct tok_service *s, const char *user_id, struct tok_session
         done(arg, TOK_INTERNAL);
         return;
     }
-    *op = (struct sessions_op){s, user_id, out, count, done, arg, NULL, NULL, NULL};
-    tok_store_user_families(s->pool, user_id, sessions_listed, op);
+    *op = (struct sessions_op){s, rc, user_id, out, count, done, arg, NULL, NULL, NULL};
+    tok_store_user_families(rc, user_id, sessions_listed, op);
 }
 
 /* ---- issue --------------------------------------------------------------------------- */
 
 struct issue_op {
     struct tok_service *s;
+    struct rclient *rc;
     const char *rid;
     const struct tok_issue_req *req;
     struct tok_issue_res *res;
@@ -196,7 +196,7 @@ static void cap_revoked(void *arg, int rc, long long n)
         issue_end(op, TOK_OK);
         return;
     }
-    tok_store_unindex(op->s->pool, op->req->user_id, op->evict, op->nevict, cap_unindexed, op);
+    tok_store_unindex(op->rc, op->req->user_id, op->evict, op->nevict, cap_unindexed, op);
 }
 
 /* The user has more indexed families than the cap. The index also holds families that
@@ -219,8 +219,7 @@ static void cap_listed(void *arg, int rc)
     for (size_t i = 0; i < op->nlive && op->nlive - op->nevict > max; i++)
         if (strcmp(op->live[i].family, op->res->token.family) != 0)
             op->evict[op->nevict++] = op->live[i].family;
-    tok_store_revoke_many(op->s->pool, op->evict, op->nevict, op->req->user_id, "cap", cap_revoked,
-                          op);
+    tok_store_revoke_many(op->rc, op->evict, op->nevict, op->req->user_id, "cap", cap_revoked, op);
 }
 
 static void issue_indexed(void *arg, int rc, long long indexed)
@@ -230,7 +229,7 @@ static void issue_indexed(void *arg, int rc, long long indexed)
         issue_end(op, rc);
         return;
     }
-    tok_sessions(op->s, op->req->user_id, &op->live, &op->nlive, cap_listed, op);
+    tok_sessions(op->s, op->rc, op->req->user_id, &op->live, &op->nlive, cap_listed, op);
 }
 
 static void issue_stored(void *arg, int rc, int64_t created_ms, int64_t ttl_ms)
@@ -243,12 +242,13 @@ static void issue_stored(void *arg, int rc, int64_t created_ms, int64_t ttl_ms)
         return;
     }
     op->res->expires_in_s = ttl_ms / 1000;
-    tok_store_index(op->s->pool, op->req->user_id, op->res->token.family, created_ms,
+    tok_store_index(op->rc, op->req->user_id, op->res->token.family, created_ms,
                     op->s->conf->absolute_ttl_ms, issue_indexed, op);
 }
 
-void tok_issue(struct tok_service *s, const char *rid, const struct tok_issue_req *req,
-               struct tok_issue_res *res, tok_done_fn done, void *arg)
+void tok_issue(struct tok_service *s, struct rclient *rc, const char *rid,
+               const struct tok_issue_req *req, struct tok_issue_res *res, tok_done_fn done,
+               void *arg)
 {
     char hash[TOK_HASH_HEX_LEN + 1];
     struct presented p;
@@ -257,7 +257,8 @@ void tok_issue(struct tok_service *s, const char *rid, const struct tok_issue_re
         done(arg, TOK_INTERNAL);
         return;
     }
-    *op = (struct issue_op){.s = s, .rid = rid, .req = req, .res = res, .done = done, .arg = arg};
+    *op = (struct issue_op){
+        .s = s, .rc = rc, .rid = rid, .req = req, .res = res, .done = done, .arg = arg};
     present(&req->client, &p);
     tok_mint(&res->token, NULL);
     tok_hash(&s->conf->keys, 0, &res->token, hash);
@@ -275,13 +276,14 @@ void tok_issue(struct tok_service *s, const char *rid, const struct tok_issue_re
                                      .hash = hash,
                                      .idle_ttl_ms = s->conf->idle_ttl_ms,
                                      .absolute_ttl_ms = s->conf->absolute_ttl_ms};
-    tok_store_issue(s->pool, &f, issue_stored, op);
+    tok_store_issue(rc, &f, issue_stored, op);
 }
 
 /* ---- refresh ------------------------------------------------------------------------- */
 
 struct refresh_op {
     struct tok_service *s;
+    struct rclient *rc;
     const char *rid;
     const struct tok_token *presented;
     struct tok_refresh_res *res;
@@ -348,9 +350,9 @@ static void refreshed(void *arg, int rc, const struct tok_refreshed *r)
     done(done_arg, rc);
 }
 
-void tok_refresh(struct tok_service *s, const char *rid, const struct tok_token *presented,
-                 const struct tok_client *client, struct tok_refresh_res *res, tok_done_fn done,
-                 void *arg)
+void tok_refresh(struct tok_service *s, struct rclient *rc, const char *rid,
+                 const struct tok_token *presented, const struct tok_client *client,
+                 struct tok_refresh_res *res, tok_done_fn done, void *arg)
 {
     char hash[TOK_HASH_HEX_LEN + 1], prev[TOK_HASH_HEX_LEN + 1], succ_hash[TOK_HASH_HEX_LEN + 1];
     char sealed[TOK_SEALED_MAX];
@@ -366,7 +368,7 @@ void tok_refresh(struct tok_service *s, const char *rid, const struct tok_token 
         done(arg, TOK_INTERNAL);
         return;
     }
-    *op = (struct refresh_op){s, rid, presented, res, done, arg};
+    *op = (struct refresh_op){s, rc, rid, presented, res, done, arg};
     present(client, &p);
     tok_hash(&conf->keys, 0, presented, hash);
     tok_hash(&conf->keys, 1, presented, prev);
@@ -387,13 +389,14 @@ void tok_refresh(struct tok_service *s, const char *rid, const struct tok_token 
                                        .successor_sealed = sealed,
                                        .grace_ms = conf->grace_ms,
                                        .idle_ttl_ms = conf->idle_ttl_ms};
-    tok_store_refresh(s->pool, &a, refreshed, op);
+    tok_store_refresh(rc, &a, refreshed, op);
 }
 
 /* ---- revoke -------------------------------------------------------------------------- */
 
 struct revoke_op {
     struct tok_service *s;
+    struct rclient *rc;
     const char *reason;
     const char *user_id; /* end_session: drop the family from this user's index */
     const char *family;
@@ -426,60 +429,61 @@ static void revoked_one(void *arg, int rc, long long n)
     if (*op->revoked)
         metric_inc(metric_with(op->s->revoked, op->reason));
     if (*op->revoked && op->user_id) {
-        tok_store_unindex(op->s->pool, op->user_id, &op->family, 1, revoke_unindexed, op);
+        tok_store_unindex(op->rc, op->user_id, &op->family, 1, revoke_unindexed, op);
         return;
     }
     revoke_end(op, rc);
 }
 
 /* The state of a revocation, or NULL when out of memory (done has then been called). */
-static struct revoke_op *revoke_op(struct tok_service *s, const char *reason, tok_done_fn done,
-                                   void *arg)
+static struct revoke_op *revoke_op(struct tok_service *s, struct rclient *rc, const char *reason,
+                                   tok_done_fn done, void *arg)
 {
     struct revoke_op *op = calloc(1, sizeof(*op));
     if (op)
-        *op = (struct revoke_op){.s = s, .reason = reason, .done = done, .arg = arg};
+        *op = (struct revoke_op){.s = s, .rc = rc, .reason = reason, .done = done, .arg = arg};
     else
         done(arg, TOK_INTERNAL);
     return op;
 }
 
-void tok_revoke_token(struct tok_service *s, const struct tok_token *t, int *revoked,
-                      tok_done_fn done, void *arg)
+void tok_revoke_token(struct tok_service *s, struct rclient *rc, const struct tok_token *t,
+                      int *revoked, tok_done_fn done, void *arg)
 {
     char hash[TOK_HASH_HEX_LEN + 1], prev[TOK_HASH_HEX_LEN + 1];
     *revoked = 0;
-    struct revoke_op *op = revoke_op(s, "token", done, arg);
+    struct revoke_op *op = revoke_op(s, rc, "token", done, arg);
     if (!op)
         return;
     op->revoked = revoked;
     tok_hash(&s->conf->keys, 0, t, hash);
     tok_hash(&s->conf->keys, 1, t, prev);
-    tok_store_revoke(s->pool, t->family, hash, prev, NULL, "token", revoked_one, op);
+    tok_store_revoke(rc, t->family, hash, prev, NULL, "token", revoked_one, op);
 }
 
-void tok_revoke_family(struct tok_service *s, const char *family, const char *user_id,
-                       const char *reason, int *revoked, tok_done_fn done, void *arg)
+void tok_revoke_family(struct tok_service *s, struct rclient *rc, const char *family,
+                       const char *user_id, const char *reason, int *revoked, tok_done_fn done,
+                       void *arg)
 {
     *revoked = 0;
-    struct revoke_op *op = revoke_op(s, reason, done, arg);
+    struct revoke_op *op = revoke_op(s, rc, reason, done, arg);
     if (!op)
         return;
     op->revoked = revoked;
-    tok_store_revoke(s->pool, family, NULL, NULL, user_id, reason, revoked_one, op);
+    tok_store_revoke(rc, family, NULL, NULL, user_id, reason, revoked_one, op);
 }
 
-void tok_end_session(struct tok_service *s, const char *user_id, const char *family, int *revoked,
-                     tok_done_fn done, void *arg)
+void tok_end_session(struct tok_service *s, struct rclient *rc, const char *user_id,
+                     const char *family, int *revoked, tok_done_fn done, void *arg)
 {
     *revoked = 0;
-    struct revoke_op *op = revoke_op(s, "family", done, arg);
+    struct revoke_op *op = revoke_op(s, rc, "family", done, arg);
     if (!op)
         return;
     op->revoked = revoked;
     op->user_id = user_id;
     op->family = family;
-    tok_store_revoke(s->pool, family, NULL, NULL, user_id, "family", revoked_one, op);
+    tok_store_revoke(rc, family, NULL, NULL, user_id, "family", revoked_one, op);
 }
 
 static void user_revoked(void *arg, int rc, long long n)
@@ -492,7 +496,7 @@ static void user_revoked(void *arg, int rc, long long n)
         return;
     }
     /* Drop exactly the ids seen: a family indexed meanwhile stays listed (and alive). */
-    tok_store_unindex(op->s->pool, op->user_id, op->ids->id, op->ids->count, revoke_unindexed, op);
+    tok_store_unindex(op->rc, op->user_id, op->ids->id, op->ids->count, revoke_unindexed, op);
 }
 
 static void user_listed(void *arg, int rc, struct tok_ids *ids)
@@ -504,25 +508,26 @@ static void user_listed(void *arg, int rc, struct tok_ids *ids)
         return;
     }
     /* The owner check inside the script keeps a forged index entry harmless. */
-    tok_store_revoke_many(op->s->pool, ids->id, ids->count, op->user_id, "user", user_revoked, op);
+    tok_store_revoke_many(op->rc, ids->id, ids->count, op->user_id, "user", user_revoked, op);
 }
 
-void tok_revoke_user(struct tok_service *s, const char *user_id, long *revoked, tok_done_fn done,
-                     void *arg)
+void tok_revoke_user(struct tok_service *s, struct rclient *rc, const char *user_id, long *revoked,
+                     tok_done_fn done, void *arg)
 {
     *revoked = 0;
-    struct revoke_op *op = revoke_op(s, "user", done, arg);
+    struct revoke_op *op = revoke_op(s, rc, "user", done, arg);
     if (!op)
         return;
     op->count = revoked;
     op->user_id = user_id;
-    tok_store_user_families(s->pool, user_id, user_listed, op);
+    tok_store_user_families(rc, user_id, user_listed, op);
 }
 
 /* ---- introspect ---------------------------------------------------------------------- */
 
 struct introspect_op {
     struct tok_service *s;
+    struct rclient *rc;
     const struct tok_token *t;
     const struct tok_client *client;
     struct tok_introspection *out;
@@ -575,7 +580,7 @@ static void introspected(void *arg, int rc, const struct tok_family *f)
     done(done_arg, rc);
 }
 
-void tok_introspect(struct tok_service *s, const struct tok_token *t,
+void tok_introspect(struct tok_service *s, struct rclient *rc, const struct tok_token *t,
                     const struct tok_client *client, struct tok_introspection *out,
                     tok_done_fn done, void *arg)
 {
@@ -585,6 +590,6 @@ void tok_introspect(struct tok_service *s, const struct tok_token *t,
         done(arg, TOK_INTERNAL);
         return;
     }
-    *op = (struct introspect_op){s, t, client, out, done, arg};
-    tok_store_family(s->pool, t->family, introspected, op);
+    *op = (struct introspect_op){s, rc, t, client, out, done, arg};
+    tok_store_family(rc, t->family, introspected, op);
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* store: tokend's keys, its script calls and the reading of their replies (see store.h). */
+/* store: tokend's keys, its script calls and the reading of their replies (see store.h),
+ * on the Redis client of the caller's loop. */
 #include "store.h"
 
 #include <inttypes.h>
@@ -30,28 +31,29 @@ static void user_key(const char *user_id, char out[KEY_MAX])
 }
 
 /* The status of a failed call, as every daemon reads it (redis_reply.h); a refusal is
- * logged. Frees reply. */
-static int fail_status(int st, redisReply *reply, const char *what)
+ * logged. */
+static int fail_status(enum rcl_status st, const redisReply *reply, const char *what)
 {
-    int rc = TOK_BACKEND;
-    if (rreply_classify(st, reply) == RREPLY_INTERNAL) {
-        log_error(NULL, "redis refused a tokend command", LF_S("op", what),
-                  LF_S("error", reply && reply->str ? reply->str : ""));
-        rc = TOK_INTERNAL;
-    }
-    freeReplyObject(reply);
-    return rc;
+    if (rreply_classify(st, reply) != RREPLY_INTERNAL)
+        return TOK_BACKEND;
+    log_error(NULL, "redis refused a tokend command", LF_S("op", what),
+              LF_S("error", reply && reply->str ? reply->str : ""));
+    return TOK_INTERNAL;
 }
 
-/* Element i of an array reply, a string, copied into out ("" when nil or not a string). */
+/* Element i of an array reply, a string, copied into out and cut to fit ("" when nil or
+ * not a string). */
 static void copy_str(const redisReply *r, size_t i, char *out, size_t outsize)
 {
     size_t len = 0;
     const char *s = rreply_str(r, i, &len);
-    if (s)
-        snprintf(out, outsize, "%.*s", (int)len, s);
-    else
-        out[0] = '\0';
+    if (!s)
+        len = 0;
+    if (len > outsize - 1)
+        len = outsize - 1;
+    if (len)
+        memcpy(out, s, len);
+    out[len] = '\0';
 }
 
 /* Element i of an array reply, a decimal string, as a number (0 when absent). */
@@ -67,12 +69,63 @@ static void i64_text(int64_t v, char out[24])
     snprintf(out, 24, "%" PRId64, v);
 }
 
-void tok_store_issue(struct rpool *p, const struct tok_new_family *f, tok_issued_fn fn, void *arg)
+/* ---- one command --------------------------------------------------------------------- */
+
+/* Whom to tell of an outcome. */
+union outcome_fn {
+    tok_issued_fn issued;
+    tok_count_fn count;
+    tok_refreshed_fn refreshed;
+    tok_ids_fn ids;
+    tok_family_fn family;
+    tok_done_fn done;
+};
+
+/* A command on its way. */
+struct pending {
+    struct rclient *c;
+    union outcome_fn fn;
+    void *arg;
+};
+
+static struct pending *pending_new(struct rclient *c, union outcome_fn fn, void *arg)
+{
+    struct pending *p = malloc(sizeof(*p));
+    if (p)
+        *p = (struct pending){c, fn, arg};
+    return p;
+}
+
+/* Send a script run (s not NULL) or a command for p. Returns 0, or -1 when out of memory
+ * (p is freed; the caller reports the failure itself). */
+static int pending_send(struct pending *p, const struct script *s, int nkeys, int argc,
+                        const char *const *argv, rcl_done_fn replied)
+{
+    int rc = s ? rcl_eval(p->c, s, nkeys, argc, argv, NULL, 0, replied, p)
+               : rcl_command(p->c, argc, argv, NULL, 0, replied, p);
+    if (rc != 0)
+        free(p);
+    return rc;
+}
+
+static void issue_replied(void *arg, enum rcl_status st, redisReply *reply)
+{
+    struct pending *p = arg;
+    tok_issued_fn fn = p->fn.issued;
+    void *fn_arg = p->arg;
+    long long created = 0, ttl = 0;
+    free(p);
+    if (st != RCL_OK) {
+        fn(fn_arg, fail_status(st, reply, "issue"), 0, 0);
+        return;
+    }
+    int shaped = rreply_int(reply, 0, &created) == 0 && rreply_int(reply, 1, &ttl) == 0;
+    fn(fn_arg, shaped ? TOK_OK : TOK_INTERNAL, created, ttl);
+}
+
+void tok_store_issue(struct rclient *c, const struct tok_new_family *f, tok_issued_fn fn, void *arg)
 {
     char fkey[KEY_MAX], used[KEY_MAX], major[24], idle[24], abs[24];
-    redisReply *reply = NULL;
-    long long created = 0, ttl = 0;
-
     family_keys(f->family, fkey, used);
     i64_text(f->ua_major, major);
     i64_text(f->idle_ttl_ms, idle);
@@ -80,33 +133,34 @@ void tok_store_issue(struct rpool *p, const struct tok_new_family *f, tok_issued
     const char *argv[] = {fkey,       f->user_id,    f->client_id, f->scope, f->device_id,
                           f->ua_hash, f->ua_product, major,        f->tls,   f->fingerprint,
                           f->hash,    idle,          abs};
-    enum rpool_status st = rpool_eval(p, &script_token_issue, 1, 13, argv, NULL, 0, &reply);
-    if (st != RPOOL_OK) {
-        fn(arg, fail_status(st, reply, "issue"), 0, 0);
-        return;
-    }
-    int shaped = rreply_int(reply, 0, &created) == 0 && rreply_int(reply, 1, &ttl) == 0;
-    freeReplyObject(reply);
-    fn(arg, shaped ? TOK_OK : TOK_INTERNAL, created, ttl);
+    struct pending *p = pending_new(c, (union outcome_fn){.issued = fn}, arg);
+    if (!p || pending_send(p, &script_token_issue, 1, 13, argv, issue_replied) != 0)
+        fn(arg, TOK_INTERNAL, 0, 0);
 }
 
-void tok_store_index(struct rpool *p, const char *user_id, const char *family, int64_t created_ms,
+static void index_replied(void *arg, enum rcl_status st, redisReply *reply)
+{
+    struct pending *p = arg;
+    tok_count_fn fn = p->fn.count;
+    void *fn_arg = p->arg;
+    free(p);
+    if (st != RCL_OK)
+        fn(fn_arg, fail_status(st, reply, "user_add"), 0);
+    else
+        fn(fn_arg, TOK_OK, reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0);
+}
+
+void tok_store_index(struct rclient *c, const char *user_id, const char *family, int64_t created_ms,
                      int64_t ttl_ms, tok_count_fn fn, void *arg)
 {
     char key[KEY_MAX], created[24], ttl[24];
-    redisReply *reply = NULL;
     user_key(user_id, key);
     i64_text(created_ms, created);
     i64_text(ttl_ms, ttl);
     const char *argv[] = {key, family, created, ttl};
-    enum rpool_status st = rpool_eval(p, &script_token_user_add, 1, 4, argv, NULL, 0, &reply);
-    if (st != RPOOL_OK) {
-        fn(arg, fail_status(st, reply, "user_add"), 0);
-        return;
-    }
-    long long indexed = reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
-    freeReplyObject(reply);
-    fn(arg, TOK_OK, indexed);
+    struct pending *p = pending_new(c, (union outcome_fn){.count = fn}, arg);
+    if (!p || pending_send(p, &script_token_user_add, 1, 4, argv, index_replied) != 0)
+        fn(arg, TOK_INTERNAL, 0);
 }
 
 static const char *const UA_POLICY[] = {"strict", "upgrade"};
@@ -147,13 +201,26 @@ static int read_refreshed(const redisReply *reply, struct tok_refreshed *r)
     return TOK_OK;
 }
 
-void tok_store_refresh(struct rpool *p, const struct tok_refresh_args *a, tok_refreshed_fn fn,
+static void refresh_replied(void *arg, enum rcl_status st, redisReply *reply)
+{
+    struct pending *p = arg;
+    tok_refreshed_fn fn = p->fn.refreshed;
+    void *fn_arg = p->arg;
+    struct tok_refreshed r;
+    free(p);
+    if (st != RCL_OK) {
+        fn(fn_arg, fail_status(st, reply, "refresh"), NULL);
+        return;
+    }
+    memset(&r, 0, sizeof(r));
+    int rc = read_refreshed(reply, &r);
+    fn(fn_arg, rc, rc == TOK_OK ? &r : NULL);
+}
+
+void tok_store_refresh(struct rclient *c, const struct tok_refresh_args *a, tok_refreshed_fn fn,
                        void *arg)
 {
     char fkey[KEY_MAX], used[KEY_MAX], major[24], grace[24], idle[24];
-    redisReply *reply = NULL;
-    struct tok_refreshed r;
-
     family_keys(a->family, fkey, used);
     i64_text(a->ua_major, major);
     i64_text(a->grace_ms, grace);
@@ -175,15 +242,9 @@ void tok_store_refresh(struct rpool *p, const struct tok_refresh_args *a, tok_re
                           a->successor_sealed,
                           grace,
                           idle};
-    enum rpool_status st = rpool_eval(p, &script_token_refresh, 2, 17, argv, NULL, 0, &reply);
-    if (st != RPOOL_OK) {
-        fn(arg, fail_status(st, reply, "refresh"), NULL);
-        return;
-    }
-    memset(&r, 0, sizeof(r));
-    int rc = read_refreshed(reply, &r);
-    freeReplyObject(reply);
-    fn(arg, rc, rc == TOK_OK ? &r : NULL);
+    struct pending *p = pending_new(c, (union outcome_fn){.refreshed = fn}, arg);
+    if (!p || pending_send(p, &script_token_refresh, 2, 17, argv, refresh_replied) != 0)
+        fn(arg, TOK_INTERNAL, NULL);
 }
 
 /* token_revoke's arguments after its two keys: mode, hashes, owner, reason. */
@@ -197,83 +258,41 @@ static void revoke_args(const char **a, const char *hash, const char *prev_hash,
     a[4] = reason;
 }
 
-void tok_store_revoke(struct rpool *p, const char *family, const char *hash, const char *prev_hash,
-                      const char *user_id, const char *reason, tok_count_fn fn, void *arg)
+static void revoke_replied(void *arg, enum rcl_status st, redisReply *reply)
+{
+    struct pending *p = arg;
+    tok_count_fn fn = p->fn.count;
+    void *fn_arg = p->arg;
+    free(p);
+    if (st != RCL_OK)
+        fn(fn_arg, fail_status(st, reply, "revoke"), 0);
+    else
+        fn(fn_arg, TOK_OK, reply->type == REDIS_REPLY_INTEGER && reply->integer == 1);
+}
+
+void tok_store_revoke(struct rclient *c, const char *family, const char *hash,
+                      const char *prev_hash, const char *user_id, const char *reason,
+                      tok_count_fn fn, void *arg)
 {
     char fkey[KEY_MAX], used[KEY_MAX];
     const char *argv[7] = {fkey, used};
-    redisReply *reply = NULL;
     family_keys(family, fkey, used);
     revoke_args(argv + 2, hash, prev_hash, user_id, reason);
-    enum rpool_status st = rpool_eval(p, &script_token_revoke, 2, 7, argv, NULL, 0, &reply);
-    if (st != RPOOL_OK) {
-        fn(arg, fail_status(st, reply, "revoke"), 0);
-        return;
-    }
-    int revoked = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
-    freeReplyObject(reply);
-    fn(arg, TOK_OK, revoked);
+    struct pending *p = pending_new(c, (union outcome_fn){.count = fn}, arg);
+    if (!p || pending_send(p, &script_token_revoke, 2, 7, argv, revoke_replied) != 0)
+        fn(arg, TOK_INTERNAL, 0);
 }
 
-void tok_store_revoke_many(struct rpool *p, const char *const *families, size_t count,
-                           const char *user_id, const char *reason, tok_count_fn fn, void *arg)
+static void families_listed(void *arg, enum rcl_status st, redisReply *reply)
 {
-    size_t n = 0;
-    long long revoked = 0;
-    char(*keys)[2][KEY_MAX] = calloc(count + 1, sizeof(*keys));
-    const char **argv = calloc((count + 1) * 7, sizeof(*argv));
-    struct rpool_cmd *cmds = calloc(count + 1, sizeof(*cmds));
-    redisReply **replies = calloc(count + 1, sizeof(redisReply *));
-    int rc = TOK_INTERNAL;
-    if (!keys || !argv || !cmds || !replies)
-        goto done;
-    for (size_t i = 0; i < count; i++) {
-        if (!tok_family_valid(families[i], strlen(families[i])))
-            continue;
-        const char **a = argv + n * 7;
-        family_keys(families[i], keys[n][0], keys[n][1]);
-        a[0] = keys[n][0];
-        a[1] = keys[n][1];
-        revoke_args(a + 2, NULL, NULL, user_id, reason);
-        cmds[n] =
-            (struct rpool_cmd){.script = &script_token_revoke, .nkeys = 2, .argc = 7, .argv = a};
-        n++;
-    }
-    enum rpool_status st = n ? rpool_exec(p, cmds, n, replies, 0) : RPOOL_OK;
-    if (st != RPOOL_OK) {
-        rc = fail_status(st, NULL, "revoke_many");
-        goto done;
-    }
-    /* An error reply (OOM, a script error) leaves that family alive: the whole call fails,
-     * so "log out everywhere" is never answered 200 while a family survived. */
-    redisReply *refused = NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (replies[i]->type == REDIS_REPLY_INTEGER && replies[i]->integer == 1)
-            revoked++;
-        if (replies[i]->type == REDIS_REPLY_ERROR && !refused)
-            refused = replies[i];
-        else
-            freeReplyObject(replies[i]);
-    }
-    rc = refused ? fail_status(RPOOL_REPLY_ERROR, refused, "revoke_many") : TOK_OK;
-done:
-    free(keys);
-    free(argv);
-    free(cmds);
-    free(replies);
-    fn(arg, rc, revoked);
-}
-
-void tok_store_user_families(struct rpool *p, const char *user_id, tok_ids_fn fn, void *arg)
-{
-    char key[KEY_MAX];
-    redisReply *reply = NULL;
+    struct pending *p = arg;
+    tok_ids_fn fn = p->fn.ids;
+    void *fn_arg = p->arg;
+    struct rclient *c = p->c;
     struct tok_ids *ids = NULL;
-    user_key(user_id, key);
-    const char *argv[] = {"ZRANGE", key, "0", "-1"};
-    enum rpool_status st = rpool_command(p, 4, argv, NULL, 0, &reply);
-    if (st != RPOOL_OK) {
-        fn(arg, fail_status(st, reply, "zrange"), NULL);
+    free(p);
+    if (st != RCL_OK) {
+        fn(fn_arg, fail_status(st, reply, "zrange"), NULL);
         return;
     }
     if (reply->type == REDIS_REPLY_ARRAY)
@@ -282,15 +301,24 @@ void tok_store_user_families(struct rpool *p, const char *user_id, tok_ids_fn fn
         ids->id = calloc(reply->elements + 1, sizeof(*ids->id));
     if (!ids || !ids->id) {
         free(ids);
-        freeReplyObject(reply);
-        fn(arg, TOK_INTERNAL, NULL);
+        fn(fn_arg, TOK_INTERNAL, NULL);
         return;
     }
     for (size_t i = 0; i < reply->elements; i++)
         if (reply->element[i]->type == REDIS_REPLY_STRING)
             ids->id[ids->count++] = reply->element[i]->str;
-    ids->owner = reply;
-    fn(arg, TOK_OK, ids);
+    ids->owner = rcl_steal(c); /* the strings live as long as the list */
+    fn(fn_arg, TOK_OK, ids);
+}
+
+void tok_store_user_families(struct rclient *c, const char *user_id, tok_ids_fn fn, void *arg)
+{
+    char key[KEY_MAX];
+    user_key(user_id, key);
+    const char *argv[] = {"ZRANGE", key, "0", "-1"};
+    struct pending *p = pending_new(c, (union outcome_fn){.ids = fn}, arg);
+    if (!p || pending_send(p, NULL, 0, 4, argv, families_listed) != 0)
+        fn(arg, TOK_INTERNAL, NULL);
 }
 
 void tok_ids_free(struct tok_ids *ids)
@@ -302,22 +330,33 @@ void tok_ids_free(struct tok_ids *ids)
     free(ids);
 }
 
-void tok_store_unindex(struct rpool *p, const char *user_id, const char *const *families,
+static void unindexed(void *arg, enum rcl_status st, redisReply *reply)
+{
+    struct pending *p = arg;
+    tok_done_fn fn = p->fn.done;
+    void *fn_arg = p->arg;
+    (void)st; /* best effort */
+    (void)reply;
+    free(p);
+    fn(fn_arg, TOK_OK);
+}
+
+void tok_store_unindex(struct rclient *c, const char *user_id, const char *const *families,
                        size_t count, tok_done_fn fn, void *arg)
 {
     char key[KEY_MAX];
-    redisReply *reply = NULL;
     const char **argv = count ? malloc((count + 2) * sizeof(*argv)) : NULL;
-    if (argv) {
+    struct pending *p = argv ? pending_new(c, (union outcome_fn){.done = fn}, arg) : NULL;
+    if (p) {
         user_key(user_id, key);
         argv[0] = "ZREM";
         argv[1] = key;
         memcpy(argv + 2, families, count * sizeof(*families));
-        (void)rpool_command(p, (int)(count + 2), argv, NULL, 0, &reply);
-        freeReplyObject(reply);
-        free(argv);
     }
-    fn(arg, TOK_OK);
+    int sent = p && pending_send(p, NULL, 0, (int)(count + 2), argv, unindexed) == 0;
+    free(argv);
+    if (!sent)
+        fn(arg, TOK_OK);
 }
 
 static const char *const FAMILY_FIELDS[] = {"state",   "current",    "user_id",    "client_id",
@@ -325,17 +364,15 @@ static const char *const FAMILY_FIELDS[] = {"state",   "current",    "user_id", 
                                             "ua_hash", "ua_product", "ua_major",   "tls"};
 #define FAMILY_NFIELDS (sizeof(FAMILY_FIELDS) / sizeof(FAMILY_FIELDS[0]))
 
-void tok_store_family(struct rpool *p, const char *family, tok_family_fn fn, void *arg)
+static void family_read(void *arg, enum rcl_status st, redisReply *r)
 {
-    char fkey[KEY_MAX], used[KEY_MAX];
-    const char *argv[2 + FAMILY_NFIELDS] = {"HMGET", fkey};
-    redisReply *r = NULL;
+    struct pending *p = arg;
+    tok_family_fn fn = p->fn.family;
+    void *fn_arg = p->arg;
     struct tok_family f;
-    family_keys(family, fkey, used);
-    memcpy(argv + 2, FAMILY_FIELDS, sizeof(FAMILY_FIELDS));
-    enum rpool_status st = rpool_command(p, 2 + FAMILY_NFIELDS, argv, NULL, 0, &r);
-    if (st != RPOOL_OK) {
-        fn(arg, fail_status(st, r, "introspect"), NULL);
+    free(p);
+    if (st != RCL_OK) {
+        fn(fn_arg, fail_status(st, r, "introspect"), NULL);
         return;
     }
     memset(&f, 0, sizeof(f));
@@ -351,18 +388,129 @@ void tok_store_family(struct rpool *p, const char *family, tok_family_fn fn, voi
     copy_str(r, 9, f.ua_product, sizeof(f.ua_product));
     f.ua_major = (long)str_i64(r, 10);
     copy_str(r, 11, f.tls, sizeof(f.tls));
-    freeReplyObject(r);
-    fn(arg, TOK_OK, &f);
+    fn(fn_arg, TOK_OK, &f);
+}
+
+void tok_store_family(struct rclient *c, const char *family, tok_family_fn fn, void *arg)
+{
+    char fkey[KEY_MAX], used[KEY_MAX];
+    const char *argv[2 + FAMILY_NFIELDS] = {"HMGET", fkey};
+    family_keys(family, fkey, used);
+    memcpy(argv + 2, FAMILY_FIELDS, sizeof(FAMILY_FIELDS));
+    struct pending *p = pending_new(c, (union outcome_fn){.family = fn}, arg);
+    if (!p || pending_send(p, NULL, 0, 2 + FAMILY_NFIELDS, argv, family_read) != 0)
+        fn(arg, TOK_INTERNAL, NULL);
+}
+
+/* ---- pipelines ----------------------------------------------------------------------- */
+
+/* Commands sent together, answered one by one; the caller is told once the last is in. */
+struct batch {
+    union {
+        tok_count_fn count;
+        tok_families_fn families;
+    } fn;
+    void *arg;
+    size_t pending; /* replies still to come, + 1 while commands are being sent */
+    int rc;         /* the first failure, or TOK_OK */
+    long long revoked;
+    struct tok_family *f; /* families: one per command */
+    struct batch_slot {
+        struct batch *b;
+        size_t i;
+    } * slots;
+};
+
+static struct batch *batch_new(size_t count, int families)
+{
+    struct batch *b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    b->slots = calloc(count + 1, sizeof(*b->slots));
+    b->f = families ? calloc(count + 1, sizeof(*b->f)) : NULL;
+    if (!b->slots || (families && !b->f)) {
+        free(b->slots);
+        free(b->f);
+        free(b);
+        return NULL;
+    }
+    b->pending = 1;
+    return b;
+}
+
+/* One reply (or the end of sending) is in; the last one tells the caller. */
+static void batch_step(struct batch *b, void (*finish)(struct batch *b))
+{
+    if (--b->pending > 0)
+        return;
+    finish(b);
+    free(b->slots);
+    free(b->f);
+    free(b);
+}
+
+static void revoke_many_finish(struct batch *b)
+{
+    b->fn.count(b->arg, b->rc, b->revoked);
+}
+
+/* An error reply (OOM, a script error) leaves that family alive: the whole call fails, so
+ * "log out everywhere" is never answered 200 while a family survived. */
+static void revoke_many_replied(void *arg, enum rcl_status st, redisReply *reply)
+{
+    struct batch *b = ((struct batch_slot *)arg)->b;
+    if (st == RCL_OK && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
+        b->revoked++;
+    if (st != RCL_OK && b->rc == TOK_OK)
+        b->rc = fail_status(st, reply, "revoke_many");
+    batch_step(b, revoke_many_finish);
+}
+
+void tok_store_revoke_many(struct rclient *c, const char *const *families, size_t count,
+                           const char *user_id, const char *reason, tok_count_fn fn, void *arg)
+{
+    struct batch *b = batch_new(count, 0);
+    if (!b) {
+        fn(arg, TOK_INTERNAL, 0);
+        return;
+    }
+    b->fn.count = fn;
+    b->arg = arg;
+    for (size_t i = 0; i < count; i++) {
+        char fkey[KEY_MAX], used[KEY_MAX];
+        const char *argv[7] = {fkey, used};
+        if (!tok_family_valid(families[i], strlen(families[i])))
+            continue;
+        family_keys(families[i], fkey, used);
+        revoke_args(argv + 2, NULL, NULL, user_id, reason);
+        b->slots[i] = (struct batch_slot){b, i};
+        if (rcl_eval(c, &script_token_revoke, 2, 7, argv, NULL, 0, revoke_many_replied,
+                     &b->slots[i]) != 0) {
+            b->rc = TOK_INTERNAL;
+            break;
+        }
+        b->pending++;
+    }
+    batch_step(b, revoke_many_finish);
 }
 
 static const char *const SESSION_FIELDS[] = {"state",   "user_id",    "client_id",    "device_id",
                                              "ua_hash", "created_ms", "last_used_ms", "expires_ms"};
 #define SESSION_NFIELDS (sizeof(SESSION_FIELDS) / sizeof(SESSION_FIELDS[0]))
 
-/* One family of a session listing from its HMGET reply (an error reply reads as absent). */
-static void read_session(const redisReply *r, struct tok_family *f)
+static void families_finish(struct batch *b)
 {
-    memset(f, 0, sizeof(*f));
+    b->fn.families(b->arg, b->rc, b->rc == TOK_OK ? b->f : NULL);
+}
+
+/* One family of a session listing from its HMGET reply; an error reply reads as absent. */
+static void session_read(void *arg, enum rcl_status st, redisReply *r)
+{
+    struct batch_slot *slot = arg;
+    struct batch *b = slot->b;
+    struct tok_family *f = &b->f[slot->i];
+    if (st != RCL_OK && st != RCL_REPLY_ERROR && b->rc == TOK_OK)
+        b->rc = fail_status(st, r, "sessions");
     copy_str(r, 0, f->state, sizeof(f->state));
     copy_str(r, 1, f->user_id, sizeof(f->user_id));
     copy_str(r, 2, f->client_id, sizeof(f->client_id));
@@ -371,43 +519,30 @@ static void read_session(const redisReply *r, struct tok_family *f)
     f->created_ms = str_i64(r, 5);
     f->last_used_ms = str_i64(r, 6);
     f->expires_ms = str_i64(r, 7);
+    batch_step(b, families_finish);
 }
 
-void tok_store_families(struct rpool *p, const char *const *families, size_t count,
+void tok_store_families(struct rclient *c, const char *const *families, size_t count,
                         tok_families_fn fn, void *arg)
 {
-    char(*keys)[KEY_MAX] = calloc(count + 1, KEY_MAX);
-    const char **argv = calloc((count + 1) * (2 + SESSION_NFIELDS), sizeof(*argv));
-    struct rpool_cmd *cmds = calloc(count + 1, sizeof(*cmds));
-    redisReply **replies = calloc(count + 1, sizeof(redisReply *));
-    struct tok_family *f = calloc(count + 1, sizeof(*f));
-    int rc = TOK_INTERNAL;
-    if (!keys || !argv || !cmds || !replies || !f)
-        goto done;
+    struct batch *b = batch_new(count, 1);
+    if (!b) {
+        fn(arg, TOK_INTERNAL, NULL);
+        return;
+    }
+    b->fn.families = fn;
+    b->arg = arg;
     for (size_t i = 0; i < count; i++) {
-        const char **a = argv + i * (2 + SESSION_NFIELDS);
-        char used[KEY_MAX];
-        family_keys(families[i], keys[i], used);
-        a[0] = "HMGET";
-        a[1] = keys[i];
-        memcpy(a + 2, SESSION_FIELDS, sizeof(SESSION_FIELDS));
-        cmds[i] = (struct rpool_cmd){.argc = 2 + SESSION_NFIELDS, .argv = a};
+        char fkey[KEY_MAX], used[KEY_MAX];
+        const char *argv[2 + SESSION_NFIELDS] = {"HMGET", fkey};
+        family_keys(families[i], fkey, used);
+        memcpy(argv + 2, SESSION_FIELDS, sizeof(SESSION_FIELDS));
+        b->slots[i] = (struct batch_slot){b, i};
+        if (rcl_command(c, 2 + SESSION_NFIELDS, argv, NULL, 0, session_read, &b->slots[i]) != 0) {
+            b->rc = TOK_INTERNAL;
+            break;
+        }
+        b->pending++;
     }
-    enum rpool_status st = count ? rpool_exec(p, cmds, count, replies, 0) : RPOOL_OK;
-    if (st != RPOOL_OK) {
-        rc = fail_status(st, NULL, "sessions");
-        goto done;
-    }
-    for (size_t i = 0; i < count; i++) {
-        read_session(replies[i], &f[i]);
-        freeReplyObject(replies[i]);
-    }
-    rc = TOK_OK;
-done:
-    free(keys);
-    free(argv);
-    free(cmds);
-    free(replies);
-    fn(arg, rc, rc == TOK_OK ? f : NULL);
-    free(f);
+    batch_step(b, families_finish);
 }

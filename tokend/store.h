@@ -5,9 +5,11 @@
  * or the failure as redis_reply.h classifies it (TOK_BACKEND when Redis cannot serve now,
  * TOK_INTERNAL for a refusal, which is logged here, or a reply of the wrong shape).
  *
- * The outcome function may run before the call returns: a caller makes the call its last
- * step and continues in the function. Strings passed in are copied before the call
- * returns; results passed to the function are valid only while it runs. Thread-safe. */
+ * The calls use c, the Redis client of the caller's loop, and the outcome function runs on
+ * that loop's thread, after the call has returned — or within it when out of memory: a
+ * caller makes the call its last step and continues in the function. Strings passed in
+ * are copied before the call returns; results passed to the function are valid only while
+ * it runs. Not thread-safe: on c's loop only. */
 #ifndef TOKEND_STORE_H
 #define TOKEND_STORE_H
 
@@ -15,7 +17,7 @@
 #include <stdint.h>
 
 #include "fingerprint.h"
-#include "shared/redis_pool.h"
+#include "shared/redis_client.h"
 #include "shared/script.h"
 #include "token.h"
 
@@ -50,11 +52,12 @@ struct tok_new_family {
 };
 /* created_ms is 0 when the family id was taken. */
 typedef void (*tok_issued_fn)(void *arg, int rc, int64_t created_ms, int64_t ttl_ms);
-void tok_store_issue(struct rpool *p, const struct tok_new_family *f, tok_issued_fn fn, void *arg);
+void tok_store_issue(struct rclient *c, const struct tok_new_family *f, tok_issued_fn fn,
+                     void *arg);
 
 /* Add a family to its user's index (token_user_add), which lives ttl_ms at least; n is the
  * number of ids now in the index. */
-void tok_store_index(struct rpool *p, const char *user_id, const char *family, int64_t created_ms,
+void tok_store_index(struct rclient *c, const char *user_id, const char *family, int64_t created_ms,
                      int64_t ttl_ms, tok_count_fn fn, void *arg);
 
 /* One refresh (token_refresh): the presented token's hashes and client, the policy, and
@@ -87,18 +90,19 @@ struct tok_refreshed {
     char drift[64];              /* OK, GRACE, MISMATCH */
 };
 typedef void (*tok_refreshed_fn)(void *arg, int rc, const struct tok_refreshed *r);
-void tok_store_refresh(struct rpool *p, const struct tok_refresh_args *a, tok_refreshed_fn fn,
+void tok_store_refresh(struct rclient *c, const struct tok_refresh_args *a, tok_refreshed_fn fn,
                        void *arg);
 
 /* Revoke a family (token_revoke): by one of its tokens when hash is not NULL (prev_hash ""
  * without a previous key), else by id; user_id (NULL: any) must own it. reason is
  * recorded. n is 1 when this call revoked it. */
-void tok_store_revoke(struct rpool *p, const char *family, const char *hash, const char *prev_hash,
-                      const char *user_id, const char *reason, tok_count_fn fn, void *arg);
+void tok_store_revoke(struct rclient *c, const char *family, const char *hash,
+                      const char *prev_hash, const char *user_id, const char *reason,
+                      tok_count_fn fn, void *arg);
 
 /* Revoke the listed families by id, in one pipeline; ids that are not family ids are
  * skipped. n is how many were revoked, also when one of them failed (rc then says how). */
-void tok_store_revoke_many(struct rpool *p, const char *const *families, size_t count,
+void tok_store_revoke_many(struct rclient *c, const char *const *families, size_t count,
                            const char *user_id, const char *reason, tok_count_fn fn, void *arg);
 
 /* A user's indexed family ids, oldest first (ids from the index, which may hold anything). */
@@ -109,12 +113,12 @@ struct tok_ids {
 };
 /* ids (NULL unless TOK_OK) belongs to the function, which frees it with tok_ids_free. */
 typedef void (*tok_ids_fn)(void *arg, int rc, struct tok_ids *ids);
-void tok_store_user_families(struct rpool *p, const char *user_id, tok_ids_fn fn, void *arg);
+void tok_store_user_families(struct rclient *c, const char *user_id, tok_ids_fn fn, void *arg);
 void tok_ids_free(struct tok_ids *ids); /* NULL does nothing */
 
 /* Drop family ids from a user's index. Best effort: a failure leaves a stale entry, which
  * readers skip and prune again; fn gets TOK_OK either way. */
-void tok_store_unindex(struct rpool *p, const char *user_id, const char *const *families,
+void tok_store_unindex(struct rclient *c, const char *user_id, const char *const *families,
                        size_t count, tok_done_fn fn, void *arg);
 
 /* A family as read back; "" and 0 for what is absent (state "" when there is no family). */
@@ -134,12 +138,12 @@ struct tok_family {
 
 /* What introspection needs of one family (all but last_used_ms). */
 typedef void (*tok_family_fn)(void *arg, int rc, const struct tok_family *f);
-void tok_store_family(struct rpool *p, const char *family, tok_family_fn fn, void *arg);
+void tok_store_family(struct rclient *c, const char *family, tok_family_fn fn, void *arg);
 
 /* What a session listing needs of each listed family (state, user_id, client_id, device_id,
  * ua_hash and the times), in one pipeline: f[i] for families[i]. */
 typedef void (*tok_families_fn)(void *arg, int rc, const struct tok_family *f);
-void tok_store_families(struct rpool *p, const char *const *families, size_t count,
+void tok_store_families(struct rclient *c, const char *const *families, size_t count,
                         tok_families_fn fn, void *arg);
 
 #endif
