@@ -2,7 +2,8 @@
 /* tokend under bad input and a failing Redis: every malformed request gets its documented
  * 4xx and leaves Redis untouched (no command reaches it, nothing changes); a frozen or
  * dead Redis gives 503 backend_unavailable on every endpoint, within the timeout, and
- * tokend serves again once Redis is back; a bad configuration stops it with one line. */
+ * tokend serves again once Redis is back; a request waiting on Redis holds up no other;
+ * a bad configuration stops it with one line. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -504,6 +506,81 @@ static void test_redis_loading_is_503(void **state)
     th_redis_stop(&lr);
 }
 
+/* The number on the line of a /metrics answer that starts with name and a space; -1 when
+ * there is none. */
+static long long metric_line(int port, const char *name)
+{
+    struct th_resp r;
+    long long value = -1;
+    char prefix[128];
+    snprintf(prefix, sizeof(prefix), "\n%s ", name);
+    if (th_http(port, "GET", "/metrics", NULL, NULL, 0, &r) == 0 && r.status == 200) {
+        const char *p = strstr(r.body, prefix);
+        if (p)
+            value = atoll(p + strlen(prefix));
+    }
+    th_resp_free(&r);
+    return value;
+}
+
+/* A refresh waiting on a frozen Redis holds no thread: with one worker loop, requests
+ * that need no Redis (GET /health, a malformed token) are answered at once while the
+ * refresh stays parked, and the refresh gets its 503 at the command timeout. A handler
+ * that blocked would hold the only worker, and these would wait with it. */
+static void test_parked_refresh_blocks_nothing(void **state)
+{
+    struct th_proc one;
+    struct th_resp r;
+    char t[80], request[1024], head[256], retry[16], timeout_var[64];
+    int st;
+    (void)state;
+    /* Long enough for the requests below on a slow machine (valgrind: th_ms). */
+    int timeout_ms = th_ms(3000);
+    snprintf(timeout_var, sizeof(timeout_var), "REDIS_COMMAND_TIMEOUT=%dms", timeout_ms);
+    const char *const extra[] = {"HTTP_THREADS=1", timeout_var, NULL};
+    assert_int_equal(tt_start(&one, redis.url, extra), 0);
+    issue(one.port, "u-parked", "d-1", CHROME120, "", t);
+    long long sent = metric_line(one.port, "tokend_redis_commands_total");
+    assert_true(sent > 0);
+    th_redis_pause(&redis);
+    int fd = th_connect(one.port);
+    assert_true(fd >= 0);
+    snprintf(request, sizeof(request),
+             "{\"refresh_token\":\"%s\",\"device_id\":\"d-1\",\"user_agent\":\"%s\"}", t,
+             CHROME120);
+    int n = snprintf(head, sizeof(head),
+                     "POST /v1/tokens/refresh HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                     "application/json\r\nContent-Length: %zu\r\n\r\n",
+                     strlen(request));
+    int64_t t0 = th_now_ms();
+    assert_int_equal(th_send_all(fd, head, (size_t)n), 0);
+    assert_int_equal(th_send_all(fd, request, strlen(request)), 0);
+    /* The refresh is parked once its script has gone out to the frozen Redis. */
+    int64_t deadline = th_now_ms() + th_ms(2000);
+    while (metric_line(one.port, "tokend_redis_commands_total") <= sent && th_now_ms() < deadline)
+        usleep(10 * 1000);
+    assert_true(metric_line(one.port, "tokend_redis_commands_total") > sent);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(th_http(one.port, "GET", "/health", NULL, NULL, 0, &r), 0);
+        assert_int_equal(r.status, 200);
+        th_resp_free(&r);
+        json_decref(refresh(one.port, "rt1.malformed", "d-1", CHROME120, "", &st));
+        assert_int_equal(st, 401);
+    }
+    /* All of that while the refresh waited: it is answered only at the command timeout. */
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 0), 0);
+    assert_true(th_now_ms() - t0 < timeout_ms);
+    assert_int_equal(th_read_response(fd, &r, 2 * timeout_ms), 0);
+    assert_int_equal(r.status, 503);
+    assert_non_null(th_header(&r, "Retry-After", retry, sizeof(retry)));
+    assert_true(th_now_ms() - t0 >= timeout_ms - 100);
+    th_resp_free(&r);
+    close(fd);
+    th_redis_resume(&redis);
+    th_proc_stop(&one, SIGTERM, 5000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -513,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_redis_at_maxclients_is_503),
         cmocka_unit_test(test_revoke_user_refused_is_503),
         cmocka_unit_test(test_redis_loading_is_503),
+        cmocka_unit_test(test_parked_refresh_blocks_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
