@@ -2,6 +2,7 @@
 /* fingerprint: user-agent parsing, fingerprint digests and the fingerprint policy. */
 #include "fingerprint.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,8 +24,8 @@ static int find_product(const char *ua, size_t len, const char *name, long *majo
 {
     size_t nlen = strlen(name);
     for (size_t i = 0; i + nlen + 1 < len; i++) {
-        if ((i > 0 && !is_boundary(ua[i - 1])) || memcmp(ua + i, name, nlen) != 0 ||
-            ua[i + nlen] != '/')
+        if (ua[i] != name[0] || (i > 0 && !is_boundary(ua[i - 1])) ||
+            memcmp(ua + i, name, nlen) != 0 || ua[i + nlen] != '/')
             continue;
         size_t j = i + nlen + 1;
         long v = 0;
@@ -69,12 +70,12 @@ void tok_fingerprint(const char *device_id, const char *ua_hash, const char *tls
                      char out[TOK_FP_HEX_LEN + 1])
 {
     uint8_t digest[CRYPTO_SHA256_LEN];
-    size_t dl = strlen(device_id), ul = strlen(ua_hash), tl = strlen(tls);
-    char buf[1024];
-    /* Inputs are bounded by the API (ids <= 256, ua hash 16, tls <= 256). */
-    int n = snprintf(buf, sizeof(buf), "%.*s:%.*s:%.*s", (int)dl, device_id, (int)ul, ua_hash,
-                     (int)tl, tls);
-    crypto_sha256(buf, n > 0 && (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1, digest);
+    const char *parts[] = {device_id, ":", ua_hash, ":", tls};
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+        crypto_hash_sha256_update(&st, (const unsigned char *)parts[i], strlen(parts[i]));
+    crypto_hash_sha256_final(&st, digest);
     crypto_hex(digest, sizeof(digest), out);
 }
 

@@ -43,6 +43,15 @@ static uint8_t *derive_seal_key(const uint8_t *key, size_t keylen)
     return sk;
 }
 
+/* An HMAC-SHA256 state keyed with key, in secret memory; NULL when out of memory. */
+static crypto_auth_hmacsha256_state *keyed_mac(const uint8_t *key, size_t keylen)
+{
+    crypto_auth_hmacsha256_state *st = crypto_secret_alloc(sizeof(*st));
+    if (st)
+        crypto_auth_hmacsha256_init(st, key, keylen);
+    return st;
+}
+
 int tok_keys_load(struct tok_keys *k, const char *b64, const char *prev_b64, char *err,
                   size_t errsize)
 {
@@ -53,9 +62,12 @@ int tok_keys_load(struct tok_keys *k, const char *b64, const char *prev_b64, cha
                              errsize) != 0)
         goto fail;
     k->seal_key = derive_seal_key(k->hash_key, k->hash_len);
-    if (k->prev_key)
+    k->hash_mac = keyed_mac(k->hash_key, k->hash_len);
+    if (k->prev_key) {
         k->prev_seal_key = derive_seal_key(k->prev_key, k->prev_len);
-    if (!k->seal_key || (k->prev_key && !k->prev_seal_key)) {
+        k->prev_mac = keyed_mac(k->prev_key, k->prev_len);
+    }
+    if (!k->seal_key || !k->hash_mac || (k->prev_key && (!k->prev_seal_key || !k->prev_mac))) {
         snprintf(err, errsize, "TOKEN_HASH_KEY: out of memory");
         goto fail;
     }
@@ -71,6 +83,8 @@ void tok_keys_free(struct tok_keys *k)
     crypto_secret_free(k->prev_key);
     crypto_secret_free(k->seal_key);
     crypto_secret_free(k->prev_seal_key);
+    crypto_secret_free(k->hash_mac);
+    crypto_secret_free(k->prev_mac);
     memset(k, 0, sizeof(*k));
 }
 
@@ -135,12 +149,15 @@ int tok_hash(const struct tok_keys *k, int previous, const struct tok_token *t,
              char hex[TOK_HASH_HEX_LEN + 1])
 {
     uint8_t mac[CRYPTO_SHA256_LEN];
-    const uint8_t *key = previous ? k->prev_key : k->hash_key;
-    size_t keylen = previous ? k->prev_len : k->hash_len;
+    const crypto_auth_hmacsha256_state *keyed = previous ? k->prev_mac : k->hash_mac;
+    crypto_auth_hmacsha256_state st;
     hex[0] = '\0';
-    if (!key)
+    if (!keyed)
         return -1;
-    crypto_hmac_sha256(key, keylen, t->secret, sizeof(t->secret), mac);
+    memcpy(&st, keyed, sizeof(st));
+    crypto_auth_hmacsha256_update(&st, t->secret, sizeof(t->secret));
+    crypto_auth_hmacsha256_final(&st, mac);
+    crypto_wipe(&st, sizeof(st)); /* it holds the padded key */
     crypto_hex(mac, sizeof(mac), hex);
     return 0;
 }

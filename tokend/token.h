@@ -29,6 +29,9 @@ struct tok_keys {
     size_t prev_len;
     uint8_t *seal_key; /* 32 bytes: HMAC-SHA256(hash_key, "tokend grace v1") */
     uint8_t *prev_seal_key;
+    /* HMAC-SHA256 keyed with hash_key / prev_key and nothing hashed yet: every token hash
+     * starts from a copy, saving the two key blocks each would hash again. */
+    void *hash_mac, *prev_mac;
 };
 
 /* Decode base64 keys (each >= TOK_KEY_MIN bytes; prev_b64 may be NULL) and derive the
