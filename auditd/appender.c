@@ -8,8 +8,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "append_call.h"
-#include "scripts.h"
 #include "shared/log.h"
 
 #define MAX_ATTEMPTS 1000         /* CAS retries of one batch before giving up (503) */
@@ -30,6 +28,7 @@ struct audit_appender {
     int stopping;
     /* appender-thread state */
     int chain_checked; /* head and log found to agree (at startup or before the first commit) */
+    enum rreply_class failed; /* how the last Redis call that failed did */
     int head_known;
     long long head_seq;
     char head_hash[AUDIT_HASH_HEX_LEN + 1];
@@ -227,7 +226,21 @@ static int seal_batch(struct audit_appender *ap, struct batch *b)
 
 /* One call of the script for the batch (empty: the tree catching up) on the current head
  * and tree, with the floor f. */
-static enum rpool_status run_script(struct audit_appender *ap, struct batch *b,
+/* What a request hears when Redis failed: 503, or 500 for an error reply. */
+static enum audit_append_status redis_failed(struct audit_appender *ap)
+{
+    return ap->failed == RREPLY_INTERNAL ? AUDIT_APPEND_INTERNAL : AUDIT_APPEND_UNAVAILABLE;
+}
+
+/* Note how a Redis call ended; returns c. */
+static enum rreply_class noted(struct audit_appender *ap, enum rreply_class c)
+{
+    if (c != RREPLY_OK)
+        ap->failed = c;
+    return c;
+}
+
+static enum rreply_class run_script(struct audit_appender *ap, struct batch *b,
                                     const struct audit_floor *f, redisReply **reply,
                                     long long *replicas)
 {
@@ -244,7 +257,7 @@ static enum rpool_status run_script(struct audit_appender *ap, struct batch *b,
                                      .delta = &ap->delta,
                                      .wait_replicas = b->n ? ap->conf.wait_replicas : 0,
                                      .wait_timeout_ms = ap->conf.wait_timeout_ms};
-    return audit_append_call(ap->pool, &args, reply, replicas);
+    return noted(ap, audit_store_append(ap->pool, &args, reply, replicas));
 }
 
 /* The script said "ok": the batch is in Redis, on a chain that held the floor f. The floor
@@ -333,7 +346,7 @@ static int load_head(struct audit_appender *ap)
         if (rc != 0)
             return rc == -1 ? -2 : -1;
     }
-    if (audit_tree_head(ap->pool, ap->keys, &h) != RPOOL_OK)
+    if (noted(ap, audit_store_tree_head(ap->pool, ap->keys, &h)) != RREPLY_OK)
         return -1;
     return take_head(ap, &h);
 }
@@ -381,7 +394,8 @@ static int catch_up_delta(struct audit_appender *ap)
     audit_tree_delta_start(&ap->delta, &ap->tree);
     while (rc == 0 && from <= upto) {
         size_t n = 0;
-        if (audit_store_range(ap->pool, ap->keys, from, upto, PAGE_ENTRIES, page, &n) != RPOOL_OK ||
+        if (noted(ap, audit_store_range(ap->pool, ap->keys, from, upto, PAGE_ENTRIES, page, &n)) !=
+                RREPLY_OK ||
             n == 0)
             return -1;
         for (size_t i = 0; i < n; i++) {
@@ -403,7 +417,7 @@ static int catch_up(struct audit_appender *ap, const struct audit_floor *f)
     struct batch none = {0};
     redisReply *r = NULL;
     long long replicas;
-    if (catch_up_delta(ap) != 0 || run_script(ap, &none, f, &r, &replicas) != RPOOL_OK) {
+    if (catch_up_delta(ap) != 0 || run_script(ap, &none, f, &r, &replicas) != RREPLY_OK) {
         freeReplyObject(r);
         ap->head_known = 0;
         return -3;
@@ -432,12 +446,12 @@ static enum audit_append_status commit_attempts(struct audit_appender *ap,
             audit_guard_floor(ap->guard, &f);
         int lh = ap->head_known ? 0 : load_head(ap);
         if (lh != 0)
-            return lh == -2 ? AUDIT_APPEND_BROKEN : AUDIT_APPEND_UNAVAILABLE;
+            return lh == -2 ? AUDIT_APPEND_BROKEN : redis_failed(ap);
         if (ap->tree.size < ap->head_seq) {
             long long before = ap->tree.size;
             int rc = catch_up(ap, &f);
             if (rc != 0)
-                return rc == -3   ? AUDIT_APPEND_UNAVAILABLE
+                return rc == -3   ? redis_failed(ap)
                        : rc == -2 ? AUDIT_APPEND_REFUSED
                                   : AUDIT_APPEND_BROKEN;
             if (ap->tree.size > before)
@@ -449,11 +463,10 @@ static enum audit_append_status commit_attempts(struct audit_appender *ap,
             return AUDIT_APPEND_UNAVAILABLE;
         if (b->n == 0) /* every item a duplicate: acknowledged only once remembered */
             return audit_guard_sync(ap->guard) == 0 ? AUDIT_APPEND_OK : AUDIT_APPEND_STATE;
-        enum rpool_status st = run_script(ap, b, &f, &r, replicas);
-        if (st != RPOOL_OK) {
+        if (run_script(ap, b, &f, &r, replicas) != RREPLY_OK) {
             freeReplyObject(r);
             ap->head_known = 0; /* the script may have run: learn the head again */
-            return AUDIT_APPEND_UNAVAILABLE;
+            return redis_failed(ap);
         }
         if (strcmp(audit_reply_word(r), "ok") == 0) {
             freeReplyObject(r);
@@ -486,9 +499,9 @@ static enum audit_append_status accept_chain(struct audit_appender *ap, struct a
     if (rc == -1)
         log_critical(NULL, "audit chain is inconsistent: cannot accept it", LF_S("detail", err));
     if (rc != 0)
-        return rc == -1 ? AUDIT_APPEND_BROKEN : AUDIT_APPEND_UNAVAILABLE;
+        return rc == -1 ? AUDIT_APPEND_BROKEN : redis_failed(ap);
     if (load_head(ap) != 0)
-        return AUDIT_APPEND_UNAVAILABLE;
+        return redis_failed(ap);
     audit_guard_floor(ap->guard, &remembered);
     json_t *meta = json_object_get(req->items[0].event, "metadata");
     if (json_object_set_new(meta, "remembered_seq", json_integer(remembered.seq)) != 0 ||
@@ -655,8 +668,9 @@ int audit_appender_check(struct audit_appender *ap, char *err, size_t errsize)
     int exists;
     struct audit_entry e;
     size_t n = 0;
-    if (audit_store_head(ap->pool, ap->keys, &head_seq, head_hash, &exists) != RPOOL_OK ||
-        audit_store_last_seq(ap->pool, ap->keys, &last_seq) != RPOOL_OK)
+    if (noted(ap, audit_store_head(ap->pool, ap->keys, &head_seq, head_hash, &exists)) !=
+            RREPLY_OK ||
+        noted(ap, audit_store_last_seq(ap->pool, ap->keys, &last_seq)) != RREPLY_OK)
         return -2;
     if (head_seq != last_seq) {
         snprintf(err, errsize, "chain head says seq %lld but the log ends at seq %lld", head_seq,
@@ -666,7 +680,8 @@ int audit_appender_check(struct audit_appender *ap, char *err, size_t errsize)
     ap->chain_checked = last_seq == 0;
     if (last_seq == 0)
         return 0;
-    if (audit_store_range(ap->pool, ap->keys, last_seq, last_seq, 1, &e, &n) != RPOOL_OK)
+    if (noted(ap, audit_store_range(ap->pool, ap->keys, last_seq, last_seq, 1, &e, &n)) !=
+        RREPLY_OK)
         return -2;
     int rc = (n == 1 && strcmp(e.hash, head_hash) == 0) ? 0 : -1;
     if (rc != 0)

@@ -37,6 +37,7 @@ struct audit_item {
 enum audit_append_status {
     AUDIT_APPEND_OK = 0,
     AUDIT_APPEND_UNAVAILABLE, /* Redis unreachable or timed out: outcome unknown */
+    AUDIT_APPEND_INTERNAL,    /* Redis answered an error (a bug, or a broken data set) */
     AUDIT_APPEND_BROKEN,      /* head and log disagree: nothing appended */
     AUDIT_APPEND_REFUSED,     /* the chain does not hold the guard's floor: nothing appended */
     AUDIT_APPEND_STATE,       /* appended, but AUDIT_STATE_DIR could not be written */

@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
-#include "scripts.h"
 #include "shared/log.h"
 
 struct audit_checkpointer {
@@ -67,8 +66,9 @@ static int sign_now(struct audit_checkpointer *c, struct audit_cp *cp, char *out
 {
     struct audit_head h;
     enum audit_verdict v;
-    if (audit_guard_check(c->guard, c->pool, c->keys, &v, &h) != RPOOL_OK)
-        return AUDIT_CP_REDIS;
+    enum rreply_class rc = audit_guard_check(c->guard, c->pool, c->keys, &v, &h);
+    if (rc != RREPLY_OK)
+        return rc == RREPLY_UNAVAILABLE ? AUDIT_CP_REDIS : AUDIT_CP_REDIS_ERROR;
     if (v != AUDIT_CHAIN_HOLDS)
         return AUDIT_CP_REFUSED;
     if (h.tree_size != h.seq)
@@ -94,21 +94,17 @@ int audit_checkpointer_now(struct audit_checkpointer *c, char *out, size_t outsi
 
 static void tick(struct audit_checkpointer *c)
 {
-    char note[AUDIT_NOTE_MAX], seq[24], interval[24];
+    char note[AUDIT_NOTE_MAX];
     struct audit_cp cp;
+    int stored = 0;
     if (sign_now(c, &cp, note, sizeof(note)) < 0)
         return;
-    snprintf(seq, sizeof(seq), "%lld", cp.chain_seq);
-    snprintf(interval, sizeof(interval), "%lld", (long long)c->conf.interval_ms);
-    const char *argv[] = {c->keys->checkpoints, interval, seq, cp.chain_hash, note};
-    redisReply *r = NULL;
-    enum rpool_status st = rpool_eval(c->pool, &script_audit_checkpoint, 1, 5, argv, NULL, 0, &r);
-    if (st == RPOOL_OK && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->str &&
-        strcmp(r->element[0]->str, "stored") == 0) {
+    if (audit_store_checkpoint(c->pool, c->keys, c->conf.interval_ms, cp.chain_seq, cp.chain_hash,
+                               note, &stored) == RREPLY_OK &&
+        stored) {
         metric_inc(c->m_total);
         log_info(NULL, "checkpoint stored", LF_I("seq", cp.chain_seq), LF_S("hash", cp.chain_hash));
     }
-    freeReplyObject(r);
 }
 
 static void *checkpointer_main(void *arg)

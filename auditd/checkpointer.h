@@ -34,10 +34,11 @@ struct audit_checkpointer *audit_checkpointer_start(struct rpool *p, const struc
                                                     const struct audit_checkpointer_config *conf,
                                                     struct metrics *m);
 
-#define AUDIT_CP_REDIS (-1)    /* Redis failed */
-#define AUDIT_CP_INTERNAL (-2) /* the note could not be made */
-#define AUDIT_CP_REFUSED (-3)  /* the chain or tree does not hold the floor: nothing signed */
-#define AUDIT_CP_BEHIND (-4)   /* the tree is catching up with an older chain */
+#define AUDIT_CP_REDIS (-1)       /* Redis unavailable */
+#define AUDIT_CP_INTERNAL (-2)    /* the note could not be made */
+#define AUDIT_CP_REFUSED (-3)     /* the chain or tree does not hold the floor: nothing signed */
+#define AUDIT_CP_BEHIND (-4)      /* the tree is catching up with an older chain */
+#define AUDIT_CP_REDIS_ERROR (-5) /* Redis answered an error */
 
 /* The signed note for the current head into out. Returns its length, or one of the above.
  * Thread-safe. */

@@ -73,7 +73,7 @@ static int export_tiles(const struct opts *o, struct rpool *p, const struct audi
     int n = 0;
     if (o->checkpoint)
         note = audit_tool_read_file(o->checkpoint, &len);
-    else if ((n = audit_export_last_checkpoint(p, k, stored, sizeof(stored))) > 0)
+    else if ((n = audit_store_last_checkpoint(p, k, stored, sizeof(stored))) > 0)
         len = (size_t)n;
     if (!note || (!o->checkpoint && n <= 0)) {
         fprintf(stderr, "audit-export: %s\n",
@@ -102,7 +102,7 @@ static int export_range(struct rpool *p, const struct audit_keys *k, long long f
         return -1;
     while (rc == 0 && from <= upto) {
         size_t n = 0;
-        if (audit_store_range(p, k, from, upto, PAGE, page, &n) != RPOOL_OK) {
+        if (audit_store_range(p, k, from, upto, PAGE, page, &n) != RREPLY_OK) {
             rc = -1;
             break;
         }
@@ -152,11 +152,11 @@ int main(int argc, char **argv)
         goto done;
     }
     /* The head first: a chain that keeps growing is exported up to a consistent point. */
-    if (audit_store_head(p, &keys, &head_seq, hash, &exists) != RPOOL_OK) {
+    if (audit_store_head(p, &keys, &head_seq, hash, &exists) != RREPLY_OK) {
         fprintf(stderr, "audit-export: redis unavailable\n");
         goto done;
     }
-    if (!exists && audit_store_last_seq(p, &keys, &head_seq) != RPOOL_OK)
+    if (!exists && audit_store_last_seq(p, &keys, &head_seq) != RREPLY_OK)
         goto done;
     if (o.to_seq >= 0 && o.to_seq < head_seq)
         head_seq = o.to_seq;

@@ -211,7 +211,7 @@ static int run_stores(const struct opts *o, const struct audit_keyring *kr,
     struct audit_keys keys = {0};
     struct rpool *p = NULL;
     struct audit_archive *a = NULL;
-    enum rpool_status st = RPOOL_CONN;
+    enum rreply_class st = RREPLY_UNAVAILABLE;
     if (o->tiles && !(a = audit_archive_open(o->tiles, kr, err, sizeof(err)))) {
         fprintf(stderr, "audit-verify: --tiles: %s\n", err);
         return -1;
@@ -223,11 +223,12 @@ static int run_stores(const struct opts *o, const struct audit_keyring *kr,
     }
     audit_keys_init(&keys, o->chain);
     st = a ? audit_scan_archive(a, p, &keys, kr, so, res) : audit_scan_redis(p, &keys, kr, so, res);
-    if (st != RPOOL_OK)
-        fprintf(stderr, "audit-verify: redis: %s\n", rpool_status_name(st));
+    if (st != RREPLY_OK)
+        fprintf(stderr, "audit-verify: redis: %s\n",
+                st == RREPLY_UNAVAILABLE ? "unavailable" : "error reply");
     rpool_free(p);
     audit_archive_close(a);
-    return st == RPOOL_OK ? 0 : -1;
+    return st == RREPLY_OK ? 0 : -1;
 }
 
 /* --inclusion / --consistency: a proof against the checkpoint(s). */

@@ -9,27 +9,6 @@
 #include "archive.h"
 #include "tree.h"
 
-int audit_export_last_checkpoint(struct rpool *p, const struct audit_keys *k, char *note,
-                                 size_t size)
-{
-    const char *argv[] = {"XREVRANGE", k->checkpoints, "+", "-", "COUNT", "1"};
-    redisReply *r = NULL;
-    int n = 0;
-    if (rpool_command(p, 6, argv, NULL, 0, &r) != RPOOL_OK || r->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(r);
-        return -1;
-    }
-    const redisReply *f = r->elements == 1 ? r->element[0]->element[1] : NULL;
-    for (size_t i = 0; f && i + 1 < f->elements; i += 2)
-        if (f->element[i]->str && strcmp(f->element[i]->str, "note") == 0) {
-            n = f->element[i + 1]->len < size ? (int)f->element[i + 1]->len : -1;
-            if (n > 0)
-                memcpy(note, f->element[i + 1]->str, (size_t)n + 1);
-        }
-    freeReplyObject(r);
-    return n;
-}
-
 /* Tile (level, index) of width w from Redis into the archive (a full one kept if there). */
 static int export_tile(struct rpool *p, const struct audit_keys *k, const char *dir,
                        const struct audit_tile_ref *t, struct audit_export_stats *st, char *err,
@@ -47,7 +26,7 @@ static int export_tile(struct rpool *p, const struct audit_keys *k, const char *
     }
     audit_tileset_init(&s);
     if (audit_tileset_read(&s, t->level, t->index * MERKLE_TILE_WIDTH, t->width, zero) != 1 ||
-        audit_tree_fetch(p, k, &s, NULL) != RPOOL_OK)
+        audit_store_tiles(p, k, &s, NULL) != RREPLY_OK)
         snprintf(err, errsize, "redis unavailable");
     else if (!s.t[0].data)
         snprintf(err, errsize, "%s is neither in Redis (trimmed?) nor in %s", rel, dir);
@@ -78,7 +57,7 @@ static int export_bundle(struct rpool *p, const struct audit_keys *k, const char
         st->kept++;
         return 0;
     }
-    if (audit_store_range(p, k, first, first + w - 1, (size_t)w, e, &n) != RPOOL_OK) {
+    if (audit_store_range(p, k, first, first + w - 1, (size_t)w, e, &n) != RREPLY_OK) {
         snprintf(err, errsize, "redis unavailable");
         return -1;
     }

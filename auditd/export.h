@@ -16,11 +16,6 @@ struct audit_export_stats {
     long long tiles_written, bundles_written, kept;
 };
 
-/* The newest checkpoint stored in audit:{c}:checkpoints into note (NUL-terminated).
- * Returns its length, 0 if there is none, -1 if Redis failed or it does not fit. */
-int audit_export_last_checkpoint(struct rpool *p, const struct audit_keys *k, char *note,
-                                 size_t size);
-
 /* Export the tree of checkpoint note (its size S; it must be a tree checkpoint whose root is
  * the root Redis's tiles give at S) into dir, the checkpoint last. Returns 0, or -1 with the
  * reason in err. */

@@ -204,7 +204,7 @@ int audit_guard_accept(struct audit_guard *g, long long seq, const char *hash, c
  * the tree at least as large as the floor, and the roots recomputed from the tiles equal to
  * the floor's (at its size) and to the head's (at the tree's size). root_hex gets the
  * head's root when the tree has the head's size, else "". */
-static enum rpool_status judge_tree(struct rpool *p, const struct audit_keys *k,
+static enum rreply_class judge_tree(struct rpool *p, const struct audit_keys *k,
                                     const struct audit_floor *f, const struct audit_head *head,
                                     enum audit_verdict *v, char root_hex[AUDIT_HASH_HEX_LEN + 1])
 {
@@ -214,25 +214,25 @@ static enum rpool_status judge_tree(struct rpool *p, const struct audit_keys *k,
     root_hex[0] = '\0';
     *v = AUDIT_CHAIN_DIFFERENT;
     if (!head->tree_ok)
-        return RPOOL_OK;
+        return RREPLY_OK;
     if (known && head->tree_size < f->seq) {
         *v = AUDIT_CHAIN_SHORTER;
-        return RPOOL_OK;
+        return RREPLY_OK;
     }
     int rc = audit_tree_roots(p, k, known ? f->seq : 0, head->tree_size, at_floor, at_head);
-    if (rc == AUDIT_TREE_REDIS)
-        return RPOOL_CONN;
+    if (rc == AUDIT_TREE_REDIS || rc == AUDIT_TREE_REDIS_ERROR)
+        return rc == AUDIT_TREE_REDIS ? RREPLY_UNAVAILABLE : RREPLY_INTERNAL;
     crypto_hex(at_floor, sizeof(at_floor), hex);
     if (rc != AUDIT_TREE_OK || (known && strcmp(hex, f->root) != 0) ||
         memcmp(at_head, head->root, sizeof(at_head)) != 0)
-        return RPOOL_OK;
+        return RREPLY_OK;
     if (head->tree_size == head->seq && head->seq > 0)
         crypto_hex(at_head, sizeof(at_head), root_hex);
     *v = AUDIT_CHAIN_HOLDS;
-    return RPOOL_OK;
+    return RREPLY_OK;
 }
 
-enum rpool_status audit_guard_check(struct audit_guard *g, struct rpool *p,
+enum rreply_class audit_guard_check(struct audit_guard *g, struct rpool *p,
                                     const struct audit_keys *k, enum audit_verdict *v,
                                     struct audit_head *head)
 {
@@ -240,11 +240,13 @@ enum rpool_status audit_guard_check(struct audit_guard *g, struct rpool *p,
     struct audit_head h;
     char at[AUDIT_HASH_HEX_LEN + 1], root[AUDIT_HASH_HEX_LEN + 1];
     audit_guard_floor(g, &f);
-    enum rpool_status st = audit_tree_head_at(p, k, f.seq, &h, at);
-    if (st != RPOOL_OK)
+    enum rreply_class st = audit_store_head_at(p, k, f.seq, &h, at);
+    if (st != RREPLY_OK)
         return st;
     *v = audit_guard_judge(&f, h.seq, h.hash, at[0] ? at : NULL);
-    if (*v == AUDIT_CHAIN_HOLDS && (st = judge_tree(p, k, &f, &h, v, root)) != RPOOL_OK)
+    if (*v == AUDIT_CHAIN_HOLDS)
+        st = judge_tree(p, k, &f, &h, v, root);
+    if (st != RREPLY_OK)
         return st;
     if (*v == AUDIT_CHAIN_HOLDS) {
         audit_guard_advance(g, &f, h.seq, h.hash, root);
@@ -254,5 +256,5 @@ enum rpool_status audit_guard_check(struct audit_guard *g, struct rpool *p,
     }
     if (head)
         *head = h;
-    return RPOOL_OK;
+    return RREPLY_OK;
 }

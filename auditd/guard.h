@@ -29,6 +29,7 @@
 #include "entry.h"
 #include "shared/metrics.h"
 #include "shared/redis_pool.h"
+#include "shared/redis_reply.h"
 #include "store.h"
 #include "tree.h"
 
@@ -94,8 +95,8 @@ int audit_guard_accept(struct audit_guard *g, long long seq, const char *hash, c
  * seq), then the roots at the floor's size and at the tree's size recomputed from the
  * stored tiles (one more), judged, then advance or refuse as above, and sync. *v is the
  * verdict; the head goes into head (may be NULL), its root the recomputed one. Returns
- * RPOOL_OK or the failure. */
-enum rpool_status audit_guard_check(struct audit_guard *g, struct rpool *p,
+ * the class of Redis's outcome (redis_reply.h). */
+enum rreply_class audit_guard_check(struct audit_guard *g, struct rpool *p,
                                     const struct audit_keys *k, enum audit_verdict *v,
                                     struct audit_head *head);
 

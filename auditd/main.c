@@ -5,18 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api.h"
 #include "appender.h"
 #include "checkpointer.h"
 #include "config.h"
+#include "handlers.h"
 #include "keyring.h"
-#include "scripts.h"
 #include "shared/app.h"
 #include "shared/log.h"
 #include "store.h"
 
-static const struct script *const AUDIT_SCRIPTS[] = {&script_audit_append, &script_audit_checkpoint,
-                                                     NULL};
 static const char *const AUDIT_FLAGS[] = {"--accept-chain", NULL};
 
 struct auditd {
@@ -28,7 +25,7 @@ struct auditd {
     struct rpool *pool;
     struct audit_appender *appender;
     struct audit_checkpointer *checkpointer;
-    struct audit_api api;
+    struct audit_ctx ctx;
 };
 
 /* `auditd keygen`: a new private key (PEM) and its public key (base64). */
@@ -91,7 +88,7 @@ static int check_chain(struct auditd *d)
 static int check_floor(struct auditd *d)
 {
     enum audit_verdict v;
-    if (audit_guard_check(d->guard, d->pool, &d->keys, &v, NULL) != RPOOL_OK)
+    if (audit_guard_check(d->guard, d->pool, &d->keys, &v, NULL) != RREPLY_OK)
         log_warn(NULL, "redis unavailable at startup: checked on the first append");
     if (audit_guard_sync(d->guard) != 0) {
         fprintf(stderr, "auditd: AUDIT_STATE_DIR=%s: cannot write the state file (see the log)\n",
@@ -124,7 +121,7 @@ static int chain_ready(void *arg, char *reason, size_t size)
 {
     struct auditd *d = arg;
     enum audit_verdict v;
-    if (audit_guard_check(d->guard, d->pool, &d->keys, &v, NULL) == RPOOL_OK
+    if (audit_guard_check(d->guard, d->pool, &d->keys, &v, NULL) == RREPLY_OK
             ? v == AUDIT_CHAIN_HOLDS
             : !audit_guard_refusing(d->guard, NULL, 0))
         return 0;
@@ -174,7 +171,7 @@ static int start(struct app *a, struct auditd *d)
         audit_checkpointer_start(d->pool, &d->keys, active, d->guard, &cc, app_metrics(a));
     if (!d->checkpointer)
         return -1;
-    d->api = (struct audit_api){.pool = app_redis(a),
+    d->ctx = (struct audit_ctx){.pool = app_redis(a),
                                 .keys = &d->keys,
                                 .kr = d->kr,
                                 .appender = d->appender,
@@ -182,7 +179,7 @@ static int start(struct app *a, struct auditd *d)
                                 .checkpointer = d->checkpointer,
                                 .origin = d->conf.origin,
                                 .wait_replicas = d->conf.wait_replicas};
-    audit_api_routes(a, &d->api);
+    audit_routes(a, &d->ctx);
     app_on_ready(a, chain_ready, d);
     app_on_shutdown(a, on_shutdown, d);
     log_info(NULL, "signing with key", LF_S("version", active->name),
@@ -199,7 +196,7 @@ int main(int argc, char **argv)
                                                   .max_body = 1024 * 1024,
                                                   .summary = "hash-chained, signed audit log",
                                                   .env_help = AUDIT_ENV_HELP,
-                                                  .scripts = AUDIT_SCRIPTS,
+                                                  .scripts = AUDIT_STORE_SCRIPTS,
                                                   .flags = AUDIT_FLAGS},
                                argc, argv);
     char **args = app_args(a, &nargs);

@@ -11,13 +11,13 @@
 #define PAGE 1000
 
 /* The hash of entry seq (the trusted starting link of a partial verification). */
-static enum rpool_status hash_of(struct rpool *p, const struct audit_keys *k, long long seq,
+static enum rreply_class hash_of(struct rpool *p, const struct audit_keys *k, long long seq,
                                  char out[AUDIT_HASH_HEX_LEN + 1], int *found)
 {
     struct audit_entry e;
     size_t n = 0;
-    enum rpool_status st = audit_store_range(p, k, seq, seq, 1, &e, &n);
-    *found = st == RPOOL_OK && n == 1;
+    enum rreply_class st = audit_store_range(p, k, seq, seq, 1, &e, &n);
+    *found = st == RREPLY_OK && n == 1;
     if (*found) {
         snprintf(out, AUDIT_HASH_HEX_LEN + 1, "%s", e.hash);
         audit_entry_clear(&e);
@@ -25,19 +25,19 @@ static enum rpool_status hash_of(struct rpool *p, const struct audit_keys *k, lo
     return st;
 }
 
-static enum rpool_status feed_pages(struct rpool *p, const struct audit_keys *k,
+static enum rreply_class feed_pages(struct rpool *p, const struct audit_keys *k,
                                     struct audit_verifier *v, long long next, long long upto,
                                     const struct audit_scan_opts *o)
 {
     struct audit_entry *page = calloc(PAGE, sizeof(*page));
-    enum rpool_status st = RPOOL_OK;
+    enum rreply_class st = RREPLY_OK;
     int stop = 0;
     if (!page)
-        return RPOOL_CONN;
+        return RREPLY_INTERNAL;
     while (!stop && next <= upto) {
         size_t n = 0;
         st = audit_store_range(p, k, next, upto, PAGE, page, &n);
-        if (st != RPOOL_OK || n == 0)
+        if (st != RREPLY_OK || n == 0)
             break;
         for (size_t i = 0; i < n; i++) {
             if (!stop)
@@ -49,19 +49,6 @@ static enum rpool_status feed_pages(struct rpool *p, const struct audit_keys *k,
             o->progress(next - 1, upto, o->progress_arg);
     }
     free(page);
-    return st;
-}
-
-enum rpool_status audit_scan_first_seq(struct rpool *p, const struct audit_keys *k,
-                                       long long *first)
-{
-    const char *argv[] = {"HGET", k->trim, "first_seq"};
-    redisReply *r = NULL;
-    enum rpool_status st = rpool_command(p, 3, argv, NULL, 0, &r);
-    *first = 1;
-    if (st == RPOOL_OK && r->type == REDIS_REPLY_STRING && atoll(r->str) > 1)
-        *first = atoll(r->str);
-    freeReplyObject(r);
     return st;
 }
 
@@ -89,71 +76,58 @@ struct redis_tiles {
 static int redis_tile_read(void *arg, int level, long long index, int width, uint8_t *out)
 {
     struct redis_tiles *rt = arg;
-    char key[128], end[24];
     if (width > audit_tile_width(level, index, rt->size))
         return 0;
-    audit_tile_key(rt->keys, level, index, key, sizeof(key));
-    snprintf(end, sizeof(end), "%d", width * MERKLE_HASH_LEN - 1);
-    const char *argv[] = {"GETRANGE", key, "0", end};
-    redisReply *r = NULL;
-    int rc = -1;
-    if (rpool_command(rt->pool, 4, argv, NULL, 0, &r) == RPOOL_OK &&
-        r->type == REDIS_REPLY_STRING) {
-        rc = r->len == 0 ? 0 : r->len == (size_t)width * MERKLE_HASH_LEN ? 1 : -1;
-        if (rc == 1)
-            memcpy(out, r->str, r->len);
-    }
-    freeReplyObject(r);
-    return rc;
+    return audit_store_tile(rt->pool, rt->keys, level, index, width, out);
 }
 
 /* The tree check over Redis from seq from: the frontier before it from the tiles, the tiles
  * as a source, the head's root expected. Only where the tree covers from - 1 (a chain from
  * before the tree, catching up, has its chain checked alone). */
-static enum rpool_status redis_tree(struct audit_verifier *v, struct redis_tiles *rt,
+static enum rreply_class redis_tree(struct audit_verifier *v, struct redis_tiles *rt,
                                     const struct audit_head *h, long long from, int started)
 {
     struct merkle_frontier f;
     if (!h->tree_ok) {
         audit_verifier_fail(v, h->seq, AUDIT_TREE_MISMATCH);
-        return RPOOL_OK;
+        return RREPLY_OK;
     }
     if (h->tree_size < from - 1 || h->tree_size == 0)
-        return RPOOL_OK;
+        return RREPLY_OK;
     if (!started) {
         int rc = from > 1 ? audit_tree_frontier(rt->pool, rt->keys, from - 1, &f) : AUDIT_TREE_OK;
-        if (rc == AUDIT_TREE_REDIS)
-            return RPOOL_CONN;
+        if (rc == AUDIT_TREE_REDIS || rc == AUDIT_TREE_REDIS_ERROR)
+            return rc == AUDIT_TREE_REDIS ? RREPLY_UNAVAILABLE : RREPLY_INTERNAL;
         if (rc != AUDIT_TREE_OK) {
             audit_verifier_fail(v, from, AUDIT_TILE_MISMATCH);
-            return RPOOL_OK;
+            return RREPLY_OK;
         }
         if (audit_verifier_tree(v, from > 1 ? &f : NULL) != 0)
-            return RPOOL_CONN;
+            return RREPLY_INTERNAL;
     }
     if (audit_verifier_tile_source(v, (struct audit_tile_source){redis_tile_read, rt}) != 0 ||
         audit_verifier_expect_root(v, h->tree_size, h->root) != 0)
-        return RPOOL_CONN;
-    return RPOOL_OK;
+        return RREPLY_INTERNAL;
+    return RREPLY_OK;
 }
 
 /* The head, how far to go, the first seq Redis holds. */
-static enum rpool_status redis_range(struct rpool *p, const struct audit_keys *k,
+static enum rreply_class redis_range(struct rpool *p, const struct audit_keys *k,
                                      const struct audit_scan_opts *o, struct audit_head *h,
                                      long long *upto, long long *first)
 {
-    enum rpool_status st = audit_tree_head(p, k, h);
-    if (st != RPOOL_OK)
+    enum rreply_class st = audit_store_tree_head(p, k, h);
+    if (st != RREPLY_OK)
         return st;
     *upto = h->seq;
     if (!h->exists) /* no head: verify whatever the log holds, then report head_missing */
         st = audit_store_last_seq(p, k, upto);
-    if (st == RPOOL_OK && o->to_seq >= 0 && o->to_seq < *upto)
+    if (st == RREPLY_OK && o->to_seq >= 0 && o->to_seq < *upto)
         *upto = o->to_seq;
-    return st == RPOOL_OK ? audit_scan_first_seq(p, k, first) : st;
+    return st == RREPLY_OK ? audit_store_first_seq(p, k, first) : st;
 }
 
-enum rpool_status audit_scan_redis(struct rpool *p, const struct audit_keys *k,
+enum rreply_class audit_scan_redis(struct rpool *p, const struct audit_keys *k,
                                    const struct audit_keyring *kr, const struct audit_scan_opts *o,
                                    struct audit_vresult *out)
 {
@@ -162,20 +136,20 @@ enum rpool_status audit_scan_redis(struct rpool *p, const struct audit_keys *k,
     char prev[AUDIT_HASH_HEX_LEN + 1];
     long long upto, first;
     int found = 0;
-    enum rpool_status st = redis_range(p, k, o, &h, &upto, &first);
-    if (st == RPOOL_OK && o->from_seq > first)
+    enum rreply_class st = redis_range(p, k, o, &h, &upto, &first);
+    if (st == RREPLY_OK && o->from_seq > first)
         st = hash_of(p, k, o->from_seq - 1, prev, &found);
-    if (st != RPOOL_OK)
+    if (st != RREPLY_OK)
         return st;
     struct audit_verifier *v =
         audit_verifier_create(kr, o->threads, o->from_seq, found ? prev : NULL);
     if (!v)
-        return RPOOL_CONN;
+        return RREPLY_INTERNAL;
     rt.size = h.tree_size;
-    if ((o->tree && (st = redis_tree(v, &rt, &h, o->from_seq, 0)) != RPOOL_OK) ||
+    if ((o->tree && (st = redis_tree(v, &rt, &h, o->from_seq, 0)) != RREPLY_OK) ||
         add_expectations(v, o, o->tree) != 0) {
         audit_verifier_free(v);
-        return st == RPOOL_OK ? RPOOL_CONN : st;
+        return st == RREPLY_OK ? RREPLY_INTERNAL : st;
     }
     if (o->from_seq < first) /* trimmed: the archive has them (audit-verify --tiles) */
         audit_verifier_fail(v, o->from_seq, AUDIT_TRIMMED);
@@ -213,7 +187,7 @@ static int feed_archive(struct audit_archive *a, struct audit_verifier *v,
     return stop || audit_verifier_flush_tiles(v);
 }
 
-enum rpool_status audit_scan_archive(struct audit_archive *a, struct rpool *p,
+enum rreply_class audit_scan_archive(struct audit_archive *a, struct rpool *p,
                                      const struct audit_keys *k, const struct audit_keyring *kr,
                                      const struct audit_scan_opts *o, struct audit_vresult *out)
 {
@@ -222,7 +196,7 @@ enum rpool_status audit_scan_archive(struct audit_archive *a, struct rpool *p,
     struct audit_head h = {.seq = cp->chain_seq, .exists = 1};
     struct redis_tiles rt = {p, k, 0};
     long long upto = cp->size, first = 1;
-    enum rpool_status st = RPOOL_OK;
+    enum rreply_class st = RREPLY_OK;
     memcpy(h.hash, cp->chain_hash, sizeof(h.hash));
     all.tree = 1;
     struct audit_verifier *v = audit_verifier_create(kr, o->threads, 1, NULL);
@@ -232,13 +206,13 @@ enum rpool_status audit_scan_archive(struct audit_archive *a, struct rpool *p,
         audit_verifier_tile_source(v, audit_archive_tiles(a)) != 0 ||
         audit_verifier_expect_root(v, cp->size, cp->root) != 0) {
         audit_verifier_free(v);
-        return RPOOL_CONN;
+        return RREPLY_INTERNAL;
     }
-    if (p && (st = redis_range(p, k, &all, &h, &upto, &first)) == RPOOL_OK) {
+    if (p && (st = redis_range(p, k, &all, &h, &upto, &first)) == RREPLY_OK) {
         rt.size = h.tree_size;
         st = redis_tree(v, &rt, &h, cp->size + 1, 1);
     }
-    if (st == RPOOL_OK && !feed_archive(a, v, o) && p && upto > cp->size) {
+    if (st == RREPLY_OK && !feed_archive(a, v, o) && p && upto > cp->size) {
         if (first > cp->size + 1) /* trimmed past the archive */
             audit_verifier_fail(v, cp->size + 1, AUDIT_TRIMMED);
         else

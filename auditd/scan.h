@@ -30,9 +30,9 @@ struct audit_scan_opts {
     void *progress_arg;
 };
 
-/* Returns RPOOL_OK with out filled, or the Redis failure. Entries trimmed from Redis that
- * the range asks for are reported as trimmed (unverifiable, not tampered). */
-enum rpool_status audit_scan_redis(struct rpool *p, const struct audit_keys *k,
+/* Returns RREPLY_OK with out filled, or the class of the Redis failure. Entries trimmed from Redis
+ * that the range asks for are reported as trimmed (unverifiable, not tampered). */
+enum rreply_class audit_scan_redis(struct rpool *p, const struct audit_keys *k,
                                    const struct audit_keyring *kr,
                                    const struct audit_scan_opts *opts, struct audit_vresult *out);
 
@@ -46,13 +46,10 @@ int audit_scan_file(FILE *f, const struct audit_keyring *kr, const struct audit_
 /* Verify archive a from seq 1 to its size (its checkpoint is one of the expectations), with
  * its tiles; then, when p is not NULL, the chain Redis holds after it, up to Redis's head
  * (Redis's tiles compared too). Without p the archive's checkpoint stands for the head.
- * from_seq and to_seq are not used. Returns RPOOL_OK with out filled, or the failure. */
-enum rpool_status audit_scan_archive(struct audit_archive *a, struct rpool *p,
+ * from_seq and to_seq are not used. Returns RREPLY_OK with out filled, or the class of the failure.
+ */
+enum rreply_class audit_scan_archive(struct audit_archive *a, struct rpool *p,
                                      const struct audit_keys *k, const struct audit_keyring *kr,
                                      const struct audit_scan_opts *opts, struct audit_vresult *out);
-
-/* The first seq Redis still holds after audit-trim (1 when nothing was trimmed). */
-enum rpool_status audit_scan_first_seq(struct rpool *p, const struct audit_keys *k,
-                                       long long *first);
 
 #endif

@@ -50,108 +50,6 @@ int audit_head_parse(redisReply *const *f, struct audit_head *h)
     return 0;
 }
 
-enum rpool_status audit_tree_head(struct rpool *p, const struct audit_keys *k, struct audit_head *h)
-{
-    const char *argv[] = {"HMGET", k->head, AUDIT_HEAD_FIELDS};
-    redisReply *r = NULL;
-    enum rpool_status st = rpool_command(p, 7, argv, NULL, 0, &r);
-    if (st == RPOOL_OK &&
-        (r->type != REDIS_REPLY_ARRAY || r->elements != 5 || audit_head_parse(r->element, h) != 0))
-        st = RPOOL_REPLY_ERROR;
-    freeReplyObject(r);
-    return st;
-}
-
-/* The "hash" field of the one entry an XRANGE id id reply holds, into out ("" if none). */
-static void entry_hash(const redisReply *r, char out[AUDIT_HASH_HEX_LEN + 1])
-{
-    out[0] = '\0';
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 ||
-        r->element[0]->type != REDIS_REPLY_ARRAY || r->element[0]->elements != 2)
-        return;
-    const redisReply *f = r->element[0]->element[1];
-    for (size_t j = 0; f->type == REDIS_REPLY_ARRAY && j + 1 < f->elements; j += 2)
-        if (f->element[j]->str && strcmp(f->element[j]->str, "hash") == 0 &&
-            f->element[j + 1]->type == REDIS_REPLY_STRING)
-            snprintf(out, AUDIT_HASH_HEX_LEN + 1, "%s", f->element[j + 1]->str);
-}
-
-enum rpool_status audit_tree_head_at(struct rpool *p, const struct audit_keys *k, long long at_seq,
-                                     struct audit_head *h, char hash_at[AUDIT_HASH_HEX_LEN + 1])
-{
-    char id[32];
-    snprintf(id, sizeof(id), "%lld-0", at_seq);
-    const char *head_argv[] = {"HMGET", k->head, AUDIT_HEAD_FIELDS};
-    const char *at_argv[] = {"XRANGE", k->log, id, id};
-    struct rpool_cmd cmds[2] = {{.argc = 7, .argv = head_argv}, {.argc = 4, .argv = at_argv}};
-    redisReply *r[2] = {NULL, NULL};
-    size_t n = at_seq > 0 ? 2 : 1;
-    hash_at[0] = '\0';
-    enum rpool_status st = rpool_exec(p, cmds, n, r, 0);
-    if (st != RPOOL_OK)
-        return st;
-    if (r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements != 5 ||
-        audit_head_parse(r[0]->element, h) != 0)
-        st = RPOOL_REPLY_ERROR;
-    if (n == 2)
-        entry_hash(r[1], hash_at);
-    for (size_t i = 0; i < n; i++)
-        freeReplyObject(r[i]);
-    return st;
-}
-
-void audit_tile_key(const struct audit_keys *k, int level, long long index, char *out, size_t size)
-{
-    snprintf(out, size, "%s%d:%lld", k->tile, level, index);
-}
-
-enum rpool_status audit_tree_fetch(struct rpool *p, const struct audit_keys *k,
-                                   struct audit_tileset *s, struct audit_head *head)
-{
-    size_t first = head ? 1 : 0, n = first + s->n; /* the head's HMGET goes first */
-    struct rpool_cmd *cmds = calloc(n, sizeof(*cmds));
-    redisReply **replies = calloc(n, sizeof(redisReply *));
-    char(*keys)[128] = calloc(s->n + 1, 128), (*ends)[24] = calloc(s->n + 1, 24);
-    const char **argv = calloc(4 * s->n + 1, sizeof(*argv));
-    const char *head_argv[] = {"HMGET", k->head, AUDIT_HEAD_FIELDS};
-    enum rpool_status st = RPOOL_CONN;
-    if (!cmds || !replies || !keys || !ends || !argv)
-        goto done;
-    if (head)
-        cmds[0] = (struct rpool_cmd){.argc = 7, .argv = head_argv};
-    for (size_t i = 0; i < s->n; i++) {
-        audit_tile_key(k, s->t[i].level, s->t[i].index, keys[i], 128);
-        snprintf(ends[i], 24, "%d", s->t[i].width * MERKLE_HASH_LEN - 1);
-        const char **a = argv + 4 * i;
-        a[0] = "GETRANGE";
-        a[1] = keys[i];
-        a[2] = "0";
-        a[3] = ends[i];
-        cmds[first + i] = (struct rpool_cmd){.argc = 4, .argv = a};
-    }
-    st = n ? rpool_exec(p, cmds, n, replies, 0) : RPOOL_OK;
-    if (st == RPOOL_OK && head &&
-        (replies[0]->type != REDIS_REPLY_ARRAY || replies[0]->elements != 5 ||
-         audit_head_parse(replies[0]->element, head) != 0))
-        st = RPOOL_REPLY_ERROR;
-    for (size_t i = 0; i < s->n && replies[first + i]; i++) {
-        const redisReply *r = replies[first + i];
-        size_t want = (size_t)s->t[i].width * MERKLE_HASH_LEN;
-        if (st == RPOOL_OK && r->type == REDIS_REPLY_STRING && r->len == want &&
-            (s->t[i].data = malloc(want)) != NULL)
-            memcpy(s->t[i].data, r->str, want);
-    }
-    for (size_t i = 0; i < n; i++)
-        freeReplyObject(replies[i]);
-done:
-    free(cmds);
-    free(replies);
-    free(keys);
-    free(ends);
-    free(argv);
-    return st;
-}
-
 /* One computation over the tiles: which, on what sizes, into what. */
 struct tree_op {
     int kind; /* 0 root, 1 inclusion, 2 consistency, 3 two roots, 4 frontier */
@@ -187,8 +85,9 @@ static int with_tiles(struct rpool *p, const struct audit_keys *k, const struct 
     audit_tileset_init(&s);
     if (run_op(op, &s) != 0 || s.failed)
         goto done;
-    rc = AUDIT_TREE_REDIS;
-    if (audit_tree_fetch(p, k, &s, head) != RPOOL_OK)
+    enum rreply_class c = audit_store_tiles(p, k, &s, head);
+    rc = c == RREPLY_UNAVAILABLE ? AUDIT_TREE_REDIS : AUDIT_TREE_REDIS_ERROR;
+    if (c != RREPLY_OK)
         goto done;
     rc = !head                     ? AUDIT_TREE_OK
          : !head->tree_ok          ? AUDIT_TREE_MALFORMED
@@ -248,7 +147,7 @@ int audit_tree_holds(struct rpool *p, const struct audit_keys *k, const struct a
     struct audit_head h;
     char at[AUDIT_HASH_HEX_LEN + 1];
     uint8_t root[MERKLE_HASH_LEN];
-    if (audit_tree_head_at(p, k, cp->chain_seq, &h, at) != RPOOL_OK)
+    if (audit_store_head_at(p, k, cp->chain_seq, &h, at) != RREPLY_OK)
         return -1;
     const char *have = cp->chain_seq == 0       ? AUDIT_ZERO_HASH /* every chain holds none */
                        : h.seq == cp->chain_seq ? h.hash
@@ -257,7 +156,7 @@ int audit_tree_holds(struct rpool *p, const struct audit_keys *k, const struct a
         strcmp(have, cp->chain_hash) != 0)
         return 1;
     int rc = audit_tree_root(p, k, cp->size, root);
-    if (rc == AUDIT_TREE_REDIS)
+    if (rc == AUDIT_TREE_REDIS || rc == AUDIT_TREE_REDIS_ERROR)
         return -1;
     return rc == AUDIT_TREE_OK && memcmp(root, cp->root, sizeof(root)) == 0 ? 0 : 1;
 }

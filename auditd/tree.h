@@ -10,7 +10,8 @@
  * Only audit_append.lua writes them, in the compare-and-set that appends the entries. Redis's
  * Lua has no SHA-256, so the appender computes the hashes (it knows the head it builds on)
  * and the script checks head, tree size and each tile's length before it appends: instances
- * appending together keep one tree. Reads here serve proofs, roots and tiles. Thread-safe. */
+ * appending together keep one tree. The computations here (proofs, roots, frontiers) read
+ * the tiles through store.h. Thread-safe. */
 #ifndef AUDIT_TREE_H
 #define AUDIT_TREE_H
 
@@ -34,37 +35,20 @@ struct audit_head {
     struct merkle_frontier frontier;
 };
 
-/* The head fields' names as audit_append.lua and audit_tree_head read them, in this order. */
+/* The head fields' names as audit_append.lua and audit_store_tree_head read them, in this order. */
 #define AUDIT_HEAD_FIELDS "seq", "hash", "tsize", "root", "frontier"
 
 /* Fill h from the five replies of the fields above (nil: absent). Returns 0, or -1 if a
  * reply is not a string or nil. */
 int audit_head_parse(redisReply *const *f, struct audit_head *h);
 
-/* Read the head and its tree in one HMGET. */
-enum rpool_status audit_tree_head(struct rpool *p, const struct audit_keys *k,
-                                  struct audit_head *h);
-
-/* The head (as audit_tree_head) and the stored hash of entry at_seq (at_seq 0: not read) in
- * one round trip (pipelined). hash_at is "" when there is no such entry. */
-enum rpool_status audit_tree_head_at(struct rpool *p, const struct audit_keys *k, long long at_seq,
-                                     struct audit_head *h, char hash_at[AUDIT_HASH_HEX_LEN + 1]);
-
-/* The key of tile (level, index) into out. */
-void audit_tile_key(const struct audit_keys *k, int level, long long index, char *out, size_t size);
-
-/* Fill every tile of s from Redis in one pipelined round trip; a tile that holds fewer
- * hashes than its width (trimmed, or never written) keeps data NULL. With head (may be
- * NULL), the head and its tree are read in the same round trip. */
-enum rpool_status audit_tree_fetch(struct rpool *p, const struct audit_keys *k,
-                                   struct audit_tileset *s, struct audit_head *head);
-
 /* Results of the computations over the stored tiles below. */
 #define AUDIT_TREE_OK 0
-#define AUDIT_TREE_REDIS (-1)     /* Redis failed */
-#define AUDIT_TREE_MISSING (-2)   /* a tile it needs is not stored (trimmed, or tampered) */
-#define AUDIT_TREE_BAD (-3)       /* impossible sizes, or past the stored tree */
-#define AUDIT_TREE_MALFORMED (-4) /* the head's tree fields are malformed */
+#define AUDIT_TREE_REDIS (-1)       /* Redis unavailable (503) */
+#define AUDIT_TREE_MISSING (-2)     /* a tile it needs is not stored (trimmed, or tampered) */
+#define AUDIT_TREE_BAD (-3)         /* impossible sizes, or past the stored tree */
+#define AUDIT_TREE_MALFORMED (-4)   /* the head's tree fields are malformed */
+#define AUDIT_TREE_REDIS_ERROR (-5) /* Redis answered an error (500) */
 
 /* The root of the first n leaves, from the stored tiles (two round trips at most). */
 int audit_tree_root(struct rpool *p, const struct audit_keys *k, long long n,

@@ -10,7 +10,6 @@
 #include "admin_client.h"
 #include "archive.h"
 #include "scan.h"
-#include "scripts.h"
 #include "tree.h"
 
 #define KEYS_PER_CALL 1000 /* tile keys one audit_trim.lua call deletes */
@@ -27,7 +26,7 @@ static int archive_verifies(struct audit_archive *a, const struct audit_keyring 
                  o->before_seq - 1);
         return -1;
     }
-    if (audit_scan_archive(a, NULL, NULL, kr, &so, &res) != RPOOL_OK || !res.ok) {
+    if (audit_scan_archive(a, NULL, NULL, kr, &so, &res) != RREPLY_OK || !res.ok) {
         snprintf(err, errsize, "the archive does not verify: %s at seq %lld",
                  audit_reason_name(res.reason), res.first_bad_seq);
         return -1;
@@ -68,26 +67,10 @@ static int record(const struct audit_archive *a, const struct audit_trim_opts *o
 static int run_script(struct rpool *p, const struct audit_keys *k, const struct audit_trim_opts *o,
                       long long rec, char (*keys)[128], size_t nkeys, struct audit_trim_result *res)
 {
-    char first[24], seq[24];
-    snprintf(first, sizeof(first), "%lld", o->before_seq);
-    snprintf(seq, sizeof(seq), "%lld", rec);
     for (size_t at = 0; at == 0 || at < nkeys; at += KEYS_PER_CALL) {
         size_t n = nkeys - at < KEYS_PER_CALL ? nkeys - at : KEYS_PER_CALL;
-        const char *argv[KEYS_PER_CALL + 4] = {k->log, k->trim};
-        for (size_t i = 0; i < n; i++)
-            argv[2 + i] = keys[at + i];
-        argv[2 + n] = first;
-        argv[3 + n] = seq;
-        redisReply *r = NULL;
-        enum rpool_status st =
-            rpool_eval(p, &script_audit_trim, (int)(2 + n), (int)(4 + n), argv, NULL, 0, &r);
-        int ok = st == RPOOL_OK && r->type == REDIS_REPLY_ARRAY && r->elements == 3;
-        if (ok) {
-            res->entries_removed += r->element[1]->integer;
-            res->tiles_removed += r->element[2]->integer;
-        }
-        freeReplyObject(r);
-        if (!ok)
+        if (audit_store_trim(p, k, o->before_seq, rec, keys + at, n, &res->entries_removed,
+                             &res->tiles_removed) != 0)
             return -1;
     }
     return 0;
@@ -131,7 +114,7 @@ int audit_trim(struct rpool *p, const struct audit_keys *k, const struct audit_k
     if (!a || archive_verifies(a, kr, o, err, errsize) != 0)
         goto done;
     rc = AUDIT_TRIM_FAILED;
-    if (audit_scan_first_seq(p, k, &first) != RPOOL_OK) {
+    if (audit_store_first_seq(p, k, &first) != RREPLY_OK) {
         snprintf(err, errsize, "redis unavailable");
         goto done;
     }
