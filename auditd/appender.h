@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* appender: the one writer of a chain within a process. Requests queue up; one thread
- * takes whatever is waiting (up to AUDIT_BATCH_MAX requests), builds their entries on the
- * head it knows, signs them and commits them with one audit_append.lua compare-and-set
- * (group commit). On a conflict (another instance moved the head) it rebuilds the batch
- * on the new head and tries again. The same script call refuses a chain that no longer
- * holds the guard's floor (guard.h). A request is answered only once its entries are in
- * Redis and the floor is remembered (or the attempt failed). */
+/* appender: the one writer of a chain within a process. It runs an event loop on a thread
+ * of its own, with its own Redis client (redis_client.h). Requests are posted to it from
+ * any thread; what arrived during one turn of its loop (and while the previous call was in
+ * flight), up to AUDIT_BATCH_MAX requests, is built on the head it knows, signed and
+ * committed with one audit_append.lua compare-and-set (group commit). On a conflict
+ * (another instance moved the head) it rebuilds the batch on the new head and tries again.
+ * The same script call refuses a chain that no longer holds the guard's floor (guard.h).
+ * A request is answered (its done function called, on the appender's thread) only once
+ * its entries are in Redis and the floor is remembered, or the attempt failed. */
 #ifndef AUDIT_APPENDER_H
 #define AUDIT_APPENDER_H
 
@@ -17,7 +19,7 @@
 #include "guard.h"
 #include "keyring.h"
 #include "shared/metrics.h"
-#include "shared/redis_pool.h"
+#include "shared/redis_client.h"
 #include "store.h"
 
 enum audit_item_state {
@@ -43,14 +45,22 @@ enum audit_append_status {
     AUDIT_APPEND_STATE,       /* appended, but AUDIT_STATE_DIR could not be written */
 };
 
+struct audit_request;
+
+/* Called once on the appender's thread when req is answered (status, replicas_acked and
+ * each item's state and entry set). It may free req. */
+typedef void (*audit_request_done_fn)(struct audit_request *req);
+
 struct audit_request {
     struct audit_item *items;
     size_t n;
     enum audit_append_status status;
     long long replicas_acked;
     int accept; /* an operator's accept: see audit_appender_accept */
-    int done;
-    pthread_cond_t done_cv; /* private to the appender */
+    audit_request_done_fn done;
+    void *arg; /* the caller's */
+    /* private to the appender */
+    struct audit_appender *ap;
     struct audit_request *next;
 };
 
@@ -63,16 +73,22 @@ struct audit_appender_config {
 
 struct audit_appender;
 
-/* Starts the appender thread. kr must hold an active signing key; everything is borrowed
- * for the appender's life. NULL on failure. */
-struct audit_appender *audit_appender_create(struct rpool *p, const struct audit_keys *k,
+/* Starts the appender's thread and loop, with a client of rconf (one connection is
+ * enough). kr must hold an active signing key; everything is borrowed for the appender's
+ * life. NULL with the reason in err on failure. */
+struct audit_appender *audit_appender_create(const struct rcl_config *rconf,
+                                             const struct audit_keys *k,
                                              const struct audit_keyring *kr, struct audit_guard *g,
                                              const struct audit_appender_config *conf,
-                                             struct metrics *m);
+                                             struct metrics *m, char *err, size_t errsize);
 
-/* Queue req (items filled, state pending) and block until it is committed or failed;
- * then req->status and each item's state/entry are set. Thread-safe. */
-void audit_appender_submit(struct audit_appender *ap, struct audit_request *req);
+/* Queue req (items filled, state pending, done set; req and its items stay the caller's
+ * until done runs). Thread-safe and never blocks. Returns 0, or -1 when out of memory
+ * (done will not run). */
+int audit_appender_submit(struct audit_appender *ap, struct audit_request *req);
+
+/* Queue req and wait for its answer (startup, and callers that may block). */
+void audit_appender_submit_wait(struct audit_appender *ap, struct audit_request *req);
 
 /* What an accept adopted: the floor the instance remembered, the head it accepted (the
  * entry's predecessor, unless the key's audit.key_activated came first), and the
@@ -84,18 +100,26 @@ struct audit_acceptance {
 };
 
 /* An operator says the chain Redis shows now is the one to go on with (after restoring an
- * older backup, say): if its head and log agree, append an audit.chain_accepted event
- * (actor auditd; metadata via, remembered_seq/hash, accepted_seq/hash) on it and reset the
- * guard's floor to that entry. Blocks like submit; thread-safe. Returns the status
- * (AUDIT_APPEND_BROKEN: head and log disagree, nothing accepted); out is filled on OK. */
+ * older backup, say): a request with accept set and the one item this fills (its event
+ * audit.chain_accepted, actor auditd, metadata via; caller frees it) appends, if the
+ * chain's head and log agree, that event on it, with remembered_seq/hash and
+ * accepted_seq/hash added, and resets the guard's floor to that entry (AUDIT_APPEND_BROKEN:
+ * head and log disagree, nothing accepted). Returns 0, or -1 out of memory. */
+int audit_accept_item(struct audit_item *item, const char *via);
+/* What the accepted item says (its entry moved into out). */
+void audit_acceptance_read(struct audit_item *item, struct audit_acceptance *out);
+
+/* The same, waiting for the answer (startup). out is filled on OK. */
 enum audit_append_status audit_appender_accept(struct audit_appender *ap, const char *via,
                                                struct audit_acceptance *out);
 
 /* Check that the head and the log agree (head seq = last entry's seq and head hash = its
- * hash, or both empty). Returns 0; -1 with the mismatch in err; -2 if Redis is down. */
+ * hash, or both empty), and wait for the answer (startup). Returns 0; -1 with the
+ * mismatch in err; -2 if Redis is down. */
 int audit_appender_check(struct audit_appender *ap, char *err, size_t errsize);
 
-/* Finish what is queued, stop the thread, free. NULL does nothing. */
+/* Finish what is queued, stop the thread, free. No request may be submitted from then on.
+ * NULL does nothing. */
 void audit_appender_free(struct audit_appender *ap);
 
 #endif

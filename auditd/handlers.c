@@ -86,7 +86,7 @@ static void handle_event(struct http_req *r, void *arg)
         http_invalid(r, e.field, "%s", e.detail);
         return;
     }
-    audit_appender_submit(ctx->appender, &req);
+    audit_appender_submit_wait(ctx->appender, &req);
     if (append_failed(r, ctx, req.status) == 0) {
         json_t *out = item_json(ctx, &item, &c);
         if (c != RREPLY_OK) {
@@ -118,7 +118,7 @@ static void handle_batch(struct http_req *r, void *arg)
         return;
     }
     struct audit_request req = {.items = items, .n = n};
-    audit_appender_submit(ctx->appender, &req);
+    audit_appender_submit_wait(ctx->appender, &req);
     if (append_failed(r, ctx, req.status) == 0) {
         json_t *entries = json_array();
         for (size_t i = 0; i < n && c == RREPLY_OK; i++)
@@ -348,7 +348,7 @@ static void handle_trim(struct http_req *r, void *arg)
         http_problem(r, 500, "internal", "out of memory");
         return;
     }
-    audit_appender_submit(ctx->appender, &req);
+    audit_appender_submit_wait(ctx->appender, &req);
     if (append_failed(r, ctx, req.status) == 0)
         http_reply_json(r, 200, json_pack("{s:o}", "entry", audit_entry_json(&item.entry, 1)));
     json_decref(item.event);

@@ -23,10 +23,28 @@ struct auditd {
     struct audit_guard *guard;
     int accept_chain; /* --accept-chain */
     struct rpool *pool;
+    struct rcl_config rconf;
     struct audit_appender *appender;
     struct audit_checkpointer *checkpointer;
     struct audit_ctx ctx;
 };
+
+/* The Redis client settings of the appender's loop: the REDIS_* variables as the pool
+ * reads them, with one connection. */
+static void redis_client_config(struct app *a, struct rcl_config *rc)
+{
+    struct rpool_config pc;
+    rpool_config_defaults(&pc);
+    rpool_config_load(&pc, app_cfg(a));
+    *rc = (struct rcl_config){.url = pc.url,
+                              .pool_size = 2,
+                              .loops = 1,
+                              .min_idle = 1,
+                              .max_conn_age_ms = pc.max_conn_age_ms,
+                              .pool_timeout_ms = pc.pool_timeout_ms,
+                              .connect_timeout_ms = pc.connect_timeout_ms,
+                              .command_timeout_ms = pc.command_timeout_ms};
+}
 
 /* `auditd keygen`: a new private key (PEM) and its public key (base64). */
 static int cmd_keygen(void)
@@ -158,8 +176,14 @@ static int start(struct app *a, struct auditd *d)
                                          "Active signing key version", "version"),
                            active->name),
                1);
-    d->appender = audit_appender_create(d->pool, &d->keys, d->kr, d->guard, &ac, app_metrics(a));
-    if (!d->appender || check_chain(d) != 0)
+    redis_client_config(a, &d->rconf);
+    d->appender = audit_appender_create(&d->rconf, &d->keys, d->kr, d->guard, &ac, app_metrics(a),
+                                        err, sizeof(err));
+    if (!d->appender) {
+        fprintf(stderr, "auditd: %s\n", err);
+        return -1;
+    }
+    if (check_chain(d) != 0)
         return -1;
     if (d->accept_chain ? accept_at_start(d) != 0 : check_floor(d) != 0)
         return -1;

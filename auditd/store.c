@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* store: auditd's keys, scripts and Redis calls (see store.h). */
+/* store: auditd's keys, scripts and Redis calls (see store.h), each one a query (query.h)
+ * run by the pool or by a loop's client. */
 #include "store.h"
 
 #include <stdio.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 
 #include "appender.h"
+#include "query.h"
 #include "scripts.h"
 #include "shared/crypto.h"
 #include "tree.h"
@@ -45,65 +47,103 @@ void audit_tile_key(const struct audit_keys *k, int level, long long index, char
     snprintf(out, size, "%s%d:%lld", k->tile, level, index);
 }
 
-/* The class of a call's outcome; a reply of type want (0: any) when it is OK, or the
- * call is internal (auditd never writes another shape). */
-static enum rreply_class classify(enum rpool_status st, const redisReply *r, int want)
-{
-    enum rreply_class c = rreply_classify(st, r);
-    if (c == RREPLY_OK && want && r->type != want)
-        c = RREPLY_INTERNAL;
-    return c;
-}
-
-/* One command, its reply of type want (freed here) passed to parse when OK. */
-static enum rreply_class command(struct rpool *p, int argc, const char *const *argv, int want,
-                                 redisReply **reply)
-{
-    *reply = NULL;
-    enum rpool_status st = rpool_command(p, argc, argv, NULL, 0, reply);
-    return classify(st, *reply, want);
-}
-
 /* ---- the chain ---- */
 
-/* An HMGET seq hash reply into seq, hash and exists (absent head: 0, zero hash). */
-static void parse_head(const redisReply *r, long long *seq, char hash[AUDIT_HASH_HEX_LEN + 1],
-                       int *exists)
+/* HMGET head seq hash: out seq, hash, exists (absent head: 0, zero hash). */
+static enum rreply_class parse_head(struct audit_query *q, redisReply **r)
 {
-    if (r->elements == 2 && r->element[0]->type == REDIS_REPLY_STRING &&
-        r->element[1]->type == REDIS_REPLY_STRING) {
-        *seq = atoll(r->element[0]->str);
-        snprintf(hash, AUDIT_HASH_HEX_LEN + 1, "%s", r->element[1]->str);
+    long long *seq = q->out[0];
+    char *hash = q->out[1];
+    int *exists = q->out[2];
+    if (r[0]->type != REDIS_REPLY_ARRAY)
+        return RREPLY_INTERNAL;
+    if (r[0]->elements == 2 && r[0]->element[0]->type == REDIS_REPLY_STRING &&
+        r[0]->element[1]->type == REDIS_REPLY_STRING) {
+        *seq = atoll(r[0]->element[0]->str);
+        snprintf(hash, AUDIT_HASH_HEX_LEN + 1, "%s", r[0]->element[1]->str);
         *exists = 1;
     }
+    return RREPLY_OK;
+}
+
+static void q_head(struct audit_query *q, const struct audit_keys *k, long long *seq,
+                   char hash[AUDIT_HASH_HEX_LEN + 1], int *exists)
+{
+    *seq = 0;
+    *exists = 0;
+    memcpy(hash, AUDIT_ZERO_HASH, AUDIT_HASH_HEX_LEN + 1);
+    audit_query_add(q, 4, "HMGET", k->head, "seq", "hash");
+    q->out[0] = seq;
+    q->out[1] = hash;
+    q->out[2] = exists;
+    q->parse = parse_head;
 }
 
 enum rreply_class audit_store_head(struct rpool *p, const struct audit_keys *k, long long *seq,
                                    char hash[AUDIT_HASH_HEX_LEN + 1], int *exists)
 {
-    const char *argv[] = {"HMGET", k->head, "seq", "hash"};
-    redisReply *r;
-    enum rreply_class c = command(p, 4, argv, REDIS_REPLY_ARRAY, &r);
-    *seq = 0;
-    *exists = 0;
-    memcpy(hash, AUDIT_ZERO_HASH, AUDIT_HASH_HEX_LEN + 1);
-    if (c == RREPLY_OK)
-        parse_head(r, seq, hash, exists);
-    freeReplyObject(r);
-    return c;
+    struct audit_query q = {0};
+    q_head(&q, k, seq, hash, exists);
+    return audit_query_run(p, &q);
+}
+
+int audit_store_head_async(struct rclient *rc, const struct audit_keys *k, long long *seq,
+                           char hash[AUDIT_HASH_HEX_LEN + 1], int *exists, audit_done_fn fn,
+                           void *arg)
+{
+    struct audit_query *q = audit_query_new();
+    if (!q)
+        return -1;
+    q_head(q, k, seq, hash, exists);
+    return audit_query_send(rc, q, fn, arg);
+}
+
+/* XREVRANGE log + - COUNT 1 (reply i of the query): out[3] the last seq. */
+static enum rreply_class parse_last(struct audit_query *q, redisReply *r)
+{
+    long long *seq = q->out[3];
+    if (r->type != REDIS_REPLY_ARRAY)
+        return RREPLY_INTERNAL;
+    if (r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
+        r->element[0]->elements == 2 && r->element[0]->element[0]->type == REDIS_REPLY_STRING)
+        *seq = atoll(r->element[0]->element[0]->str);
+    return RREPLY_OK;
+}
+
+static enum rreply_class parse_last_seq(struct audit_query *q, redisReply **r)
+{
+    return parse_last(q, r[0]);
 }
 
 enum rreply_class audit_store_last_seq(struct rpool *p, const struct audit_keys *k, long long *seq)
 {
-    const char *argv[] = {"XREVRANGE", k->log, "+", "-", "COUNT", "1"};
-    redisReply *r;
-    enum rreply_class c = command(p, 6, argv, REDIS_REPLY_ARRAY, &r);
+    struct audit_query q = {0};
     *seq = 0;
-    if (c == RREPLY_OK && r->elements == 1 && r->element[0]->type == REDIS_REPLY_ARRAY &&
-        r->element[0]->elements == 2)
-        *seq = atoll(r->element[0]->element[0]->str);
-    freeReplyObject(r);
-    return c;
+    audit_query_add(&q, 6, "XREVRANGE", k->log, "+", "-", "COUNT", "1");
+    q.out[3] = seq;
+    q.parse = parse_last_seq;
+    return audit_query_run(p, &q);
+}
+
+static enum rreply_class parse_ends(struct audit_query *q, redisReply **r)
+{
+    enum rreply_class c = parse_head(q, r);
+    return c == RREPLY_OK ? parse_last(q, r[1]) : c;
+}
+
+int audit_store_ends_async(struct rclient *rc, const struct audit_keys *k, long long *head_seq,
+                           char hash[AUDIT_HASH_HEX_LEN + 1], int *exists, long long *last_seq,
+                           audit_done_fn fn, void *arg)
+{
+    struct audit_query *q = audit_query_new();
+    if (!q)
+        return -1;
+    q_head(q, k, head_seq, hash, exists);
+    *last_seq = 0;
+    audit_query_add(q, 6, "XREVRANGE", k->log, "+", "-", "COUNT", "1");
+    q->out[3] = last_seq;
+    q->parse = parse_ends;
+    return audit_query_send(rc, q, fn, arg);
 }
 
 int audit_entry_from_stored(struct audit_entry *e, long long seq, const char *body, size_t body_len,
@@ -133,7 +173,8 @@ static int stream_entry(const redisReply *it, struct audit_entry *e)
     const char *body = NULL, *hash = NULL, *sig = NULL;
     size_t body_len = 0;
     char *end;
-    if (it->type != REDIS_REPLY_ARRAY || it->elements != 2)
+    if (it->type != REDIS_REPLY_ARRAY || it->elements != 2 ||
+        it->element[0]->type != REDIS_REPLY_STRING)
         return 0;
     long long seq = strtoll(it->element[0]->str, &end, 10);
     if (strcmp(end, "-0") != 0)
@@ -142,6 +183,8 @@ static int stream_entry(const redisReply *it, struct audit_entry *e)
     for (size_t j = 0; f->type == REDIS_REPLY_ARRAY && j + 1 < f->elements; j += 2) {
         const char *name = f->element[j]->str;
         const redisReply *v = f->element[j + 1];
+        if (!name || v->type != REDIS_REPLY_STRING)
+            continue;
         if (strcmp(name, "body") == 0) {
             body = v->str;
             body_len = v->len;
@@ -156,49 +199,122 @@ static int stream_entry(const redisReply *it, struct audit_entry *e)
     return 1;
 }
 
+static enum rreply_class parse_range(struct audit_query *q, redisReply **r)
+{
+    struct audit_entry *out = q->out[0];
+    size_t *n = q->out[1];
+    if (r[0]->type != REDIS_REPLY_ARRAY)
+        return RREPLY_INTERNAL;
+    for (size_t i = 0; i < r[0]->elements && *n < (size_t)q->max; i++)
+        *n += (size_t)stream_entry(r[0]->element[i], &out[*n]);
+    return RREPLY_OK;
+}
+
+static void q_range(struct audit_query *q, const struct audit_keys *k, long long from, long long to,
+                    size_t max, struct audit_entry *out, size_t *n)
+{
+    *n = 0;
+    snprintf(q->num[0], sizeof(q->num[0]), "%lld-0", from);
+    if (to < 0)
+        snprintf(q->num[1], sizeof(q->num[1]), "+");
+    else
+        snprintf(q->num[1], sizeof(q->num[1]), "%lld-0", to);
+    snprintf(q->num[2], sizeof(q->num[2]), "%zu", max);
+    audit_query_add(q, 6, "XRANGE", k->log, q->num[0], q->num[1], "COUNT", q->num[2]);
+    q->out[0] = out;
+    q->out[1] = n;
+    q->max = (long long)max;
+    q->parse = parse_range;
+}
+
 enum rreply_class audit_store_range(struct rpool *p, const struct audit_keys *k, long long from,
                                     long long to, size_t max, struct audit_entry *out, size_t *n)
 {
-    char start[32], end[32], count[24];
-    snprintf(start, sizeof(start), "%lld-0", from);
-    if (to < 0)
-        snprintf(end, sizeof(end), "+");
-    else
-        snprintf(end, sizeof(end), "%lld-0", to);
-    snprintf(count, sizeof(count), "%zu", max);
-    const char *argv[] = {"XRANGE", k->log, start, end, "COUNT", count};
-    redisReply *r;
-    enum rreply_class c = command(p, 6, argv, REDIS_REPLY_ARRAY, &r);
-    *n = 0;
-    for (size_t i = 0; c == RREPLY_OK && i < r->elements && *n < max; i++)
-        *n += (size_t)stream_entry(r->element[i], &out[*n]);
-    freeReplyObject(r);
-    return c;
+    struct audit_query q = {0};
+    q_range(&q, k, from, to, max, out, n);
+    return audit_query_run(p, &q);
+}
+
+int audit_store_range_async(struct rclient *rc, const struct audit_keys *k, long long from,
+                            long long to, size_t max, struct audit_entry *out, size_t *n,
+                            audit_done_fn fn, void *arg)
+{
+    struct audit_query *q = audit_query_new();
+    if (!q)
+        return -1;
+    q_range(q, k, from, to, max, out, n);
+    return audit_query_send(rc, q, fn, arg);
+}
+
+static enum rreply_class parse_key_table(struct audit_query *q, redisReply **r)
+{
+    json_t **out = q->out[0];
+    if (r[0]->type != REDIS_REPLY_ARRAY)
+        return RREPLY_INTERNAL;
+    for (size_t i = 0; i + 1 < r[0]->elements; i += 2)
+        if (r[0]->element[i]->str && r[0]->element[i + 1]->str)
+            json_object_set_new(*out, r[0]->element[i]->str,
+                                json_integer(atoll(r[0]->element[i + 1]->str)));
+    return RREPLY_OK;
+}
+
+static void q_key_table(struct audit_query *q, const struct audit_keys *k, json_t **out)
+{
+    *out = json_object();
+    audit_query_add(q, 2, "HGETALL", k->keys);
+    q->out[0] = out;
+    q->parse = parse_key_table;
 }
 
 enum rreply_class audit_store_key_table(struct rpool *p, const struct audit_keys *k, json_t **out)
 {
-    const char *argv[] = {"HGETALL", k->keys};
-    redisReply *r;
-    enum rreply_class c = command(p, 2, argv, REDIS_REPLY_ARRAY, &r);
-    *out = json_object();
-    for (size_t i = 0; c == RREPLY_OK && i + 1 < r->elements; i += 2)
-        json_object_set_new(*out, r->element[i]->str, json_integer(atoll(r->element[i + 1]->str)));
-    freeReplyObject(r);
-    return c;
+    struct audit_query q = {0};
+    q_key_table(&q, k, out);
+    return audit_query_run(p, &q);
+}
+
+int audit_store_key_table_async(struct rclient *rc, const struct audit_keys *k, json_t **out,
+                                audit_done_fn fn, void *arg)
+{
+    struct audit_query *q = audit_query_new();
+    if (!q)
+        return -1;
+    q_key_table(q, k, out);
+    return audit_query_send(rc, q, fn, arg);
+}
+
+static enum rreply_class parse_first_seq(struct audit_query *q, redisReply **r)
+{
+    long long *first = q->out[0];
+    if (r[0]->type == REDIS_REPLY_STRING && atoll(r[0]->str) > 1)
+        *first = atoll(r[0]->str);
+    return RREPLY_OK;
+}
+
+static void q_first_seq(struct audit_query *q, const struct audit_keys *k, long long *first)
+{
+    *first = 1;
+    audit_query_add(q, 3, "HGET", k->trim, "first_seq");
+    q->out[0] = first;
+    q->parse = parse_first_seq;
 }
 
 enum rreply_class audit_store_first_seq(struct rpool *p, const struct audit_keys *k,
                                         long long *first)
 {
-    const char *argv[] = {"HGET", k->trim, "first_seq"};
-    redisReply *r;
-    enum rreply_class c = command(p, 3, argv, 0, &r);
-    *first = 1;
-    if (c == RREPLY_OK && r->type == REDIS_REPLY_STRING && atoll(r->str) > 1)
-        *first = atoll(r->str);
-    freeReplyObject(r);
-    return c;
+    struct audit_query q = {0};
+    q_first_seq(&q, k, first);
+    return audit_query_run(p, &q);
+}
+
+int audit_store_first_seq_async(struct rclient *rc, const struct audit_keys *k, long long *first,
+                                audit_done_fn fn, void *arg)
+{
+    struct audit_query *q = audit_query_new();
+    if (!q)
+        return -1;
+    q_first_seq(q, k, first);
+    return audit_query_send(rc, q, fn, arg);
 }
 
 /* ---- the tree ---- */
@@ -209,18 +325,6 @@ static enum rreply_class tree_head_reply(const redisReply *r, struct audit_head 
     return r->type == REDIS_REPLY_ARRAY && r->elements == 5 && audit_head_parse(r->element, h) == 0
                ? RREPLY_OK
                : RREPLY_INTERNAL;
-}
-
-enum rreply_class audit_store_tree_head(struct rpool *p, const struct audit_keys *k,
-                                        struct audit_head *h)
-{
-    const char *argv[] = {"HMGET", k->head, AUDIT_HEAD_FIELDS};
-    redisReply *r;
-    enum rreply_class c = command(p, 7, argv, 0, &r);
-    if (c == RREPLY_OK)
-        c = tree_head_reply(r, h);
-    freeReplyObject(r);
-    return c;
 }
 
 /* The "hash" field of the one entry an XRANGE id id reply holds, into out ("" if none). */
@@ -237,50 +341,110 @@ static void entry_hash(const redisReply *r, char out[AUDIT_HASH_HEX_LEN + 1])
             snprintf(out, AUDIT_HASH_HEX_LEN + 1, "%s", f->element[j + 1]->str);
 }
 
-/* The class of a pipeline's outcome: its status, then each reply's. */
-static enum rreply_class exec_class(enum rpool_status st, redisReply *const *r, size_t n)
+/* The head and, when out[1] is set, the hash of the entry the second command read. */
+static enum rreply_class parse_head_at(struct audit_query *q, redisReply **r)
 {
-    enum rreply_class c = rreply_classify(st, NULL);
-    for (size_t i = 0; c == RREPLY_OK && i < n; i++)
-        c = rreply_classify(st, r[i]);
+    enum rreply_class c = tree_head_reply(r[0], q->out[0]);
+    if (c == RREPLY_OK && q->out[1])
+        entry_hash(r[1], q->out[1]);
     return c;
+}
+
+static void q_tree_head(struct audit_query *q, const struct audit_keys *k, struct audit_head *h)
+{
+    audit_query_add(q, 7, "HMGET", k->head, AUDIT_HEAD_FIELDS);
+    q->out[0] = h;
+    q->parse = parse_head_at;
+}
+
+enum rreply_class audit_store_tree_head(struct rpool *p, const struct audit_keys *k,
+                                        struct audit_head *h)
+{
+    struct audit_query q = {0};
+    q_tree_head(&q, k, h);
+    return audit_query_run(p, &q);
+}
+
+int audit_store_tree_head_async(struct rclient *rc, const struct audit_keys *k,
+                                struct audit_head *h, audit_done_fn fn, void *arg)
+{
+    struct audit_query *q = audit_query_new();
+    if (!q)
+        return -1;
+    q_tree_head(q, k, h);
+    return audit_query_send(rc, q, fn, arg);
+}
+
+static void q_head_at(struct audit_query *q, const struct audit_keys *k, long long at_seq,
+                      struct audit_head *h, char hash_at[AUDIT_HASH_HEX_LEN + 1])
+{
+    hash_at[0] = '\0';
+    q_tree_head(q, k, h);
+    if (at_seq > 0) {
+        snprintf(q->num[0], sizeof(q->num[0]), "%lld-0", at_seq);
+        audit_query_add(q, 4, "XRANGE", k->log, q->num[0], q->num[0]);
+        q->out[1] = hash_at;
+    }
 }
 
 enum rreply_class audit_store_head_at(struct rpool *p, const struct audit_keys *k, long long at_seq,
                                       struct audit_head *h, char hash_at[AUDIT_HASH_HEX_LEN + 1])
 {
-    char id[32];
-    snprintf(id, sizeof(id), "%lld-0", at_seq);
-    const char *head_argv[] = {"HMGET", k->head, AUDIT_HEAD_FIELDS};
-    const char *at_argv[] = {"XRANGE", k->log, id, id};
-    struct rpool_cmd cmds[2] = {{.argc = 7, .argv = head_argv}, {.argc = 4, .argv = at_argv}};
-    redisReply *r[2] = {NULL, NULL};
-    size_t n = at_seq > 0 ? 2 : 1;
-    hash_at[0] = '\0';
-    enum rreply_class c = exec_class(rpool_exec(p, cmds, n, r, 0), r, n);
-    if (c == RREPLY_OK)
-        c = tree_head_reply(r[0], h);
-    if (c == RREPLY_OK && n == 2)
-        entry_hash(r[1], hash_at);
-    for (size_t i = 0; i < n; i++)
-        freeReplyObject(r[i]);
-    return c;
+    struct audit_query q = {0};
+    q_head_at(&q, k, at_seq, h, hash_at);
+    return audit_query_run(p, &q);
 }
 
-enum rreply_class audit_store_tiles(struct rpool *p, const struct audit_keys *k,
-                                    struct audit_tileset *s, struct audit_head *head)
+int audit_store_head_at_async(struct rclient *rc, const struct audit_keys *k, long long at_seq,
+                              struct audit_head *h, char hash_at[AUDIT_HASH_HEX_LEN + 1],
+                              audit_done_fn fn, void *arg)
+{
+    struct audit_query *q = audit_query_new();
+    if (!q)
+        return -1;
+    q_head_at(q, k, at_seq, h, hash_at);
+    return audit_query_send(rc, q, fn, arg);
+}
+
+/* The head first when asked (out[1]), then a GETRANGE per tile of the set (out[0]). */
+static enum rreply_class parse_tiles(struct audit_query *q, redisReply **r)
+{
+    struct audit_tileset *s = q->out[0];
+    size_t first = q->out[1] ? 1 : 0;
+    if (first && tree_head_reply(r[0], q->out[1]) != RREPLY_OK)
+        return RREPLY_INTERNAL;
+    for (size_t i = 0; i < s->n; i++) {
+        const redisReply *t = r[first + i];
+        size_t want = (size_t)s->t[i].width * MERKLE_HASH_LEN;
+        if (t->type == REDIS_REPLY_STRING && t->len == want &&
+            (s->t[i].data = malloc(want)) != NULL)
+            memcpy(s->t[i].data, t->str, want);
+    }
+    return RREPLY_OK;
+}
+
+static void q_tiles(struct audit_query *q, const struct audit_keys *k, struct audit_tileset *s,
+                    struct audit_head *head)
 {
     size_t first = head ? 1 : 0, n = first + s->n; /* the head's HMGET goes first */
-    struct rpool_cmd *cmds = calloc(n, sizeof(*cmds));
-    redisReply **replies = calloc(n, sizeof(redisReply *));
+    struct rpool_cmd *cmds = calloc(n + 1, sizeof(*cmds));
     char(*keys)[128] = calloc(s->n + 1, 128), (*ends)[24] = calloc(s->n + 1, 24);
     const char **argv = calloc(4 * s->n + 1, sizeof(*argv));
-    const char *head_argv[] = {"HMGET", k->head, AUDIT_HEAD_FIELDS};
-    enum rreply_class c = RREPLY_INTERNAL;
-    if (!cmds || !replies || !keys || !ends || !argv)
-        goto done;
+    q->mem[0] = keys;
+    q->mem[1] = ends;
+    q->mem[2] = argv;
+    q->mem[3] = cmds;
+    q->out[0] = s;
+    q->out[1] = head;
+    q->parse = parse_tiles;
+    if (!cmds || !keys || !ends || !argv) {
+        q->failed = 1;
+        return;
+    }
     if (head)
-        cmds[0] = (struct rpool_cmd){.argc = 7, .argv = head_argv};
+        audit_query_add(q, 7, "HMGET", k->head, AUDIT_HEAD_FIELDS);
+    memcpy(cmds, q->fixed, first * sizeof(*cmds));
+    q->cmd = cmds;
     for (size_t i = 0; i < s->n; i++) {
         audit_tile_key(k, s->t[i].level, s->t[i].index, keys[i], 128);
         snprintf(ends[i], 24, "%d", s->t[i].width * MERKLE_HASH_LEN - 1);
@@ -291,43 +455,51 @@ enum rreply_class audit_store_tiles(struct rpool *p, const struct audit_keys *k,
         a[3] = ends[i];
         cmds[first + i] = (struct rpool_cmd){.argc = 4, .argv = a};
     }
-    c = n ? exec_class(rpool_exec(p, cmds, n, replies, 0), replies, n) : RREPLY_OK;
-    if (c == RREPLY_OK && head)
-        c = tree_head_reply(replies[0], head);
-    for (size_t i = 0; c == RREPLY_OK && i < s->n; i++) {
-        const redisReply *r = replies[first + i];
-        size_t want = (size_t)s->t[i].width * MERKLE_HASH_LEN;
-        if (r->type == REDIS_REPLY_STRING && r->len == want &&
-            (s->t[i].data = malloc(want)) != NULL)
-            memcpy(s->t[i].data, r->str, want);
-    }
-    for (size_t i = 0; i < n; i++)
-        freeReplyObject(replies[i]);
-done:
-    free(cmds);
-    free(replies);
-    free(keys);
-    free(ends);
-    free(argv);
-    return c;
+    q->n = n;
+}
+
+enum rreply_class audit_store_tiles(struct rpool *p, const struct audit_keys *k,
+                                    struct audit_tileset *s, struct audit_head *head)
+{
+    struct audit_query q = {0};
+    q_tiles(&q, k, s, head);
+    return audit_query_run(p, &q);
+}
+
+int audit_store_tiles_async(struct rclient *rc, const struct audit_keys *k, struct audit_tileset *s,
+                            struct audit_head *head, audit_done_fn fn, void *arg)
+{
+    struct audit_query *q = audit_query_new();
+    if (!q)
+        return -1;
+    q_tiles(q, k, s, head);
+    return audit_query_send(rc, q, fn, arg);
+}
+
+static enum rreply_class parse_tile(struct audit_query *q, redisReply **r)
+{
+    int *rc = q->out[1];
+    if (r[0]->type != REDIS_REPLY_STRING)
+        return RREPLY_INTERNAL;
+    *rc = r[0]->len == 0 ? 0 : r[0]->len == (size_t)q->max * MERKLE_HASH_LEN ? 1 : -1;
+    if (*rc == 1)
+        memcpy(q->out[0], r[0]->str, r[0]->len);
+    return RREPLY_OK;
 }
 
 int audit_store_tile(struct rpool *p, const struct audit_keys *k, int level, long long index,
                      int width, uint8_t *out)
 {
-    char key[128], end[24];
-    audit_tile_key(k, level, index, key, sizeof(key));
-    snprintf(end, sizeof(end), "%d", width * MERKLE_HASH_LEN - 1);
-    const char *argv[] = {"GETRANGE", key, "0", end};
-    redisReply *r;
+    struct audit_query q = {0};
     int rc = -1;
-    if (command(p, 4, argv, REDIS_REPLY_STRING, &r) == RREPLY_OK) {
-        rc = r->len == 0 ? 0 : r->len == (size_t)width * MERKLE_HASH_LEN ? 1 : -1;
-        if (rc == 1)
-            memcpy(out, r->str, r->len);
-    }
-    freeReplyObject(r);
-    return rc;
+    audit_tile_key(k, level, index, q.num[0], sizeof(q.num[0]));
+    snprintf(q.num[1], sizeof(q.num[1]), "%d", width * MERKLE_HASH_LEN - 1);
+    audit_query_add(&q, 4, "GETRANGE", q.num[0], "0", q.num[1]);
+    q.out[0] = out;
+    q.out[1] = &rc;
+    q.max = width;
+    q.parse = parse_tile;
+    return audit_query_run(p, &q) == RREPLY_OK ? rc : -1;
 }
 
 /* ---- the append ---- */
@@ -428,46 +600,72 @@ static int build(const struct audit_append_args *a, struct call_buf *b)
     return (int)total;
 }
 
-enum rreply_class audit_store_append(struct rpool *p, const struct audit_append_args *a,
-                                     redisReply **reply, long long *replicas)
+/* The script's reply, kept for the caller (an array with a first word). */
+static enum rreply_class parse_append(struct audit_query *q, redisReply **r)
 {
-    struct call_buf b = {0};
-    char wn[16], wt[24];
-    int argc = build(a, &b);
-    enum rreply_class c = RREPLY_INTERNAL;
-    *reply = NULL;
-    *replicas = 0;
-    if (argc < 0)
-        goto done;
-    snprintf(wn, sizeof(wn), "%d", a->wait_replicas);
-    snprintf(wt, sizeof(wt), "%lld", (long long)a->wait_timeout_ms);
-    const char *wait_argv[] = {"WAIT", wn, wt};
-    struct rpool_cmd cmds[2] = {
-        {.script = &script_audit_append,
-         .nkeys = (int)(NKEYS_FIXED + a->delta->n),
-         .argc = argc,
-         .argv = b.argv,
-         .argvlen = b.lens},
-        {.argc = 3, .argv = wait_argv},
-    };
-    redisReply *replies[2] = {NULL, NULL};
-    size_t ncmds = a->wait_replicas > 0 ? 2 : 1;
-    /* REDIS_COMMAND_TIMEOUT for the compare-and-set, plus the replicas' wait when asked. */
-    int64_t timeout_ms = rpool_command_timeout_ms(p) + (ncmds == 2 ? a->wait_timeout_ms : 0);
-    c = exec_class(rpool_exec(p, cmds, ncmds, replies, timeout_ms), replies, 1);
-    if (ncmds == 2 && replies[1]) {
-        *replicas = replies[1]->type == REDIS_REPLY_INTEGER ? replies[1]->integer : 0;
-        freeReplyObject(replies[1]);
+    redisReply **reply = q->out[0];
+    if (r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements < 1)
+        return RREPLY_INTERNAL;
+    *reply = r[0];
+    r[0] = NULL;
+    return RREPLY_OK;
+}
+
+static void append_buf_free(void *arg)
+{
+    struct call_buf *b = arg;
+    if (b)
+        call_buf_free(b);
+    free(b);
+}
+
+int audit_store_append_async(struct rclient *rc, const struct audit_append_args *a,
+                             redisReply **reply, audit_done_fn fn, void *arg)
+{
+    struct audit_query *q = audit_query_new();
+    struct call_buf *b = calloc(1, sizeof(*b));
+    int argc = b ? build(a, b) : -1;
+    if (!q || argc < 0) {
+        append_buf_free(b);
+        free(q);
+        return -1;
     }
-    if (c == RREPLY_OK && (replies[0]->type != REDIS_REPLY_ARRAY || replies[0]->elements < 1))
-        c = RREPLY_INTERNAL;
-    if (c == RREPLY_OK)
-        *reply = replies[0];
-    else
-        freeReplyObject(replies[0]);
-done:
-    call_buf_free(&b);
-    return c;
+    *reply = NULL;
+    q->cmd = q->fixed;
+    q->fixed[0] = (struct rpool_cmd){.script = &script_audit_append,
+                                     .nkeys = (int)(NKEYS_FIXED + a->delta->n),
+                                     .argc = argc,
+                                     .argv = b->argv,
+                                     .argvlen = b->lens};
+    q->n = 1;
+    q->out[0] = reply;
+    q->parse = parse_append;
+    q->cleanup = append_buf_free; /* a NOSCRIPT resends the arguments: kept until the reply */
+    q->cleanup_arg = b;
+    return audit_query_send(rc, q, fn, arg);
+}
+
+static enum rreply_class parse_integer(struct audit_query *q, redisReply **r)
+{
+    long long *out = q->out[0];
+    *out = r[0]->type == REDIS_REPLY_INTEGER ? r[0]->integer : 0;
+    return RREPLY_OK;
+}
+
+int audit_store_wait_async(struct rclient *rc, int replicas, int64_t wait_ms, int64_t timeout_ms,
+                           long long *acked, audit_done_fn fn, void *arg)
+{
+    struct audit_query *q = audit_query_new();
+    if (!q)
+        return -1;
+    *acked = 0;
+    snprintf(q->num[0], sizeof(q->num[0]), "%d", replicas);
+    snprintf(q->num[1], sizeof(q->num[1]), "%lld", (long long)wait_ms);
+    audit_query_add(q, 3, "WAIT", q->num[0], q->num[1]);
+    q->timeout_ms = timeout_ms;
+    q->out[0] = acked;
+    q->parse = parse_integer;
+    return audit_query_send(rc, q, fn, arg);
 }
 
 const char *audit_reply_word(const redisReply *r)
@@ -485,70 +683,118 @@ long long audit_reply_int(const redisReply *r, size_t i)
 
 /* ---- checkpoints and trims ---- */
 
+static enum rreply_class parse_checkpoint(struct audit_query *q, redisReply **r)
+{
+    int *stored = q->out[0];
+    if (r[0]->type != REDIS_REPLY_ARRAY)
+        return RREPLY_INTERNAL;
+    *stored = r[0]->elements == 2 && r[0]->element[0]->str &&
+              strcmp(r[0]->element[0]->str, "stored") == 0;
+    return RREPLY_OK;
+}
+
+static void q_checkpoint(struct audit_query *q, const struct audit_keys *k, int64_t interval_ms,
+                         long long seq, const char *hash, const char *note, int *stored)
+{
+    *stored = 0;
+    snprintf(q->num[0], sizeof(q->num[0]), "%lld", (long long)interval_ms);
+    snprintf(q->num[1], sizeof(q->num[1]), "%lld", seq);
+    audit_query_add(q, 5, k->checkpoints, q->num[0], q->num[1], hash, note);
+    q->fixed[0].script = &script_audit_checkpoint;
+    q->fixed[0].nkeys = 1;
+    q->out[0] = stored;
+    q->parse = parse_checkpoint;
+}
+
 enum rreply_class audit_store_checkpoint(struct rpool *p, const struct audit_keys *k,
                                          int64_t interval_ms, long long seq, const char *hash,
                                          const char *note, int *stored)
 {
-    char seq_s[24], interval[24];
-    snprintf(seq_s, sizeof(seq_s), "%lld", seq);
-    snprintf(interval, sizeof(interval), "%lld", (long long)interval_ms);
-    const char *argv[] = {k->checkpoints, interval, seq_s, hash, note};
-    redisReply *r = NULL;
-    enum rpool_status st = rpool_eval(p, &script_audit_checkpoint, 1, 5, argv, NULL, 0, &r);
-    enum rreply_class c = classify(st, r, REDIS_REPLY_ARRAY);
-    *stored = c == RREPLY_OK && r->elements == 2 && r->element[0]->str &&
-              strcmp(r->element[0]->str, "stored") == 0;
-    freeReplyObject(r);
-    return c;
+    struct audit_query q = {0};
+    q_checkpoint(&q, k, interval_ms, seq, hash, note, stored);
+    return audit_query_run(p, &q);
+}
+
+int audit_store_checkpoint_async(struct rclient *rc, const struct audit_keys *k,
+                                 int64_t interval_ms, long long seq, const char *hash,
+                                 const char *note, int *stored, audit_done_fn fn, void *arg)
+{
+    struct audit_query *q = audit_query_new();
+    if (!q)
+        return -1;
+    q_checkpoint(q, k, interval_ms, seq, hash, note, stored);
+    return audit_query_send(rc, q, fn, arg);
+}
+
+/* XREVRANGE checkpoints + - COUNT 1: the note into out[0] (max bytes), its length out[1]. */
+static enum rreply_class parse_last_checkpoint(struct audit_query *q, redisReply **r)
+{
+    char *note = q->out[0];
+    int *n = q->out[1];
+    if (r[0]->type != REDIS_REPLY_ARRAY)
+        return RREPLY_INTERNAL;
+    const redisReply *e = r[0]->elements == 1 ? r[0]->element[0] : NULL;
+    const redisReply *f =
+        e && e->type == REDIS_REPLY_ARRAY && e->elements == 2 ? e->element[1] : NULL;
+    for (size_t i = 0; f && f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2)
+        if (f->element[i]->str && strcmp(f->element[i]->str, "note") == 0 &&
+            f->element[i + 1]->type == REDIS_REPLY_STRING) {
+            *n = f->element[i + 1]->len < (size_t)q->max ? (int)f->element[i + 1]->len : -1;
+            if (*n > 0)
+                memcpy(note, f->element[i + 1]->str, (size_t)*n + 1);
+        }
+    return RREPLY_OK;
 }
 
 int audit_store_last_checkpoint(struct rpool *p, const struct audit_keys *k, char *note,
                                 size_t size)
 {
-    const char *argv[] = {"XREVRANGE", k->checkpoints, "+", "-", "COUNT", "1"};
-    redisReply *r;
+    struct audit_query q = {0};
     int n = 0;
-    if (command(p, 6, argv, REDIS_REPLY_ARRAY, &r) != RREPLY_OK) {
-        freeReplyObject(r);
-        return -1;
-    }
-    const redisReply *f = r->elements == 1 ? r->element[0]->element[1] : NULL;
-    for (size_t i = 0; f && i + 1 < f->elements; i += 2)
-        if (f->element[i]->str && strcmp(f->element[i]->str, "note") == 0) {
-            n = f->element[i + 1]->len < size ? (int)f->element[i + 1]->len : -1;
-            if (n > 0)
-                memcpy(note, f->element[i + 1]->str, (size_t)n + 1);
-        }
-    freeReplyObject(r);
-    return n;
+    audit_query_add(&q, 6, "XREVRANGE", k->checkpoints, "+", "-", "COUNT", "1");
+    q.out[0] = note;
+    q.out[1] = &n;
+    q.max = (long long)size;
+    q.parse = parse_last_checkpoint;
+    return audit_query_run(p, &q) == RREPLY_OK ? n : -1;
+}
+
+static enum rreply_class parse_trim(struct audit_query *q, redisReply **r)
+{
+    long long *entries = q->out[0], *tiles = q->out[1];
+    if (r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements != 3 ||
+        r[0]->element[1]->type != REDIS_REPLY_INTEGER ||
+        r[0]->element[2]->type != REDIS_REPLY_INTEGER)
+        return RREPLY_INTERNAL;
+    *entries += r[0]->element[1]->integer;
+    *tiles += r[0]->element[2]->integer;
+    return RREPLY_OK;
 }
 
 int audit_store_trim(struct rpool *p, const struct audit_keys *k, long long before_seq,
                      long long rec, char (*tile_keys)[128], size_t n, long long *entries,
                      long long *tiles)
 {
-    char first[24], seq[24];
+    struct audit_query q = {0};
     const char **argv = calloc(n + 4, sizeof(*argv));
-    redisReply *r = NULL;
-    int rc = -1;
-    if (!argv)
-        return -1;
-    snprintf(first, sizeof(first), "%lld", before_seq);
-    snprintf(seq, sizeof(seq), "%lld", rec);
-    argv[0] = k->log;
-    argv[1] = k->trim;
-    for (size_t i = 0; i < n; i++)
-        argv[2 + i] = tile_keys[i];
-    argv[2 + n] = first;
-    argv[3 + n] = seq;
-    enum rpool_status st =
-        rpool_eval(p, &script_audit_trim, (int)(2 + n), (int)(4 + n), argv, NULL, 0, &r);
-    if (classify(st, r, REDIS_REPLY_ARRAY) == RREPLY_OK && r->elements == 3) {
-        *entries += r->element[1]->integer;
-        *tiles += r->element[2]->integer;
-        rc = 0;
+    q.mem[0] = argv;
+    q.failed = !argv;
+    snprintf(q.num[0], sizeof(q.num[0]), "%lld", before_seq);
+    snprintf(q.num[1], sizeof(q.num[1]), "%lld", rec);
+    if (argv) {
+        argv[0] = k->log;
+        argv[1] = k->trim;
+        for (size_t i = 0; i < n; i++)
+            argv[2 + i] = tile_keys[i];
+        argv[2 + n] = q.num[0];
+        argv[3 + n] = q.num[1];
     }
-    freeReplyObject(r);
-    free(argv);
-    return rc;
+    q.cmd = q.fixed;
+    q.fixed[0] = (struct rpool_cmd){
+        .script = &script_audit_trim, .nkeys = (int)(2 + n), .argc = (int)(4 + n), .argv = argv};
+    q.n = 1;
+    q.out[0] = entries;
+    q.out[1] = tiles;
+    q.parse = parse_trim;
+    return audit_query_run(p, &q) == RREPLY_OK ? 0 : -1;
 }

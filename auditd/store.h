@@ -6,7 +6,13 @@
  *
  * Every outcome is classified by redis_reply.h: RREPLY_OK, RREPLY_UNAVAILABLE (answer 503
  * backend_unavailable) or RREPLY_INTERNAL (an error reply, or a reply of a shape auditd
- * never writes: 500). These calls block on the pool (tools, startup). Thread-safe. */
+ * never writes: 500).
+ *
+ * A call comes in two forms: audit_store_X blocks on the pool (the tools, startup) and
+ * returns the class; audit_store_X_async sends on a loop's client (query.h) and returns
+ * 0 (fn(arg, class) runs later on the loop, once the outputs are filled; they must stay
+ * valid until then) or -1 when out of memory (fn will not run). Thread-safe as their
+ * pool and client are: a client is used on its loop's thread only. */
 #ifndef AUDIT_STORE_H
 #define AUDIT_STORE_H
 
@@ -14,6 +20,7 @@
 #include <stdint.h>
 
 #include "entry.h"
+#include "query.h"
 #include "shared/redis_pool.h"
 #include "shared/redis_reply.h"
 #include "shared/script.h"
@@ -40,9 +47,17 @@ void audit_tile_key(const struct audit_keys *k, int level, long long index, char
 /* Read the head. *exists is 0 when the head key is absent (then seq 0, zero hash). */
 enum rreply_class audit_store_head(struct rpool *p, const struct audit_keys *k, long long *seq,
                                    char hash[AUDIT_HASH_HEX_LEN + 1], int *exists);
+int audit_store_head_async(struct rclient *rc, const struct audit_keys *k, long long *seq,
+                           char hash[AUDIT_HASH_HEX_LEN + 1], int *exists, audit_done_fn fn,
+                           void *arg);
 
 /* The seq of the last log entry (0 when empty). */
 enum rreply_class audit_store_last_seq(struct rpool *p, const struct audit_keys *k, long long *seq);
+
+/* The head (as audit_store_head) and the last log entry's seq in one round trip. */
+int audit_store_ends_async(struct rclient *rc, const struct audit_keys *k, long long *head_seq,
+                           char hash[AUDIT_HASH_HEX_LEN + 1], int *exists, long long *last_seq,
+                           audit_done_fn fn, void *arg);
 
 /* Up to max entries with from <= seq <= to (to < 0: no bound) into out[] (each filled from
  * the stored fields and the parsed body; entries whose body does not parse keep ts/kv/
@@ -50,14 +65,21 @@ enum rreply_class audit_store_last_seq(struct rpool *p, const struct audit_keys 
  * "<seq>-0" are skipped. */
 enum rreply_class audit_store_range(struct rpool *p, const struct audit_keys *k, long long from,
                                     long long to, size_t max, struct audit_entry *out, size_t *n);
+int audit_store_range_async(struct rclient *rc, const struct audit_keys *k, long long from,
+                            long long to, size_t max, struct audit_entry *out, size_t *n,
+                            audit_done_fn fn, void *arg);
 
 /* The key-version table as a JSON object version -> first seq (new reference, also on
  * failure). */
 enum rreply_class audit_store_key_table(struct rpool *p, const struct audit_keys *k, json_t **out);
+int audit_store_key_table_async(struct rclient *rc, const struct audit_keys *k, json_t **out,
+                                audit_done_fn fn, void *arg);
 
 /* The first seq Redis still holds after audit-trim (1 when nothing was trimmed). */
 enum rreply_class audit_store_first_seq(struct rpool *p, const struct audit_keys *k,
                                         long long *first);
+int audit_store_first_seq_async(struct rclient *rc, const struct audit_keys *k, long long *first,
+                                audit_done_fn fn, void *arg);
 
 /* Fill e from a stored stream entry: seq, body, hash, sig, and from the body prev, ts and
  * kv (left empty when the body does not parse). Returns 0, or -1 out of memory. */
@@ -72,17 +94,24 @@ struct audit_tileset;
 /* Read the head and its tree in one HMGET. */
 enum rreply_class audit_store_tree_head(struct rpool *p, const struct audit_keys *k,
                                         struct audit_head *h);
+int audit_store_tree_head_async(struct rclient *rc, const struct audit_keys *k,
+                                struct audit_head *h, audit_done_fn fn, void *arg);
 
 /* The head (as audit_store_tree_head) and the stored hash of entry at_seq (at_seq 0: not
  * read) in one round trip (pipelined). hash_at is "" when there is no such entry. */
 enum rreply_class audit_store_head_at(struct rpool *p, const struct audit_keys *k, long long at_seq,
                                       struct audit_head *h, char hash_at[AUDIT_HASH_HEX_LEN + 1]);
+int audit_store_head_at_async(struct rclient *rc, const struct audit_keys *k, long long at_seq,
+                              struct audit_head *h, char hash_at[AUDIT_HASH_HEX_LEN + 1],
+                              audit_done_fn fn, void *arg);
 
 /* Fill every tile of s from Redis in one pipelined round trip; a tile that holds fewer
  * hashes than its width (trimmed, or never written) keeps data NULL. With head (may be
  * NULL), the head and its tree are read in the same round trip. */
 enum rreply_class audit_store_tiles(struct rpool *p, const struct audit_keys *k,
                                     struct audit_tileset *s, struct audit_head *head);
+int audit_store_tiles_async(struct rclient *rc, const struct audit_keys *k, struct audit_tileset *s,
+                            struct audit_head *head, audit_done_fn fn, void *arg);
 
 /* The first width hashes of tile (level, index) into out. Returns 1 read, 0 if the tile is
  * empty or absent, -1 if Redis failed or holds another length. */
@@ -107,14 +136,17 @@ struct audit_append_args {
     struct audit_item *const *items;
     size_t n; /* 0: the tree catching up with older entries */
     const struct audit_tree_delta *delta;
-    int wait_replicas; /* > 0: WAIT behind the script, on the same connection */
-    int64_t wait_timeout_ms;
 };
 
-/* Run the script (plus WAIT). On RREPLY_OK *reply is the script's array reply with a first
- * word (caller frees) and *replicas what WAIT answered (0 without it). */
-enum rreply_class audit_store_append(struct rpool *p, const struct audit_append_args *a,
-                                     redisReply **reply, long long *replicas);
+/* Run the script. On RREPLY_OK *reply is its array reply with a first word (caller frees).
+ * What a points into (items, delta, floor, head hash) must stay as it is until fn runs. */
+int audit_store_append_async(struct rclient *rc, const struct audit_append_args *a,
+                             redisReply **reply, audit_done_fn fn, void *arg);
+
+/* WAIT replicas wait_ms (within timeout_ms): *acked is how many replicas have every write
+ * of the connection so far. */
+int audit_store_wait_async(struct rclient *rc, int replicas, int64_t wait_ms, int64_t timeout_ms,
+                           long long *acked, audit_done_fn fn, void *arg);
 
 /* The reply's first word ("" if not a string). */
 const char *audit_reply_word(const redisReply *r);
@@ -128,6 +160,9 @@ long long audit_reply_int(const redisReply *r, size_t i);
 enum rreply_class audit_store_checkpoint(struct rpool *p, const struct audit_keys *k,
                                          int64_t interval_ms, long long seq, const char *hash,
                                          const char *note, int *stored);
+int audit_store_checkpoint_async(struct rclient *rc, const struct audit_keys *k,
+                                 int64_t interval_ms, long long seq, const char *hash,
+                                 const char *note, int *stored, audit_done_fn fn, void *arg);
 
 /* The note of the last stored checkpoint into note (size bytes). Returns its length, 0 if
  * there is none, -1 if Redis failed or it does not fit. */

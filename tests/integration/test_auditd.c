@@ -704,11 +704,32 @@ static void test_redis_down(void **state)
     json_decref(a);
 }
 
+/* A batch whose script call has more arguments than the client's EVALSHA takes goes out by
+ * hand; after SCRIPT FLUSH behind auditd's back it is run again as EVAL, once. */
+static void test_large_batch_after_script_flush(void **state)
+{
+    (void)state;
+    char body[4096];
+    size_t used = (size_t)snprintf(body, sizeof(body), "{\"events\":[");
+    for (int i = 0; i < 40; i++)
+        used += (size_t)snprintf(body + used, sizeof(body) - used,
+                                 "%s{\"actor\":\"u%d\",\"action\":\"flush\"}", i ? "," : "", i);
+    snprintf(body + used, sizeof(body) - used, "]}");
+    long long before = head_seq();
+    redisReply *r = th_redis_cmd(&redis, "SCRIPT FLUSH");
+    freeReplyObject(r);
+    assert_int_equal(au_post(daemon_.port, "/v1/events/batch", body, NULL), 201);
+    assert_int_equal(head_seq(), before + 40);
+    assert_int_equal(au_post(daemon_.port, "/v1/events/batch", body, NULL), 201);
+    assert_int_equal(head_seq(), before + 80);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_empty_chain),
         cmocka_unit_test(test_append_and_read),
+        cmocka_unit_test(test_large_batch_after_script_flush),
         cmocka_unit_test(test_entry_fields),
         cmocka_unit_test(test_read_bad_params),
         cmocka_unit_test(test_openssl_verifies_signature),

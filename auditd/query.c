@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* query: Redis calls run on the pool or on a loop's client (see query.h). */
+#include "query.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Add a command of argc arguments (strings that outlive the sending). */
+void audit_query_add(struct audit_query *q, int argc, ...)
+{
+    va_list ap;
+    const char **argv = q->argv[q->n];
+    va_start(ap, argc);
+    for (int i = 0; i < argc; i++)
+        argv[i] = va_arg(ap, const char *);
+    va_end(ap);
+    q->cmd = q->fixed;
+    q->fixed[q->n++] = (struct rpool_cmd){.argc = argc, .argv = argv};
+}
+
+static void query_clear(struct audit_query *q)
+{
+    for (size_t i = 0; i < sizeof(q->mem) / sizeof(q->mem[0]); i++)
+        free(q->mem[i]);
+    for (size_t i = 0; q->slots && i < q->n; i++) {
+        free(q->slots[i].v);
+        free(q->slots[i].vl);
+    }
+    if (q->cleanup)
+        q->cleanup(q->cleanup_arg);
+    free(q->replies);
+    free(q->slots);
+}
+
+/* The class of a pipeline's outcome: its status, then each reply's. */
+static enum rreply_class exec_class(enum rpool_status st, redisReply *const *r, size_t n)
+{
+    enum rreply_class c = rreply_classify(st, NULL);
+    for (size_t i = 0; c == RREPLY_OK && i < n; i++)
+        c = rreply_classify(st, r[i]);
+    return c;
+}
+
+enum rreply_class audit_query_run(struct rpool *p, struct audit_query *q)
+{
+    redisReply *fixed[AUDIT_QUERY_CMDS] = {NULL, NULL};
+    redisReply **r = q->n <= AUDIT_QUERY_CMDS ? fixed : calloc(q->n, sizeof(redisReply *));
+    enum rreply_class c = RREPLY_INTERNAL;
+    if (r && !q->failed) {
+        c = q->n ? exec_class(rpool_exec(p, q->cmd, q->n, r, q->timeout_ms), r, q->n) : RREPLY_OK;
+        if (c == RREPLY_OK && q->parse)
+            c = q->parse(q, r);
+        for (size_t i = 0; i < q->n; i++)
+            freeReplyObject(r[i]);
+    }
+    if (r != fixed)
+        free(r);
+    query_clear(q);
+    return c;
+}
+
+/* Every reply is in: parse, free, then tell the caller. */
+static void query_done(struct audit_query *q)
+{
+    audit_done_fn fn = q->fn;
+    void *arg = q->fn_arg;
+    if (q->c == RREPLY_OK && q->parse)
+        q->c = q->parse(q, q->replies);
+    enum rreply_class c = q->c;
+    for (size_t i = 0; i < q->n; i++)
+        freeReplyObject(q->replies[i]);
+    query_clear(q);
+    free(q);
+    fn(arg, c);
+}
+
+/* Send command i of q (see audit_query_slot). Returns 0, or -1 out of memory. */
+static int slot_send(struct audit_query *q, size_t i);
+
+static int no_script(const struct audit_query_slot *s, enum rcl_status st, const redisReply *r)
+{
+    return s->v && !s->reloaded && st == RCL_REPLY_ERROR && r && r->str &&
+           strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+static void slot_done(void *arg, enum rcl_status st, redisReply *reply)
+{
+    struct audit_query_slot *s = arg;
+    struct audit_query *q = s->q;
+    if (no_script(s, st, reply)) {
+        s->reloaded = 1;
+        s->v[0] = "EVAL";
+        s->vl[0] = 4;
+        s->v[1] = q->cmd[s->i].script->source;
+        s->vl[1] = strlen(s->v[1]);
+        if (slot_send(q, s->i) == 0)
+            return;
+    }
+    enum rreply_class c = rreply_classify((int)st, reply);
+    if (reply)
+        q->replies[s->i] = rcl_steal(q->rc);
+    if (c != RREPLY_OK && q->c == RREPLY_OK)
+        q->c = c;
+    if (--q->left == 0)
+        query_done(q);
+}
+
+/* Send q (on the heap) on rc. An empty query still makes a round trip (PING), so fn always
+ * runs later, on the loop. Returns 0, or -1 with q freed if nothing could be sent. */
+int audit_query_send(struct rclient *rc, struct audit_query *q, audit_done_fn fn, void *arg)
+{
+    size_t sent = 0;
+    if (!q) /* audit_query_new failed */
+        return -1;
+    if (q->n == 0)
+        audit_query_add(q, 1, "PING");
+    q->rc = rc;
+    q->fn = fn;
+    q->fn_arg = arg;
+    q->c = RREPLY_OK;
+    q->left = q->n;
+    q->replies = calloc(q->n, sizeof(redisReply *));
+    q->slots = calloc(q->n, sizeof(*q->slots));
+    for (size_t i = 0; !q->failed && q->replies && q->slots && i < q->n; i++) {
+        q->slots[i] = (struct audit_query_slot){.q = q, .i = i};
+        if (slot_send(q, i) == 0) {
+            sent++;
+        } else { /* out of memory: that command fails, the others are answered */
+            q->left--;
+            q->c = RREPLY_INTERNAL;
+        }
+    }
+    if (sent == 0) {
+        query_clear(q);
+        free(q);
+        return -1;
+    }
+    return 0;
+}
+
+/* The whole vector of a long script call: EVALSHA sha nkeys argv... */
+static int long_eval(struct audit_query_slot *s, const struct rpool_cmd *c)
+{
+    s->vc = c->argc + 3;
+    s->v = calloc((size_t)s->vc, sizeof(*s->v));
+    s->vl = calloc((size_t)s->vc, sizeof(*s->vl));
+    if (!s->v || !s->vl)
+        return -1;
+    snprintf(s->nkeys, sizeof(s->nkeys), "%d", c->nkeys);
+    s->v[0] = "EVALSHA";
+    s->v[1] = c->script->sha1;
+    s->v[2] = s->nkeys;
+    for (int i = 0; i < 3; i++)
+        s->vl[i] = strlen(s->v[i]);
+    for (int i = 0; i < c->argc; i++) {
+        s->v[i + 3] = c->argv[i];
+        s->vl[i + 3] = c->argvlen ? c->argvlen[i] : strlen(c->argv[i]);
+    }
+    return 0;
+}
+
+static int slot_send(struct audit_query *q, size_t i)
+{
+    const struct rpool_cmd *c = &q->cmd[i];
+    struct audit_query_slot *s = &q->slots[i];
+    if (c->script && c->argc > AUDIT_QUERY_EVAL_ARGS && !s->v && long_eval(s, c) != 0)
+        return -1;
+    if (s->v)
+        return rcl_command(q->rc, s->vc, s->v, s->vl, q->timeout_ms, slot_done, s);
+    if (c->script)
+        return rcl_eval(q->rc, c->script, c->nkeys, c->argc, c->argv, c->argvlen, q->timeout_ms,
+                        slot_done, s);
+    return rcl_command(q->rc, c->argc, c->argv, c->argvlen, q->timeout_ms, slot_done, s);
+}
+
+/* A query on the heap (NULL: audit_query_send fails). */
+struct audit_query *audit_query_new(void)
+{
+    return calloc(1, sizeof(struct audit_query));
+}
