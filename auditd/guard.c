@@ -202,34 +202,55 @@ int audit_guard_accept(struct audit_guard *g, long long seq, const char *hash, c
 
 /* The tree's part of the rule, once the chain holds f: the head's tree fields well formed,
  * the tree at least as large as the floor, and the roots recomputed from the tiles equal to
- * the floor's (at its size) and to the head's (at the tree's size). root_hex gets the
- * head's root when the tree has the head's size, else "". */
-static enum rreply_class judge_tree(struct rpool *p, const struct audit_keys *k,
-                                    const struct audit_floor *f, const struct audit_head *head,
-                                    enum audit_verdict *v, char root_hex[AUDIT_HASH_HEX_LEN + 1])
+ * the floor's (at its size) and to the head's (at the tree's size). tree_early says when
+ * the verdict needs no roots (returns 1 with *v set); the roots to compute are those at
+ * *m and at the tree's size. */
+static int tree_early(const struct audit_floor *f, const struct audit_head *head,
+                      enum audit_verdict *v, long long *m)
 {
-    uint8_t at_floor[MERKLE_HASH_LEN], at_head[MERKLE_HASH_LEN];
-    char hex[AUDIT_HASH_HEX_LEN + 1];
     int known = f->root[0] != '\0';
-    root_hex[0] = '\0';
     *v = AUDIT_CHAIN_DIFFERENT;
+    *m = known ? f->seq : 0;
     if (!head->tree_ok)
-        return RREPLY_OK;
+        return 1;
     if (known && head->tree_size < f->seq) {
         *v = AUDIT_CHAIN_SHORTER;
-        return RREPLY_OK;
+        return 1;
     }
-    int rc = audit_tree_roots(p, k, known ? f->seq : 0, head->tree_size, at_floor, at_head);
+    return 0;
+}
+
+/* The verdict from the roots computed (rc as tree.h). root_hex gets the head's root when
+ * the tree has the head's size, else "". */
+static enum rreply_class tree_verdict(const struct audit_floor *f, const struct audit_head *head,
+                                      int rc, uint8_t (*roots)[MERKLE_HASH_LEN],
+                                      enum audit_verdict *v, char root_hex[AUDIT_HASH_HEX_LEN + 1])
+{
+    char hex[AUDIT_HASH_HEX_LEN + 1];
+    int known = f->root[0] != '\0';
+    *v = AUDIT_CHAIN_DIFFERENT;
     if (rc == AUDIT_TREE_REDIS || rc == AUDIT_TREE_REDIS_ERROR)
         return rc == AUDIT_TREE_REDIS ? RREPLY_UNAVAILABLE : RREPLY_INTERNAL;
-    crypto_hex(at_floor, sizeof(at_floor), hex);
+    crypto_hex(roots[0], MERKLE_HASH_LEN, hex);
     if (rc != AUDIT_TREE_OK || (known && strcmp(hex, f->root) != 0) ||
-        memcmp(at_head, head->root, sizeof(at_head)) != 0)
+        memcmp(roots[1], head->root, MERKLE_HASH_LEN) != 0)
         return RREPLY_OK;
     if (head->tree_size == head->seq && head->seq > 0)
-        crypto_hex(at_head, sizeof(at_head), root_hex);
+        crypto_hex(roots[1], MERKLE_HASH_LEN, root_hex);
     *v = AUDIT_CHAIN_HOLDS;
     return RREPLY_OK;
+}
+
+/* The verdict v on the head h against f: advance or refuse, and sync. */
+static void conclude(struct audit_guard *g, const struct audit_floor *f, enum audit_verdict v,
+                     const struct audit_head *h, const char *root)
+{
+    if (v == AUDIT_CHAIN_HOLDS) {
+        audit_guard_advance(g, f, h->seq, h->hash, root);
+        audit_guard_sync(g);
+    } else {
+        audit_guard_refuse(g, f, v, h->seq, h->hash);
+    }
 }
 
 enum rreply_class audit_guard_check(struct audit_guard *g, struct rpool *p,
@@ -238,23 +259,92 @@ enum rreply_class audit_guard_check(struct audit_guard *g, struct rpool *p,
 {
     struct audit_floor f;
     struct audit_head h;
-    char at[AUDIT_HASH_HEX_LEN + 1], root[AUDIT_HASH_HEX_LEN + 1];
+    char at[AUDIT_HASH_HEX_LEN + 1], root[AUDIT_HASH_HEX_LEN + 1] = "";
+    uint8_t roots[2][MERKLE_HASH_LEN];
+    long long m;
     audit_guard_floor(g, &f);
     enum rreply_class st = audit_store_head_at(p, k, f.seq, &h, at);
     if (st != RREPLY_OK)
         return st;
     *v = audit_guard_judge(&f, h.seq, h.hash, at[0] ? at : NULL);
-    if (*v == AUDIT_CHAIN_HOLDS)
-        st = judge_tree(p, k, &f, &h, v, root);
+    if (*v == AUDIT_CHAIN_HOLDS && !tree_early(&f, &h, v, &m)) {
+        int rc = audit_tree_roots(p, k, m, h.tree_size, roots[0], roots[1]);
+        st = tree_verdict(&f, &h, rc, roots, v, root);
+    }
     if (st != RREPLY_OK)
         return st;
-    if (*v == AUDIT_CHAIN_HOLDS) {
-        audit_guard_advance(g, &f, h.seq, h.hash, root);
-        audit_guard_sync(g);
-    } else {
-        audit_guard_refuse(g, &f, *v, h.seq, h.hash);
-    }
+    conclude(g, &f, *v, &h, root);
     if (head)
         *head = h;
     return RREPLY_OK;
+}
+
+/* audit_guard_check_async's steps. */
+struct guard_call {
+    struct audit_guard *g;
+    const struct audit_keys *k;
+    struct rclient *rc;
+    struct audit_floor f;
+    struct audit_head h;
+    char at[AUDIT_HASH_HEX_LEN + 1];
+    uint8_t roots[2][MERKLE_HASH_LEN];
+    enum audit_verdict *v;
+    struct audit_head *head;
+    audit_guard_fn fn;
+    void *arg;
+};
+
+static void guard_answer(struct guard_call *t, enum rreply_class c, const char *root)
+{
+    if (c == RREPLY_OK) {
+        conclude(t->g, &t->f, *t->v, &t->h, root);
+        if (t->head)
+            *t->head = t->h;
+    }
+    audit_guard_fn fn = t->fn;
+    void *arg = t->arg;
+    free(t);
+    fn(arg, c);
+}
+
+static void guard_roots_read(void *arg, int rc)
+{
+    struct guard_call *t = arg;
+    char root[AUDIT_HASH_HEX_LEN + 1] = "";
+    enum rreply_class c = tree_verdict(&t->f, &t->h, rc, t->roots, t->v, root);
+    guard_answer(t, c, root);
+}
+
+static void guard_head_read(void *arg, enum rreply_class c)
+{
+    struct guard_call *t = arg;
+    long long m;
+    if (c != RREPLY_OK) {
+        guard_answer(t, c, "");
+        return;
+    }
+    *t->v = audit_guard_judge(&t->f, t->h.seq, t->h.hash, t->at[0] ? t->at : NULL);
+    if (*t->v != AUDIT_CHAIN_HOLDS || tree_early(&t->f, &t->h, t->v, &m)) {
+        guard_answer(t, RREPLY_OK, "");
+        return;
+    }
+    int rc = audit_tree_roots_async(t->rc, t->k, m, t->h.tree_size, t->roots, guard_roots_read, t);
+    if (rc != AUDIT_TREE_OK)
+        guard_roots_read(t, rc);
+}
+
+int audit_guard_check_async(struct audit_guard *g, struct rclient *rc, const struct audit_keys *k,
+                            enum audit_verdict *v, struct audit_head *head, audit_guard_fn fn,
+                            void *arg)
+{
+    struct guard_call *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -1;
+    *t = (struct guard_call){.g = g, .k = k, .rc = rc, .v = v, .head = head, .fn = fn, .arg = arg};
+    audit_guard_floor(g, &t->f);
+    if (audit_store_head_at_async(rc, k, t->f.seq, &t->h, t->at, guard_head_read, t) != 0) {
+        free(t);
+        return -1;
+    }
+    return 0;
 }

@@ -100,4 +100,12 @@ enum rreply_class audit_guard_check(struct audit_guard *g, struct rpool *p,
                                     const struct audit_keys *k, enum audit_verdict *v,
                                     struct audit_head *head);
 
+/* The same on a loop's client: fn(arg, class) runs later on the loop (v and head, which may
+ * be NULL, filled; they must stay valid until then). Returns 0, or -1 out of memory (fn
+ * will not run). */
+typedef void (*audit_guard_fn)(void *arg, enum rreply_class c);
+int audit_guard_check_async(struct audit_guard *g, struct rclient *rc, const struct audit_keys *k,
+                            enum audit_verdict *v, struct audit_head *head, audit_guard_fn fn,
+                            void *arg);
+
 #endif

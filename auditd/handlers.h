@@ -6,6 +6,7 @@
 #define AUDIT_HANDLERS_H
 
 #include "appender.h"
+#include "background.h"
 #include "checkpointer.h"
 #include "keyring.h"
 #include "shared/app.h"
@@ -13,7 +14,8 @@
 
 /* What the handlers use, borrowed for the server's life. */
 struct audit_ctx {
-    struct rpool *pool;
+    struct rpool *pool;     /* for verifications, on threads of their own */
+    struct audit_bg *reads; /* the loop the requests' Redis reads run on */
     const struct audit_keys *keys;
     const struct audit_keyring *kr;
     struct audit_appender *appender;
@@ -26,5 +28,9 @@ struct audit_ctx {
 /* Register every route of auditd on a: /v1/events..., /v1/head, /v1/keys, /v1/verify,
  * /v1/checkpoint, the admin routes, the proofs and the tlog-tiles paths. */
 void audit_routes(struct app *a, struct audit_ctx *ctx);
+
+/* The answer for a Redis call that failed, as in every daemon (redis_reply.h): 503 when
+ * Redis cannot serve now, 500 for an error reply. */
+void audit_redis_failed(struct http_req *r, enum rreply_class c);
 
 #endif

@@ -26,6 +26,7 @@ struct auditd {
     struct rcl_config rconf;
     struct audit_appender *appender;
     struct audit_checkpointer *checkpointer;
+    struct audit_bg *reads;
     struct audit_ctx ctx;
 };
 
@@ -150,6 +151,8 @@ static int chain_ready(void *arg, char *reason, size_t size)
 static void on_shutdown(void *arg)
 {
     struct auditd *d = arg;
+    audit_bg_stop(d->reads);
+    d->reads = NULL;
     audit_checkpointer_stop(d->checkpointer);
     d->checkpointer = NULL;
     audit_appender_free(d->appender); /* flushes what is queued */
@@ -191,11 +194,19 @@ static int start(struct app *a, struct auditd *d)
                                            .origin = d->conf.origin,
                                            .interval_ms = d->conf.checkpoint_interval_ms,
                                            .witness_dir = d->conf.witness_dir};
-    d->checkpointer =
-        audit_checkpointer_start(d->pool, &d->keys, active, d->guard, &cc, app_metrics(a));
-    if (!d->checkpointer)
+    d->checkpointer = audit_checkpointer_start(&d->rconf, &d->keys, active, d->guard, &cc,
+                                               app_metrics(a), err, sizeof(err));
+    if (!d->checkpointer) {
+        fprintf(stderr, "auditd: %s\n", err);
         return -1;
+    }
+    d->reads = audit_bg_start(&d->rconf, err, sizeof(err));
+    if (!d->reads) {
+        fprintf(stderr, "auditd: %s\n", err);
+        return -1;
+    }
     d->ctx = (struct audit_ctx){.pool = app_redis(a),
+                                .reads = d->reads,
                                 .keys = &d->keys,
                                 .kr = d->kr,
                                 .appender = d->appender,

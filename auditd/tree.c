@@ -75,31 +75,83 @@ static int run_op(const struct tree_op *op, struct audit_tileset *s)
     return merkle_prove_consistency(op->m, op->n, audit_tileset_read, s, op->out, op->count);
 }
 
-/* What a computation reads depends on its sizes only: run it once to learn the tiles,
- * fetch them in one round trip (with the head when asked), run it again on them. */
+/* What a computation reads depends on its sizes only: run it once to learn the tiles (into
+ * s), fetch them in one round trip (with the head when asked), run it again on them. */
+static int tiles_needed(const struct tree_op *op, struct audit_tileset *s)
+{
+    audit_tileset_init(s);
+    return run_op(op, s) != 0 || s->failed ? AUDIT_TREE_BAD : AUDIT_TREE_OK;
+}
+
+/* The second run, once the fetch ended as c; clears s. */
+static int tiles_fetched(const struct tree_op *op, struct audit_tileset *s,
+                         const struct audit_head *head, enum rreply_class c)
+{
+    int rc = c == RREPLY_OK            ? AUDIT_TREE_OK
+             : c == RREPLY_UNAVAILABLE ? AUDIT_TREE_REDIS
+                                       : AUDIT_TREE_REDIS_ERROR;
+    if (rc == AUDIT_TREE_OK && head)
+        rc = !head->tree_ok            ? AUDIT_TREE_MALFORMED
+             : head->tree_size < op->n ? AUDIT_TREE_BAD
+                                       : AUDIT_TREE_OK;
+    if (rc == AUDIT_TREE_OK) {
+        audit_tileset_serve(s);
+        rc = run_op(op, s) == 0 ? AUDIT_TREE_OK : AUDIT_TREE_MISSING;
+    }
+    audit_tileset_clear(s);
+    return rc;
+}
+
 static int with_tiles(struct rpool *p, const struct audit_keys *k, const struct tree_op *op,
                       struct audit_head *head)
 {
     struct audit_tileset s;
-    int rc = AUDIT_TREE_BAD;
-    audit_tileset_init(&s);
-    if (run_op(op, &s) != 0 || s.failed)
-        goto done;
-    enum rreply_class c = audit_store_tiles(p, k, &s, head);
-    rc = c == RREPLY_UNAVAILABLE ? AUDIT_TREE_REDIS : AUDIT_TREE_REDIS_ERROR;
-    if (c != RREPLY_OK)
-        goto done;
-    rc = !head                     ? AUDIT_TREE_OK
-         : !head->tree_ok          ? AUDIT_TREE_MALFORMED
-         : head->tree_size < op->n ? AUDIT_TREE_BAD
-                                   : AUDIT_TREE_OK;
-    if (rc != AUDIT_TREE_OK)
-        goto done;
-    audit_tileset_serve(&s);
-    rc = run_op(op, &s) == 0 ? AUDIT_TREE_OK : AUDIT_TREE_MISSING;
-done:
-    audit_tileset_clear(&s);
-    return rc;
+    if (tiles_needed(op, &s) != AUDIT_TREE_OK) {
+        audit_tileset_clear(&s);
+        return AUDIT_TREE_BAD;
+    }
+    return tiles_fetched(op, &s, head, audit_store_tiles(p, k, &s, head));
+}
+
+/* The same on a loop's client. */
+struct tree_call {
+    struct tree_op op;
+    struct audit_tileset s;
+    struct audit_head *head;
+    audit_tree_fn fn;
+    void *arg;
+};
+
+static void tree_call_fetched(void *arg, enum rreply_class c)
+{
+    struct tree_call *t = arg;
+    int rc = tiles_fetched(&t->op, &t->s, t->head, c);
+    audit_tree_fn fn = t->fn;
+    void *fn_arg = t->arg;
+    free(t);
+    fn(fn_arg, rc);
+}
+
+static int with_tiles_async(struct rclient *rc, const struct audit_keys *k,
+                            const struct tree_op *op, struct audit_head *head, audit_tree_fn fn,
+                            void *arg)
+{
+    struct tree_call *t = calloc(1, sizeof(*t));
+    if (!t)
+        return AUDIT_TREE_REDIS_ERROR;
+    t->op = *op;
+    t->head = head;
+    t->fn = fn;
+    t->arg = arg;
+    int rc_ = tiles_needed(op, &t->s);
+    if (rc_ == AUDIT_TREE_OK &&
+        audit_store_tiles_async(rc, k, &t->s, head, tree_call_fetched, t) != 0)
+        rc_ = AUDIT_TREE_REDIS_ERROR;
+    if (rc_ != AUDIT_TREE_OK) {
+        audit_tileset_clear(&t->s);
+        free(t);
+    }
+    return rc_;
 }
 
 int audit_tree_root(struct rpool *p, const struct audit_keys *k, long long n,
@@ -142,6 +194,42 @@ int audit_tree_consistency(struct rpool *p, const struct audit_keys *k, long lon
     return with_tiles(p, k, &op, head);
 }
 
+int audit_tree_roots_async(struct rclient *rc, const struct audit_keys *k, long long m, long long n,
+                           uint8_t (*roots)[MERKLE_HASH_LEN], audit_tree_fn fn, void *arg)
+{
+    struct tree_op op = {.kind = 3, .m = m, .n = n, .out = roots};
+    return with_tiles_async(rc, k, &op, NULL, fn, arg);
+}
+
+int audit_tree_inclusion_async(struct rclient *rc, const struct audit_keys *k, long long m,
+                               long long n, uint8_t (*out)[MERKLE_HASH_LEN], int *count,
+                               struct audit_head *head, audit_tree_fn fn, void *arg)
+{
+    struct tree_op op = {.kind = 1, .m = m, .n = n, .out = out, .count = count};
+    return with_tiles_async(rc, k, &op, head, fn, arg);
+}
+
+int audit_tree_consistency_async(struct rclient *rc, const struct audit_keys *k, long long m,
+                                 long long n, uint8_t (*out)[MERKLE_HASH_LEN], int *count,
+                                 struct audit_head *head, audit_tree_fn fn, void *arg)
+{
+    struct tree_op op = {.kind = 2, .m = m, .n = n, .out = out, .count = count};
+    return with_tiles_async(rc, k, &op, head, fn, arg);
+}
+
+/* The chain's part of audit_tree_holds, on the head h and the hash at cp's seq: 0 if it
+ * holds, 1 if not. */
+static int chain_holds(const struct audit_cp *cp, const struct audit_head *h, const char *at)
+{
+    const char *have = cp->chain_seq == 0        ? AUDIT_ZERO_HASH /* every chain holds none */
+                       : h->seq == cp->chain_seq ? h->hash
+                                                 : at;
+    return !cp->has_tree || !h->tree_ok || h->tree_size < cp->size || h->seq < cp->chain_seq ||
+                   strcmp(have, cp->chain_hash) != 0
+               ? 1
+               : 0;
+}
+
 int audit_tree_holds(struct rpool *p, const struct audit_keys *k, const struct audit_cp *cp)
 {
     struct audit_head h;
@@ -149,16 +237,73 @@ int audit_tree_holds(struct rpool *p, const struct audit_keys *k, const struct a
     uint8_t root[MERKLE_HASH_LEN];
     if (audit_store_head_at(p, k, cp->chain_seq, &h, at) != RREPLY_OK)
         return -1;
-    const char *have = cp->chain_seq == 0       ? AUDIT_ZERO_HASH /* every chain holds none */
-                       : h.seq == cp->chain_seq ? h.hash
-                                                : at;
-    if (!cp->has_tree || !h.tree_ok || h.tree_size < cp->size || h.seq < cp->chain_seq ||
-        strcmp(have, cp->chain_hash) != 0)
+    if (chain_holds(cp, &h, at) != 0)
         return 1;
     int rc = audit_tree_root(p, k, cp->size, root);
     if (rc == AUDIT_TREE_REDIS || rc == AUDIT_TREE_REDIS_ERROR)
         return -1;
     return rc == AUDIT_TREE_OK && memcmp(root, cp->root, sizeof(root)) == 0 ? 0 : 1;
+}
+
+struct holds_call {
+    struct rclient *rc;
+    const struct audit_keys *k;
+    const struct audit_cp *cp;
+    struct audit_head h;
+    char at[AUDIT_HASH_HEX_LEN + 1];
+    uint8_t root[1][MERKLE_HASH_LEN];
+    audit_tree_fn fn;
+    void *arg;
+};
+
+static void holds_answer(struct holds_call *t, int rc)
+{
+    audit_tree_fn fn = t->fn;
+    void *arg = t->arg;
+    free(t);
+    fn(arg, rc);
+}
+
+static void holds_root_read(void *arg, int rc)
+{
+    struct holds_call *t = arg;
+    if (rc == AUDIT_TREE_REDIS || rc == AUDIT_TREE_REDIS_ERROR)
+        holds_answer(t, -1);
+    else
+        holds_answer(t, rc == AUDIT_TREE_OK && memcmp(t->root[0], t->cp->root, MERKLE_HASH_LEN) == 0
+                            ? 0
+                            : 1);
+}
+
+static void holds_head_read(void *arg, enum rreply_class c)
+{
+    struct holds_call *t = arg;
+    struct tree_op op = {.kind = 0, .n = t->cp->size, .out = t->root};
+    if (c != RREPLY_OK) {
+        holds_answer(t, -1);
+        return;
+    }
+    if (chain_holds(t->cp, &t->h, t->at) != 0) {
+        holds_answer(t, 1);
+        return;
+    }
+    int rc = with_tiles_async(t->rc, t->k, &op, NULL, holds_root_read, t);
+    if (rc != AUDIT_TREE_OK)
+        holds_answer(t, rc == AUDIT_TREE_BAD ? 1 : -1);
+}
+
+int audit_tree_holds_async(struct rclient *rc, const struct audit_keys *k,
+                           const struct audit_cp *cp, audit_tree_fn fn, void *arg)
+{
+    struct holds_call *t = calloc(1, sizeof(*t));
+    if (!t)
+        return -1;
+    *t = (struct holds_call){.rc = rc, .k = k, .cp = cp, .fn = fn, .arg = arg};
+    if (audit_store_head_at_async(rc, k, cp->chain_seq, &t->h, t->at, holds_head_read, t) != 0) {
+        free(t);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- deltas ---- */

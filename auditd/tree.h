@@ -77,6 +77,24 @@ int audit_tree_consistency(struct rpool *p, const struct audit_keys *k, long lon
 struct audit_cp;
 int audit_tree_holds(struct rpool *p, const struct audit_keys *k, const struct audit_cp *cp);
 
+/* ---- the same on a loop's client ----
+ * fn(arg, rc) runs later on the loop with the result as above (the outputs filled; they and
+ * cp must stay valid until then). Each returns 0 when fn will run, else the result known
+ * now (AUDIT_TREE_BAD for impossible sizes, AUDIT_TREE_REDIS_ERROR out of memory; -1 for
+ * audit_tree_holds_async), and fn will not run. */
+typedef void (*audit_tree_fn)(void *arg, int rc);
+
+int audit_tree_roots_async(struct rclient *rc, const struct audit_keys *k, long long m, long long n,
+                           uint8_t (*roots)[MERKLE_HASH_LEN], audit_tree_fn fn, void *arg);
+int audit_tree_inclusion_async(struct rclient *rc, const struct audit_keys *k, long long m,
+                               long long n, uint8_t (*out)[MERKLE_HASH_LEN], int *count,
+                               struct audit_head *head, audit_tree_fn fn, void *arg);
+int audit_tree_consistency_async(struct rclient *rc, const struct audit_keys *k, long long m,
+                                 long long n, uint8_t (*out)[MERKLE_HASH_LEN], int *count,
+                                 struct audit_head *head, audit_tree_fn fn, void *arg);
+int audit_tree_holds_async(struct rclient *rc, const struct audit_keys *k,
+                           const struct audit_cp *cp, audit_tree_fn fn, void *arg);
+
 /* ---- what an append adds ---- */
 
 /* The hashes added to one tile: count hashes from position `from` (so the tile must hold
