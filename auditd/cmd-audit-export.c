@@ -65,7 +65,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 }
 
 /* --tiles: the archive at the checkpoint given, or the newest stored one. */
-static int export_tiles(const struct opts *o, struct rpool *p, const struct audit_keys *k)
+static int export_tiles(const struct opts *o, struct audit_db *p, const struct audit_keys *k)
 {
     char stored[AUDIT_NOTE_MAX], err[4400], *note = stored;
     size_t len = 0;
@@ -94,7 +94,8 @@ static int export_tiles(const struct opts *o, struct rpool *p, const struct audi
 }
 
 /* Stream entries from..upto to stdout a page at a time. Returns 0 or -1. */
-static int export_range(struct rpool *p, const struct audit_keys *k, long long from, long long upto)
+static int export_range(struct audit_db *p, const struct audit_keys *k, long long from,
+                        long long upto)
 {
     struct audit_entry *page = calloc(PAGE, sizeof(*page));
     int rc = 0;
@@ -141,7 +142,7 @@ int main(int argc, char **argv)
                o.checkpoint ? o.checkpoint : "<newest stored>");
         return 0;
     }
-    struct rpool *p = audit_tool_pool(o.redis, err, sizeof(err));
+    struct audit_db *p = audit_tool_db(o.redis, err, sizeof(err));
     if (!p) {
         fprintf(stderr, "audit-export: --redis: %s\n", err);
         return 3;
@@ -165,6 +166,6 @@ int main(int argc, char **argv)
     else
         fprintf(stderr, "audit-export: redis or output error\n");
 done:
-    rpool_free(p);
+    audit_tool_db_close(p);
     return rc;
 }

@@ -104,7 +104,7 @@ int main(int argc, char **argv)
     }
     char *token = read_token(o.token_file, &bad);
     struct audit_keyring *kr = bad ? NULL : audit_tool_keyring(o.keys, err, sizeof(err));
-    struct rpool *p = NULL;
+    struct audit_db *p = NULL;
     if (!kr) {
         fprintf(stderr, "audit-trim: %s\n", bad ? "cannot read the admin token file" : err);
         goto done;
@@ -118,7 +118,7 @@ int main(int argc, char **argv)
         rc = 0;
         goto done;
     }
-    if (!(p = audit_tool_pool(o.redis, err, sizeof(err)))) {
+    if (!(p = audit_tool_db(o.redis, err, sizeof(err)))) {
         fprintf(stderr, "audit-trim: --redis: %s\n", err);
         goto done;
     }
@@ -144,7 +144,7 @@ done:
     if (token)
         memset(token, 0, strlen(token));
     free(token);
-    rpool_free(p);
+    audit_tool_db_close(p);
     audit_keyring_free(kr);
     return rc;
 }

@@ -209,14 +209,14 @@ static int run_stores(const struct opts *o, const struct audit_keyring *kr,
 {
     char err[4400];
     struct audit_keys keys = {0};
-    struct rpool *p = NULL;
+    struct audit_db *p = NULL;
     struct audit_archive *a = NULL;
     enum rreply_class st = RREPLY_UNAVAILABLE;
     if (o->tiles && !(a = audit_archive_open(o->tiles, kr, err, sizeof(err)))) {
         fprintf(stderr, "audit-verify: --tiles: %s\n", err);
         return -1;
     }
-    if (o->redis && !(p = audit_tool_pool(o->redis, err, sizeof(err)))) {
+    if (o->redis && !(p = audit_tool_db(o->redis, err, sizeof(err)))) {
         fprintf(stderr, "audit-verify: --redis: %s\n", err);
         audit_archive_close(a);
         return -1;
@@ -226,7 +226,7 @@ static int run_stores(const struct opts *o, const struct audit_keyring *kr,
     if (st != RREPLY_OK)
         fprintf(stderr, "audit-verify: redis: %s\n",
                 st == RREPLY_UNAVAILABLE ? "unavailable" : "error reply");
-    rpool_free(p);
+    audit_tool_db_close(p);
     audit_archive_close(a);
     return st == RREPLY_OK ? 0 : -1;
 }

@@ -10,7 +10,7 @@
 #include "tree.h"
 
 /* Tile (level, index) of width w from Redis into the archive (a full one kept if there). */
-static int export_tile(struct rpool *p, const struct audit_keys *k, const char *dir,
+static int export_tile(struct audit_db *p, const struct audit_keys *k, const char *dir,
                        const struct audit_tile_ref *t, struct audit_export_stats *st, char *err,
                        size_t errsize)
 {
@@ -40,8 +40,9 @@ static int export_tile(struct rpool *p, const struct audit_keys *k, const char *
 }
 
 /* Bundle b of width w and its signatures from Redis into the archive. */
-static int export_bundle(struct rpool *p, const struct audit_keys *k, const char *dir, long long b,
-                         int w, struct audit_export_stats *st, char *err, size_t errsize)
+static int export_bundle(struct audit_db *p, const struct audit_keys *k, const char *dir,
+                         long long b, int w, struct audit_export_stats *st, char *err,
+                         size_t errsize)
 {
     struct audit_tile_ref t = {AUDIT_TILE_ENTRIES, b, w};
     struct audit_entry e[MERKLE_TILE_WIDTH];
@@ -84,7 +85,7 @@ static int export_bundle(struct rpool *p, const struct audit_keys *k, const char
     return rc;
 }
 
-int audit_export_tiles(struct rpool *p, const struct audit_keys *k, const char *dir,
+int audit_export_tiles(struct audit_db *p, const struct audit_keys *k, const char *dir,
                        const char *note, size_t note_len, struct audit_export_stats *stats,
                        char *err, size_t errsize)
 {

@@ -9,7 +9,6 @@
 #include <stddef.h>
 
 #include "checkpoint.h"
-#include "shared/redis_pool.h"
 #include "store.h"
 
 struct audit_export_stats {
@@ -19,7 +18,7 @@ struct audit_export_stats {
 /* Export the tree of checkpoint note (its size S; it must be a tree checkpoint whose root is
  * the root Redis's tiles give at S) into dir, the checkpoint last. Returns 0, or -1 with the
  * reason in err. */
-int audit_export_tiles(struct rpool *p, const struct audit_keys *k, const char *dir,
+int audit_export_tiles(struct audit_db *p, const struct audit_keys *k, const char *dir,
                        const char *note, size_t note_len, struct audit_export_stats *stats,
                        char *err, size_t errsize);
 

@@ -253,7 +253,7 @@ static void conclude(struct audit_guard *g, const struct audit_floor *f, enum au
     }
 }
 
-enum rreply_class audit_guard_check(struct audit_guard *g, struct rpool *p,
+enum rreply_class audit_guard_check(struct audit_guard *g, struct audit_db *p,
                                     const struct audit_keys *k, enum audit_verdict *v,
                                     struct audit_head *head)
 {

@@ -28,7 +28,6 @@
 
 #include "entry.h"
 #include "shared/metrics.h"
-#include "shared/redis_pool.h"
 #include "shared/redis_reply.h"
 #include "store.h"
 #include "tree.h"
@@ -96,7 +95,7 @@ int audit_guard_accept(struct audit_guard *g, long long seq, const char *hash, c
  * stored tiles (one more), judged, then advance or refuse as above, and sync. *v is the
  * verdict; the head goes into head (may be NULL), its root the recomputed one. Returns
  * the class of Redis's outcome (redis_reply.h). */
-enum rreply_class audit_guard_check(struct audit_guard *g, struct rpool *p,
+enum rreply_class audit_guard_check(struct audit_guard *g, struct audit_db *p,
                                     const struct audit_keys *k, enum audit_verdict *v,
                                     struct audit_head *head);
 

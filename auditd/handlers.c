@@ -553,7 +553,13 @@ static void *verify_main(void *arg)
 {
     struct verify_call *v = arg;
     struct audit_vresult res;
-    enum rreply_class c = audit_scan_redis(v->ctx->pool, v->ctx->keys, v->ctx->kr, &v->o, &res);
+    struct audit_db db;
+    char err[200];
+    enum rreply_class c = RREPLY_INTERNAL;
+    if (audit_db_open(&db, v->ctx->rconf, err, sizeof(err)) == 0) {
+        c = audit_scan_redis(&db, v->ctx->keys, v->ctx->kr, &v->o, &res);
+        audit_db_close(&db);
+    }
     if (c != RREPLY_OK)
         audit_redis_failed(v->r, c);
     else if (res.ok)

@@ -14,8 +14,8 @@
 
 /* What the handlers use, borrowed for the server's life. */
 struct audit_ctx {
-    struct rpool *pool;     /* for verifications, on threads of their own */
-    struct audit_bg *reads; /* the loop the requests' Redis reads run on */
+    const struct rcl_config *rconf; /* for verifications, on threads of their own */
+    struct audit_bg *reads;         /* the loop the requests' Redis reads run on */
     const struct audit_keys *keys;
     const struct audit_keyring *kr;
     struct audit_appender *appender;

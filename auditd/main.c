@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* auditd: a tamper-evident, hash-chained, signed audit log in Redis. main() reads like a
  * table of contents: configuration, keys, the appender, the checkpointer, the routes. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +23,9 @@ struct auditd {
     struct audit_keyring *kr;
     struct audit_guard *guard;
     int accept_chain; /* --accept-chain */
-    struct rpool *pool;
     struct rcl_config rconf;
+    struct audit_db ready_db; /* the startup checks' and /ready's */
+    pthread_mutex_t ready_mu;
     struct audit_appender *appender;
     struct audit_checkpointer *checkpointer;
     struct audit_bg *reads;
@@ -107,7 +109,7 @@ static int check_chain(struct auditd *d)
 static int check_floor(struct auditd *d)
 {
     enum audit_verdict v;
-    if (audit_guard_check(d->guard, d->pool, &d->keys, &v, NULL) != RREPLY_OK)
+    if (audit_guard_check(d->guard, &d->ready_db, &d->keys, &v, NULL) != RREPLY_OK)
         log_warn(NULL, "redis unavailable at startup: checked on the first append");
     if (audit_guard_sync(d->guard) != 0) {
         fprintf(stderr, "auditd: AUDIT_STATE_DIR=%s: cannot write the state file (see the log)\n",
@@ -135,14 +137,15 @@ static int accept_at_start(struct auditd *d)
 }
 
 /* /ready: looks at Redis rather than only reporting the last append, so that a chain lost
- * while nobody appends shows too (one pipelined round trip). */
+ * while nobody appends shows too (one pipelined round trip, one look at a time). */
 static int chain_ready(void *arg, char *reason, size_t size)
 {
     struct auditd *d = arg;
     enum audit_verdict v;
-    if (audit_guard_check(d->guard, d->pool, &d->keys, &v, NULL) == RREPLY_OK
-            ? v == AUDIT_CHAIN_HOLDS
-            : !audit_guard_refusing(d->guard, NULL, 0))
+    pthread_mutex_lock(&d->ready_mu);
+    enum rreply_class c = audit_guard_check(d->guard, &d->ready_db, &d->keys, &v, NULL);
+    pthread_mutex_unlock(&d->ready_mu);
+    if (c == RREPLY_OK ? v == AUDIT_CHAIN_HOLDS : !audit_guard_refusing(d->guard, NULL, 0))
         return 0;
     snprintf(reason, size, "chain_broken");
     return 1;
@@ -167,8 +170,13 @@ static int start(struct app *a, struct auditd *d)
                                        .wait_timeout_ms = d->conf.wait_timeout_ms};
     const struct audit_key *active = &d->kr->keys[d->kr->active];
     char err[4400];
-    d->pool = app_redis(a);
     audit_keys_init(&d->keys, d->conf.chain);
+    redis_client_config(a, &d->rconf);
+    pthread_mutex_init(&d->ready_mu, NULL);
+    if (audit_db_open(&d->ready_db, &d->rconf, err, sizeof(err)) != 0) {
+        fprintf(stderr, "auditd: %s\n", err);
+        return -1;
+    }
     d->guard = audit_guard_create(d->conf.state_dir, d->conf.chain, d->conf.origin, app_metrics(a),
                                   err, sizeof(err));
     if (!d->guard) {
@@ -179,7 +187,6 @@ static int start(struct app *a, struct auditd *d)
                                          "Active signing key version", "version"),
                            active->name),
                1);
-    redis_client_config(a, &d->rconf);
     d->appender = audit_appender_create(&d->rconf, &d->keys, d->kr, d->guard, &ac, app_metrics(a),
                                         err, sizeof(err));
     if (!d->appender) {
@@ -205,7 +212,7 @@ static int start(struct app *a, struct auditd *d)
         fprintf(stderr, "auditd: %s\n", err);
         return -1;
     }
-    d->ctx = (struct audit_ctx){.pool = app_redis(a),
+    d->ctx = (struct audit_ctx){.rconf = &d->rconf,
                                 .reads = d->reads,
                                 .keys = &d->keys,
                                 .kr = d->kr,
@@ -264,6 +271,7 @@ int main(int argc, char **argv)
     on_shutdown(&d);
     app_free(a);
     audit_guard_free(d.guard);
+    audit_db_close(&d.ready_db);
     audit_keyring_free(d.kr);
     return rc;
 }

@@ -17,7 +17,7 @@ void audit_query_add(struct audit_query *q, int argc, ...)
         argv[i] = va_arg(ap, const char *);
     va_end(ap);
     q->cmd = q->fixed;
-    q->fixed[q->n++] = (struct rpool_cmd){.argc = argc, .argv = argv};
+    q->fixed[q->n++] = (struct audit_cmd){.argc = argc, .argv = argv};
 }
 
 static void query_clear(struct audit_query *q)
@@ -34,33 +34,6 @@ static void query_clear(struct audit_query *q)
     free(q->slots);
 }
 
-/* The class of a pipeline's outcome: its status, then each reply's. */
-static enum rreply_class exec_class(enum rpool_status st, redisReply *const *r, size_t n)
-{
-    enum rreply_class c = rreply_classify(st, NULL);
-    for (size_t i = 0; c == RREPLY_OK && i < n; i++)
-        c = rreply_classify(st, r[i]);
-    return c;
-}
-
-enum rreply_class audit_query_run(struct rpool *p, struct audit_query *q)
-{
-    redisReply *fixed[AUDIT_QUERY_CMDS] = {NULL, NULL};
-    redisReply **r = q->n <= AUDIT_QUERY_CMDS ? fixed : calloc(q->n, sizeof(redisReply *));
-    enum rreply_class c = RREPLY_INTERNAL;
-    if (r && !q->failed) {
-        c = q->n ? exec_class(rpool_exec(p, q->cmd, q->n, r, q->timeout_ms), r, q->n) : RREPLY_OK;
-        if (c == RREPLY_OK && q->parse)
-            c = q->parse(q, r);
-        for (size_t i = 0; i < q->n; i++)
-            freeReplyObject(r[i]);
-    }
-    if (r != fixed)
-        free(r);
-    query_clear(q);
-    return c;
-}
-
 /* Every reply is in: parse, free, then tell the caller. */
 static void query_done(struct audit_query *q)
 {
@@ -71,8 +44,10 @@ static void query_done(struct audit_query *q)
     enum rreply_class c = q->c;
     for (size_t i = 0; i < q->n; i++)
         freeReplyObject(q->replies[i]);
+    int keep = q->keep;
     query_clear(q);
-    free(q);
+    if (!keep)
+        free(q);
     fn(arg, c);
 }
 
@@ -134,14 +109,65 @@ int audit_query_send(struct rclient *rc, struct audit_query *q, audit_done_fn fn
     }
     if (sent == 0) {
         query_clear(q);
-        free(q);
+        if (!q->keep)
+            free(q);
         return -1;
     }
     return 0;
 }
 
+/* ---- blocking calls ---- */
+
+int audit_db_open(struct audit_db *db, const struct rcl_config *rconf, char *err, size_t errsize)
+{
+    db->loop = loop_create(err, errsize);
+    db->rc = db->loop ? rcl_create(db->loop, rconf, err, errsize) : NULL;
+    if (!db->rc) {
+        loop_free(db->loop);
+        db->loop = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void audit_db_close(struct audit_db *db)
+{
+    if (!db)
+        return;
+    rcl_free(db->rc);
+    loop_free(db->loop);
+    db->rc = NULL;
+    db->loop = NULL;
+}
+
+struct run_wait {
+    struct loop *loop;
+    enum rreply_class c;
+    int done;
+};
+
+static void run_woke(void *arg, enum rreply_class c)
+{
+    struct run_wait *w = arg;
+    w->c = c;
+    w->done = 1;
+    loop_stop(w->loop);
+}
+
+enum rreply_class audit_query_run(struct audit_db *db, struct audit_query *q)
+{
+    struct run_wait w = {.loop = db->loop, .c = RREPLY_INTERNAL};
+    q->keep = 1;
+    if (audit_query_send(db->rc, q, run_woke, &w) != 0)
+        return RREPLY_INTERNAL;
+    while (!w.done)
+        if (loop_run(db->loop) != 0)
+            return RREPLY_UNAVAILABLE; /* epoll failed: the client is not to be used again */
+    return w.c;
+}
+
 /* The whole vector of a long script call: EVALSHA sha nkeys argv... */
-static int long_eval(struct audit_query_slot *s, const struct rpool_cmd *c)
+static int long_eval(struct audit_query_slot *s, const struct audit_cmd *c)
 {
     s->vc = c->argc + 3;
     s->v = calloc((size_t)s->vc, sizeof(*s->v));
@@ -163,7 +189,7 @@ static int long_eval(struct audit_query_slot *s, const struct rpool_cmd *c)
 
 static int slot_send(struct audit_query *q, size_t i)
 {
-    const struct rpool_cmd *c = &q->cmd[i];
+    const struct audit_cmd *c = &q->cmd[i];
     struct audit_query_slot *s = &q->slots[i];
     if (c->script && c->argc > AUDIT_QUERY_EVAL_ARGS && !s->v && long_eval(s, c) != 0)
         return -1;

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* query: how store.c runs a Redis call — commands sent together, in one round trip, and a
- * function that fills the caller's outputs from their replies — either on the pool
- * (blocking: the tools, startup) or on a loop's client (redis_client.h: the reply comes
- * later, on the loop's thread). Every outcome is classified by redis_reply.h. A query is
- * used by one thread. */
+ * function that fills the caller's outputs from their replies — on a loop's client
+ * (redis_client.h): the reply comes later, on the loop's thread, or, for blocking callers
+ * (the tools, startup, a verification), the caller's own loop is run until it is in. Every
+ * outcome is classified by redis_reply.h. A query is used by one thread. */
 #ifndef AUDIT_QUERY_H
 #define AUDIT_QUERY_H
 
@@ -11,9 +11,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shared/loop.h"
 #include "shared/redis_client.h"
-#include "shared/redis_pool.h"
 #include "shared/redis_reply.h"
+#include "shared/script.h"
+
+/* One command: argv[0..argc) (argvlen NULL: NUL-terminated strings); with script set,
+ * EVALSHA of it, argv starting with its nkeys keys. */
+struct audit_cmd {
+    const struct script *script;
+    int nkeys;
+    int argc;
+    const char *const *argv;
+    const size_t *argvlen;
+};
 
 /* What an asynchronous call reports once its replies are in: their class. The outputs it
  * was given are filled when c is RREPLY_OK. Runs on the client's loop. */
@@ -41,9 +52,9 @@ struct audit_query_slot {
  * outputs. On the pool a query lives on the caller's stack; on a loop's client on the heap
  * until its last reply. */
 struct audit_query {
-    struct rpool_cmd fixed[AUDIT_QUERY_CMDS];
+    struct audit_cmd fixed[AUDIT_QUERY_CMDS];
     const char *argv[AUDIT_QUERY_CMDS][AUDIT_QUERY_ARGS];
-    struct rpool_cmd *cmd; /* fixed, or allocated (a tile fetch: in mem) */
+    struct audit_cmd *cmd; /* fixed, or allocated (a tile fetch: in mem) */
     size_t n;
     int64_t timeout_ms;         /* <= 0: REDIS_COMMAND_TIMEOUT */
     char num[4][128];           /* numbers and key names the arguments hold */
@@ -51,6 +62,7 @@ struct audit_query {
     void (*cleanup)(void *arg); /* called when the query is freed (may be NULL) */
     void *cleanup_arg;
     int failed; /* out of memory while building: not sent */
+    int keep;   /* not on the heap: audit_query_send does not free it */
     /* Fills the outputs from the replies (each one classified ok); returns the class. */
     enum rreply_class (*parse)(struct audit_query *q, redisReply **r);
     void *out[4];
@@ -68,10 +80,6 @@ struct audit_query {
 /* Add a command of argc string arguments (which must outlive the sending) to q. */
 void audit_query_add(struct audit_query *q, int argc, ...);
 
-/* Run q on the pool and wait; parse fills the outputs. Frees what q holds (not q). Returns
- * the class of the outcome (RREPLY_INTERNAL too when q->failed). */
-enum rreply_class audit_query_run(struct rpool *p, struct audit_query *q);
-
 /* A query on the heap for audit_query_send, or NULL. */
 struct audit_query *audit_query_new(void);
 
@@ -81,5 +89,22 @@ struct audit_query *audit_query_new(void);
  * never runs inside this call. Returns 0, or -1 with q freed and fn not to be called (out
  * of memory). */
 int audit_query_send(struct rclient *rc, struct audit_query *q, audit_done_fn fn, void *arg);
+
+/* Where blocking calls run (the tools, startup, a verification): a loop of the calling
+ * thread's own and its client; each call runs the loop until its replies are in. Used by
+ * one thread at a time. */
+struct audit_db {
+    struct loop *loop;
+    struct rclient *rc;
+};
+
+/* Open db with a client of rconf. Returns 0, or -1 with the reason in err. */
+int audit_db_open(struct audit_db *db, const struct rcl_config *rconf, char *err, size_t errsize);
+/* Close db (a db not open, or NULL, is fine). */
+void audit_db_close(struct audit_db *db);
+
+/* Run q (q on the caller's stack) on db and wait; parse fills the outputs. Frees what q
+ * holds. Returns the class of the outcome (RREPLY_INTERNAL when it could not be sent). */
+enum rreply_class audit_query_run(struct audit_db *db, struct audit_query *q);
 
 #endif

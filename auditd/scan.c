@@ -11,7 +11,7 @@
 #define PAGE 1000
 
 /* The hash of entry seq (the trusted starting link of a partial verification). */
-static enum rreply_class hash_of(struct rpool *p, const struct audit_keys *k, long long seq,
+static enum rreply_class hash_of(struct audit_db *p, const struct audit_keys *k, long long seq,
                                  char out[AUDIT_HASH_HEX_LEN + 1], int *found)
 {
     struct audit_entry e;
@@ -25,7 +25,7 @@ static enum rreply_class hash_of(struct rpool *p, const struct audit_keys *k, lo
     return st;
 }
 
-static enum rreply_class feed_pages(struct rpool *p, const struct audit_keys *k,
+static enum rreply_class feed_pages(struct audit_db *p, const struct audit_keys *k,
                                     struct audit_verifier *v, long long next, long long upto,
                                     const struct audit_scan_opts *o)
 {
@@ -68,7 +68,7 @@ static int add_expectations(struct audit_verifier *v, const struct audit_scan_op
 /* Redis's tiles, as a source for the tree check: what the tree of `size` leaves has of a
  * tile (a tile wider than that is the tree's future, or a catch-up's: not compared). */
 struct redis_tiles {
-    struct rpool *pool;
+    struct audit_db *pool;
     const struct audit_keys *keys;
     long long size;
 };
@@ -112,7 +112,7 @@ static enum rreply_class redis_tree(struct audit_verifier *v, struct redis_tiles
 }
 
 /* The head, how far to go, the first seq Redis holds. */
-static enum rreply_class redis_range(struct rpool *p, const struct audit_keys *k,
+static enum rreply_class redis_range(struct audit_db *p, const struct audit_keys *k,
                                      const struct audit_scan_opts *o, struct audit_head *h,
                                      long long *upto, long long *first)
 {
@@ -127,7 +127,7 @@ static enum rreply_class redis_range(struct rpool *p, const struct audit_keys *k
     return st == RREPLY_OK ? audit_store_first_seq(p, k, first) : st;
 }
 
-enum rreply_class audit_scan_redis(struct rpool *p, const struct audit_keys *k,
+enum rreply_class audit_scan_redis(struct audit_db *p, const struct audit_keys *k,
                                    const struct audit_keyring *kr, const struct audit_scan_opts *o,
                                    struct audit_vresult *out)
 {
@@ -187,7 +187,7 @@ static int feed_archive(struct audit_archive *a, struct audit_verifier *v,
     return stop || audit_verifier_flush_tiles(v);
 }
 
-enum rreply_class audit_scan_archive(struct audit_archive *a, struct rpool *p,
+enum rreply_class audit_scan_archive(struct audit_archive *a, struct audit_db *p,
                                      const struct audit_keys *k, const struct audit_keyring *kr,
                                      const struct audit_scan_opts *o, struct audit_vresult *out)
 {

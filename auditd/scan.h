@@ -12,7 +12,6 @@
 #include "archive.h"
 #include "checkpoint.h"
 #include "keyring.h"
-#include "shared/redis_pool.h"
 #include "store.h"
 #include "verify.h"
 
@@ -32,7 +31,7 @@ struct audit_scan_opts {
 
 /* Returns RREPLY_OK with out filled, or the class of the Redis failure. Entries trimmed from Redis
  * that the range asks for are reported as trimmed (unverifiable, not tampered). */
-enum rreply_class audit_scan_redis(struct rpool *p, const struct audit_keys *k,
+enum rreply_class audit_scan_redis(struct audit_db *p, const struct audit_keys *k,
                                    const struct audit_keyring *kr,
                                    const struct audit_scan_opts *opts, struct audit_vresult *out);
 
@@ -48,7 +47,7 @@ int audit_scan_file(FILE *f, const struct audit_keyring *kr, const struct audit_
  * (Redis's tiles compared too). Without p the archive's checkpoint stands for the head.
  * from_seq and to_seq are not used. Returns RREPLY_OK with out filled, or the class of the failure.
  */
-enum rreply_class audit_scan_archive(struct audit_archive *a, struct rpool *p,
+enum rreply_class audit_scan_archive(struct audit_archive *a, struct audit_db *p,
                                      const struct audit_keys *k, const struct audit_keyring *kr,
                                      const struct audit_scan_opts *opts, struct audit_vresult *out);
 

@@ -79,7 +79,7 @@ static void q_head(struct audit_query *q, const struct audit_keys *k, long long 
     q->parse = parse_head;
 }
 
-enum rreply_class audit_store_head(struct rpool *p, const struct audit_keys *k, long long *seq,
+enum rreply_class audit_store_head(struct audit_db *p, const struct audit_keys *k, long long *seq,
                                    char hash[AUDIT_HASH_HEX_LEN + 1], int *exists)
 {
     struct audit_query q = {0};
@@ -115,7 +115,8 @@ static enum rreply_class parse_last_seq(struct audit_query *q, redisReply **r)
     return parse_last(q, r[0]);
 }
 
-enum rreply_class audit_store_last_seq(struct rpool *p, const struct audit_keys *k, long long *seq)
+enum rreply_class audit_store_last_seq(struct audit_db *p, const struct audit_keys *k,
+                                       long long *seq)
 {
     struct audit_query q = {0};
     *seq = 0;
@@ -227,7 +228,7 @@ static void q_range(struct audit_query *q, const struct audit_keys *k, long long
     q->parse = parse_range;
 }
 
-enum rreply_class audit_store_range(struct rpool *p, const struct audit_keys *k, long long from,
+enum rreply_class audit_store_range(struct audit_db *p, const struct audit_keys *k, long long from,
                                     long long to, size_t max, struct audit_entry *out, size_t *n)
 {
     struct audit_query q = {0};
@@ -266,7 +267,8 @@ static void q_key_table(struct audit_query *q, const struct audit_keys *k, json_
     q->parse = parse_key_table;
 }
 
-enum rreply_class audit_store_key_table(struct rpool *p, const struct audit_keys *k, json_t **out)
+enum rreply_class audit_store_key_table(struct audit_db *p, const struct audit_keys *k,
+                                        json_t **out)
 {
     struct audit_query q = {0};
     q_key_table(&q, k, out);
@@ -299,7 +301,7 @@ static void q_first_seq(struct audit_query *q, const struct audit_keys *k, long 
     q->parse = parse_first_seq;
 }
 
-enum rreply_class audit_store_first_seq(struct rpool *p, const struct audit_keys *k,
+enum rreply_class audit_store_first_seq(struct audit_db *p, const struct audit_keys *k,
                                         long long *first)
 {
     struct audit_query q = {0};
@@ -357,7 +359,7 @@ static void q_tree_head(struct audit_query *q, const struct audit_keys *k, struc
     q->parse = parse_head_at;
 }
 
-enum rreply_class audit_store_tree_head(struct rpool *p, const struct audit_keys *k,
+enum rreply_class audit_store_tree_head(struct audit_db *p, const struct audit_keys *k,
                                         struct audit_head *h)
 {
     struct audit_query q = {0};
@@ -387,8 +389,9 @@ static void q_head_at(struct audit_query *q, const struct audit_keys *k, long lo
     }
 }
 
-enum rreply_class audit_store_head_at(struct rpool *p, const struct audit_keys *k, long long at_seq,
-                                      struct audit_head *h, char hash_at[AUDIT_HASH_HEX_LEN + 1])
+enum rreply_class audit_store_head_at(struct audit_db *p, const struct audit_keys *k,
+                                      long long at_seq, struct audit_head *h,
+                                      char hash_at[AUDIT_HASH_HEX_LEN + 1])
 {
     struct audit_query q = {0};
     q_head_at(&q, k, at_seq, h, hash_at);
@@ -427,7 +430,7 @@ static void q_tiles(struct audit_query *q, const struct audit_keys *k, struct au
                     struct audit_head *head)
 {
     size_t first = head ? 1 : 0, n = first + s->n; /* the head's HMGET goes first */
-    struct rpool_cmd *cmds = calloc(n + 1, sizeof(*cmds));
+    struct audit_cmd *cmds = calloc(n + 1, sizeof(*cmds));
     char(*keys)[128] = calloc(s->n + 1, 128), (*ends)[24] = calloc(s->n + 1, 24);
     const char **argv = calloc(4 * s->n + 1, sizeof(*argv));
     q->mem[0] = keys;
@@ -453,12 +456,12 @@ static void q_tiles(struct audit_query *q, const struct audit_keys *k, struct au
         a[1] = keys[i];
         a[2] = "0";
         a[3] = ends[i];
-        cmds[first + i] = (struct rpool_cmd){.argc = 4, .argv = a};
+        cmds[first + i] = (struct audit_cmd){.argc = 4, .argv = a};
     }
     q->n = n;
 }
 
-enum rreply_class audit_store_tiles(struct rpool *p, const struct audit_keys *k,
+enum rreply_class audit_store_tiles(struct audit_db *p, const struct audit_keys *k,
                                     struct audit_tileset *s, struct audit_head *head)
 {
     struct audit_query q = {0};
@@ -487,7 +490,7 @@ static enum rreply_class parse_tile(struct audit_query *q, redisReply **r)
     return RREPLY_OK;
 }
 
-int audit_store_tile(struct rpool *p, const struct audit_keys *k, int level, long long index,
+int audit_store_tile(struct audit_db *p, const struct audit_keys *k, int level, long long index,
                      int width, uint8_t *out)
 {
     struct audit_query q = {0};
@@ -632,7 +635,7 @@ int audit_store_append_async(struct rclient *rc, const struct audit_append_args 
     }
     *reply = NULL;
     q->cmd = q->fixed;
-    q->fixed[0] = (struct rpool_cmd){.script = &script_audit_append,
+    q->fixed[0] = (struct audit_cmd){.script = &script_audit_append,
                                      .nkeys = (int)(NKEYS_FIXED + a->delta->n),
                                      .argc = argc,
                                      .argv = b->argv,
@@ -706,7 +709,7 @@ static void q_checkpoint(struct audit_query *q, const struct audit_keys *k, int6
     q->parse = parse_checkpoint;
 }
 
-enum rreply_class audit_store_checkpoint(struct rpool *p, const struct audit_keys *k,
+enum rreply_class audit_store_checkpoint(struct audit_db *p, const struct audit_keys *k,
                                          int64_t interval_ms, long long seq, const char *hash,
                                          const char *note, int *stored)
 {
@@ -746,7 +749,7 @@ static enum rreply_class parse_last_checkpoint(struct audit_query *q, redisReply
     return RREPLY_OK;
 }
 
-int audit_store_last_checkpoint(struct rpool *p, const struct audit_keys *k, char *note,
+int audit_store_last_checkpoint(struct audit_db *p, const struct audit_keys *k, char *note,
                                 size_t size)
 {
     struct audit_query q = {0};
@@ -771,7 +774,7 @@ static enum rreply_class parse_trim(struct audit_query *q, redisReply **r)
     return RREPLY_OK;
 }
 
-int audit_store_trim(struct rpool *p, const struct audit_keys *k, long long before_seq,
+int audit_store_trim(struct audit_db *p, const struct audit_keys *k, long long before_seq,
                      long long rec, char (*tile_keys)[128], size_t n, long long *entries,
                      long long *tiles)
 {
@@ -790,7 +793,7 @@ int audit_store_trim(struct rpool *p, const struct audit_keys *k, long long befo
         argv[3 + n] = q.num[1];
     }
     q.cmd = q.fixed;
-    q.fixed[0] = (struct rpool_cmd){
+    q.fixed[0] = (struct audit_cmd){
         .script = &script_audit_trim, .nkeys = (int)(2 + n), .argc = (int)(4 + n), .argv = argv};
     q.n = 1;
     q.out[0] = entries;

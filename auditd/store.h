@@ -21,7 +21,6 @@
 
 #include "entry.h"
 #include "query.h"
-#include "shared/redis_pool.h"
 #include "shared/redis_reply.h"
 #include "shared/script.h"
 
@@ -45,14 +44,15 @@ void audit_tile_key(const struct audit_keys *k, int level, long long index, char
 /* ---- the chain ---- */
 
 /* Read the head. *exists is 0 when the head key is absent (then seq 0, zero hash). */
-enum rreply_class audit_store_head(struct rpool *p, const struct audit_keys *k, long long *seq,
+enum rreply_class audit_store_head(struct audit_db *p, const struct audit_keys *k, long long *seq,
                                    char hash[AUDIT_HASH_HEX_LEN + 1], int *exists);
 int audit_store_head_async(struct rclient *rc, const struct audit_keys *k, long long *seq,
                            char hash[AUDIT_HASH_HEX_LEN + 1], int *exists, audit_done_fn fn,
                            void *arg);
 
 /* The seq of the last log entry (0 when empty). */
-enum rreply_class audit_store_last_seq(struct rpool *p, const struct audit_keys *k, long long *seq);
+enum rreply_class audit_store_last_seq(struct audit_db *p, const struct audit_keys *k,
+                                       long long *seq);
 
 /* The head (as audit_store_head) and the last log entry's seq in one round trip. */
 int audit_store_ends_async(struct rclient *rc, const struct audit_keys *k, long long *head_seq,
@@ -63,7 +63,7 @@ int audit_store_ends_async(struct rclient *rc, const struct audit_keys *k, long 
  * the stored fields and the parsed body; entries whose body does not parse keep ts/kv/
  * prev empty). *n is how many. Caller clears each entry. Stream ids that are not
  * "<seq>-0" are skipped. */
-enum rreply_class audit_store_range(struct rpool *p, const struct audit_keys *k, long long from,
+enum rreply_class audit_store_range(struct audit_db *p, const struct audit_keys *k, long long from,
                                     long long to, size_t max, struct audit_entry *out, size_t *n);
 int audit_store_range_async(struct rclient *rc, const struct audit_keys *k, long long from,
                             long long to, size_t max, struct audit_entry *out, size_t *n,
@@ -71,12 +71,13 @@ int audit_store_range_async(struct rclient *rc, const struct audit_keys *k, long
 
 /* The key-version table as a JSON object version -> first seq (new reference, also on
  * failure). */
-enum rreply_class audit_store_key_table(struct rpool *p, const struct audit_keys *k, json_t **out);
+enum rreply_class audit_store_key_table(struct audit_db *p, const struct audit_keys *k,
+                                        json_t **out);
 int audit_store_key_table_async(struct rclient *rc, const struct audit_keys *k, json_t **out,
                                 audit_done_fn fn, void *arg);
 
 /* The first seq Redis still holds after audit-trim (1 when nothing was trimmed). */
-enum rreply_class audit_store_first_seq(struct rpool *p, const struct audit_keys *k,
+enum rreply_class audit_store_first_seq(struct audit_db *p, const struct audit_keys *k,
                                         long long *first);
 int audit_store_first_seq_async(struct rclient *rc, const struct audit_keys *k, long long *first,
                                 audit_done_fn fn, void *arg);
@@ -92,15 +93,16 @@ struct audit_head;
 struct audit_tileset;
 
 /* Read the head and its tree in one HMGET. */
-enum rreply_class audit_store_tree_head(struct rpool *p, const struct audit_keys *k,
+enum rreply_class audit_store_tree_head(struct audit_db *p, const struct audit_keys *k,
                                         struct audit_head *h);
 int audit_store_tree_head_async(struct rclient *rc, const struct audit_keys *k,
                                 struct audit_head *h, audit_done_fn fn, void *arg);
 
 /* The head (as audit_store_tree_head) and the stored hash of entry at_seq (at_seq 0: not
  * read) in one round trip (pipelined). hash_at is "" when there is no such entry. */
-enum rreply_class audit_store_head_at(struct rpool *p, const struct audit_keys *k, long long at_seq,
-                                      struct audit_head *h, char hash_at[AUDIT_HASH_HEX_LEN + 1]);
+enum rreply_class audit_store_head_at(struct audit_db *p, const struct audit_keys *k,
+                                      long long at_seq, struct audit_head *h,
+                                      char hash_at[AUDIT_HASH_HEX_LEN + 1]);
 int audit_store_head_at_async(struct rclient *rc, const struct audit_keys *k, long long at_seq,
                               struct audit_head *h, char hash_at[AUDIT_HASH_HEX_LEN + 1],
                               audit_done_fn fn, void *arg);
@@ -108,14 +110,14 @@ int audit_store_head_at_async(struct rclient *rc, const struct audit_keys *k, lo
 /* Fill every tile of s from Redis in one pipelined round trip; a tile that holds fewer
  * hashes than its width (trimmed, or never written) keeps data NULL. With head (may be
  * NULL), the head and its tree are read in the same round trip. */
-enum rreply_class audit_store_tiles(struct rpool *p, const struct audit_keys *k,
+enum rreply_class audit_store_tiles(struct audit_db *p, const struct audit_keys *k,
                                     struct audit_tileset *s, struct audit_head *head);
 int audit_store_tiles_async(struct rclient *rc, const struct audit_keys *k, struct audit_tileset *s,
                             struct audit_head *head, audit_done_fn fn, void *arg);
 
 /* The first width hashes of tile (level, index) into out. Returns 1 read, 0 if the tile is
  * empty or absent, -1 if Redis failed or holds another length. */
-int audit_store_tile(struct rpool *p, const struct audit_keys *k, int level, long long index,
+int audit_store_tile(struct audit_db *p, const struct audit_keys *k, int level, long long index,
                      int width, uint8_t *out);
 
 /* ---- the append compare-and-set (audit_append.lua) ---- */
@@ -157,7 +159,7 @@ long long audit_reply_int(const redisReply *r, size_t i);
 
 /* Store a signed note for the head (seq, hash) unless one was stored in this interval
  * (audit_checkpoint.lua). *stored is 1 when this note was. */
-enum rreply_class audit_store_checkpoint(struct rpool *p, const struct audit_keys *k,
+enum rreply_class audit_store_checkpoint(struct audit_db *p, const struct audit_keys *k,
                                          int64_t interval_ms, long long seq, const char *hash,
                                          const char *note, int *stored);
 int audit_store_checkpoint_async(struct rclient *rc, const struct audit_keys *k,
@@ -166,13 +168,13 @@ int audit_store_checkpoint_async(struct rclient *rc, const struct audit_keys *k,
 
 /* The note of the last stored checkpoint into note (size bytes). Returns its length, 0 if
  * there is none, -1 if Redis failed or it does not fit. */
-int audit_store_last_checkpoint(struct rpool *p, const struct audit_keys *k, char *note,
+int audit_store_last_checkpoint(struct audit_db *p, const struct audit_keys *k, char *note,
                                 size_t size);
 
 /* audit_trim.lua once: remove the entries before before_seq and the tiles named in
  * tile_keys[0..n), recording seq rec as the trim's entry. Adds to *entries and *tiles what
  * was removed. Returns 0, or -1 if Redis failed. */
-int audit_store_trim(struct rpool *p, const struct audit_keys *k, long long before_seq,
+int audit_store_trim(struct audit_db *p, const struct audit_keys *k, long long before_seq,
                      long long rec, char (*tile_keys)[128], size_t n, long long *entries,
                      long long *tiles);
 

@@ -16,17 +16,32 @@ int audit_tool_init(const char *name)
     return crypto_init();
 }
 
-struct rpool *audit_tool_pool(const char *url, char *err, size_t errsize)
+struct audit_db *audit_tool_db(const char *url, char *err, size_t errsize)
 {
-    struct rpool_config rc;
-    rpool_config_defaults(&rc);
-    rc.url = url;
-    rc.size = 2;
-    rc.min_idle = 0;
-    rc.command_timeout_ms = 10000;
-    rc.pool_timeout_ms = 5000;
-    rc.connect_timeout_ms = 2000;
-    return rpool_create(&rc, NULL, err, errsize);
+    struct rcl_config rc = {.url = url,
+                            .pool_size = 2,
+                            .loops = 1,
+                            .min_idle = 0,
+                            .max_conn_age_ms = 0,
+                            .pool_timeout_ms = 5000,
+                            .connect_timeout_ms = 2000,
+                            .command_timeout_ms = 10000};
+    struct audit_db *db = calloc(1, sizeof(*db));
+    if (!db) {
+        snprintf(err, errsize, "out of memory");
+        return NULL;
+    }
+    if (audit_db_open(db, &rc, err, errsize) != 0) {
+        free(db);
+        return NULL;
+    }
+    return db;
+}
+
+void audit_tool_db_close(struct audit_db *db)
+{
+    audit_db_close(db);
+    free(db);
 }
 
 char *audit_tool_read_file(const char *path, size_t *len)

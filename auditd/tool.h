@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* tool: what audit-verify and audit-export share — a small Redis pool for a URL, the
+/* tool: what audit-verify and audit-export share — a Redis client for a URL, the
  * keyring file, and numeric option parsing. */
 #ifndef AUDIT_TOOL_H
 #define AUDIT_TOOL_H
@@ -8,13 +8,16 @@
 
 #include "entry.h"
 #include "keyring.h"
-#include "shared/redis_pool.h"
+#include "query.h"
 
 /* Initialise crypto and quiet logging for a command-line tool. Returns 0 or -1. */
 int audit_tool_init(const char *name);
 
-/* A pool of two connections to url (10 s command timeout). NULL with a reason in err. */
-struct rpool *audit_tool_pool(const char *url, char *err, size_t errsize);
+/* A client of url for blocking calls from this thread (10 s command timeout). NULL with a
+ * reason in err. */
+struct audit_db *audit_tool_db(const char *url, char *err, size_t errsize);
+/* Close and free it (NULL does nothing). */
+void audit_tool_db_close(struct audit_db *db);
 
 /* Read a keyring document (GET /v1/keys) from path. NULL with a reason in err. */
 struct audit_keyring *audit_tool_keyring(const char *path, char *err, size_t errsize);

@@ -102,7 +102,7 @@ static int tiles_fetched(const struct tree_op *op, struct audit_tileset *s,
     return rc;
 }
 
-static int with_tiles(struct rpool *p, const struct audit_keys *k, const struct tree_op *op,
+static int with_tiles(struct audit_db *p, const struct audit_keys *k, const struct tree_op *op,
                       struct audit_head *head)
 {
     struct audit_tileset s;
@@ -154,7 +154,7 @@ static int with_tiles_async(struct rclient *rc, const struct audit_keys *k,
     return rc_;
 }
 
-int audit_tree_root(struct rpool *p, const struct audit_keys *k, long long n,
+int audit_tree_root(struct audit_db *p, const struct audit_keys *k, long long n,
                     uint8_t out[MERKLE_HASH_LEN])
 {
     uint8_t(*o)[MERKLE_HASH_LEN] = (uint8_t(*)[MERKLE_HASH_LEN])out;
@@ -162,7 +162,7 @@ int audit_tree_root(struct rpool *p, const struct audit_keys *k, long long n,
     return with_tiles(p, k, &op, NULL);
 }
 
-int audit_tree_roots(struct rpool *p, const struct audit_keys *k, long long m, long long n,
+int audit_tree_roots(struct audit_db *p, const struct audit_keys *k, long long m, long long n,
                      uint8_t root_m[MERKLE_HASH_LEN], uint8_t root_n[MERKLE_HASH_LEN])
 {
     uint8_t out[2][MERKLE_HASH_LEN];
@@ -173,21 +173,21 @@ int audit_tree_roots(struct rpool *p, const struct audit_keys *k, long long m, l
     return rc;
 }
 
-int audit_tree_frontier(struct rpool *p, const struct audit_keys *k, long long n,
+int audit_tree_frontier(struct audit_db *p, const struct audit_keys *k, long long n,
                         struct merkle_frontier *f)
 {
     struct tree_op op = {.kind = 4, .n = n, .f = f};
     return with_tiles(p, k, &op, NULL);
 }
 
-int audit_tree_inclusion(struct rpool *p, const struct audit_keys *k, long long m, long long n,
+int audit_tree_inclusion(struct audit_db *p, const struct audit_keys *k, long long m, long long n,
                          uint8_t out[][MERKLE_HASH_LEN], int *count, struct audit_head *head)
 {
     struct tree_op op = {.kind = 1, .m = m, .n = n, .out = out, .count = count};
     return with_tiles(p, k, &op, head);
 }
 
-int audit_tree_consistency(struct rpool *p, const struct audit_keys *k, long long m, long long n,
+int audit_tree_consistency(struct audit_db *p, const struct audit_keys *k, long long m, long long n,
                            uint8_t out[][MERKLE_HASH_LEN], int *count, struct audit_head *head)
 {
     struct tree_op op = {.kind = 2, .m = m, .n = n, .out = out, .count = count};
@@ -230,7 +230,7 @@ static int chain_holds(const struct audit_cp *cp, const struct audit_head *h, co
                : 0;
 }
 
-int audit_tree_holds(struct rpool *p, const struct audit_keys *k, const struct audit_cp *cp)
+int audit_tree_holds(struct audit_db *p, const struct audit_keys *k, const struct audit_cp *cp)
 {
     struct audit_head h;
     char at[AUDIT_HASH_HEX_LEN + 1];

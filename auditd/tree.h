@@ -19,7 +19,6 @@
 #include <stdint.h>
 
 #include "merkle.h"
-#include "shared/redis_pool.h"
 #include "store.h"
 #include "tiles.h"
 
@@ -51,31 +50,31 @@ int audit_head_parse(redisReply *const *f, struct audit_head *h);
 #define AUDIT_TREE_REDIS_ERROR (-5) /* Redis answered an error (500) */
 
 /* The root of the first n leaves, from the stored tiles (two round trips at most). */
-int audit_tree_root(struct rpool *p, const struct audit_keys *k, long long n,
+int audit_tree_root(struct audit_db *p, const struct audit_keys *k, long long n,
                     uint8_t out[MERKLE_HASH_LEN]);
 
 /* The roots of the first m and of the first n leaves, from one fetch of tiles. */
-int audit_tree_roots(struct rpool *p, const struct audit_keys *k, long long m, long long n,
+int audit_tree_roots(struct audit_db *p, const struct audit_keys *k, long long m, long long n,
                      uint8_t root_m[MERKLE_HASH_LEN], uint8_t root_n[MERKLE_HASH_LEN]);
 
 /* The frontier of the first n leaves, from the stored tiles. */
-int audit_tree_frontier(struct rpool *p, const struct audit_keys *k, long long n,
+int audit_tree_frontier(struct audit_db *p, const struct audit_keys *k, long long n,
                         struct merkle_frontier *f);
 
 /* The inclusion proof of leaf m in the tree of size n, and the consistency proof from m to
  * n (merkle.h), from the stored tiles: out holds MERKLE_PROOF_MAX hashes. The head is read
  * in the same round trip as the tiles into *head: AUDIT_TREE_BAD when its tree is smaller
  * than n, AUDIT_TREE_MALFORMED when its tree fields are malformed. */
-int audit_tree_inclusion(struct rpool *p, const struct audit_keys *k, long long m, long long n,
+int audit_tree_inclusion(struct audit_db *p, const struct audit_keys *k, long long m, long long n,
                          uint8_t out[][MERKLE_HASH_LEN], int *count, struct audit_head *head);
-int audit_tree_consistency(struct rpool *p, const struct audit_keys *k, long long m, long long n,
+int audit_tree_consistency(struct audit_db *p, const struct audit_keys *k, long long m, long long n,
                            uint8_t out[][MERKLE_HASH_LEN], int *count, struct audit_head *head);
 
 /* Is checkpoint cp (a tree checkpoint) of the tree and chain in Redis: the tree at least as
  * large, its root at cp's size cp's root (from the tiles), the chain's hash at cp's seq
  * cp's chain hash? Returns 0 if it is, 1 if not, -1 if Redis failed. */
 struct audit_cp;
-int audit_tree_holds(struct rpool *p, const struct audit_keys *k, const struct audit_cp *cp);
+int audit_tree_holds(struct audit_db *p, const struct audit_keys *k, const struct audit_cp *cp);
 
 /* ---- the same on a loop's client ----
  * fn(arg, rc) runs later on the loop with the result as above (the outputs filled; they and

@@ -64,8 +64,9 @@ static int record(const struct audit_archive *a, const struct audit_trim_opts *o
 
 /* Run audit_trim.lua over the tile keys of keys[from..to) (at least one call, which also
  * trims the log). */
-static int run_script(struct rpool *p, const struct audit_keys *k, const struct audit_trim_opts *o,
-                      long long rec, char (*keys)[128], size_t nkeys, struct audit_trim_result *res)
+static int run_script(struct audit_db *p, const struct audit_keys *k,
+                      const struct audit_trim_opts *o, long long rec, char (*keys)[128],
+                      size_t nkeys, struct audit_trim_result *res)
 {
     for (size_t at = 0; at == 0 || at < nkeys; at += KEYS_PER_CALL) {
         size_t n = nkeys - at < KEYS_PER_CALL ? nkeys - at : KEYS_PER_CALL;
@@ -101,7 +102,7 @@ static char (*tile_keys(const struct audit_keys *k, long long from, long long n,
     return keys ? keys : calloc(1, 128);
 }
 
-int audit_trim(struct rpool *p, const struct audit_keys *k, const struct audit_keyring *kr,
+int audit_trim(struct audit_db *p, const struct audit_keys *k, const struct audit_keyring *kr,
                const struct audit_trim_opts *o, struct audit_trim_result *res, char *err,
                size_t errsize)
 {

@@ -12,7 +12,6 @@
 #include <stddef.h>
 
 #include "keyring.h"
-#include "shared/redis_pool.h"
 #include "store.h"
 
 struct audit_trim_opts {
@@ -34,7 +33,7 @@ struct audit_trim_result {
 #define AUDIT_TRIM_FAILED 2  /* Redis or auditd failed: run again */
 
 /* Trim as above. Returns one of the results, err saying why when not done. */
-int audit_trim(struct rpool *p, const struct audit_keys *k, const struct audit_keyring *kr,
+int audit_trim(struct audit_db *p, const struct audit_keys *k, const struct audit_keyring *kr,
                const struct audit_trim_opts *o, struct audit_trim_result *res, char *err,
                size_t errsize);
 
