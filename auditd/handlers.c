@@ -224,8 +224,6 @@ static struct append_call *append_new(struct http_req *r, struct audit_ctx *ctx,
         http_problem(r, 500, "internal", "out of memory");
         return NULL;
     }
-    a->p.r = r;
-    a->p.loop = ctx->reads;
     a->ctx = ctx;
     a->kind = kind;
     a->items = &a->one;
@@ -234,9 +232,9 @@ static struct append_call *append_new(struct http_req *r, struct audit_ctx *ctx,
 }
 
 /* Suspend and submit. */
-static void append_start(struct append_call *a)
+static void append_start(struct append_call *a, struct http_req *r)
 {
-    http_suspend(a->p.r);
+    audit_pending_suspend(&a->p, r);
     submit(a);
 }
 
@@ -254,7 +252,7 @@ static void handle_event(struct http_req *r, void *arg)
         return;
     }
     a->one.event = event;
-    append_start(a);
+    append_start(a, r);
 }
 
 static void handle_batch(struct http_req *r, void *arg)
@@ -276,7 +274,7 @@ static void handle_batch(struct http_req *r, void *arg)
     }
     a->items = items;
     a->n = n;
-    append_start(a);
+    append_start(a, r);
 }
 
 /* Admin: go on with the chain Redis shows (an older backup was restored on purpose). */
@@ -291,7 +289,7 @@ static void handle_accept(struct http_req *r, void *arg)
         return;
     }
     a->req.accept = 1;
-    append_start(a);
+    append_start(a, r);
 }
 
 /* Admin: record in the chain that the entries before before_seq are trimmed from Redis,
@@ -352,7 +350,7 @@ static void handle_trim(struct http_req *r, void *arg)
         free(a);
         return;
     }
-    audit_pending_start(&a->p, r, ctx->reads, trim_step);
+    audit_pending_start(&a->p, r, trim_step);
 }
 
 /* ---- reads of the chain ---- */
@@ -436,7 +434,7 @@ static void handle_list(struct http_req *r, void *arg)
         return;
     k->from = from;
     k->limit = limit;
-    audit_pending_start(&k->p, r, k->ctx->reads, list_step);
+    audit_pending_start(&k->p, r, list_step);
 }
 
 static void get_read(void *arg, enum rreply_class c)
@@ -470,7 +468,7 @@ static void handle_get(struct http_req *r, void *arg)
     if (!k)
         return;
     k->seq = seq;
-    audit_pending_start(&k->p, r, k->ctx->reads, get_step);
+    audit_pending_start(&k->p, r, get_step);
 }
 
 static void head_entry_read(void *arg, enum rreply_class c)
@@ -512,7 +510,7 @@ static void handle_head(struct http_req *r, void *arg)
 {
     struct read_call *k = read_new(r, arg, 1);
     if (k)
-        audit_pending_start(&k->p, r, k->ctx->reads, head_step);
+        audit_pending_start(&k->p, r, head_step);
 }
 
 static void keys_read(void *arg, enum rreply_class c)
@@ -536,7 +534,7 @@ static void handle_keys(struct http_req *r, void *arg)
 {
     struct read_call *k = read_new(r, arg, 0);
     if (k)
-        audit_pending_start(&k->p, r, k->ctx->reads, keys_step);
+        audit_pending_start(&k->p, r, keys_step);
 }
 
 /* ---- verify ---- */
@@ -640,9 +638,8 @@ static void handle_checkpoint(struct http_req *r, void *arg)
         http_problem(r, 500, "internal", "out of memory");
         return;
     }
-    k->p.r = r;
     k->ctx = arg;
-    http_suspend(r);
+    audit_pending_suspend(&k->p, r);
     if (audit_checkpointer_now(k->ctx->checkpointer, checkpoint_made, k) != 0) {
         http_unavailable(r);
         audit_pending_done(&k->p);

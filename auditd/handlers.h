@@ -6,7 +6,6 @@
 #define AUDIT_HANDLERS_H
 
 #include "appender.h"
-#include "background.h"
 #include "checkpointer.h"
 #include "keyring.h"
 #include "shared/app.h"
@@ -15,7 +14,6 @@
 /* What the handlers use, borrowed for the server's life. */
 struct audit_ctx {
     const struct rcl_config *rconf; /* for verifications, on threads of their own */
-    struct audit_bg *reads;         /* the loop the requests' Redis reads run on */
     const struct audit_keys *keys;
     const struct audit_keyring *kr;
     struct audit_appender *appender;

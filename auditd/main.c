@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* auditd: a tamper-evident, hash-chained, signed audit log in Redis. main() reads like a
  * table of contents: configuration, keys, the appender, the checkpointer, the routes. */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,29 +23,19 @@ struct auditd {
     struct audit_guard *guard;
     int accept_chain; /* --accept-chain */
     struct rcl_config rconf;
-    struct audit_db ready_db; /* the startup checks' and /ready's */
-    pthread_mutex_t ready_mu;
     struct audit_appender *appender;
     struct audit_checkpointer *checkpointer;
-    struct audit_bg *reads;
     struct audit_ctx ctx;
 };
 
-/* The Redis client settings of the appender's loop: the REDIS_* variables as the pool
- * reads them, with one connection. */
+/* The Redis settings of the daemon's own loops (the appender, the checkpointer, startup):
+ * the common ones, on a connection or two of their own. */
 static void redis_client_config(struct app *a, struct rcl_config *rc)
 {
-    struct rpool_config pc;
-    rpool_config_defaults(&pc);
-    rpool_config_load(&pc, app_cfg(a));
-    *rc = (struct rcl_config){.url = pc.url,
-                              .pool_size = 2,
-                              .loops = 1,
-                              .min_idle = 1,
-                              .max_conn_age_ms = pc.max_conn_age_ms,
-                              .pool_timeout_ms = pc.pool_timeout_ms,
-                              .connect_timeout_ms = pc.connect_timeout_ms,
-                              .command_timeout_ms = pc.command_timeout_ms};
+    *rc = *app_rcl_config(a);
+    rc->loops = 1;
+    rc->pool_size = 2;
+    rc->min_idle = 1;
 }
 
 /* `auditd keygen`: a new private key (PEM) and its public key (base64). */
@@ -109,7 +98,14 @@ static int check_chain(struct auditd *d)
 static int check_floor(struct auditd *d)
 {
     enum audit_verdict v;
-    if (audit_guard_check(d->guard, &d->ready_db, &d->keys, &v, NULL) != RREPLY_OK)
+    struct audit_db db;
+    char err[200];
+    enum rreply_class c = RREPLY_UNAVAILABLE;
+    if (audit_db_open(&db, &d->rconf, err, sizeof(err)) == 0) {
+        c = audit_guard_check(d->guard, &db, &d->keys, &v, NULL);
+        audit_db_close(&db);
+    }
+    if (c != RREPLY_OK)
         log_warn(NULL, "redis unavailable at startup: checked on the first append");
     if (audit_guard_sync(d->guard) != 0) {
         fprintf(stderr, "auditd: AUDIT_STATE_DIR=%s: cannot write the state file (see the log)\n",
@@ -136,16 +132,14 @@ static int accept_at_start(struct auditd *d)
     return -1;
 }
 
-/* /ready: looks at Redis rather than only reporting the last append, so that a chain lost
- * while nobody appends shows too (one pipelined round trip, one look at a time). */
+/* /ready (on a worker loop: it must not wait): what the guard has seen, and it looks at
+ * Redis again in the background, so that a chain lost, or restored, while nobody appends
+ * shows on the next /ready. */
 static int chain_ready(void *arg, char *reason, size_t size)
 {
     struct auditd *d = arg;
-    enum audit_verdict v;
-    pthread_mutex_lock(&d->ready_mu);
-    enum rreply_class c = audit_guard_check(d->guard, &d->ready_db, &d->keys, &v, NULL);
-    pthread_mutex_unlock(&d->ready_mu);
-    if (c == RREPLY_OK ? v == AUDIT_CHAIN_HOLDS : !audit_guard_refusing(d->guard, NULL, 0))
+    audit_checkpointer_look(d->checkpointer);
+    if (!audit_guard_refusing(d->guard, NULL, 0))
         return 0;
     snprintf(reason, size, "chain_broken");
     return 1;
@@ -154,8 +148,6 @@ static int chain_ready(void *arg, char *reason, size_t size)
 static void on_shutdown(void *arg)
 {
     struct auditd *d = arg;
-    audit_bg_stop(d->reads);
-    d->reads = NULL;
     audit_checkpointer_stop(d->checkpointer);
     d->checkpointer = NULL;
     audit_appender_free(d->appender); /* flushes what is queued */
@@ -172,11 +164,6 @@ static int start(struct app *a, struct auditd *d)
     char err[4400];
     audit_keys_init(&d->keys, d->conf.chain);
     redis_client_config(a, &d->rconf);
-    pthread_mutex_init(&d->ready_mu, NULL);
-    if (audit_db_open(&d->ready_db, &d->rconf, err, sizeof(err)) != 0) {
-        fprintf(stderr, "auditd: %s\n", err);
-        return -1;
-    }
     d->guard = audit_guard_create(d->conf.state_dir, d->conf.chain, d->conf.origin, app_metrics(a),
                                   err, sizeof(err));
     if (!d->guard) {
@@ -207,13 +194,7 @@ static int start(struct app *a, struct auditd *d)
         fprintf(stderr, "auditd: %s\n", err);
         return -1;
     }
-    d->reads = audit_bg_start(&d->rconf, err, sizeof(err));
-    if (!d->reads) {
-        fprintf(stderr, "auditd: %s\n", err);
-        return -1;
-    }
     d->ctx = (struct audit_ctx){.rconf = &d->rconf,
-                                .reads = d->reads,
                                 .keys = &d->keys,
                                 .kr = d->kr,
                                 .appender = d->appender,
@@ -239,7 +220,8 @@ int main(int argc, char **argv)
                                                   .summary = "hash-chained, signed audit log",
                                                   .env_help = AUDIT_ENV_HELP,
                                                   .scripts = AUDIT_STORE_SCRIPTS,
-                                                  .flags = AUDIT_FLAGS},
+                                                  .flags = AUDIT_FLAGS,
+                                                  .handlers_never_block = 1},
                                argc, argv);
     char **args = app_args(a, &nargs);
     int kept = 0;
@@ -271,7 +253,6 @@ int main(int argc, char **argv)
     on_shutdown(&d);
     app_free(a);
     audit_guard_free(d.guard);
-    audit_db_close(&d.ready_db);
     audit_keyring_free(d.kr);
     return rc;
 }

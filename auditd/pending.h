@@ -1,31 +1,35 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* pending: a request that waits for Redis or the appender without holding a thread. Its
- * handler suspends it; each step then runs on a loop with a Redis client of that loop
- * (the reads loop, background.h), issues its calls and returns; the last step sets the
- * answer and resumes the request. A route's state embeds struct audit_pending first. */
+/* pending: a request that waits for Redis or the appender without holding its worker. Its
+ * handler suspends it; each step then runs on the request's worker loop with that loop's
+ * Redis client, issues its calls and returns; the step that has the answer sets it and
+ * resumes the request. A route's state embeds struct audit_pending first. */
 #ifndef AUDIT_PENDING_H
 #define AUDIT_PENDING_H
 
-#include "background.h"
 #include "shared/http.h"
+#include "shared/loop.h"
 #include "shared/redis_client.h"
 
 struct audit_pending {
     struct http_req *r;
-    struct audit_bg *loop; /* where the steps run */
-    struct rclient *rc;    /* that loop's client, set when a step runs */
+    struct loop *loop;  /* r's worker loop: where the steps run */
+    struct rclient *rc; /* its Redis client */
     void (*step)(struct audit_pending *p);
 };
 
-/* Suspend r and run step(p) on loop (p is the route's state, calloc'd: freed by
- * audit_pending_done). If it cannot be posted, r is answered 503 and p freed. */
-void audit_pending_start(struct audit_pending *p, struct http_req *r, struct audit_bg *loop,
+/* In r's handler: suspend r and run step(p) now (p is the route's state, calloc'd: freed
+ * by audit_pending_done). */
+void audit_pending_start(struct audit_pending *p, struct http_req *r,
                          void (*step)(struct audit_pending *p));
 
-/* From any thread: run step(p) next on p's loop (as above on failure). */
+/* Suspend r without a step (what answers it runs elsewhere: the checkpointer). */
+void audit_pending_suspend(struct audit_pending *p, struct http_req *r);
+
+/* From any thread: run step(p) next on r's loop. If it cannot be posted (out of memory),
+ * r is answered 503 and p freed, on the calling thread. */
 void audit_pending_continue(struct audit_pending *p, void (*step)(struct audit_pending *p));
 
-/* The answer is set: resume the request and free p. */
+/* The answer is set: resume the request and free p. From any thread. */
 void audit_pending_done(struct audit_pending *p);
 
 #endif

@@ -24,10 +24,6 @@ static void query_clear(struct audit_query *q)
 {
     for (size_t i = 0; i < sizeof(q->mem) / sizeof(q->mem[0]); i++)
         free(q->mem[i]);
-    for (size_t i = 0; q->slots && i < q->n; i++) {
-        free(q->slots[i].v);
-        free(q->slots[i].vl);
-    }
     if (q->cleanup)
         q->cleanup(q->cleanup_arg);
     free(q->replies);
@@ -54,25 +50,10 @@ static void query_done(struct audit_query *q)
 /* Send command i of q (see audit_query_slot). Returns 0, or -1 out of memory. */
 static int slot_send(struct audit_query *q, size_t i);
 
-static int no_script(const struct audit_query_slot *s, enum rcl_status st, const redisReply *r)
-{
-    return s->v && !s->reloaded && st == RCL_REPLY_ERROR && r && r->str &&
-           strncmp(r->str, "NOSCRIPT", 8) == 0;
-}
-
 static void slot_done(void *arg, enum rcl_status st, redisReply *reply)
 {
     struct audit_query_slot *s = arg;
     struct audit_query *q = s->q;
-    if (no_script(s, st, reply)) {
-        s->reloaded = 1;
-        s->v[0] = "EVAL";
-        s->vl[0] = 4;
-        s->v[1] = q->cmd[s->i].script->source;
-        s->vl[1] = strlen(s->v[1]);
-        if (slot_send(q, s->i) == 0)
-            return;
-    }
     enum rreply_class c = rreply_classify((int)st, reply);
     if (reply)
         q->replies[s->i] = rcl_steal(q->rc);
@@ -166,35 +147,10 @@ enum rreply_class audit_query_run(struct audit_db *db, struct audit_query *q)
     return w.c;
 }
 
-/* The whole vector of a long script call: EVALSHA sha nkeys argv... */
-static int long_eval(struct audit_query_slot *s, const struct audit_cmd *c)
-{
-    s->vc = c->argc + 3;
-    s->v = calloc((size_t)s->vc, sizeof(*s->v));
-    s->vl = calloc((size_t)s->vc, sizeof(*s->vl));
-    if (!s->v || !s->vl)
-        return -1;
-    snprintf(s->nkeys, sizeof(s->nkeys), "%d", c->nkeys);
-    s->v[0] = "EVALSHA";
-    s->v[1] = c->script->sha1;
-    s->v[2] = s->nkeys;
-    for (int i = 0; i < 3; i++)
-        s->vl[i] = strlen(s->v[i]);
-    for (int i = 0; i < c->argc; i++) {
-        s->v[i + 3] = c->argv[i];
-        s->vl[i + 3] = c->argvlen ? c->argvlen[i] : strlen(c->argv[i]);
-    }
-    return 0;
-}
-
 static int slot_send(struct audit_query *q, size_t i)
 {
     const struct audit_cmd *c = &q->cmd[i];
     struct audit_query_slot *s = &q->slots[i];
-    if (c->script && c->argc > AUDIT_QUERY_EVAL_ARGS && !s->v && long_eval(s, c) != 0)
-        return -1;
-    if (s->v)
-        return rcl_command(q->rc, s->vc, s->v, s->vl, q->timeout_ms, slot_done, s);
     if (c->script)
         return rcl_eval(q->rc, c->script, c->nkeys, c->argc, c->argv, c->argvlen, q->timeout_ms,
                         slot_done, s);

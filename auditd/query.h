@@ -32,20 +32,11 @@ typedef void (*audit_done_fn)(void *arg, enum rreply_class c);
 
 #define AUDIT_QUERY_CMDS 2 /* commands of a query with a fixed shape */
 #define AUDIT_QUERY_ARGS 7 /* arguments of one such command */
-/* Script arguments rcl_eval takes (RCL_EVAL_MAX_ARGS in redis_client.c); more are sent by
- * hand. */
-#define AUDIT_QUERY_EVAL_ARGS 64
 
-/* A command of a query on a loop's client. A script call with more arguments than
- * rcl_eval takes is sent as EVALSHA by hand (v: its whole vector), and again as EVAL of
- * the source once if Redis does not know the script (NOSCRIPT). */
+/* A command of a query on a loop's client. */
 struct audit_query_slot {
     struct audit_query *q;
     size_t i;
-    const char **v;
-    size_t *vl;
-    int vc, reloaded;
-    char nkeys[16];
 };
 
 /* Commands sent together, in one round trip, and how their replies fill the caller's

@@ -643,7 +643,7 @@ int audit_store_append_async(struct rclient *rc, const struct audit_append_args 
     q->n = 1;
     q->out[0] = reply;
     q->parse = parse_append;
-    q->cleanup = append_buf_free; /* a NOSCRIPT resends the arguments: kept until the reply */
+    q->cleanup = append_buf_free; /* kept until the reply */
     q->cleanup_arg = b;
     return audit_query_send(rc, q, fn, arg);
 }

@@ -99,7 +99,7 @@ static void proof_start(struct http_req *r, struct audit_ctx *ctx, int consisten
     k->consistency = consistency;
     k->lo = lo;
     k->hi = hi;
-    audit_pending_start(&k->p, r, ctx->reads, proof_step);
+    audit_pending_start(&k->p, r, proof_step);
 }
 
 void audit_tlog_inclusion(struct http_req *r, void *ctx)
@@ -239,5 +239,5 @@ void audit_tlog_tile(struct http_req *r, void *ctx)
     k->ctx = ctx;
     k->t = t;
     audit_tileset_init(&k->s);
-    audit_pending_start(&k->p, r, k->ctx->reads, tile_step);
+    audit_pending_start(&k->p, r, tile_step);
 }
