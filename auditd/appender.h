@@ -90,29 +90,6 @@ int audit_appender_submit(struct audit_appender *ap, struct audit_request *req);
 /* Queue req and wait for its answer (startup, and callers that may block). */
 void audit_appender_submit_wait(struct audit_appender *ap, struct audit_request *req);
 
-/* What an accept adopted: the floor the instance remembered, the head it accepted (the
- * entry's predecessor, unless the key's audit.key_activated came first), and the
- * audit.chain_accepted entry that records both (caller clears it). */
-struct audit_acceptance {
-    long long remembered_seq, accepted_seq;
-    char remembered_hash[AUDIT_HASH_HEX_LEN + 1], accepted_hash[AUDIT_HASH_HEX_LEN + 1];
-    struct audit_entry entry;
-};
-
-/* An operator says the chain Redis shows now is the one to go on with (after restoring an
- * older backup, say): a request with accept set and the one item this fills (its event
- * audit.chain_accepted, actor auditd, metadata via; caller frees it) appends, if the
- * chain's head and log agree, that event on it, with remembered_seq/hash and
- * accepted_seq/hash added, and resets the guard's floor to that entry (AUDIT_APPEND_BROKEN:
- * head and log disagree, nothing accepted). Returns 0, or -1 out of memory. */
-int audit_accept_item(struct audit_item *item, const char *via);
-/* What the accepted item says (its entry moved into out). */
-void audit_acceptance_read(struct audit_item *item, struct audit_acceptance *out);
-
-/* The same, waiting for the answer (startup). out is filled on OK. */
-enum audit_append_status audit_appender_accept(struct audit_appender *ap, const char *via,
-                                               struct audit_acceptance *out);
-
 /* Check that the head and the log agree (head seq = last entry's seq and head hash = its
  * hash, or both empty), and wait for the answer (startup). Returns 0; -1 with the
  * mismatch in err; -2 if Redis is down. */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accept.h"
 #include "checkpoint.h"
 #include "pending.h"
 #include "request.h"

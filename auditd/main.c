@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accept.h"
 #include "appender.h"
 #include "checkpointer.h"
 #include "config.h"
