@@ -97,7 +97,7 @@ static json_t *item_json(struct append_call *a, size_t i)
 {
     if (a->items[i].state == AUDIT_ITEM_APPENDED)
         return audit_entry_json(&a->items[i].entry, 0);
-    return a->dup_n[i] == 1 ? audit_entry_json(&a->dups[i], 0) : NULL;
+    return a->dup_n && a->dup_n[i] == 1 ? audit_entry_json(&a->dups[i], 0) : NULL;
 }
 
 static json_t *head_json(long long seq, const char *hash)
@@ -175,6 +175,14 @@ static void appended_step(struct audit_pending *p)
     }
     if (a->kind == APPEND_ACCEPT) {
         render_accept(a);
+        append_free(a);
+        return;
+    }
+    size_t ndups = 0;
+    for (size_t i = 0; i < a->n; i++)
+        ndups += a->items[i].state == AUDIT_ITEM_DUPLICATE;
+    if (ndups == 0) {
+        render_append(a);
         append_free(a);
         return;
     }
