@@ -76,8 +76,8 @@ struct audit_appender {
     int head_known;
     long long head_seq;
     char head_hash[AUDIT_HASH_HEX_LEN + 1];
-    struct merkle_frontier tree;   /* the stored tree (tree.size = head_seq once caught up) */
-    struct audit_tree_delta delta; /* what the call being made adds to it */
+    struct audit_merkle_frontier tree; /* the stored tree (tree.size = head_seq once caught up) */
+    struct audit_tree_delta delta;     /* what the call being made adds to it */
     int need_activation;
     struct audit_item activation;
     /* while an operator's accept is committed: its audit.chain_accepted item, and the

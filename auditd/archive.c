@@ -13,7 +13,7 @@
 #include "shared/crypto.h"
 #include "store.h"
 
-#define FILE_MAX (MERKLE_TILE_WIDTH * (2 + AUDIT_BUNDLE_ENTRY_MAX)) /* a bundle at most */
+#define FILE_MAX (AUDIT_MERKLE_TILE_WIDTH * (2 + AUDIT_BUNDLE_ENTRY_MAX)) /* a bundle at most */
 
 struct audit_archive {
     char dir[4096];
@@ -112,7 +112,7 @@ int audit_archive_entries(struct audit_archive *a, long long b, struct audit_ent
     struct audit_tile_ref t = {AUDIT_TILE_ENTRIES, b, 0};
     char rel[AUDIT_TILE_PATH_MAX + 16], hash[AUDIT_HASH_HEX_LEN + 1], sig[AUDIT_SIG_B64_LEN + 1];
     uint8_t *bundle = NULL, *sigs = NULL;
-    size_t off[MERKLE_TILE_WIDTH], len[MERKLE_TILE_WIDTH];
+    size_t off[AUDIT_MERKLE_TILE_WIDTH], len[AUDIT_MERKLE_TILE_WIDTH];
     int n = -1, made = 0;
     t.width = audit_tile_width(AUDIT_TILE_ENTRIES, b, a->cp.size);
     if (t.width == 0 || audit_tile_format(&t, rel, sizeof(rel)) < 0)
@@ -126,7 +126,7 @@ int audit_archive_entries(struct audit_archive *a, long long b, struct audit_ent
         audit_body_hash((const char *)bundle + off[made], len[made], hash, NULL);
         crypto_b64(sigs + (size_t)made * CRYPTO_ED25519_SIG_LEN, CRYPTO_ED25519_SIG_LEN, sig,
                    sizeof(sig));
-        if (audit_entry_from_stored(&out[made], b * MERKLE_TILE_WIDTH + made + 1,
+        if (audit_entry_from_stored(&out[made], b * AUDIT_MERKLE_TILE_WIDTH + made + 1,
                                     (const char *)bundle + off[made], len[made], hash, sig) != 0)
             goto done;
     }
@@ -152,9 +152,9 @@ static int tile_read(void *arg, int level, long long index, int width, uint8_t *
     if (audit_tile_format(&t, rel, sizeof(rel)) < 0)
         return -1;
     long n = read_rel(a->dir, rel, &data);
-    int rc = data && n == (long)t.width * MERKLE_HASH_LEN ? 1 : -1;
+    int rc = data && n == (long)t.width * AUDIT_MERKLE_HASH_LEN ? 1 : -1;
     if (rc == 1)
-        memcpy(out, data, (size_t)width * MERKLE_HASH_LEN);
+        memcpy(out, data, (size_t)width * AUDIT_MERKLE_HASH_LEN);
     free(data);
     return rc;
 }

@@ -53,7 +53,7 @@ static int parse_num(const char *s, long long *out)
     if (s[0] < '0' || s[0] > '9' || (s[0] == '0' && s[1]) || strlen(s) > 19)
         return -1;
     *out = strtoll(s, &end, 10);
-    return *end == '\0' && *out <= MERKLE_MAX_SIZE ? 0 : -1;
+    return *end == '\0' && *out <= AUDIT_MERKLE_MAX_SIZE ? 0 : -1;
 }
 
 static int is_lower_hex(const char *s, size_t len)
@@ -90,13 +90,14 @@ static int parse_text(const char *text, size_t len, struct audit_cp *cp)
             *p++ = '\0';
     }
     if (n < 3 || !audit_origin_valid(line[0]) || parse_num(line[1], &cp->size) != 0 ||
-        crypto_unb64(line[2], strlen(line[2]), cp->root, MERKLE_HASH_LEN) != MERKLE_HASH_LEN)
+        crypto_unb64(line[2], strlen(line[2]), cp->root, AUDIT_MERKLE_HASH_LEN) !=
+            AUDIT_MERKLE_HASH_LEN)
         return -1;
     snprintf(cp->origin, sizeof(cp->origin), "%s", line[0]);
     if (n == 3) { /* the earlier form: the third line is a chain head */
         cp->has_tree = 0;
         cp->chain_seq = cp->size;
-        crypto_hex(cp->root, MERKLE_HASH_LEN, cp->chain_hash);
+        crypto_hex(cp->root, AUDIT_MERKLE_HASH_LEN, cp->chain_hash);
         return 0;
     }
     cp->has_tree = 1;

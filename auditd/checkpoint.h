@@ -28,7 +28,7 @@ struct audit_cp {
     long long size;      /* the tree size (has_tree) */
     long long chain_seq; /* the chain head */
     int has_tree;        /* 0: a note of the earlier form, a chain head only */
-    uint8_t root[MERKLE_HASH_LEN];
+    uint8_t root[AUDIT_MERKLE_HASH_LEN];
     char chain_hash[AUDIT_HASH_HEX_LEN + 1];
     char origin[129];
 };

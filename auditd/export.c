@@ -20,18 +20,18 @@ static int export_tile(struct audit_db *p, const struct audit_keys *k, const cha
     int rc = -1;
     if (audit_tile_format(t, rel, sizeof(rel)) < 0)
         return -1;
-    if (t->width == MERKLE_TILE_WIDTH && audit_archive_has(dir, rel)) {
+    if (t->width == AUDIT_MERKLE_TILE_WIDTH && audit_archive_has(dir, rel)) {
         st->kept++;
         return 0;
     }
     audit_tileset_init(&s);
-    if (audit_tileset_read(&s, t->level, t->index * MERKLE_TILE_WIDTH, t->width, zero) != 1 ||
+    if (audit_tileset_read(&s, t->level, t->index * AUDIT_MERKLE_TILE_WIDTH, t->width, zero) != 1 ||
         audit_store_tiles(p, k, &s, NULL) != RREPLY_OK)
         snprintf(err, errsize, "redis unavailable");
     else if (!s.t[0].data)
         snprintf(err, errsize, "%s is neither in Redis (trimmed?) nor in %s", rel, dir);
-    else if (audit_archive_put(dir, rel, s.t[0].data, (size_t)t->width * MERKLE_HASH_LEN, 0, err,
-                               errsize) == 0) {
+    else if (audit_archive_put(dir, rel, s.t[0].data, (size_t)t->width * AUDIT_MERKLE_HASH_LEN, 0,
+                               err, errsize) == 0) {
         st->tiles_written++;
         rc = 0;
     }
@@ -45,16 +45,17 @@ static int export_bundle(struct audit_db *p, const struct audit_keys *k, const c
                          size_t errsize)
 {
     struct audit_tile_ref t = {AUDIT_TILE_ENTRIES, b, w};
-    struct audit_entry e[MERKLE_TILE_WIDTH];
-    uint8_t sigs[MERKLE_TILE_WIDTH * CRYPTO_ED25519_SIG_LEN], *bundle = NULL;
+    struct audit_entry e[AUDIT_MERKLE_TILE_WIDTH];
+    uint8_t sigs[AUDIT_MERKLE_TILE_WIDTH * CRYPTO_ED25519_SIG_LEN], *bundle = NULL;
     char rel[AUDIT_TILE_PATH_MAX], sig_rel[AUDIT_TILE_PATH_MAX + 16];
     size_t n = 0, len = 0;
     int rc = -1;
-    long long first = b * MERKLE_TILE_WIDTH + 1;
+    long long first = b * AUDIT_MERKLE_TILE_WIDTH + 1;
     if (audit_tile_format(&t, rel, sizeof(rel)) < 0 ||
         audit_archive_sig_path(b, w, sig_rel, sizeof(sig_rel)) < 0)
         return -1;
-    if (w == MERKLE_TILE_WIDTH && audit_archive_has(dir, rel) && audit_archive_has(dir, sig_rel)) {
+    if (w == AUDIT_MERKLE_TILE_WIDTH && audit_archive_has(dir, rel) &&
+        audit_archive_has(dir, sig_rel)) {
         st->kept++;
         return 0;
     }

@@ -223,7 +223,7 @@ static int tree_early(const struct audit_floor *f, const struct audit_head *head
 /* The verdict from the roots computed (rc as tree.h). root_hex gets the head's root when
  * the tree has the head's size, else "". */
 static enum rreply_class tree_verdict(const struct audit_floor *f, const struct audit_head *head,
-                                      int rc, uint8_t (*roots)[MERKLE_HASH_LEN],
+                                      int rc, uint8_t (*roots)[AUDIT_MERKLE_HASH_LEN],
                                       enum audit_verdict *v, char root_hex[AUDIT_HASH_HEX_LEN + 1])
 {
     char hex[AUDIT_HASH_HEX_LEN + 1];
@@ -231,12 +231,12 @@ static enum rreply_class tree_verdict(const struct audit_floor *f, const struct 
     *v = AUDIT_CHAIN_DIFFERENT;
     if (rc == AUDIT_TREE_REDIS || rc == AUDIT_TREE_REDIS_ERROR)
         return rc == AUDIT_TREE_REDIS ? RREPLY_UNAVAILABLE : RREPLY_INTERNAL;
-    crypto_hex(roots[0], MERKLE_HASH_LEN, hex);
+    crypto_hex(roots[0], AUDIT_MERKLE_HASH_LEN, hex);
     if (rc != AUDIT_TREE_OK || (known && strcmp(hex, f->root) != 0) ||
-        memcmp(roots[1], head->root, MERKLE_HASH_LEN) != 0)
+        memcmp(roots[1], head->root, AUDIT_MERKLE_HASH_LEN) != 0)
         return RREPLY_OK;
     if (head->tree_size == head->seq && head->seq > 0)
-        crypto_hex(roots[1], MERKLE_HASH_LEN, root_hex);
+        crypto_hex(roots[1], AUDIT_MERKLE_HASH_LEN, root_hex);
     *v = AUDIT_CHAIN_HOLDS;
     return RREPLY_OK;
 }
@@ -260,7 +260,7 @@ enum rreply_class audit_guard_check(struct audit_guard *g, struct audit_db *p,
     struct audit_floor f;
     struct audit_head h;
     char at[AUDIT_HASH_HEX_LEN + 1], root[AUDIT_HASH_HEX_LEN + 1] = "";
-    uint8_t roots[2][MERKLE_HASH_LEN];
+    uint8_t roots[2][AUDIT_MERKLE_HASH_LEN];
     long long m;
     audit_guard_floor(g, &f);
     enum rreply_class st = audit_store_head_at(p, k, f.seq, &h, at);
@@ -287,7 +287,7 @@ struct guard_call {
     struct audit_floor f;
     struct audit_head h;
     char at[AUDIT_HASH_HEX_LEN + 1];
-    uint8_t roots[2][MERKLE_HASH_LEN];
+    uint8_t roots[2][AUDIT_MERKLE_HASH_LEN];
     enum audit_verdict *v;
     struct audit_head *head;
     audit_guard_fn fn;

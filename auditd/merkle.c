@@ -29,7 +29,7 @@ static void sha_init(void)
 }
 
 /* SHA-256 of 65 bytes into out: OpenSSL when it can, else libsodium. */
-static void sha256_65(const uint8_t in[65], uint8_t out[MERKLE_HASH_LEN])
+static void sha256_65(const uint8_t in[65], uint8_t out[AUDIT_MERKLE_HASH_LEN])
 {
     unsigned int len;
     pthread_once(&sha_once, sha_init);
@@ -43,7 +43,7 @@ static void sha256_65(const uint8_t in[65], uint8_t out[MERKLE_HASH_LEN])
         crypto_hash_sha256(out, in, 65);
 }
 
-void merkle_leaf_hash(const void *data, size_t len, uint8_t out[MERKLE_HASH_LEN])
+void audit_merkle_leaf_hash(const void *data, size_t len, uint8_t out[AUDIT_MERKLE_HASH_LEN])
 {
     static const uint8_t prefix = 0x00;
     crypto_hash_sha256_state st;
@@ -53,22 +53,23 @@ void merkle_leaf_hash(const void *data, size_t len, uint8_t out[MERKLE_HASH_LEN]
     crypto_hash_sha256_final(&st, out);
 }
 
-void merkle_node_hash(const uint8_t left[MERKLE_HASH_LEN], const uint8_t right[MERKLE_HASH_LEN],
-                      uint8_t out[MERKLE_HASH_LEN])
+void audit_merkle_node_hash(const uint8_t left[AUDIT_MERKLE_HASH_LEN],
+                            const uint8_t right[AUDIT_MERKLE_HASH_LEN],
+                            uint8_t out[AUDIT_MERKLE_HASH_LEN])
 {
-    uint8_t buf[1 + 2 * MERKLE_HASH_LEN];
+    uint8_t buf[1 + 2 * AUDIT_MERKLE_HASH_LEN];
     buf[0] = 0x01;
-    memcpy(buf + 1, left, MERKLE_HASH_LEN);
-    memcpy(buf + 1 + MERKLE_HASH_LEN, right, MERKLE_HASH_LEN);
+    memcpy(buf + 1, left, AUDIT_MERKLE_HASH_LEN);
+    memcpy(buf + 1 + AUDIT_MERKLE_HASH_LEN, right, AUDIT_MERKLE_HASH_LEN);
     sha256_65(buf, out);
 }
 
-void merkle_empty_root(uint8_t out[MERKLE_HASH_LEN])
+void audit_merkle_empty_root(uint8_t out[AUDIT_MERKLE_HASH_LEN])
 {
     crypto_hash_sha256(out, NULL, 0);
 }
 
-void merkle_frontier_init(struct merkle_frontier *f)
+void audit_merkle_frontier_init(struct audit_merkle_frontier *f)
 {
     f->size = 0;
     f->n = 0;
@@ -77,40 +78,43 @@ void merkle_frontier_init(struct merkle_frontier *f)
 /* The subtrees merge like a binary counter: a new leaf is a subtree of height 0, and while
  * the one before it has the same height the two become one, a level up. A merge reaching a
  * height that is a multiple of 8 has just closed a tile of the level below. */
-int merkle_frontier_push(struct merkle_frontier *f, const uint8_t leaf[MERKLE_HASH_LEN],
-                         merkle_emit_fn emit, void *arg)
+int audit_merkle_frontier_push(struct audit_merkle_frontier *f,
+                               const uint8_t leaf[AUDIT_MERKLE_HASH_LEN], audit_merkle_emit_fn emit,
+                               void *arg)
 {
     long long old = f->size;
-    if (old >= MERKLE_MAX_SIZE)
+    if (old >= AUDIT_MERKLE_MAX_SIZE)
         return -1;
     if (emit)
         emit(arg, 0, old, leaf);
-    memcpy(f->h[f->n++], leaf, MERKLE_HASH_LEN);
+    memcpy(f->h[f->n++], leaf, AUDIT_MERKLE_HASH_LEN);
     f->size = old + 1;
     for (int height = 1; old & 1; height++, old >>= 1) {
         f->n--;
-        merkle_node_hash(f->h[f->n - 1], f->h[f->n], f->h[f->n - 1]);
-        if (emit && height % MERKLE_TILE_HEIGHT == 0)
-            emit(arg, height / MERKLE_TILE_HEIGHT, (f->size >> height) - 1, f->h[f->n - 1]);
+        audit_merkle_node_hash(f->h[f->n - 1], f->h[f->n], f->h[f->n - 1]);
+        if (emit && height % AUDIT_MERKLE_TILE_HEIGHT == 0)
+            emit(arg, height / AUDIT_MERKLE_TILE_HEIGHT, (f->size >> height) - 1, f->h[f->n - 1]);
     }
     return 0;
 }
 
-void merkle_frontier_root(const struct merkle_frontier *f, uint8_t out[MERKLE_HASH_LEN])
+void audit_merkle_frontier_root(const struct audit_merkle_frontier *f,
+                                uint8_t out[AUDIT_MERKLE_HASH_LEN])
 {
     if (f->n == 0) {
-        merkle_empty_root(out);
+        audit_merkle_empty_root(out);
         return;
     }
-    memcpy(out, f->h[f->n - 1], MERKLE_HASH_LEN);
+    memcpy(out, f->h[f->n - 1], AUDIT_MERKLE_HASH_LEN);
     for (int i = f->n - 2; i >= 0; i--)
-        merkle_node_hash(f->h[i], out, out);
+        audit_merkle_node_hash(f->h[i], out, out);
 }
 
-int merkle_frontier_load(struct merkle_frontier *f, long long size, const void *raw, size_t len)
+int audit_merkle_frontier_load(struct audit_merkle_frontier *f, long long size, const void *raw,
+                               size_t len)
 {
     int n = __builtin_popcountll((unsigned long long)size);
-    if (size < 0 || size > MERKLE_MAX_SIZE || len != (size_t)n * MERKLE_HASH_LEN)
+    if (size < 0 || size > AUDIT_MERKLE_MAX_SIZE || len != (size_t)n * AUDIT_MERKLE_HASH_LEN)
         return -1;
     f->size = size;
     f->n = n;
@@ -122,27 +126,29 @@ int merkle_frontier_load(struct merkle_frontier *f, long long size, const void *
 /* ---- hashes of ranges, read from tiles ---------------------------------------------- */
 
 struct reader {
-    merkle_read_fn rd;
+    audit_merkle_read_fn rd;
     void *arg;
 };
 
 /* The root of the perfect subtree of height h at index k (leaves [k*2^h, (k+1)*2^h)): the
  * fold of 2^(h mod 8) consecutive hashes of tile level h / 8, which lie in one tile. */
-static int subtree_hash(const struct reader *r, int h, long long k, uint8_t out[MERKLE_HASH_LEN])
+static int subtree_hash(const struct reader *r, int h, long long k,
+                        uint8_t out[AUDIT_MERKLE_HASH_LEN])
 {
-    uint8_t buf[MERKLE_TILE_WIDTH / 2][MERKLE_HASH_LEN];
-    int level = h / MERKLE_TILE_HEIGHT, rest = h % MERKLE_TILE_HEIGHT, count = 1 << rest;
+    uint8_t buf[AUDIT_MERKLE_TILE_WIDTH / 2][AUDIT_MERKLE_HASH_LEN];
+    int level = h / AUDIT_MERKLE_TILE_HEIGHT, rest = h % AUDIT_MERKLE_TILE_HEIGHT,
+        count = 1 << rest;
     int rc = r->rd(r->arg, level, k << rest, count, &buf[0][0]);
     if (rc < 0)
         return -1;
     if (rc == 1) { /* only noted: a first pass learning what is read computes nothing */
-        memset(out, 0, MERKLE_HASH_LEN);
+        memset(out, 0, AUDIT_MERKLE_HASH_LEN);
         return 0;
     }
     for (; count > 1; count /= 2)
         for (int i = 0; i < count / 2; i++)
-            merkle_node_hash(buf[2 * i], buf[2 * i + 1], buf[i]);
-    memcpy(out, buf[0], MERKLE_HASH_LEN);
+            audit_merkle_node_hash(buf[2 * i], buf[2 * i + 1], buf[i]);
+    memcpy(out, buf[0], AUDIT_MERKLE_HASH_LEN);
     return 0;
 }
 
@@ -162,7 +168,7 @@ static int log2_exact(long long n) /* n a power of two */
 /* MTH(D[lo:hi]). Every range RFC 6962's recursions ask for starts at a multiple of a power
  * of two at least its length, so it splits into aligned perfect subtrees. */
 static int range_hash(const struct reader *r, long long lo, long long hi,
-                      uint8_t out[MERKLE_HASH_LEN])
+                      uint8_t out[AUDIT_MERKLE_HASH_LEN])
 {
     long long n = hi - lo;
     if (n <= 0)
@@ -170,32 +176,34 @@ static int range_hash(const struct reader *r, long long lo, long long hi,
     if ((n & (n - 1)) == 0)
         return subtree_hash(r, log2_exact(n), lo >> log2_exact(n), out);
     long long k = largest_pow2_below(n);
-    uint8_t left[MERKLE_HASH_LEN], right[MERKLE_HASH_LEN];
+    uint8_t left[AUDIT_MERKLE_HASH_LEN], right[AUDIT_MERKLE_HASH_LEN];
     if (range_hash(r, lo, lo + k, left) != 0 || range_hash(r, lo + k, hi, right) != 0)
         return -1;
-    merkle_node_hash(left, right, out);
+    audit_merkle_node_hash(left, right, out);
     return 0;
 }
 
-int merkle_tree_hash(long long n, merkle_read_fn rd, void *arg, uint8_t out[MERKLE_HASH_LEN])
+int audit_merkle_tree_hash(long long n, audit_merkle_read_fn rd, void *arg,
+                           uint8_t out[AUDIT_MERKLE_HASH_LEN])
 {
     struct reader r = {rd, arg};
-    if (n < 0 || n > MERKLE_MAX_SIZE)
+    if (n < 0 || n > AUDIT_MERKLE_MAX_SIZE)
         return -1;
     if (n == 0) {
-        merkle_empty_root(out);
+        audit_merkle_empty_root(out);
         return 0;
     }
     return range_hash(&r, 0, n, out);
 }
 
-int merkle_frontier_at(long long n, merkle_read_fn rd, void *arg, struct merkle_frontier *f)
+int audit_merkle_frontier_at(long long n, audit_merkle_read_fn rd, void *arg,
+                             struct audit_merkle_frontier *f)
 {
     struct reader r = {rd, arg};
     long long start = 0;
-    if (n < 0 || n > MERKLE_MAX_SIZE)
+    if (n < 0 || n > AUDIT_MERKLE_MAX_SIZE)
         return -1;
-    merkle_frontier_init(f);
+    audit_merkle_frontier_init(f);
     for (int h = 62; h >= 0; h--) {
         if (!(n & (1LL << h)))
             continue;
@@ -208,13 +216,13 @@ int merkle_frontier_at(long long n, merkle_read_fn rd, void *arg, struct merkle_
 }
 
 struct proof {
-    uint8_t (*h)[MERKLE_HASH_LEN];
+    uint8_t (*h)[AUDIT_MERKLE_HASH_LEN];
     int n;
 };
 
 static int proof_add(const struct reader *r, struct proof *p, long long lo, long long hi)
 {
-    if (p->n >= MERKLE_PROOF_MAX)
+    if (p->n >= AUDIT_MERKLE_PROOF_MAX)
         return -1;
     return range_hash(r, lo, hi, p->h[p->n++]);
 }
@@ -230,13 +238,13 @@ static int path(const struct reader *r, struct proof *p, long long m, long long 
     return path(r, p, m, lo + k, hi) != 0 ? -1 : proof_add(r, p, lo, lo + k);
 }
 
-int merkle_prove_inclusion(long long m, long long n, merkle_read_fn rd, void *arg,
-                           uint8_t out[][MERKLE_HASH_LEN], int *count)
+int audit_merkle_prove_inclusion(long long m, long long n, audit_merkle_read_fn rd, void *arg,
+                                 uint8_t out[][AUDIT_MERKLE_HASH_LEN], int *count)
 {
     struct reader r = {rd, arg};
     struct proof p = {out, 0};
     *count = 0;
-    if (m < 0 || m >= n || n > MERKLE_MAX_SIZE || path(&r, &p, m, 0, n) != 0)
+    if (m < 0 || m >= n || n > AUDIT_MERKLE_MAX_SIZE || path(&r, &p, m, 0, n) != 0)
         return -1;
     *count = p.n;
     return 0;
@@ -254,13 +262,13 @@ static int subproof(const struct reader *r, struct proof *p, long long m, long l
     return subproof(r, p, m, lo + k, hi, 0) != 0 ? -1 : proof_add(r, p, lo, lo + k);
 }
 
-int merkle_prove_consistency(long long m, long long n, merkle_read_fn rd, void *arg,
-                             uint8_t out[][MERKLE_HASH_LEN], int *count)
+int audit_merkle_prove_consistency(long long m, long long n, audit_merkle_read_fn rd, void *arg,
+                                   uint8_t out[][AUDIT_MERKLE_HASH_LEN], int *count)
 {
     struct reader r = {rd, arg};
     struct proof p = {out, 0};
     *count = 0;
-    if (m < 1 || m > n || n > MERKLE_MAX_SIZE)
+    if (m < 1 || m > n || n > AUDIT_MERKLE_MAX_SIZE)
         return -1;
     if (m < n && subproof(&r, &p, m, 0, n, 1) != 0)
         return -1;
@@ -272,56 +280,59 @@ int merkle_prove_consistency(long long m, long long n, merkle_read_fn rd, void *
 
 /* A proof hash that is a left sibling: hash it in on the left of every running root, then
  * climb past the levels where the node is a right child with no sibling in the proof. */
-static void left_sibling(const uint8_t sib[MERKLE_HASH_LEN], uint8_t (*roots)[MERKLE_HASH_LEN],
-                         int nroots, unsigned long long *fn, unsigned long long *sn)
+static void left_sibling(const uint8_t sib[AUDIT_MERKLE_HASH_LEN],
+                         uint8_t (*roots)[AUDIT_MERKLE_HASH_LEN], int nroots,
+                         unsigned long long *fn, unsigned long long *sn)
 {
     for (int i = 0; i < nroots; i++)
-        merkle_node_hash(sib, roots[i], roots[i]);
+        audit_merkle_node_hash(sib, roots[i], roots[i]);
     while (!(*fn & 1) && *fn != 0) {
         *fn >>= 1;
         *sn >>= 1;
     }
 }
 
-int merkle_check_inclusion(long long m, long long n, const uint8_t leaf[MERKLE_HASH_LEN],
-                           const uint8_t proof[][MERKLE_HASH_LEN], int count,
-                           const uint8_t root[MERKLE_HASH_LEN])
+int audit_merkle_check_inclusion(long long m, long long n,
+                                 const uint8_t leaf[AUDIT_MERKLE_HASH_LEN],
+                                 const uint8_t proof[][AUDIT_MERKLE_HASH_LEN], int count,
+                                 const uint8_t root[AUDIT_MERKLE_HASH_LEN])
 {
-    uint8_t r[1][MERKLE_HASH_LEN];
-    if (m < 0 || m >= n || n > MERKLE_MAX_SIZE || count < 0 || count > MERKLE_PROOF_MAX)
+    uint8_t r[1][AUDIT_MERKLE_HASH_LEN];
+    if (m < 0 || m >= n || n > AUDIT_MERKLE_MAX_SIZE || count < 0 || count > AUDIT_MERKLE_PROOF_MAX)
         return -1;
     unsigned long long fn = (unsigned long long)m, sn = (unsigned long long)(n - 1);
-    memcpy(r[0], leaf, MERKLE_HASH_LEN);
+    memcpy(r[0], leaf, AUDIT_MERKLE_HASH_LEN);
     for (int i = 0; i < count; i++) {
         if (sn == 0)
             return -1;
         if ((fn & 1) || fn == sn)
             left_sibling(proof[i], r, 1, &fn, &sn);
         else
-            merkle_node_hash(r[0], proof[i], r[0]);
+            audit_merkle_node_hash(r[0], proof[i], r[0]);
         fn >>= 1;
         sn >>= 1;
     }
-    return sn == 0 && sodium_memcmp(r[0], root, MERKLE_HASH_LEN) == 0 ? 0 : -1;
+    return sn == 0 && sodium_memcmp(r[0], root, AUDIT_MERKLE_HASH_LEN) == 0 ? 0 : -1;
 }
 
-int merkle_check_consistency(long long m, long long n, const uint8_t root_m[MERKLE_HASH_LEN],
-                             const uint8_t root_n[MERKLE_HASH_LEN],
-                             const uint8_t proof[][MERKLE_HASH_LEN], int count)
+int audit_merkle_check_consistency(long long m, long long n,
+                                   const uint8_t root_m[AUDIT_MERKLE_HASH_LEN],
+                                   const uint8_t root_n[AUDIT_MERKLE_HASH_LEN],
+                                   const uint8_t proof[][AUDIT_MERKLE_HASH_LEN], int count)
 {
-    uint8_t roots[2][MERKLE_HASH_LEN]; /* the first tree's root, the second's */
-    if (m < 1 || m > n || n > MERKLE_MAX_SIZE || count < 0 || count > MERKLE_PROOF_MAX)
+    uint8_t roots[2][AUDIT_MERKLE_HASH_LEN]; /* the first tree's root, the second's */
+    if (m < 1 || m > n || n > AUDIT_MERKLE_MAX_SIZE || count < 0 || count > AUDIT_MERKLE_PROOF_MAX)
         return -1;
     if (m == n)
-        return count == 0 && sodium_memcmp(root_m, root_n, MERKLE_HASH_LEN) == 0 ? 0 : -1;
+        return count == 0 && sodium_memcmp(root_m, root_n, AUDIT_MERKLE_HASH_LEN) == 0 ? 0 : -1;
     if (count == 0)
         return -1;
     /* When m is a power of two the old root is itself the first node of the path. */
     int exact = (m & (m - 1)) == 0, i = exact ? 0 : 1;
     unsigned long long fn = (unsigned long long)(m - 1), sn = (unsigned long long)(n - 1);
     const uint8_t *first = exact ? root_m : proof[0];
-    memcpy(roots[0], first, MERKLE_HASH_LEN);
-    memcpy(roots[1], first, MERKLE_HASH_LEN);
+    memcpy(roots[0], first, AUDIT_MERKLE_HASH_LEN);
+    memcpy(roots[1], first, AUDIT_MERKLE_HASH_LEN);
     while (fn & 1) {
         fn >>= 1;
         sn >>= 1;
@@ -332,12 +343,12 @@ int merkle_check_consistency(long long m, long long n, const uint8_t root_m[MERK
         if ((fn & 1) || fn == sn)
             left_sibling(proof[i], roots, 2, &fn, &sn);
         else
-            merkle_node_hash(roots[1], proof[i], roots[1]);
+            audit_merkle_node_hash(roots[1], proof[i], roots[1]);
         fn >>= 1;
         sn >>= 1;
     }
-    return sn == 0 && sodium_memcmp(roots[0], root_m, MERKLE_HASH_LEN) == 0 &&
-                   sodium_memcmp(roots[1], root_n, MERKLE_HASH_LEN) == 0
+    return sn == 0 && sodium_memcmp(roots[0], root_m, AUDIT_MERKLE_HASH_LEN) == 0 &&
+                   sodium_memcmp(roots[1], root_n, AUDIT_MERKLE_HASH_LEN) == 0
                ? 0
                : -1;
 }

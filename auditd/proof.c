@@ -13,7 +13,8 @@ static int number(const json_t *doc, const char *name, long long *out)
     *out = -1;
     if (!v)
         return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > MERKLE_MAX_SIZE)
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) > AUDIT_MERKLE_MAX_SIZE)
         return -1;
     *out = (long long)json_integer_value(v);
     return 0;
@@ -40,13 +41,13 @@ int audit_proof_parse(const char *text, size_t len, struct audit_proof *p, char 
     if (!why && (number(doc, "leaf_index", &p->leaf_index) != 0 ||
                  number(doc, "tree_size", &p->tree_size) != 0))
         why = "leaf_index or tree_size is not a whole number from 0 to 2^62";
-    else if (!why && (!json_is_array(hashes) || json_array_size(hashes) > MERKLE_PROOF_MAX))
+    else if (!why && (!json_is_array(hashes) || json_array_size(hashes) > AUDIT_MERKLE_PROOF_MAX))
         why = "hashes is not an array of at most 128 hashes";
     json_array_foreach(why ? NULL : hashes, i, h)
     {
         const char *s = json_string_value(h);
-        if (!why &&
-            (!s || crypto_unb64(s, strlen(s), p->hashes[i], MERKLE_HASH_LEN) != MERKLE_HASH_LEN))
+        if (!why && (!s || crypto_unb64(s, strlen(s), p->hashes[i], AUDIT_MERKLE_HASH_LEN) !=
+                               AUDIT_MERKLE_HASH_LEN))
             why = "a hash is not the standard base64 of 32 bytes";
     }
     p->count = why ? 0 : (int)json_array_size(hashes);
@@ -85,7 +86,7 @@ int audit_proof_inclusion(const struct audit_proof *p, const struct audit_entry 
                           const struct audit_cp *cp, const struct audit_keyring *kr, char *why,
                           size_t whysize)
 {
-    uint8_t leaf[MERKLE_HASH_LEN];
+    uint8_t leaf[AUDIT_MERKLE_HASH_LEN];
     if (!cp->has_tree || p->leaf_index < 0 || p->tree_size < 0) {
         snprintf(why, whysize, "%s",
                  !cp->has_tree ? "the checkpoint is a chain head, not a tree"
@@ -100,10 +101,10 @@ int audit_proof_inclusion(const struct audit_proof *p, const struct audit_entry 
                  p->leaf_index, p->tree_size, e->seq, cp->size);
         return 1;
     }
-    merkle_leaf_hash(e->body, e->body_len, leaf);
-    if (merkle_check_inclusion(p->leaf_index, cp->size, leaf,
-                               (const uint8_t(*)[MERKLE_HASH_LEN])p->hashes, p->count,
-                               cp->root) != 0) {
+    audit_merkle_leaf_hash(e->body, e->body_len, leaf);
+    if (audit_merkle_check_inclusion(p->leaf_index, cp->size, leaf,
+                                     (const uint8_t(*)[AUDIT_MERKLE_HASH_LEN])p->hashes, p->count,
+                                     cp->root) != 0) {
         snprintf(why, whysize, "the proof does not lead from the entry to the checkpoint's root");
         return 1;
     }
@@ -122,9 +123,9 @@ int audit_proof_consistency(const struct audit_proof *p, const struct audit_cp *
         a = b;
         b = t;
     }
-    if (a->size < 1 ||
-        merkle_check_consistency(a->size, b->size, a->root, b->root,
-                                 (const uint8_t(*)[MERKLE_HASH_LEN])p->hashes, p->count) != 0) {
+    if (a->size < 1 || audit_merkle_check_consistency(
+                           a->size, b->size, a->root, b->root,
+                           (const uint8_t(*)[AUDIT_MERKLE_HASH_LEN])p->hashes, p->count) != 0) {
         snprintf(why, whysize, "the proof does not show the tree of size %lld in that of %lld",
                  a->size, b->size);
         return 1;

@@ -18,10 +18,10 @@ struct audit_proof {
     long long leaf_index; /* -1 when absent (a consistency proof) */
     long long tree_size;  /* -1 when absent */
     int count;
-    uint8_t hashes[MERKLE_PROOF_MAX][MERKLE_HASH_LEN];
+    uint8_t hashes[AUDIT_MERKLE_PROOF_MAX][AUDIT_MERKLE_HASH_LEN];
 };
 
-/* Parse a proof document: an object of "hashes" (an array of at most MERKLE_PROOF_MAX
+/* Parse a proof document: an object of "hashes" (an array of at most AUDIT_MERKLE_PROOF_MAX
  * standard base64 strings of 32 bytes) and optionally "leaf_index" and "tree_size" (whole
  * numbers, 0..2^62); nothing else. Returns 0, or -1 with the reason in err. */
 int audit_proof_parse(const char *text, size_t len, struct audit_proof *p, char *err,

@@ -87,7 +87,7 @@ static int redis_tile_read(void *arg, int level, long long index, int width, uin
 static enum rreply_class redis_tree(struct audit_verifier *v, struct redis_tiles *rt,
                                     const struct audit_head *h, long long from, int started)
 {
-    struct merkle_frontier f;
+    struct audit_merkle_frontier f;
     if (!h->tree_ok) {
         audit_verifier_fail(v, h->seq, AUDIT_TREE_MISMATCH);
         return RREPLY_OK;
@@ -166,13 +166,13 @@ enum rreply_class audit_scan_redis(struct audit_db *p, const struct audit_keys *
 static int feed_archive(struct audit_archive *a, struct audit_verifier *v,
                         const struct audit_scan_opts *o)
 {
-    struct audit_entry *e = calloc(MERKLE_TILE_WIDTH, sizeof(*e));
+    struct audit_entry *e = calloc(AUDIT_MERKLE_TILE_WIDTH, sizeof(*e));
     long long size = audit_archive_checkpoint(a)->size;
     int stop = !e;
-    for (long long b = 0; !stop && b * MERKLE_TILE_WIDTH < size; b++) {
+    for (long long b = 0; !stop && b * AUDIT_MERKLE_TILE_WIDTH < size; b++) {
         int n = audit_archive_entries(a, b, e);
         if (n < 0) { /* a bundle missing or malformed breaks the chain where it stands */
-            audit_verifier_fail(v, b * MERKLE_TILE_WIDTH + 1, AUDIT_GAP);
+            audit_verifier_fail(v, b * AUDIT_MERKLE_TILE_WIDTH + 1, AUDIT_GAP);
             stop = 1;
         }
         for (int i = 0; i < n; i++) {
@@ -181,7 +181,7 @@ static int feed_archive(struct audit_archive *a, struct audit_verifier *v,
             audit_entry_clear(&e[i]);
         }
         if (o->progress)
-            o->progress((b + 1) * MERKLE_TILE_WIDTH, size, o->progress_arg);
+            o->progress((b + 1) * AUDIT_MERKLE_TILE_WIDTH, size, o->progress_arg);
     }
     free(e);
     return stop || audit_verifier_flush_tiles(v);

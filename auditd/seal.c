@@ -137,7 +137,7 @@ static void sign_all(struct audit_sealer *s, struct audit_batch *b)
 }
 
 int audit_batch_seal(struct audit_sealer *s, struct audit_batch *b, long long head_seq,
-                     const char *head_hash, const struct merkle_frontier *tree,
+                     const char *head_hash, const struct audit_merkle_frontier *tree,
                      struct audit_tree_delta *delta)
 {
     char ts[AUDIT_TS_LEN + 1], prev[AUDIT_HASH_HEX_LEN + 1];

@@ -36,7 +36,7 @@ int audit_batch_collect(struct audit_batch *b, struct audit_request *list,
  * grow the tree (frontier `tree`) by their leaves into delta, and sign them. Returns 0, or
  * -1 out of memory. */
 int audit_batch_seal(struct audit_sealer *s, struct audit_batch *b, long long head_seq,
-                     const char *head_hash, const struct merkle_frontier *tree,
+                     const char *head_hash, const struct audit_merkle_frontier *tree,
                      struct audit_tree_delta *delta);
 
 /* Items whose event_id was repeated inside the batch take the first one's outcome. */

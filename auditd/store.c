@@ -418,7 +418,7 @@ static enum rreply_class parse_tiles(struct audit_query *q, redisReply **r)
         return RREPLY_INTERNAL;
     for (size_t i = 0; i < s->n; i++) {
         const redisReply *t = r[first + i];
-        size_t want = (size_t)s->t[i].width * MERKLE_HASH_LEN;
+        size_t want = (size_t)s->t[i].width * AUDIT_MERKLE_HASH_LEN;
         if (t->type == REDIS_REPLY_STRING && t->len == want &&
             (s->t[i].data = malloc(want)) != NULL)
             memcpy(s->t[i].data, t->str, want);
@@ -450,7 +450,7 @@ static void q_tiles(struct audit_query *q, const struct audit_keys *k, struct au
     q->cmd = cmds;
     for (size_t i = 0; i < s->n; i++) {
         audit_tile_key(k, s->t[i].level, s->t[i].index, keys[i], 128);
-        snprintf(ends[i], 24, "%d", s->t[i].width * MERKLE_HASH_LEN - 1);
+        snprintf(ends[i], 24, "%d", s->t[i].width * AUDIT_MERKLE_HASH_LEN - 1);
         const char **a = argv + 4 * i;
         a[0] = "GETRANGE";
         a[1] = keys[i];
@@ -484,7 +484,7 @@ static enum rreply_class parse_tile(struct audit_query *q, redisReply **r)
     int *rc = q->out[1];
     if (r[0]->type != REDIS_REPLY_STRING)
         return RREPLY_INTERNAL;
-    *rc = r[0]->len == 0 ? 0 : r[0]->len == (size_t)q->max * MERKLE_HASH_LEN ? 1 : -1;
+    *rc = r[0]->len == 0 ? 0 : r[0]->len == (size_t)q->max * AUDIT_MERKLE_HASH_LEN ? 1 : -1;
     if (*rc == 1)
         memcpy(q->out[0], r[0]->str, r[0]->len);
     return RREPLY_OK;
@@ -496,7 +496,7 @@ int audit_store_tile(struct audit_db *p, const struct audit_keys *k, int level, 
     struct audit_query q = {0};
     int rc = -1;
     audit_tile_key(k, level, index, q.num[0], sizeof(q.num[0]));
-    snprintf(q.num[1], sizeof(q.num[1]), "%d", width * MERKLE_HASH_LEN - 1);
+    snprintf(q.num[1], sizeof(q.num[1]), "%d", width * AUDIT_MERKLE_HASH_LEN - 1);
     audit_query_add(&q, 4, "GETRANGE", q.num[0], "0", q.num[1]);
     q.out[0] = out;
     q.out[1] = &rc;
@@ -542,9 +542,10 @@ static void add_entries_and_tiles(const struct audit_append_args *a, struct call
         b->argv[at++] = it->entry.sig;
     }
     for (size_t i = 0; i < d->n; i++) {
-        snprintf(b->tile_lens[i], sizeof(b->tile_lens[i]), "%d", d->t[i].from * MERKLE_HASH_LEN);
+        snprintf(b->tile_lens[i], sizeof(b->tile_lens[i]), "%d",
+                 d->t[i].from * AUDIT_MERKLE_HASH_LEN);
         b->argv[at++] = b->tile_lens[i];
-        b->lens[at] = (size_t)d->t[i].count * MERKLE_HASH_LEN;
+        b->lens[at] = (size_t)d->t[i].count * AUDIT_MERKLE_HASH_LEN;
         b->argv[at++] = (const char *)d->t[i].data;
     }
 }
@@ -594,7 +595,7 @@ static int build(const struct audit_append_args *a, struct call_buf *b)
                                       b->new_tsize};
     for (size_t i = 0; i < NARGS_FIXED; i++)
         b->argv[at++] = fixed[i];
-    b->lens[at - 3] = (size_t)d->next.n * MERKLE_HASH_LEN; /* the frontier, raw */
+    b->lens[at - 3] = (size_t)d->next.n * AUDIT_MERKLE_HASH_LEN; /* the frontier, raw */
     b->argv[at - 3] = d->next.n ? (const char *)d->next.h : "";
     add_entries_and_tiles(a, b, at);
     for (size_t i = 0; i < total; i++) /* a length set above is binary data's; else a string */

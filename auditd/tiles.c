@@ -11,7 +11,8 @@
 /* 256^level, or -1 past the levels handled. */
 static long long tile_span(int level)
 {
-    return level >= 0 && level <= AUDIT_TILE_LEVEL_MAX ? 1LL << (MERKLE_TILE_HEIGHT * level) : -1;
+    return level >= 0 && level <= AUDIT_TILE_LEVEL_MAX ? 1LL << (AUDIT_MERKLE_TILE_HEIGHT * level)
+                                                       : -1;
 }
 
 int audit_tile_width(int level, long long index, long long size)
@@ -19,10 +20,10 @@ int audit_tile_width(int level, long long index, long long size)
     long long span = tile_span(level < 0 ? 0 : level);
     if (span <= 0 || index < 0 || size <= 0)
         return 0;
-    long long hashes = size / span - index * MERKLE_TILE_WIDTH;
+    long long hashes = size / span - index * AUDIT_MERKLE_TILE_WIDTH;
     if (hashes <= 0)
         return 0;
-    return hashes >= MERKLE_TILE_WIDTH ? MERKLE_TILE_WIDTH : (int)hashes;
+    return hashes >= AUDIT_MERKLE_TILE_WIDTH ? AUDIT_MERKLE_TILE_WIDTH : (int)hashes;
 }
 
 /* A decimal number of 1..digits digits, no sign, into *out; returns the characters used,
@@ -60,7 +61,7 @@ static int parse_index(const char *s, long long *index)
 
 int audit_tile_parse(const char *path, struct audit_tile_ref *t)
 {
-    long long level, width = MERKLE_TILE_WIDTH;
+    long long level, width = AUDIT_MERKLE_TILE_WIDTH;
     int n;
     if (strncmp(path, "tile/", 5) != 0)
         return -1;
@@ -81,7 +82,7 @@ int audit_tile_parse(const char *path, struct audit_tile_ref *t)
     path += n;
     if (strncmp(path, ".p/", 3) == 0) {
         n = read_digits(path + 3, 3, 0, &width);
-        if (n < 0 || path[3] == '0' || width >= MERKLE_TILE_WIDTH)
+        if (n < 0 || path[3] == '0' || width >= AUDIT_MERKLE_TILE_WIDTH)
             return -1;
         path += 3 + n;
     }
@@ -94,7 +95,7 @@ int audit_tile_format(const struct audit_tile_ref *t, char *out, size_t size)
     char groups[64];
     size_t used = 0;
     long long index = t->index, div = 1;
-    if (index < 0 || t->width < 1 || t->width > MERKLE_TILE_WIDTH ||
+    if (index < 0 || t->width < 1 || t->width > AUDIT_MERKLE_TILE_WIDTH ||
         (t->level != AUDIT_TILE_ENTRIES && tile_span(t->level) < 0))
         return -1;
     while (index / div >= 1000)
@@ -111,7 +112,7 @@ int audit_tile_format(const struct audit_tile_ref *t, char *out, size_t size)
         n = snprintf(out, size, "tile/entries/%s", groups);
     else
         n = snprintf(out, size, "tile/%d/%s", t->level, groups);
-    if (n >= 0 && t->width < MERKLE_TILE_WIDTH && (size_t)n < size)
+    if (n >= 0 && t->width < AUDIT_MERKLE_TILE_WIDTH && (size_t)n < size)
         n += snprintf(out + n, size - (size_t)n, ".p/%d", t->width);
     return n < 0 || (size_t)n >= size ? -1 : n;
 }
@@ -169,8 +170,8 @@ static struct audit_tile *find(struct audit_tileset *s, int level, long long ind
 /* Note that hashes [index, index+count) of level are read: their tile, wide enough. */
 static int note(struct audit_tileset *s, int level, long long index, int count)
 {
-    long long tile = index / MERKLE_TILE_WIDTH;
-    int width = (int)(index % MERKLE_TILE_WIDTH) + count;
+    long long tile = index / AUDIT_MERKLE_TILE_WIDTH;
+    int width = (int)(index % AUDIT_MERKLE_TILE_WIDTH) + count;
     struct audit_tile *t = find(s, level, tile);
     if (!t) {
         if (s->n == s->cap) {
@@ -199,11 +200,12 @@ int audit_tileset_read(void *arg, int level, long long index, int count, uint8_t
         }
         return 1;
     }
-    struct audit_tile *t = find(s, level, index / MERKLE_TILE_WIDTH);
-    int from = (int)(index % MERKLE_TILE_WIDTH);
+    struct audit_tile *t = find(s, level, index / AUDIT_MERKLE_TILE_WIDTH);
+    int from = (int)(index % AUDIT_MERKLE_TILE_WIDTH);
     if (!t || !t->data || from + count > t->width)
         return -1;
-    memcpy(out, t->data + (size_t)from * MERKLE_HASH_LEN, (size_t)count * MERKLE_HASH_LEN);
+    memcpy(out, t->data + (size_t)from * AUDIT_MERKLE_HASH_LEN,
+           (size_t)count * AUDIT_MERKLE_HASH_LEN);
     return 0;
 }
 

@@ -16,7 +16,7 @@
 #define AUDIT_TILE_ENTRIES (-1) /* the level of an entry bundle */
 #define AUDIT_TILE_LEVEL_MAX 7  /* 256^8 leaves is past any tree handled */
 #define AUDIT_TILE_PATH_MAX 96
-#define AUDIT_TILE_BYTES (MERKLE_TILE_WIDTH * MERKLE_HASH_LEN)
+#define AUDIT_TILE_BYTES (AUDIT_MERKLE_TILE_WIDTH * AUDIT_MERKLE_HASH_LEN)
 #define AUDIT_BUNDLE_ENTRY_MAX 65535 /* an entry's length is a big-endian uint16 in a bundle */
 
 /* One tile or bundle: width is 256 for a full one, 1..255 for a partial one. */
@@ -67,7 +67,7 @@ struct audit_tileset {
 /* An empty set, recording. */
 void audit_tileset_init(struct audit_tileset *s);
 
-/* The merkle_read_fn over a set (arg: the set). Recording: note the tile and width and
+/* The audit_merkle_read_fn over a set (arg: the set). Recording: note the tile and width and
  * return 1 (nothing read; -1 out of memory). Else copy from the fetched data (0): -1 if that
  * tile was not fetched or is narrower. */
 int audit_tileset_read(void *arg, int level, long long index, int count, uint8_t *out);

@@ -20,7 +20,7 @@ struct proof_call {
     struct audit_ctx *ctx;
     int consistency;
     long long lo, hi;
-    uint8_t hashes[MERKLE_PROOF_MAX][MERKLE_HASH_LEN];
+    uint8_t hashes[AUDIT_MERKLE_PROOF_MAX][AUDIT_MERKLE_HASH_LEN];
     int count;
     struct audit_head head;
 };
@@ -48,7 +48,7 @@ static void proof_answer(void *arg, int rc)
                                       "tree_size", (json_int_t)k->hi);
         json_t *list = json_array();
         for (int i = 0; i < k->count; i++) {
-            crypto_b64(k->hashes[i], MERKLE_HASH_LEN, b64, sizeof(b64));
+            crypto_b64(k->hashes[i], AUDIT_MERKLE_HASH_LEN, b64, sizeof(b64));
             json_array_append_new(list, json_string(b64));
         }
         json_object_set_new(out, "hashes", list);
@@ -120,7 +120,7 @@ struct tile_call {
     struct audit_tile_ref t;
     struct audit_head head;
     struct audit_tileset s;
-    struct audit_entry e[MERKLE_TILE_WIDTH];
+    struct audit_entry e[AUDIT_MERKLE_TILE_WIDTH];
     size_t n;
 };
 
@@ -141,7 +141,7 @@ static void tile_answer(struct tile_call *k, int rc, const void *data, size_t le
         http_problem(r, 404, "not_found", "that tile is no longer in Redis (trimmed)");
         return;
     }
-    if (k->t.width == MERKLE_TILE_WIDTH)
+    if (k->t.width == AUDIT_MERKLE_TILE_WIDTH)
         http_add_header(r, "Cache-Control", "max-age=31536000, immutable");
     http_reply_raw(r, 200, "application/octet-stream", data, len);
 }
@@ -149,7 +149,7 @@ static void tile_answer(struct tile_call *k, int rc, const void *data, size_t le
 static void bundle_read(void *arg, enum rreply_class c)
 {
     struct tile_call *k = arg;
-    long long first = k->t.index * MERKLE_TILE_WIDTH + 1;
+    long long first = k->t.index * AUDIT_MERKLE_TILE_WIDTH + 1;
     uint8_t *bundle = NULL;
     size_t len = 0;
     int rc = 0;
@@ -178,7 +178,7 @@ static void hashes_read(void *arg, enum rreply_class c)
         audit_redis_failed(k->p.r, c);
     else
         tile_answer(k, k->s.t[0].data ? 0 : 1, k->s.t[0].data,
-                    (size_t)k->t.width * MERKLE_HASH_LEN);
+                    (size_t)k->t.width * AUDIT_MERKLE_HASH_LEN);
     tile_done(k);
 }
 
@@ -188,7 +188,7 @@ static void tile_head_read(void *arg, enum rreply_class c)
     struct tile_call *k = arg;
     struct http_req *r = k->p.r;
     uint8_t scratch[AUDIT_TILE_BYTES];
-    long long first = k->t.index * MERKLE_TILE_WIDTH + 1;
+    long long first = k->t.index * AUDIT_MERKLE_TILE_WIDTH + 1;
     int rc;
     if (c != RREPLY_OK) {
         audit_redis_failed(r, c);
@@ -202,8 +202,8 @@ static void tile_head_read(void *arg, enum rreply_class c)
             rc = audit_store_range_async(k->p.rc, k->ctx->keys, first, first + k->t.width - 1,
                                          (size_t)k->t.width, k->e, &k->n, bundle_read, k);
         else
-            rc = audit_tileset_read(&k->s, k->t.level, k->t.index * MERKLE_TILE_WIDTH, k->t.width,
-                                    scratch) == 1
+            rc = audit_tileset_read(&k->s, k->t.level, k->t.index * AUDIT_MERKLE_TILE_WIDTH,
+                                    k->t.width, scratch) == 1
                      ? audit_store_tiles_async(k->p.rc, k->ctx->keys, &k->s, NULL, hashes_read, k)
                      : -1;
         if (rc == 0)

@@ -35,16 +35,16 @@ int audit_head_parse(redisReply *const *f, struct audit_head *h)
     h->seq = h->exists ? atoll(seq) : 0;
     snprintf(h->hash, sizeof(h->hash), "%s", h->exists ? hash : AUDIT_ZERO_HASH);
     h->tree_size = tsize ? atoll(tsize) : 0;
-    merkle_frontier_init(&h->frontier);
-    merkle_empty_root(h->root);
+    audit_merkle_frontier_init(&h->frontier);
+    audit_merkle_empty_root(h->root);
     h->tree_ok = !tsize && !root; /* a chain from before the tree: it catches up from 0 */
-    if (tsize && root && strlen(root) == 2 * MERKLE_HASH_LEN &&
-        crypto_unhex(root, strlen(root), h->root, MERKLE_HASH_LEN) == 0 &&
-        merkle_frontier_load(&h->frontier, h->tree_size,
-                             f[4]->type == REDIS_REPLY_STRING ? f[4]->str : "",
-                             f[4]->type == REDIS_REPLY_STRING ? f[4]->len : 0) == 0) {
-        uint8_t want[MERKLE_HASH_LEN];
-        merkle_frontier_root(&h->frontier, want);
+    if (tsize && root && strlen(root) == 2 * AUDIT_MERKLE_HASH_LEN &&
+        crypto_unhex(root, strlen(root), h->root, AUDIT_MERKLE_HASH_LEN) == 0 &&
+        audit_merkle_frontier_load(&h->frontier, h->tree_size,
+                                   f[4]->type == REDIS_REPLY_STRING ? f[4]->str : "",
+                                   f[4]->type == REDIS_REPLY_STRING ? f[4]->len : 0) == 0) {
+        uint8_t want[AUDIT_MERKLE_HASH_LEN];
+        audit_merkle_frontier_root(&h->frontier, want);
         h->tree_ok = memcmp(want, h->root, sizeof(want)) == 0 && h->tree_size <= h->seq;
     }
     return 0;
@@ -54,25 +54,26 @@ int audit_head_parse(redisReply *const *f, struct audit_head *h)
 struct tree_op {
     int kind; /* 0 root, 1 inclusion, 2 consistency, 3 two roots, 4 frontier */
     long long m, n;
-    struct merkle_frontier *f;
-    uint8_t (*out)[MERKLE_HASH_LEN];
+    struct audit_merkle_frontier *f;
+    uint8_t (*out)[AUDIT_MERKLE_HASH_LEN];
     int *count;
 };
 
 static int run_op(const struct tree_op *op, struct audit_tileset *s)
 {
     if (op->kind == 0)
-        return merkle_tree_hash(op->n, audit_tileset_read, s, op->out[0]);
+        return audit_merkle_tree_hash(op->n, audit_tileset_read, s, op->out[0]);
     if (op->kind == 4)
-        return merkle_frontier_at(op->n, audit_tileset_read, s, op->f);
+        return audit_merkle_frontier_at(op->n, audit_tileset_read, s, op->f);
     if (op->kind == 3)
-        return merkle_tree_hash(op->m, audit_tileset_read, s, op->out[0]) == 0 &&
-                       merkle_tree_hash(op->n, audit_tileset_read, s, op->out[1]) == 0
+        return audit_merkle_tree_hash(op->m, audit_tileset_read, s, op->out[0]) == 0 &&
+                       audit_merkle_tree_hash(op->n, audit_tileset_read, s, op->out[1]) == 0
                    ? 0
                    : -1;
     if (op->kind == 1)
-        return merkle_prove_inclusion(op->m, op->n, audit_tileset_read, s, op->out, op->count);
-    return merkle_prove_consistency(op->m, op->n, audit_tileset_read, s, op->out, op->count);
+        return audit_merkle_prove_inclusion(op->m, op->n, audit_tileset_read, s, op->out,
+                                            op->count);
+    return audit_merkle_prove_consistency(op->m, op->n, audit_tileset_read, s, op->out, op->count);
 }
 
 /* What a computation reads depends on its sizes only: run it once to learn the tiles (into
@@ -155,54 +156,55 @@ static int with_tiles_async(struct rclient *rc, const struct audit_keys *k,
 }
 
 int audit_tree_root(struct audit_db *p, const struct audit_keys *k, long long n,
-                    uint8_t out[MERKLE_HASH_LEN])
+                    uint8_t out[AUDIT_MERKLE_HASH_LEN])
 {
-    uint8_t(*o)[MERKLE_HASH_LEN] = (uint8_t(*)[MERKLE_HASH_LEN])out;
+    uint8_t(*o)[AUDIT_MERKLE_HASH_LEN] = (uint8_t(*)[AUDIT_MERKLE_HASH_LEN])out;
     struct tree_op op = {.kind = 0, .n = n, .out = o};
     return with_tiles(p, k, &op, NULL);
 }
 
 int audit_tree_roots(struct audit_db *p, const struct audit_keys *k, long long m, long long n,
-                     uint8_t root_m[MERKLE_HASH_LEN], uint8_t root_n[MERKLE_HASH_LEN])
+                     uint8_t root_m[AUDIT_MERKLE_HASH_LEN], uint8_t root_n[AUDIT_MERKLE_HASH_LEN])
 {
-    uint8_t out[2][MERKLE_HASH_LEN];
+    uint8_t out[2][AUDIT_MERKLE_HASH_LEN];
     struct tree_op op = {.kind = 3, .m = m, .n = n, .out = out};
     int rc = with_tiles(p, k, &op, NULL);
-    memcpy(root_m, out[0], MERKLE_HASH_LEN);
-    memcpy(root_n, out[1], MERKLE_HASH_LEN);
+    memcpy(root_m, out[0], AUDIT_MERKLE_HASH_LEN);
+    memcpy(root_n, out[1], AUDIT_MERKLE_HASH_LEN);
     return rc;
 }
 
 int audit_tree_frontier(struct audit_db *p, const struct audit_keys *k, long long n,
-                        struct merkle_frontier *f)
+                        struct audit_merkle_frontier *f)
 {
     struct tree_op op = {.kind = 4, .n = n, .f = f};
     return with_tiles(p, k, &op, NULL);
 }
 
 int audit_tree_inclusion(struct audit_db *p, const struct audit_keys *k, long long m, long long n,
-                         uint8_t out[][MERKLE_HASH_LEN], int *count, struct audit_head *head)
+                         uint8_t out[][AUDIT_MERKLE_HASH_LEN], int *count, struct audit_head *head)
 {
     struct tree_op op = {.kind = 1, .m = m, .n = n, .out = out, .count = count};
     return with_tiles(p, k, &op, head);
 }
 
 int audit_tree_consistency(struct audit_db *p, const struct audit_keys *k, long long m, long long n,
-                           uint8_t out[][MERKLE_HASH_LEN], int *count, struct audit_head *head)
+                           uint8_t out[][AUDIT_MERKLE_HASH_LEN], int *count,
+                           struct audit_head *head)
 {
     struct tree_op op = {.kind = 2, .m = m, .n = n, .out = out, .count = count};
     return with_tiles(p, k, &op, head);
 }
 
 int audit_tree_roots_async(struct rclient *rc, const struct audit_keys *k, long long m, long long n,
-                           uint8_t (*roots)[MERKLE_HASH_LEN], audit_tree_fn fn, void *arg)
+                           uint8_t (*roots)[AUDIT_MERKLE_HASH_LEN], audit_tree_fn fn, void *arg)
 {
     struct tree_op op = {.kind = 3, .m = m, .n = n, .out = roots};
     return with_tiles_async(rc, k, &op, NULL, fn, arg);
 }
 
 int audit_tree_inclusion_async(struct rclient *rc, const struct audit_keys *k, long long m,
-                               long long n, uint8_t (*out)[MERKLE_HASH_LEN], int *count,
+                               long long n, uint8_t (*out)[AUDIT_MERKLE_HASH_LEN], int *count,
                                struct audit_head *head, audit_tree_fn fn, void *arg)
 {
     struct tree_op op = {.kind = 1, .m = m, .n = n, .out = out, .count = count};
@@ -210,7 +212,7 @@ int audit_tree_inclusion_async(struct rclient *rc, const struct audit_keys *k, l
 }
 
 int audit_tree_consistency_async(struct rclient *rc, const struct audit_keys *k, long long m,
-                                 long long n, uint8_t (*out)[MERKLE_HASH_LEN], int *count,
+                                 long long n, uint8_t (*out)[AUDIT_MERKLE_HASH_LEN], int *count,
                                  struct audit_head *head, audit_tree_fn fn, void *arg)
 {
     struct tree_op op = {.kind = 2, .m = m, .n = n, .out = out, .count = count};
@@ -234,7 +236,7 @@ int audit_tree_holds(struct audit_db *p, const struct audit_keys *k, const struc
 {
     struct audit_head h;
     char at[AUDIT_HASH_HEX_LEN + 1];
-    uint8_t root[MERKLE_HASH_LEN];
+    uint8_t root[AUDIT_MERKLE_HASH_LEN];
     if (audit_store_head_at(p, k, cp->chain_seq, &h, at) != RREPLY_OK)
         return -1;
     if (chain_holds(cp, &h, at) != 0)
@@ -251,7 +253,7 @@ struct holds_call {
     const struct audit_cp *cp;
     struct audit_head h;
     char at[AUDIT_HASH_HEX_LEN + 1];
-    uint8_t root[1][MERKLE_HASH_LEN];
+    uint8_t root[1][AUDIT_MERKLE_HASH_LEN];
     audit_tree_fn fn;
     void *arg;
 };
@@ -270,7 +272,8 @@ static void holds_root_read(void *arg, int rc)
     if (rc == AUDIT_TREE_REDIS || rc == AUDIT_TREE_REDIS_ERROR)
         holds_answer(t, -1);
     else
-        holds_answer(t, rc == AUDIT_TREE_OK && memcmp(t->root[0], t->cp->root, MERKLE_HASH_LEN) == 0
+        holds_answer(t, rc == AUDIT_TREE_OK &&
+                                memcmp(t->root[0], t->cp->root, AUDIT_MERKLE_HASH_LEN) == 0
                             ? 0
                             : 1);
 }
@@ -308,19 +311,20 @@ int audit_tree_holds_async(struct rclient *rc, const struct audit_keys *k,
 
 /* ---- deltas ---- */
 
-void audit_tree_delta_start(struct audit_tree_delta *d, const struct merkle_frontier *from)
+void audit_tree_delta_start(struct audit_tree_delta *d, const struct audit_merkle_frontier *from)
 {
     d->next = *from;
     d->n = 0;
     d->failed = 0;
 }
 
-/* merkle_emit_fn: a tile hash joins the append of its tile (a new one when it starts a
+/* audit_merkle_emit_fn: a tile hash joins the append of its tile (a new one when it starts a
  * tile; then the tile was empty, unless it is the first append of its level). */
-static void collect(void *arg, int level, long long index, const uint8_t hash[MERKLE_HASH_LEN])
+static void collect(void *arg, int level, long long index,
+                    const uint8_t hash[AUDIT_MERKLE_HASH_LEN])
 {
     struct audit_tree_delta *d = arg;
-    long long tile = index / MERKLE_TILE_WIDTH;
+    long long tile = index / AUDIT_MERKLE_TILE_WIDTH;
     struct audit_tile_append *a = NULL;
     for (size_t i = d->n; i-- > 0 && !a;)
         if (d->t[i].level == level)
@@ -339,23 +343,23 @@ static void collect(void *arg, int level, long long index, const uint8_t hash[ME
         a = &d->t[d->n++];
         a->level = level;
         a->index = tile;
-        a->from = (int)(index % MERKLE_TILE_WIDTH);
+        a->from = (int)(index % AUDIT_MERKLE_TILE_WIDTH);
         a->count = 0;
     }
-    memcpy(a->data + (size_t)a->count * MERKLE_HASH_LEN, hash, MERKLE_HASH_LEN);
+    memcpy(a->data + (size_t)a->count * AUDIT_MERKLE_HASH_LEN, hash, AUDIT_MERKLE_HASH_LEN);
     a->count++;
 }
 
 int audit_tree_delta_add(struct audit_tree_delta *d, const char *body, size_t len)
 {
-    uint8_t leaf[MERKLE_HASH_LEN];
-    merkle_leaf_hash(body, len, leaf);
-    return merkle_frontier_push(&d->next, leaf, collect, d) == 0 && !d->failed ? 0 : -1;
+    uint8_t leaf[AUDIT_MERKLE_HASH_LEN];
+    audit_merkle_leaf_hash(body, len, leaf);
+    return audit_merkle_frontier_push(&d->next, leaf, collect, d) == 0 && !d->failed ? 0 : -1;
 }
 
 int audit_tree_delta_end(struct audit_tree_delta *d)
 {
-    merkle_frontier_root(&d->next, d->root);
+    audit_merkle_frontier_root(&d->next, d->root);
     return d->failed ? -1 : 0;
 }
 

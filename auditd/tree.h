@@ -28,10 +28,10 @@ struct audit_head {
     char hash[AUDIT_HASH_HEX_LEN + 1];
     int exists;
     long long tree_size;
-    uint8_t root[MERKLE_HASH_LEN]; /* at tree_size */
+    uint8_t root[AUDIT_MERKLE_HASH_LEN]; /* at tree_size */
     int tree_ok; /* 0: the tree fields are malformed (frontier of the wrong length, a root
                     that is not the frontier's): tampered, not to be built on */
-    struct merkle_frontier frontier;
+    struct audit_merkle_frontier frontier;
 };
 
 /* The head fields' names as audit_append.lua and audit_store_tree_head read them, in this order. */
@@ -51,24 +51,25 @@ int audit_head_parse(redisReply *const *f, struct audit_head *h);
 
 /* The root of the first n leaves, from the stored tiles (two round trips at most). */
 int audit_tree_root(struct audit_db *p, const struct audit_keys *k, long long n,
-                    uint8_t out[MERKLE_HASH_LEN]);
+                    uint8_t out[AUDIT_MERKLE_HASH_LEN]);
 
 /* The roots of the first m and of the first n leaves, from one fetch of tiles. */
 int audit_tree_roots(struct audit_db *p, const struct audit_keys *k, long long m, long long n,
-                     uint8_t root_m[MERKLE_HASH_LEN], uint8_t root_n[MERKLE_HASH_LEN]);
+                     uint8_t root_m[AUDIT_MERKLE_HASH_LEN], uint8_t root_n[AUDIT_MERKLE_HASH_LEN]);
 
 /* The frontier of the first n leaves, from the stored tiles. */
 int audit_tree_frontier(struct audit_db *p, const struct audit_keys *k, long long n,
-                        struct merkle_frontier *f);
+                        struct audit_merkle_frontier *f);
 
 /* The inclusion proof of leaf m in the tree of size n, and the consistency proof from m to
- * n (merkle.h), from the stored tiles: out holds MERKLE_PROOF_MAX hashes. The head is read
+ * n (merkle.h), from the stored tiles: out holds AUDIT_MERKLE_PROOF_MAX hashes. The head is read
  * in the same round trip as the tiles into *head: AUDIT_TREE_BAD when its tree is smaller
  * than n, AUDIT_TREE_MALFORMED when its tree fields are malformed. */
 int audit_tree_inclusion(struct audit_db *p, const struct audit_keys *k, long long m, long long n,
-                         uint8_t out[][MERKLE_HASH_LEN], int *count, struct audit_head *head);
+                         uint8_t out[][AUDIT_MERKLE_HASH_LEN], int *count, struct audit_head *head);
 int audit_tree_consistency(struct audit_db *p, const struct audit_keys *k, long long m, long long n,
-                           uint8_t out[][MERKLE_HASH_LEN], int *count, struct audit_head *head);
+                           uint8_t out[][AUDIT_MERKLE_HASH_LEN], int *count,
+                           struct audit_head *head);
 
 /* Is checkpoint cp (a tree checkpoint) of the tree and chain in Redis: the tree at least as
  * large, its root at cp's size cp's root (from the tiles), the chain's hash at cp's seq
@@ -84,12 +85,12 @@ int audit_tree_holds(struct audit_db *p, const struct audit_keys *k, const struc
 typedef void (*audit_tree_fn)(void *arg, int rc);
 
 int audit_tree_roots_async(struct rclient *rc, const struct audit_keys *k, long long m, long long n,
-                           uint8_t (*roots)[MERKLE_HASH_LEN], audit_tree_fn fn, void *arg);
+                           uint8_t (*roots)[AUDIT_MERKLE_HASH_LEN], audit_tree_fn fn, void *arg);
 int audit_tree_inclusion_async(struct rclient *rc, const struct audit_keys *k, long long m,
-                               long long n, uint8_t (*out)[MERKLE_HASH_LEN], int *count,
+                               long long n, uint8_t (*out)[AUDIT_MERKLE_HASH_LEN], int *count,
                                struct audit_head *head, audit_tree_fn fn, void *arg);
 int audit_tree_consistency_async(struct rclient *rc, const struct audit_keys *k, long long m,
-                                 long long n, uint8_t (*out)[MERKLE_HASH_LEN], int *count,
+                                 long long n, uint8_t (*out)[AUDIT_MERKLE_HASH_LEN], int *count,
                                  struct audit_head *head, audit_tree_fn fn, void *arg);
 int audit_tree_holds_async(struct rclient *rc, const struct audit_keys *k,
                            const struct audit_cp *cp, audit_tree_fn fn, void *arg);
@@ -107,15 +108,15 @@ struct audit_tile_append {
 
 /* The tree grown by some leaves: its new frontier and root, and the tile appends. */
 struct audit_tree_delta {
-    struct merkle_frontier next;
-    uint8_t root[MERKLE_HASH_LEN]; /* set by audit_tree_delta_end */
+    struct audit_merkle_frontier next;
+    uint8_t root[AUDIT_MERKLE_HASH_LEN]; /* set by audit_tree_delta_end */
     struct audit_tile_append *t;
     size_t n, cap;
     int failed; /* out of memory while collecting */
 };
 
 /* Start growing the tree whose frontier is from (the delta keeps its own copy). */
-void audit_tree_delta_start(struct audit_tree_delta *d, const struct merkle_frontier *from);
+void audit_tree_delta_start(struct audit_tree_delta *d, const struct audit_merkle_frontier *from);
 /* Add the leaf of an entry body. Returns 0, or -1 (out of memory, or the tree is full). */
 int audit_tree_delta_add(struct audit_tree_delta *d, const char *body, size_t len);
 /* Compute the new root. Returns 0, or -1 if an add failed. */

@@ -4,13 +4,13 @@
 
 #include <string.h>
 
-void audit_treecheck_init(struct audit_treecheck *tc, const struct merkle_frontier *start)
+void audit_treecheck_init(struct audit_treecheck *tc, const struct audit_merkle_frontier *start)
 {
     memset(tc, 0, sizeof(*tc));
     if (start)
         tc->f = *start;
     else
-        merkle_frontier_init(&tc->f);
+        audit_merkle_frontier_init(&tc->f);
     for (int l = 0; l <= AUDIT_TILE_LEVEL_MAX; l++)
         tc->tile_index[l] = -1;
 }
@@ -24,19 +24,19 @@ int audit_treecheck_source(struct audit_treecheck *tc, struct audit_tile_source 
 }
 
 int audit_treecheck_expect(struct audit_treecheck *tc, long long size,
-                           const uint8_t root[MERKLE_HASH_LEN])
+                           const uint8_t root[AUDIT_MERKLE_HASH_LEN])
 {
     if (tc->nroots == AUDIT_TREECHECK_ROOTS)
         return -1;
     tc->root_size[tc->nroots] = size;
-    memcpy(tc->root[tc->nroots++], root, MERKLE_HASH_LEN);
+    memcpy(tc->root[tc->nroots++], root, AUDIT_MERKLE_HASH_LEN);
     return 0;
 }
 
 /* The first seq under hash j of level l. */
 static long long first_seq(int l, long long j)
 {
-    return (j << (MERKLE_TILE_HEIGHT * l)) + 1;
+    return (j << (AUDIT_MERKLE_TILE_HEIGHT * l)) + 1;
 }
 
 static void fail_at(struct audit_treecheck *tc, long long seq, int tile)
@@ -60,24 +60,26 @@ static void compare(struct audit_treecheck *tc, int l)
         if (rc == 0)
             continue;
         if (rc < 0) {
-            fail_at(tc, first_seq(l, index * MERKLE_TILE_WIDTH + tc->first[l]), 1);
+            fail_at(tc, first_seq(l, index * AUDIT_MERKLE_TILE_WIDTH + tc->first[l]), 1);
             return;
         }
         for (int i = tc->first[l]; i < width; i++)
-            if (memcmp(stored + (size_t)i * MERKLE_HASH_LEN,
-                       tc->tile[l] + (size_t)i * MERKLE_HASH_LEN, MERKLE_HASH_LEN) != 0) {
-                fail_at(tc, first_seq(l, index * MERKLE_TILE_WIDTH + i), 1);
+            if (memcmp(stored + (size_t)i * AUDIT_MERKLE_HASH_LEN,
+                       tc->tile[l] + (size_t)i * AUDIT_MERKLE_HASH_LEN,
+                       AUDIT_MERKLE_HASH_LEN) != 0) {
+                fail_at(tc, first_seq(l, index * AUDIT_MERKLE_TILE_WIDTH + i), 1);
                 return;
             }
     }
 }
 
-/* merkle_emit_fn: a tile hash recomputed; a tile complete is compared at once. */
-static void emitted(void *arg, int level, long long index, const uint8_t hash[MERKLE_HASH_LEN])
+/* audit_merkle_emit_fn: a tile hash recomputed; a tile complete is compared at once. */
+static void emitted(void *arg, int level, long long index,
+                    const uint8_t hash[AUDIT_MERKLE_HASH_LEN])
 {
     struct audit_treecheck *tc = arg;
-    long long tile = index / MERKLE_TILE_WIDTH;
-    int at = (int)(index % MERKLE_TILE_WIDTH);
+    long long tile = index / AUDIT_MERKLE_TILE_WIDTH;
+    int at = (int)(index % AUDIT_MERKLE_TILE_WIDTH);
     if (level > AUDIT_TILE_LEVEL_MAX)
         return;
     if (tc->tile_index[level] != tile) {
@@ -85,21 +87,21 @@ static void emitted(void *arg, int level, long long index, const uint8_t hash[ME
         tc->first[level] = at; /* the first tile may start mid-way (a frontier given) */
         tc->count[level] = 0;
     }
-    memcpy(tc->tile[level] + (size_t)at * MERKLE_HASH_LEN, hash, MERKLE_HASH_LEN);
+    memcpy(tc->tile[level] + (size_t)at * AUDIT_MERKLE_HASH_LEN, hash, AUDIT_MERKLE_HASH_LEN);
     tc->count[level]++;
-    if (at == MERKLE_TILE_WIDTH - 1)
+    if (at == AUDIT_MERKLE_TILE_WIDTH - 1)
         compare(tc, level);
 }
 
 int audit_treecheck_push(struct audit_treecheck *tc, const char *body, size_t len)
 {
-    uint8_t leaf[MERKLE_HASH_LEN], root[MERKLE_HASH_LEN];
-    merkle_leaf_hash(body, len, leaf);
-    if (merkle_frontier_push(&tc->f, leaf, emitted, tc) != 0)
+    uint8_t leaf[AUDIT_MERKLE_HASH_LEN], root[AUDIT_MERKLE_HASH_LEN];
+    audit_merkle_leaf_hash(body, len, leaf);
+    if (audit_merkle_frontier_push(&tc->f, leaf, emitted, tc) != 0)
         fail_at(tc, tc->f.size + 1, 0);
     for (int i = 0; i < tc->nroots; i++)
         if (tc->root_size[i] == tc->f.size) {
-            merkle_frontier_root(&tc->f, root);
+            audit_merkle_frontier_root(&tc->f, root);
             if (memcmp(root, tc->root[i], sizeof(root)) != 0)
                 fail_at(tc, tc->f.size, 0);
         }
@@ -109,12 +111,12 @@ int audit_treecheck_push(struct audit_treecheck *tc, const char *body, size_t le
 int audit_treecheck_flush(struct audit_treecheck *tc)
 {
     for (int l = 0; l <= AUDIT_TILE_LEVEL_MAX; l++)
-        if (tc->tile_index[l] >= 0 && tc->first[l] + tc->count[l] < MERKLE_TILE_WIDTH)
+        if (tc->tile_index[l] >= 0 && tc->first[l] + tc->count[l] < AUDIT_MERKLE_TILE_WIDTH)
             compare(tc, l);
     return tc->bad_seq != 0;
 }
 
-void audit_treecheck_root(const struct audit_treecheck *tc, uint8_t out[MERKLE_HASH_LEN])
+void audit_treecheck_root(const struct audit_treecheck *tc, uint8_t out[AUDIT_MERKLE_HASH_LEN])
 {
-    merkle_frontier_root(&tc->f, out);
+    audit_merkle_frontier_root(&tc->f, out);
 }

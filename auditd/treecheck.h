@@ -24,7 +24,7 @@ struct audit_tile_source {
 #define AUDIT_TREECHECK_ROOTS 64
 
 struct audit_treecheck {
-    struct merkle_frontier f;
+    struct audit_merkle_frontier f;
     /* the hashes of the current tile of each level, from position first[l] */
     uint8_t tile[AUDIT_TILE_LEVEL_MAX + 1][AUDIT_TILE_BYTES];
     long long tile_index[AUDIT_TILE_LEVEL_MAX + 1];
@@ -33,14 +33,14 @@ struct audit_treecheck {
     int nsrc;
     /* roots expected at sizes (checkpoints), in any order */
     long long root_size[AUDIT_TREECHECK_ROOTS];
-    uint8_t root[AUDIT_TREECHECK_ROOTS][MERKLE_HASH_LEN];
+    uint8_t root[AUDIT_TREECHECK_ROOTS][AUDIT_MERKLE_HASH_LEN];
     int nroots;
     long long bad_seq; /* first failure: 0 none */
     int bad_tile;      /* 1: tile_mismatch, 0: tree_mismatch */
 };
 
 /* Start from the frontier of the entries before the first one fed (NULL: the empty tree). */
-void audit_treecheck_init(struct audit_treecheck *tc, const struct merkle_frontier *start);
+void audit_treecheck_init(struct audit_treecheck *tc, const struct audit_merkle_frontier *start);
 
 /* Compare tiles with src too (up to AUDIT_TREECHECK_SOURCES; every one that holds a tile
  * is compared). Returns 0, or -1 if there is no room. */
@@ -48,7 +48,7 @@ int audit_treecheck_source(struct audit_treecheck *tc, struct audit_tile_source 
 
 /* The root at size must be root. Returns 0, or -1 if there is no room. */
 int audit_treecheck_expect(struct audit_treecheck *tc, long long size,
-                           const uint8_t root[MERKLE_HASH_LEN]);
+                           const uint8_t root[AUDIT_MERKLE_HASH_LEN]);
 
 /* Add the next entry's body. Returns 0 to go on, 1 once a failure is known. */
 int audit_treecheck_push(struct audit_treecheck *tc, const char *body, size_t len);
@@ -58,6 +58,6 @@ int audit_treecheck_push(struct audit_treecheck *tc, const char *body, size_t le
 int audit_treecheck_flush(struct audit_treecheck *tc);
 
 /* The root of the tree so far. */
-void audit_treecheck_root(const struct audit_treecheck *tc, uint8_t out[MERKLE_HASH_LEN]);
+void audit_treecheck_root(const struct audit_treecheck *tc, uint8_t out[AUDIT_MERKLE_HASH_LEN]);
 
 #endif

@@ -84,8 +84,8 @@ static char (*tile_keys(const struct audit_keys *k, long long from, long long n,
     char(*keys)[128] = NULL;
     size_t cap = 0;
     *count = 0;
-    for (int l = 0; MERKLE_TILE_HEIGHT * (l + 1) < 62; l++) {
-        long long span = 1LL << (MERKLE_TILE_HEIGHT * (l + 1)); /* leaves under a tile */
+    for (int l = 0; AUDIT_MERKLE_TILE_HEIGHT * (l + 1) < 62; l++) {
+        long long span = 1LL << (AUDIT_MERKLE_TILE_HEIGHT * (l + 1)); /* leaves under a tile */
         for (long long t = from / span; (t + 1) * span <= n; t++) {
             if (*count == cap) {
                 cap = cap ? cap * 2 : 256;

@@ -169,7 +169,7 @@ int audit_verifier_expect(struct audit_verifier *v, long long seq, const char *h
     return 0;
 }
 
-int audit_verifier_tree(struct audit_verifier *v, const struct merkle_frontier *start)
+int audit_verifier_tree(struct audit_verifier *v, const struct audit_merkle_frontier *start)
 {
     if (!v->tree && !(v->tree = malloc(sizeof(*v->tree))))
         return -1;
@@ -183,7 +183,7 @@ int audit_verifier_tile_source(struct audit_verifier *v, struct audit_tile_sourc
 }
 
 int audit_verifier_expect_root(struct audit_verifier *v, long long size,
-                               const uint8_t root[MERKLE_HASH_LEN])
+                               const uint8_t root[AUDIT_MERKLE_HASH_LEN])
 {
     return v->tree ? audit_treecheck_expect(v->tree, size, root) : 0;
 }

@@ -59,12 +59,12 @@ int audit_verifier_expect(struct audit_verifier *v, long long seq, const char *h
 
 /* Check the tree too, from the frontier of the entries before from_seq (NULL: the empty
  * tree; from_seq must then be 1). Returns 0, or -1 out of memory. */
-int audit_verifier_tree(struct audit_verifier *v, const struct merkle_frontier *start);
+int audit_verifier_tree(struct audit_verifier *v, const struct audit_merkle_frontier *start);
 /* With the tree on: compare every tile hash src holds (treecheck.h); the root at size must
  * be root (ignored with the tree off). Return 0, or -1 if there is no room. */
 int audit_verifier_tile_source(struct audit_verifier *v, struct audit_tile_source src);
 int audit_verifier_expect_root(struct audit_verifier *v, long long size,
-                               const uint8_t root[MERKLE_HASH_LEN]);
+                               const uint8_t root[AUDIT_MERKLE_HASH_LEN]);
 /* With the tree on: compare the partial tiles at the size fed so far (the end of a store).
  * Returns 0 to go on, 1 once a failure is known. */
 int audit_verifier_flush_tiles(struct audit_verifier *v);

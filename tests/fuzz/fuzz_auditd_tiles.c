@@ -23,15 +23,15 @@ static void path(const char *s)
     char out[AUDIT_TILE_PATH_MAX];
     if (audit_tile_parse(s, &t) != 0)
         return;
-    if (t.width < 1 || t.width > MERKLE_TILE_WIDTH || t.index < 0 ||
+    if (t.width < 1 || t.width > AUDIT_MERKLE_TILE_WIDTH || t.index < 0 ||
         audit_tile_format(&t, out, sizeof(out)) < 0 || strcmp(out, s) != 0)
         abort();
 }
 
 static void bundle(const uint8_t *data, size_t size, int width)
 {
-    size_t off[MERKLE_TILE_WIDTH], len[MERKLE_TILE_WIDTH], total = 0;
-    struct audit_entry e[MERKLE_TILE_WIDTH];
+    size_t off[AUDIT_MERKLE_TILE_WIDTH], len[AUDIT_MERKLE_TILE_WIDTH], total = 0;
+    struct audit_entry e[AUDIT_MERKLE_TILE_WIDTH];
     uint8_t *again = NULL;
     size_t again_len = 0;
     if (audit_bundle_split(data, size, width, off, len) != 0)
@@ -60,7 +60,7 @@ static void checkpoint(const char *note, size_t len)
             abort();
         return;
     }
-    if (!audit_origin_valid(cp.origin) || cp.size < 0 || cp.size > MERKLE_MAX_SIZE ||
+    if (!audit_origin_valid(cp.origin) || cp.size < 0 || cp.size > AUDIT_MERKLE_MAX_SIZE ||
         cp.chain_seq < 0 || (cp.has_tree && cp.chain_seq != cp.size) ||
         strlen(cp.chain_hash) != AUDIT_HASH_HEX_LEN)
         abort();
@@ -71,7 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 2)
         return 0;
     if (data[0] == 1) {
-        bundle(data + 2, size - 2, 1 + data[1] % MERKLE_TILE_WIDTH);
+        bundle(data + 2, size - 2, 1 + data[1] % AUDIT_MERKLE_TILE_WIDTH);
         return 0;
     }
     char *s = fuzz_cstr(data + 1, size - 1);

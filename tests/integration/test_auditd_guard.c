@@ -565,7 +565,7 @@ static void test_tree_rolled_back(void **state)
     redisReply *log = th_redis_cmd(&redis, "XRANGE audit:{tr}:log - +");
     for (size_t i = 0; i < 9 && log && i < log->elements; i++) {
         redisReply *body = log->element[i]->element[1]->element[1];
-        merkle_leaf_hash(body->str, body->len, lh[i]);
+        audit_merkle_leaf_hash(body->str, body->len, lh[i]);
     }
     freeReplyObject(log);
     au_mth(lh, 0, 9, root);

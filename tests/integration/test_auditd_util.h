@@ -259,18 +259,18 @@ static inline int au_tree_root(int port, long long n, uint8_t out[32])
  * hand cutting the chain back to n would (with auditd's merkle.c; the tiles are left). */
 static inline void au_set_tree(struct th_redis *r, const char *chain, long long n)
 {
-    struct merkle_frontier f;
+    struct audit_merkle_frontier f;
     uint8_t leaf[32], root[32];
     char hex[65];
-    merkle_frontier_init(&f);
+    audit_merkle_frontier_init(&f);
     redisReply *log = th_redis_cmd(r, "XRANGE audit:{%s}:log 1-0 %lld-0", chain, n);
     for (size_t i = 0; log && i < log->elements; i++) {
         redisReply *fields = log->element[i]->element[1];
-        merkle_leaf_hash(fields->element[1]->str, fields->element[1]->len, leaf);
-        merkle_frontier_push(&f, leaf, NULL, NULL);
+        audit_merkle_leaf_hash(fields->element[1]->str, fields->element[1]->len, leaf);
+        audit_merkle_frontier_push(&f, leaf, NULL, NULL);
     }
     freeReplyObject(log);
-    merkle_frontier_root(&f, root);
+    audit_merkle_frontier_root(&f, root);
     crypto_hex(root, 32, hex);
     freeReplyObject(th_redis_cmd(r, "HSET audit:{%s}:head tsize %lld root %s frontier %b", chain,
                                  f.size, hex, f.h, (size_t)f.n * 32));

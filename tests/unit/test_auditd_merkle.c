@@ -20,7 +20,7 @@
 #include "../../auditd/tiles.h"
 #include "shared/crypto.h"
 
-#define H MERKLE_HASH_LEN
+#define H AUDIT_MERKLE_HASH_LEN
 #define MAXN 1100
 
 /* The certificate-transparency test leaves and the roots of their first 1..8. */
@@ -60,7 +60,7 @@ static int read_levels(void *arg, int level, long long index, int count, uint8_t
 {
     (void)arg;
     if (level >= 3 || index + count > emitted[level] ||
-        index / MERKLE_TILE_WIDTH != (index + count - 1) / MERKLE_TILE_WIDTH)
+        index / AUDIT_MERKLE_TILE_WIDTH != (index + count - 1) / AUDIT_MERKLE_TILE_WIDTH)
         return -1; /* a read must stay inside one tile */
     memcpy(out, levels[level][index], (size_t)count * H);
     return 0;
@@ -84,15 +84,15 @@ static void naive(long long lo, long long hi, uint8_t out[H])
     crypto_sha256(buf, sizeof(buf), out);
 }
 
-static void build(int n, struct merkle_frontier *f)
+static void build(int n, struct audit_merkle_frontier *f)
 {
     char data[32];
-    merkle_frontier_init(f);
+    audit_merkle_frontier_init(f);
     memset(emitted, 0, sizeof(emitted));
     for (int i = 0; i < n; i++) {
         snprintf(data, sizeof(data), "entry %d", i);
-        merkle_leaf_hash(data, strlen(data), leaves[i]);
-        assert_int_equal(merkle_frontier_push(f, leaves[i], emit, NULL), 0);
+        audit_merkle_leaf_hash(data, strlen(data), leaves[i]);
+        assert_int_equal(audit_merkle_frontier_push(f, leaves[i], emit, NULL), 0);
     }
 }
 
@@ -105,18 +105,18 @@ static int setup(void **state)
 static void test_ct_vectors(void **state)
 {
     (void)state;
-    struct merkle_frontier f;
+    struct audit_merkle_frontier f;
     uint8_t data[16], root[H], want[H], empty[H];
-    merkle_frontier_init(&f);
-    merkle_frontier_root(&f, root);
+    audit_merkle_frontier_init(&f);
+    audit_merkle_frontier_root(&f, root);
     crypto_sha256("", 0, empty);
     assert_memory_equal(root, empty, H);
     for (int i = 0; i < 8; i++) {
         size_t len = strlen(CT_LEAVES[i]) / 2;
         assert_int_equal(crypto_unhex(CT_LEAVES[i], 2 * len, data, len), 0);
-        merkle_leaf_hash(data, len, leaves[i]);
-        merkle_frontier_push(&f, leaves[i], NULL, NULL);
-        merkle_frontier_root(&f, root);
+        audit_merkle_leaf_hash(data, len, leaves[i]);
+        audit_merkle_frontier_push(&f, leaves[i], NULL, NULL);
+        audit_merkle_frontier_root(&f, root);
         assert_int_equal(crypto_unhex(CT_ROOTS[i], 64, want, H), 0);
         assert_memory_equal(root, want, H);
     }
@@ -127,7 +127,7 @@ static void test_ct_vectors(void **state)
 static void test_roots_and_tiles(void **state)
 {
     (void)state;
-    struct merkle_frontier f, g;
+    struct audit_merkle_frontier f, g;
     uint8_t a[H], b[H], c[H];
     build(MAXN, &f);
     assert_int_equal(emitted[0], MAXN);
@@ -138,19 +138,19 @@ static void test_roots_and_tiles(void **state)
     }
     for (int n = 1; n <= MAXN; n++) {
         naive(0, n, a);
-        assert_int_equal(merkle_tree_hash(n, read_levels, NULL, b), 0);
+        assert_int_equal(audit_merkle_tree_hash(n, read_levels, NULL, b), 0);
         assert_memory_equal(a, b, H);
-        merkle_frontier_init(&g);
+        audit_merkle_frontier_init(&g);
         for (int i = 0; i < n; i++)
-            merkle_frontier_push(&g, leaves[i], NULL, NULL);
+            audit_merkle_frontier_push(&g, leaves[i], NULL, NULL);
         f = g;
-        merkle_frontier_root(&f, c);
+        audit_merkle_frontier_root(&f, c);
         assert_memory_equal(a, c, H);
-        assert_int_equal(merkle_frontier_load(&g, f.size, f.h, (size_t)f.n * H), 0);
-        merkle_frontier_root(&g, c);
+        assert_int_equal(audit_merkle_frontier_load(&g, f.size, f.h, (size_t)f.n * H), 0);
+        audit_merkle_frontier_root(&g, c);
         assert_memory_equal(a, c, H);
         if (n > 1)
-            assert_int_equal(merkle_frontier_load(&g, f.size, f.h, (size_t)f.n * H - 1), -1);
+            assert_int_equal(audit_merkle_frontier_load(&g, f.size, f.h, (size_t)f.n * H - 1), -1);
     }
 }
 
@@ -160,7 +160,7 @@ static void flip_each(long long m, long long n, const uint8_t leaf[H], uint8_t (
     for (int i = 0; i < count; i++) {
         proof[i][i % H] ^= 0x20;
         assert_int_equal(
-            merkle_check_inclusion(m, n, leaf, (const uint8_t(*)[H])proof, count, root), -1);
+            audit_merkle_check_inclusion(m, n, leaf, (const uint8_t(*)[H])proof, count, root), -1);
         proof[i][i % H] ^= 0x20;
     }
 }
@@ -169,77 +169,80 @@ static void flip_each(long long m, long long n, const uint8_t leaf[H], uint8_t (
 static void test_inclusion(void **state)
 {
     (void)state;
-    struct merkle_frontier f;
-    uint8_t proof[MERKLE_PROOF_MAX][H], root[H];
+    struct audit_merkle_frontier f;
+    uint8_t proof[AUDIT_MERKLE_PROOF_MAX][H], root[H];
     int count;
     build(MAXN, &f);
     for (long long n = 1; n <= MAXN; n += n < 70 ? 1 : 37) {
         naive(0, n, root);
         for (long long m = 0; m < n; m += n < 70 ? 1 : 13) {
-            assert_int_equal(merkle_prove_inclusion(m, n, read_levels, NULL, proof, &count), 0);
+            assert_int_equal(audit_merkle_prove_inclusion(m, n, read_levels, NULL, proof, &count),
+                             0);
             const uint8_t(*p)[H] = (const uint8_t(*)[H])proof;
-            assert_int_equal(merkle_check_inclusion(m, n, leaves[m], p, count, root), 0);
-            if (merkle_check_inclusion(m, n, leaves[(m + 1) % n], p, count, root) !=
+            assert_int_equal(audit_merkle_check_inclusion(m, n, leaves[m], p, count, root), 0);
+            if (audit_merkle_check_inclusion(m, n, leaves[(m + 1) % n], p, count, root) !=
                 (n == 1 ? 0 : -1))
                 fail_msg("m %lld n %lld: another leaf passes", m, n);
-            assert_int_equal(merkle_check_inclusion(m, m, leaves[m], p, count, root), -1);
+            assert_int_equal(audit_merkle_check_inclusion(m, m, leaves[m], p, count, root), -1);
             if (count > 0)
-                assert_int_equal(merkle_check_inclusion(m, n, leaves[m], p, count - 1, root), -1);
+                assert_int_equal(audit_merkle_check_inclusion(m, n, leaves[m], p, count - 1, root),
+                                 -1);
             flip_each(m, n, leaves[m], proof, count, root);
         }
     }
-    assert_int_equal(merkle_prove_inclusion(5, 5, read_levels, NULL, proof, &count), -1);
-    assert_int_equal(merkle_prove_inclusion(-1, 5, read_levels, NULL, proof, &count), -1);
+    assert_int_equal(audit_merkle_prove_inclusion(5, 5, read_levels, NULL, proof, &count), -1);
+    assert_int_equal(audit_merkle_prove_inclusion(-1, 5, read_levels, NULL, proof, &count), -1);
 }
 
 static void test_consistency(void **state)
 {
     (void)state;
-    struct merkle_frontier f;
-    uint8_t proof[MERKLE_PROOF_MAX][H], rm[H], rn[H];
+    struct audit_merkle_frontier f;
+    uint8_t proof[AUDIT_MERKLE_PROOF_MAX][H], rm[H], rn[H];
     int count;
     build(MAXN, &f);
     for (long long n = 1; n <= MAXN; n += n < 70 ? 1 : 41) {
         naive(0, n, rn);
         for (long long m = 1; m <= n; m += n < 70 ? 1 : 17) {
             naive(0, m, rm);
-            assert_int_equal(merkle_prove_consistency(m, n, read_levels, NULL, proof, &count), 0);
+            assert_int_equal(audit_merkle_prove_consistency(m, n, read_levels, NULL, proof, &count),
+                             0);
             const uint8_t(*p)[H] = (const uint8_t(*)[H])proof;
-            assert_int_equal(merkle_check_consistency(m, n, rm, rn, p, count), 0);
+            assert_int_equal(audit_merkle_check_consistency(m, n, rm, rn, p, count), 0);
             if (m == n) {
                 assert_int_equal(count, 0);
                 continue;
             }
-            assert_int_equal(merkle_check_consistency(m, n, rn, rn, p, count), -1);
-            assert_int_equal(merkle_check_consistency(m, n, rm, rm, p, count), -1);
-            assert_int_equal(merkle_check_consistency(m, n, rm, rn, p, count - 1), -1);
+            assert_int_equal(audit_merkle_check_consistency(m, n, rn, rn, p, count), -1);
+            assert_int_equal(audit_merkle_check_consistency(m, n, rm, rm, p, count), -1);
+            assert_int_equal(audit_merkle_check_consistency(m, n, rm, rn, p, count - 1), -1);
             for (int i = 0; i < count; i++) {
                 proof[i][7] ^= 1;
-                assert_int_equal(merkle_check_consistency(m, n, rm, rn, p, count), -1);
+                assert_int_equal(audit_merkle_check_consistency(m, n, rm, rn, p, count), -1);
                 proof[i][7] ^= 1;
             }
         }
     }
-    assert_int_equal(merkle_prove_consistency(0, 5, read_levels, NULL, proof, &count), -1);
-    assert_int_equal(merkle_prove_consistency(6, 5, read_levels, NULL, proof, &count), -1);
+    assert_int_equal(audit_merkle_prove_consistency(0, 5, read_levels, NULL, proof, &count), -1);
+    assert_int_equal(audit_merkle_prove_consistency(6, 5, read_levels, NULL, proof, &count), -1);
 }
 
 /* The frontier read from tiles is the one the leaves were pushed into, at every size. */
 static void test_frontier_at(void **state)
 {
     (void)state;
-    struct merkle_frontier f, g;
+    struct audit_merkle_frontier f, g;
     build(MAXN, &f);
-    merkle_frontier_init(&f);
+    audit_merkle_frontier_init(&f);
     for (int n = 0; n <= MAXN; n++) {
-        assert_int_equal(merkle_frontier_at(n, read_levels, NULL, &g), 0);
+        assert_int_equal(audit_merkle_frontier_at(n, read_levels, NULL, &g), 0);
         assert_int_equal(g.size, f.size);
         assert_int_equal(g.n, f.n);
         assert_memory_equal(g.h, f.h, (size_t)f.n * H);
         if (n < MAXN)
-            merkle_frontier_push(&f, leaves[n], NULL, NULL);
+            audit_merkle_frontier_push(&f, leaves[n], NULL, NULL);
     }
-    assert_int_equal(merkle_frontier_at(MAXN + 1, read_levels, NULL, &g), -1);
+    assert_int_equal(audit_merkle_frontier_at(MAXN + 1, read_levels, NULL, &g), -1);
 }
 
 /* The spec's example: a tree of 70,000 leaves. */
@@ -299,23 +302,23 @@ static void test_tile_paths(void **state)
 static void test_tileset(void **state)
 {
     (void)state;
-    struct merkle_frontier f;
+    struct audit_merkle_frontier f;
     struct audit_tileset s;
     uint8_t root[H], want[H];
     build(MAXN, &f);
     audit_tileset_init(&s);
-    assert_int_equal(merkle_tree_hash(MAXN, audit_tileset_read, &s, root), 0);
+    assert_int_equal(audit_merkle_tree_hash(MAXN, audit_tileset_read, &s, root), 0);
     assert_true(s.n >= 2 && s.n <= 4);
     for (size_t i = 0; i < s.n; i++) {
         s.t[i].data = malloc((size_t)s.t[i].width * H);
         memcpy(s.t[i].data, levels[s.t[i].level][s.t[i].index * 256], (size_t)s.t[i].width * H);
     }
     audit_tileset_serve(&s);
-    assert_int_equal(merkle_tree_hash(MAXN, audit_tileset_read, &s, root), 0);
+    assert_int_equal(audit_merkle_tree_hash(MAXN, audit_tileset_read, &s, root), 0);
     naive(0, MAXN, want);
     assert_memory_equal(root, want, H);
     s.t[0].width--; /* narrower than a read needs */
-    assert_int_equal(merkle_tree_hash(MAXN, audit_tileset_read, &s, root), -1);
+    assert_int_equal(audit_merkle_tree_hash(MAXN, audit_tileset_read, &s, root), -1);
     audit_tileset_clear(&s);
     audit_tileset_clear(NULL);
 }
