@@ -193,15 +193,16 @@ static void test_three_writers_one_chain(void **state)
 /* Group commit: one instance, 50 concurrent clients. Commits carry more than one entry
  * (the batch-size histogram shows it), its count and sum agree with the appends, and every
  * answer names an entry that is already in Redis with that hash. */
-static void test_group_commit(void **state)
+/* 50 clients on one instance with `threads` HTTP workers: every worker's appends go to the
+ * one appender, which commits many at a time, without a conflict. */
+static void group_commit(const char *threads)
 {
-    (void)state;
     enum { N = 50 };
     struct th_redis redis;
     struct th_proc d;
     static struct client cl[N];
     pthread_t t[N];
-    const char *env[] = {KEY_V1_ENV, "AUDIT_CHECKPOINT_INTERVAL=0", NULL};
+    const char *env[] = {KEY_V1_ENV, "AUDIT_CHECKPOINT_INTERVAL=0", threads, NULL};
     assert_int_equal(th_redis_start(&redis, NULL), 0);
     assert_int_equal(au_start(&d, &redis, env), 0);
     for (int i = 0; i < N; i++) {
@@ -230,6 +231,18 @@ static void test_group_commit(void **state)
     assert_int_equal(au_metric(d.port, "auditd_checkpoints_total "), 0);
     th_proc_stop(&d, SIGTERM, 5000);
     th_redis_stop(&redis);
+}
+
+static void test_group_commit(void **state)
+{
+    (void)state;
+    group_commit("HTTP_THREADS=0");
+}
+
+static void test_group_commit_across_workers(void **state)
+{
+    (void)state;
+    group_commit("HTTP_THREADS=4");
 }
 
 struct loader {
@@ -380,9 +393,8 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_three_writers_one_chain),
-        cmocka_unit_test(test_group_commit),
-        cmocka_unit_test(test_kill_under_load),
+        cmocka_unit_test(test_three_writers_one_chain),     cmocka_unit_test(test_group_commit),
+        cmocka_unit_test(test_group_commit_across_workers), cmocka_unit_test(test_kill_under_load),
         cmocka_unit_test(test_durable_across_redis_kill),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
