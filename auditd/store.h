@@ -2,7 +2,8 @@
 /* store: auditd's Redis — the key names of a chain, the scripts it runs, and every command
  * and script call that reads or writes them: the head (with the Merkle tree beside it),
  * ranges of entries, the key-version table, tiles, the trim record, the append and
- * checkpoint compare-and-sets and the trim. No other file names a key or a script.
+ * checkpoint compare-and-sets. No other file of the daemon names a key or a script: the
+ * trim (audit_trim.lua) is audit-trim's, under a Redis user of its own (trim.c).
  *
  * Every outcome is classified by redis_reply.h: RREPLY_OK, RREPLY_UNAVAILABLE (answer 503
  * backend_unavailable) or RREPLY_INTERNAL (an error reply, or a reply of a shape auditd
@@ -155,7 +156,7 @@ const char *audit_reply_word(const redisReply *r);
 /* Element i as a number (an integer, or a decimal string); 0 if absent. */
 long long audit_reply_int(const redisReply *r, size_t i);
 
-/* ---- checkpoints and trims ---- */
+/* ---- checkpoints ---- */
 
 /* Store a signed note for the head (seq, hash) unless one was stored in this interval
  * (audit_checkpoint.lua). *stored is 1 when this note was. */
@@ -170,12 +171,5 @@ int audit_store_checkpoint_async(struct rclient *rc, const struct audit_keys *k,
  * there is none, -1 if Redis failed or it does not fit. */
 int audit_store_last_checkpoint(struct audit_db *p, const struct audit_keys *k, char *note,
                                 size_t size);
-
-/* audit_trim.lua once: remove the entries before before_seq and the tiles named in
- * tile_keys[0..n), recording seq rec as the trim's entry. Adds to *entries and *tiles what
- * was removed. Returns 0, or -1 if Redis failed. */
-int audit_store_trim(struct audit_db *p, const struct audit_keys *k, long long before_seq,
-                     long long rec, char (*tile_keys)[128], size_t n, long long *entries,
-                     long long *tiles);
 
 #endif

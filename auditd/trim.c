@@ -9,7 +9,9 @@
 
 #include "admin_client.h"
 #include "archive.h"
+#include "query.h"
 #include "scan.h"
+#include "scripts.h"
 #include "tree.h"
 
 #define KEYS_PER_CALL 1000 /* tile keys one audit_trim.lua call deletes */
@@ -62,6 +64,50 @@ static int record(const struct audit_archive *a, const struct audit_trim_opts *o
     return rc;
 }
 
+/* audit_trim.lua once: remove the entries before before_seq and the tiles named in
+ * tile_keys[0..n), recording seq rec as the trim's entry; adds to *entries and *tiles what
+ * was removed. Returns 0, or -1 if Redis failed. (Here, not in store.c: audit-trim runs it
+ * under a Redis user of its own, which the daemon's lacks.) */
+static enum rreply_class parse_trim(struct audit_query *q, redisReply **r)
+{
+    long long *entries = q->out[0], *tiles = q->out[1];
+    if (r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements != 3 ||
+        r[0]->element[1]->type != REDIS_REPLY_INTEGER ||
+        r[0]->element[2]->type != REDIS_REPLY_INTEGER)
+        return RREPLY_INTERNAL;
+    *entries += r[0]->element[1]->integer;
+    *tiles += r[0]->element[2]->integer;
+    return RREPLY_OK;
+}
+
+static int trim_call(struct audit_db *p, const struct audit_keys *k, long long before_seq,
+                     long long rec, char (*tile_keys)[128], size_t n, long long *entries,
+                     long long *tiles)
+{
+    struct audit_query q = {0};
+    const char **argv = calloc(n + 4, sizeof(*argv));
+    q.mem[0] = argv;
+    q.failed = !argv;
+    snprintf(q.num[0], sizeof(q.num[0]), "%lld", before_seq);
+    snprintf(q.num[1], sizeof(q.num[1]), "%lld", rec);
+    if (argv) {
+        argv[0] = k->log;
+        argv[1] = k->trim;
+        for (size_t i = 0; i < n; i++)
+            argv[2 + i] = tile_keys[i];
+        argv[2 + n] = q.num[0];
+        argv[3 + n] = q.num[1];
+    }
+    q.cmd = q.fixed;
+    q.fixed[0] = (struct audit_cmd){
+        .script = &script_audit_trim, .nkeys = (int)(2 + n), .argc = (int)(4 + n), .argv = argv};
+    q.n = 1;
+    q.out[0] = entries;
+    q.out[1] = tiles;
+    q.parse = parse_trim;
+    return audit_query_run(p, &q) == RREPLY_OK ? 0 : -1;
+}
+
 /* Run audit_trim.lua over the tile keys of keys[from..to) (at least one call, which also
  * trims the log). */
 static int run_script(struct audit_db *p, const struct audit_keys *k,
@@ -70,8 +116,8 @@ static int run_script(struct audit_db *p, const struct audit_keys *k,
 {
     for (size_t at = 0; at == 0 || at < nkeys; at += KEYS_PER_CALL) {
         size_t n = nkeys - at < KEYS_PER_CALL ? nkeys - at : KEYS_PER_CALL;
-        if (audit_store_trim(p, k, o->before_seq, rec, keys + at, n, &res->entries_removed,
-                             &res->tiles_removed) != 0)
+        if (trim_call(p, k, o->before_seq, rec, keys + at, n, &res->entries_removed,
+                      &res->tiles_removed) != 0)
             return -1;
     }
     return 0;
