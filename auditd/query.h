@@ -40,7 +40,7 @@ struct audit_query_slot {
 };
 
 /* Commands sent together, in one round trip, and how their replies fill the caller's
- * outputs. On the pool a query lives on the caller's stack; on a loop's client on the heap
+ * outputs. Run and waited for, a query lives on the caller's stack; sent, on the heap
  * until its last reply. */
 struct audit_query {
     struct audit_cmd fixed[AUDIT_QUERY_CMDS];

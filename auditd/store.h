@@ -9,11 +9,11 @@
  * backend_unavailable) or RREPLY_INTERNAL (an error reply, or a reply of a shape auditd
  * never writes: 500).
  *
- * A call comes in two forms: audit_store_X blocks on the pool (the tools, startup) and
- * returns the class; audit_store_X_async sends on a loop's client (query.h) and returns
- * 0 (fn(arg, class) runs later on the loop, once the outputs are filled; they must stay
- * valid until then) or -1 when out of memory (fn will not run). Thread-safe as their
- * pool and client are: a client is used on its loop's thread only. */
+ * A call comes in two forms: audit_store_X runs on a db (query.h: the caller's own loop
+ * and client, run until the reply is in — the tools, startup, a verification) and returns
+ * the class; audit_store_X_async sends on a loop's client and returns 0 (fn(arg, class)
+ * runs later on the loop, once the outputs are filled; they must stay valid until then)
+ * or -1 when out of memory (fn will not run). A db or a client is used by one thread. */
 #ifndef AUDIT_STORE_H
 #define AUDIT_STORE_H
 
