@@ -110,6 +110,43 @@ static void kick_later(struct audit_appender *ap)
         loop_defer(ap->loop, &ap->kick);
 }
 
+/* Call the done functions of a chain of requests (on the thread this runs on). */
+static void run_dones(void *arg)
+{
+    for (struct audit_request *r = arg, *next; r; r = next) {
+        next = r->next; /* done may free r */
+        r->done(r);
+    }
+}
+
+/* Answer a chain of requests: those with a loop on it, one post per loop for all of its
+ * requests; the others, and all when a post fails, here. */
+static void answer(struct audit_request *list)
+{
+    struct audit_request *here = NULL, **here_tail = &here;
+    while (list) {
+        struct loop *l = list->loop;
+        struct audit_request *mine = NULL, **tail = &mine, *rest = NULL, **rest_tail = &rest;
+        for (struct audit_request *r = list, *next; r; r = next) {
+            next = r->next;
+            r->next = NULL;
+            if (r->loop == l) {
+                *tail = r;
+                tail = &r->next;
+            } else {
+                *rest_tail = r;
+                rest_tail = &r->next;
+            }
+        }
+        if (!l || loop_post(l, run_dones, mine) != 0) {
+            *here_tail = mine;
+            here_tail = tail;
+        }
+        list = rest;
+    }
+    run_dones(here);
+}
+
 /* Answer the requests of the commit, then go on with what waits. */
 static void finish(struct audit_appender *ap, enum audit_append_status st)
 {
@@ -127,13 +164,11 @@ static void finish(struct audit_appender *ap, enum audit_append_status st)
     ap->accepting = NULL;
     c->list = NULL;
     ap->busy = 0;
-    while (r) {
-        struct audit_request *next = r->next; /* done may free r */
-        r->status = st;
-        r->replicas_acked = st == AUDIT_APPEND_OK ? c->replicas : 0;
-        r->done(r);
-        r = next;
+    for (struct audit_request *k = r; k; k = k->next) {
+        k->status = st;
+        k->replicas_acked = st == AUDIT_APPEND_OK ? c->replicas : 0;
     }
+    answer(r);
     kick_later(ap);
     if (ap->stopping && !ap->queue_head)
         loop_stop(ap->loop);
@@ -733,6 +768,7 @@ void audit_appender_submit_wait(struct audit_appender *ap, struct audit_request 
     pthread_cond_init(&w->cv, NULL);
     req->done = wake;
     req->arg = w;
+    req->loop = NULL;
     if (audit_appender_submit(ap, req) != 0) {
         req->status = AUDIT_APPEND_UNAVAILABLE;
         w->done = 1;

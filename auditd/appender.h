@@ -47,8 +47,9 @@ enum audit_append_status {
 
 struct audit_request;
 
-/* Called once on the appender's thread when req is answered (status, replicas_acked and
- * each item's state and entry set). It may free req. */
+/* Called once when req is answered (status, replicas_acked and each item's state and entry
+ * set), on req->loop's thread (the requests of one commit for one loop in one post), or on
+ * the appender's. It may free req. */
 typedef void (*audit_request_done_fn)(struct audit_request *req);
 
 struct audit_request {
@@ -58,7 +59,8 @@ struct audit_request {
     long long replicas_acked;
     int accept; /* an operator's accept: see audit_appender_accept */
     audit_request_done_fn done;
-    void *arg; /* the caller's */
+    void *arg;         /* the caller's */
+    struct loop *loop; /* done runs on this loop's thread; NULL: on the appender's */
     /* private to the appender */
     struct audit_appender *ap;
     struct audit_request *next;

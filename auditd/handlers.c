@@ -205,11 +205,11 @@ static void appended_step(struct audit_pending *p)
     dup_read(a, RREPLY_OK);
 }
 
-/* On the appender's thread: go on where the request's reads run. */
+/* On the request's loop, once the appender has answered. */
 static void appended(struct audit_request *req)
 {
     struct append_call *a = req->arg;
-    audit_pending_continue(&a->p, appended_step);
+    appended_step(&a->p);
 }
 
 /* Hand the items to the appender (p suspended already). */
@@ -219,6 +219,7 @@ static void submit(struct append_call *a)
     a->req.n = a->n;
     a->req.done = appended;
     a->req.arg = a;
+    a->req.loop = a->p.loop;
     if (audit_appender_submit(a->ctx->appender, &a->req) != 0) {
         http_unavailable(a->p.r);
         append_free(a);
