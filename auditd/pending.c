@@ -6,21 +6,6 @@
 
 #include "shared/app.h"
 
-static void run_step(void *arg)
-{
-    struct audit_pending *p = arg;
-    p->step(p);
-}
-
-void audit_pending_continue(struct audit_pending *p, void (*step)(struct audit_pending *p))
-{
-    p->step = step;
-    if (loop_post(p->loop, run_step, p) != 0) {
-        http_unavailable(p->r);
-        audit_pending_done(p);
-    }
-}
-
 void audit_pending_suspend(struct audit_pending *p, struct http_req *r)
 {
     p->r = r;
@@ -33,7 +18,6 @@ void audit_pending_start(struct audit_pending *p, struct http_req *r,
                          void (*step)(struct audit_pending *p))
 {
     audit_pending_suspend(p, r);
-    p->step = step;
     step(p);
 }
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* pending: a request that waits for Redis or the appender without holding its worker. Its
- * handler suspends it; each step then runs on the request's worker loop with that loop's
- * Redis client, issues its calls and returns; the step that has the answer sets it and
- * resumes the request. A route's state embeds struct audit_pending first. */
+ * handler suspends it; each step then runs on the request's worker loop (a Redis reply's
+ * callback, the appender's answer posted there) with that loop's Redis client, issues its
+ * calls and returns; the step that has the answer sets it and resumes the request. A
+ * route's state embeds struct audit_pending first. */
 #ifndef AUDIT_PENDING_H
 #define AUDIT_PENDING_H
 
@@ -14,7 +15,6 @@ struct audit_pending {
     struct http_req *r;
     struct loop *loop;  /* r's worker loop: where the steps run */
     struct rclient *rc; /* its Redis client */
-    void (*step)(struct audit_pending *p);
 };
 
 /* In r's handler: suspend r and run step(p) now (p is the route's state, calloc'd: freed
@@ -24,10 +24,6 @@ void audit_pending_start(struct audit_pending *p, struct http_req *r,
 
 /* Suspend r without a step (what answers it runs elsewhere: the checkpointer). */
 void audit_pending_suspend(struct audit_pending *p, struct http_req *r);
-
-/* From any thread: run step(p) next on r's loop. If it cannot be posted (out of memory),
- * r is answered 503 and p freed, on the calling thread. */
-void audit_pending_continue(struct audit_pending *p, void (*step)(struct audit_pending *p));
 
 /* The answer is set: resume the request and free p. From any thread. */
 void audit_pending_done(struct audit_pending *p);
