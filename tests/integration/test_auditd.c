@@ -630,6 +630,54 @@ static void test_answer_only_after_commit(void **state)
     th_proc_stop(&p, SIGTERM, 5000);
 }
 
+/* Requests waiting for Redis hold no worker: with one HTTP worker and Redis frozen, an
+ * append and a read are parked while /health on the same worker answers at once; both
+ * are answered once Redis thaws. */
+static void test_waiting_requests_hold_no_worker(void **state)
+{
+    (void)state;
+    struct th_proc p;
+    struct th_resp r;
+    char req[2][512];
+    int fd[2], n[2];
+    const char *env[] = {"AUDIT_CHAIN=held", KEY_V1_ENV, "REDIS_COMMAND_TIMEOUT=10s",
+                         "HTTP_THREADS=1", NULL};
+    assert_int_equal(au_start(&p, &redis, env), 0);
+    assert_int_equal(au_post(p.port, "/v1/events", "{\"actor\":\"u\",\"action\":\"w\"}", NULL),
+                     201);
+    const char *ev = "{\"actor\":\"u\",\"action\":\"held\"}";
+    n[0] = snprintf(req[0], sizeof(req[0]),
+                    "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                    strlen(ev), ev);
+    n[1] = snprintf(req[1], sizeof(req[1]),
+                    "GET /v1/head HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    th_redis_pause(&redis);
+    for (int i = 0; i < 2; i++) {
+        fd[i] = th_connect(p.port);
+        assert_true(fd[i] >= 0);
+        assert_int_equal(th_send_all(fd[i], req[i], (size_t)n[i]), 0);
+    }
+    int64_t t0 = th_now_ms();
+    assert_int_equal(th_http(p.port, "GET", "/health", NULL, NULL, 0, &r), 0);
+    int64_t took = th_now_ms() - t0;
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    struct pollfd pfd[2] = {{.fd = fd[0], .events = POLLIN}, {.fd = fd[1], .events = POLLIN}};
+    int ready = poll(pfd, 2, 0);
+    th_redis_resume(&redis);
+    assert_int_equal(ready, 0); /* both still waiting for Redis */
+    assert_true(took < th_ms(1000));
+    int want[2] = {201, 200};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(th_read_response(fd[i], &r, 15000), 0);
+        close(fd[i]);
+        assert_int_equal(r.status, want[i]);
+        th_resp_free(&r);
+    }
+    th_proc_stop(&p, SIGTERM, 5000);
+}
+
 /* Redis frozen (SIGSTOP): 503 backend_unavailable with Retry-After: 1 after the command
  * timeout, no hang. The script was sent, so the outcome is unknown (Redis runs it once it
  * thaws); a retry with the same event_id settles it: the event is in the chain once. */
@@ -741,6 +789,7 @@ int main(void)
         cmocka_unit_test(test_refuses_inconsistent_chain),
         cmocka_unit_test(test_dedup_across_instances),
         cmocka_unit_test(test_answer_only_after_commit),
+        cmocka_unit_test(test_waiting_requests_hold_no_worker),
         cmocka_unit_test(test_redis_frozen),
         cmocka_unit_test(test_redis_down),
     };
