@@ -1,11 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* query: Redis calls run on the pool or on a loop's client (see query.h). */
+/* query: Redis calls sent on a loop's client, or waited for on a db (see query.h). */
 #include "query.h"
 
 #include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 /* Add a command of argc arguments (strings that outlive the sending). */
 void audit_query_add(struct audit_query *q, int argc, ...)
@@ -47,9 +45,6 @@ static void query_done(struct audit_query *q)
     fn(arg, c);
 }
 
-/* Send command i of q (see audit_query_slot). Returns 0, or -1 out of memory. */
-static int slot_send(struct audit_query *q, size_t i);
-
 static void slot_done(void *arg, enum rcl_status st, redisReply *reply)
 {
     struct audit_query_slot *s = arg;
@@ -61,6 +56,17 @@ static void slot_done(void *arg, enum rcl_status st, redisReply *reply)
         q->c = c;
     if (--q->left == 0)
         query_done(q);
+}
+
+/* Send command i of q. Returns 0, or -1 out of memory. */
+static int slot_send(struct audit_query *q, size_t i)
+{
+    const struct audit_cmd *c = &q->cmd[i];
+    struct audit_query_slot *s = &q->slots[i];
+    if (c->script)
+        return rcl_eval(q->rc, c->script, c->nkeys, c->argc, c->argv, c->argvlen, q->timeout_ms,
+                        slot_done, s);
+    return rcl_command(q->rc, c->argc, c->argv, c->argvlen, q->timeout_ms, slot_done, s);
 }
 
 /* Send q (on the heap) on rc. An empty query still makes a round trip (PING), so fn always
@@ -145,16 +151,6 @@ enum rreply_class audit_query_run(struct audit_db *db, struct audit_query *q)
         if (loop_run(db->loop) != 0)
             return RREPLY_UNAVAILABLE; /* epoll failed: the client is not to be used again */
     return w.c;
-}
-
-static int slot_send(struct audit_query *q, size_t i)
-{
-    const struct audit_cmd *c = &q->cmd[i];
-    struct audit_query_slot *s = &q->slots[i];
-    if (c->script)
-        return rcl_eval(q->rc, c->script, c->nkeys, c->argc, c->argv, c->argvlen, q->timeout_ms,
-                        slot_done, s);
-    return rcl_command(q->rc, c->argc, c->argv, c->argvlen, q->timeout_ms, slot_done, s);
 }
 
 /* A query on the heap (NULL: audit_query_send fails). */
