@@ -221,8 +221,7 @@ int main(int argc, char **argv)
                                                   .summary = "hash-chained, signed audit log",
                                                   .env_help = AUDIT_ENV_HELP,
                                                   .scripts = AUDIT_STORE_SCRIPTS,
-                                                  .flags = AUDIT_FLAGS,
-                                                  .handlers_never_block = 1},
+                                                  .flags = AUDIT_FLAGS},
                                argc, argv);
     char **args = app_args(a, &nargs);
     int kept = 0;

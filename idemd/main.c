@@ -28,8 +28,7 @@ int main(int argc, char **argv)
                                                   .max_body = 2u << 20,
                                                   .summary = "idempotency records on Redis",
                                                   .env_help = IDEM_CONFIG_HELP,
-                                                  .scripts = idem_store_scripts,
-                                                  .handlers_never_block = 1},
+                                                  .scripts = idem_store_scripts},
                                argc, argv);
     idem_config_load(&conf, app_cfg(a));
     app_config_done(a);

@@ -61,8 +61,7 @@ int main(int argc, char **argv)
                                                   .connect_timeout_ms = 50,
                                                   .summary = "per-region rate limiting on Redis",
                                                   .env_help = RL_ENV_HELP,
-                                                  .scripts = RL_STORE_SCRIPTS,
-                                                  .handlers_never_block = 1},
+                                                  .scripts = RL_STORE_SCRIPTS},
                                argc, argv);
     rl_config_load(&d.conf, app_cfg(a));
     struct rl_ruleset *rules = NULL;

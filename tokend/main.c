@@ -21,8 +21,7 @@ int main(int argc, char **argv)
                                                   .summary = "refresh tokens with stable "
                                                              "fingerprints and reuse detection",
                                                   .env_help = TOK_ENV_HELP,
-                                                  .scripts = TOK_STORE_SCRIPTS,
-                                                  .handlers_never_block = 1},
+                                                  .scripts = TOK_STORE_SCRIPTS},
                                argc, argv);
     tok_config_load(&conf, app_cfg(a));
     app_config_done(a);

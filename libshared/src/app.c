@@ -33,13 +33,9 @@ struct app {
     struct app_spec spec;
     struct cfg *cfg;
     struct metrics *metrics;
-    struct rpool_config rconf;
     struct rcl_config rcl_conf; /* the same settings, for every loop's client */
     struct rcl_metrics rcl_metrics;
-    struct metrics *pool_metrics; /* the blocking pool's, not rendered: its families are
-                                     the clients' */
     struct http_config hconf;
-    struct rpool *pool;
     struct http_server *http;
     /* METRICS_ADDR: a second server with /metrics, /health and /ready only. Its own
      * request metrics go to a registry of their own (never rendered): the families of the
@@ -159,30 +155,17 @@ static void read_common(struct app *a)
     http_config_load(&a->hconf, a->cfg, s->name, s->port, s->max_body ? s->max_body : 64 * 1024);
     a->metrics_addr = cfg_str(a->cfg, "METRICS_ADDR", "", metrics_addr_ok,
                               "empty, host:port, [v6]:port or unix:/path, port 0..65535");
-    rpool_config_defaults(&a->rconf);
+    rcl_config_defaults(&a->rcl_conf);
     if (s->command_timeout_ms)
-        a->rconf.command_timeout_ms = s->command_timeout_ms;
+        a->rcl_conf.command_timeout_ms = s->command_timeout_ms;
     if (s->pool_timeout_ms)
-        a->rconf.pool_timeout_ms = s->pool_timeout_ms;
+        a->rcl_conf.pool_timeout_ms = s->pool_timeout_ms;
     if (s->connect_timeout_ms)
-        a->rconf.connect_timeout_ms = s->connect_timeout_ms;
-    rpool_config_load(&a->rconf, a->cfg);
-    a->rcl_conf = (struct rcl_config){
-        .url = a->rconf.url,
-        .pool_size = a->rconf.size,
-        .loops = http_workers(&a->hconf),
-        .min_idle = a->rconf.min_idle,
-        .max_conn_age_ms = a->rconf.max_conn_age_ms,
-        .pool_timeout_ms = a->rconf.pool_timeout_ms,
-        .connect_timeout_ms = a->rconf.connect_timeout_ms,
-        .command_timeout_ms = a->rconf.command_timeout_ms,
-        .max_in_flight = s->redis_max_in_flight,
-        .metrics = &a->rcl_metrics,
-        .tls = {.ca_file = cfg_str(a->cfg, "REDIS_TLS_CA_FILE", NULL, NULL, NULL),
-                .cert_file = cfg_str(a->cfg, "REDIS_TLS_CERT_FILE", NULL, NULL, NULL),
-                .key_file = cfg_str(a->cfg, "REDIS_TLS_KEY_FILE", NULL, NULL, NULL),
-                .server_name = cfg_str(a->cfg, "REDIS_TLS_SERVER_NAME", NULL, NULL, NULL)},
-    };
+        a->rcl_conf.connect_timeout_ms = s->connect_timeout_ms;
+    rcl_config_load(&a->rcl_conf, a->cfg);
+    a->rcl_conf.loops = http_workers(&a->hconf);
+    a->rcl_conf.max_in_flight = s->redis_max_in_flight;
+    a->rcl_conf.metrics = &a->rcl_metrics;
 }
 
 /* glibc gives threads up to 8 malloc arenas per core; with a thread per connection each
@@ -232,22 +215,6 @@ struct metrics *app_metrics(struct app *a)
 {
     return a->metrics;
 }
-/* Created when first asked for: daemons whose handlers never block have none. */
-struct rpool *app_redis(struct app *a)
-{
-    char err[160];
-    if (a->pool)
-        return a->pool;
-    a->pool_metrics = metrics_create(a->spec.name);
-    a->pool = a->pool_metrics ? rpool_create(&a->rconf, a->pool_metrics, err, sizeof(err)) : NULL;
-    if (!a->pool) {
-        fprintf(stderr, "%s: REDIS_URL: %s\n", a->spec.name, a->pool_metrics ? err : "no memory");
-        exit(2);
-    }
-    rpool_set_scripts(a->pool, a->spec.scripts);
-    return a->pool;
-}
-
 const struct rcl_config *app_rcl_config(struct app *a)
 {
     return &a->rcl_conf;
@@ -280,8 +247,7 @@ char **app_args(struct app *a, int *count)
 void app_route(struct app *a, const char *method, const char *pattern, http_handler h, void *ctx,
                unsigned flags)
 {
-    http_route(a->http, method, pattern, h, ctx,
-               flags | (a->spec.handlers_never_block ? 0 : HTTP_BLOCKING));
+    http_route(a->http, method, pattern, h, ctx, flags);
 }
 
 void app_on_reload(struct app *a, void (*fn)(void *arg), void *arg)
@@ -800,8 +766,6 @@ void app_free(struct app *a)
     http_free(a->mhttp);
     http_free(a->http);
     metrics_free(a->mmetrics);
-    rpool_free(a->pool);
-    metrics_free(a->pool_metrics);
     metrics_free(a->metrics);
     log_stop();
     cfg_free(a->cfg);

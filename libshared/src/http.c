@@ -5,7 +5,6 @@
 #include "shared/http.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -390,41 +389,6 @@ void http_req_refused(struct http_req *r)
         http_problem(r, m->status, code, "%s", m->error ? m->error : "malformed request");
 }
 
-/* ---- HTTP_BLOCKING: handlers that still block, each on a thread of its own ---------- */
-
-#define HTTP_OFFLOAD_STACK (512 * 1024)
-
-static _Thread_local struct http_req *offloaded; /* the request this thread runs */
-static _Thread_local int offloaded_suspended;    /* ... and its handler deferred it */
-
-static void *offload_main(void *arg)
-{
-    struct http_req *r = arg;
-    offloaded = r;
-    offloaded_suspended = 0;
-    r->route->handler(r, r->route->ctx);
-    offloaded = NULL;
-    if (!offloaded_suspended)
-        http_resume(r);
-    return NULL;
-}
-
-/* Run r's handler on a thread of its own; the worker goes on meanwhile. */
-static void offload(struct http_req *r)
-{
-    pthread_attr_t attr;
-    pthread_t t;
-    r->suspended = 1;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, HTTP_OFFLOAD_STACK);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, offload_main, r) != 0) {
-        http_problem(r, 503, "overloaded", "cannot start a thread for the request");
-        r->suspended = 0;
-    }
-    pthread_attr_destroy(&attr);
-}
-
 void http_req_dispatch(struct http_req *r)
 {
     if (r->form) {
@@ -444,19 +408,11 @@ void http_req_dispatch(struct http_req *r)
             return;
         }
     }
-    if (r->route->flags & HTTP_BLOCKING) {
-        offload(r);
-        return;
-    }
     r->route->handler(r, r->route->ctx);
 }
 
 void http_suspend(struct http_req *r)
 {
-    if (r == offloaded) {
-        offloaded_suspended = 1; /* r->suspended is the loop's, set by offload() */
-        return;
-    }
     r->suspended = 1;
 }
 

@@ -41,7 +41,7 @@ struct rcl_call {
 struct rclient {
     struct loop *loop;
     struct rcl_config conf;
-    struct rpool_url url;
+    struct redis_url url;
     SSL_CTX *tls;
     const char *server_name;
     int max_conns;
@@ -110,6 +110,74 @@ void rcl_metrics_init(struct rcl_metrics *m, struct metrics *reg)
     m->errors[0] = NULL;
     for (int i = 1; i < 5; i++)
         m->errors[i] = metric_with(errors, kinds[i]);
+}
+
+/* ---- configuration ---------------------------------------------------------------------- */
+
+void rcl_config_defaults(struct rcl_config *rc)
+{
+    *rc = (struct rcl_config){
+        .url = "redis://127.0.0.1:6379/0",
+        .pool_size = 100,
+        .loops = 1,
+        .min_idle = 10,
+        .max_conn_age_ms = 5 * 60 * 1000,
+        .pool_timeout_ms = 1000,
+        .idle_timeout_ms = 30 * 1000,
+        .idle_check_freq_ms = 60 * 1000,
+        .connect_timeout_ms = 1000,
+        .command_timeout_ms = 1000,
+    };
+}
+
+static int valid_url(const char *s)
+{
+    struct redis_url u;
+    char err[128];
+    return redis_url_parse(s, &u, err, sizeof(err)) == 0;
+}
+
+static const char *ms_str(int64_t ms, char *buf, size_t size)
+{
+    snprintf(buf, size, "%lldms", (long long)ms);
+    return buf;
+}
+
+void rcl_config_load(struct rcl_config *rc, struct cfg *c)
+{
+    char d[32];
+    const int64_t hour = 3600 * 1000;
+    /* The URL may carry a password: read it as a secret so it is masked in
+     * --check-config and held in locked memory. */
+    const char *url = cfg_secret(c, "REDIS_URL");
+    if (url && !valid_url(url))
+        cfg_fail(c, "REDIS_URL=<secret>: not a Redis URL (allowed: "
+                    "redis://[user[:pass]@]host:port[/db], rediss://... or unix:///path[?db=N])");
+    if (url)
+        rc->url = url;
+    rc->pool_size = (int)cfg_int(c, "REDIS_POOL_SIZE", rc->pool_size, 1, 10000);
+    rc->min_idle = (int)cfg_int(c, "REDIS_MIN_IDLE_CONNS", rc->min_idle, 0, 10000);
+    rc->max_conn_age_ms = cfg_duration_ms(
+        c, "REDIS_MAX_CONN_AGE", ms_str(rc->max_conn_age_ms, d, sizeof(d)), 1000, 24 * hour);
+    rc->pool_timeout_ms = cfg_duration_ms(c, "REDIS_POOL_TIMEOUT",
+                                          ms_str(rc->pool_timeout_ms, d, sizeof(d)), 1, 60000);
+    rc->idle_timeout_ms = cfg_duration_ms(
+        c, "REDIS_IDLE_TIMEOUT", ms_str(rc->idle_timeout_ms, d, sizeof(d)), 1000, 24 * hour);
+    rc->idle_check_freq_ms = cfg_duration_ms(
+        c, "REDIS_IDLE_CHECK_FREQ", ms_str(rc->idle_check_freq_ms, d, sizeof(d)), 100, 24 * hour);
+    rc->connect_timeout_ms = cfg_duration_ms(
+        c, "REDIS_CONNECT_TIMEOUT", ms_str(rc->connect_timeout_ms, d, sizeof(d)), 1, 60000);
+    rc->command_timeout_ms = cfg_duration_ms(
+        c, "REDIS_COMMAND_TIMEOUT", ms_str(rc->command_timeout_ms, d, sizeof(d)), 1, 60000);
+    if (rc->min_idle > rc->pool_size)
+        cfg_fail(c, "REDIS_MIN_IDLE_CONNS=%d: larger than REDIS_POOL_SIZE (allowed: 0..%d)",
+                 rc->min_idle, rc->pool_size);
+    rc->tls.ca_file = cfg_str(c, "REDIS_TLS_CA_FILE", NULL, NULL, NULL);
+    rc->tls.cert_file = cfg_str(c, "REDIS_TLS_CERT_FILE", NULL, NULL, NULL);
+    rc->tls.key_file = cfg_str(c, "REDIS_TLS_KEY_FILE", NULL, NULL, NULL);
+    rc->tls.server_name = cfg_str(c, "REDIS_TLS_SERVER_NAME", NULL, NULL, NULL);
+    if (!rc->tls.cert_file != !rc->tls.key_file)
+        cfg_fail(c, "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together");
 }
 
 const char *rcl_status_name(enum rcl_status st)
@@ -498,7 +566,7 @@ struct rclient *rcl_create(struct loop *l, const struct rcl_config *conf, char *
         loop_timer_start(l, &c->gauge_timer, 0);
     c->wait_timer = (struct loop_timer){.fn = on_wait_timer, .arg = c};
     c->fail_task = (struct loop_task){.fn = on_fail_task, .arg = c};
-    if (rpool_url_parse(conf->url, &c->url, err, errsize) != 0)
+    if (redis_url_parse(conf->url, &c->url, err, errsize) != 0)
         goto fail;
     if (c->url.tls) {
         c->tls = tls_context(&conf->tls, err, errsize);

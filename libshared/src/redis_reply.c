@@ -4,15 +4,6 @@
 
 #include <string.h>
 
-#include "shared/redis_client.h"
-#include "shared/redis_pool.h"
-
-/* The two clients number their outcomes alike, so one classification serves both. */
-_Static_assert((int)RPOOL_OK == (int)RCL_OK && (int)RPOOL_POOL_TIMEOUT == (int)RCL_POOL_TIMEOUT &&
-                   (int)RPOOL_CONN == (int)RCL_CONN && (int)RPOOL_TIMEOUT == (int)RCL_TIMEOUT &&
-                   (int)RPOOL_REPLY_ERROR == (int)RCL_REPLY_ERROR,
-               "rpool_status and rcl_status must agree");
-
 /* Error replies that mean "not now", not "not ever". Redis 7.0 words an ACL refusal
  * inside a script as an ERR naming the user executing the script. */
 static int says_unavailable(const char *err)
@@ -37,13 +28,13 @@ static int says_unavailable(const char *err)
     return strstr(err, "user executing the script can't run") != NULL;
 }
 
-enum rreply_class rreply_classify(int status, const redisReply *reply)
+enum rreply_class rreply_classify(enum rcl_status status, const redisReply *reply)
 {
-    if (status != RPOOL_OK && status != RPOOL_REPLY_ERROR)
+    if (status != RCL_OK && status != RCL_REPLY_ERROR)
         return RREPLY_UNAVAILABLE;
-    /* An error reply counts whatever status came with it (a pipeline's replies are "ok"). */
+    /* An error reply counts whatever status came with it. */
     if (!reply || reply->type != REDIS_REPLY_ERROR)
-        return status == RPOOL_OK ? RREPLY_OK : RREPLY_INTERNAL;
+        return status == RCL_OK ? RREPLY_OK : RREPLY_INTERNAL;
     return reply->str && says_unavailable(reply->str) ? RREPLY_UNAVAILABLE : RREPLY_INTERNAL;
 }
 

@@ -43,7 +43,7 @@ static int parse_db(const char *s, int *db)
     return 0;
 }
 
-static int parse_unix(const char *rest, struct rpool_url *out, char *err, size_t errsize)
+static int parse_unix(const char *rest, struct redis_url *out, char *err, size_t errsize)
 {
     const char *q = strchr(rest, '?');
     size_t plen = q ? (size_t)(q - rest) : strlen(rest);
@@ -60,7 +60,7 @@ static int parse_unix(const char *rest, struct rpool_url *out, char *err, size_t
     return 0;
 }
 
-static int parse_hostport(const char *hp, size_t len, struct rpool_url *out, char *err,
+static int parse_hostport(const char *hp, size_t len, struct redis_url *out, char *err,
                           size_t errsize)
 {
     const char *colon;
@@ -102,7 +102,7 @@ bad:
     return -1;
 }
 
-int rpool_url_parse(const char *url, struct rpool_url *out, char *err, size_t errsize)
+int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t errsize)
 {
     memset(out, 0, sizeof(*out));
     if (strncmp(url, "unix://", 7) == 0)

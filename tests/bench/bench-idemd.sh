@@ -52,8 +52,8 @@ wrk.body = '{"scope":"bench","key":"done","fingerprint":"f"}'
 LUA
 
 sha=$(redis-cli -p "$rport" SCRIPT LOAD "$(cat lua-scripts/idem_claim.lua)")
-baseline() { # baseline KEY: redis-benchmark EVALSHA idem_claim → "rps p50 p99"
-    redis-benchmark -p "$rport" -c "$CONNS" -n 300000 -r 1000000000 --csv EVALSHA "$sha" 1 \
+baseline() { # baseline KEY [CONNS REQUESTS]: redis-benchmark EVALSHA idem_claim → "rps p50 p99"
+    redis-benchmark -p "$rport" -c "${2:-$CONNS}" -n "${3:-300000}" -r 1000000000 --csv EVALSHA "$sha" 1 \
         "$1" f tok 30000 86400000 takeover "" | tail -1 | tr -d '"' |
         awk -F, '{print $2, $5, $7}'
 }
@@ -71,6 +71,8 @@ rb=$1
 row "baseline: redis-benchmark EVALSHA idem_claim on the completed key" "$1" "$2" "$3" 0 0 "$rb"
 set -- $(bench_wrk replay)
 row "replay (POST /v1/claim on the completed key)" "$1" "$2" "$3" "$4" "$5" "$rb"
+set -- $(baseline "idem:bench:done" 1 20000)
+bench_c1_row "replay" "$(bench_c1 replay)" "$2"
 set -- $(baseline "idem:bench:rb-__rand_int__")
 rb=$1
 row "baseline: redis-benchmark EVALSHA idem_claim on fresh keys" "$1" "$2" "$3" 0 0 "$rb"
@@ -78,5 +80,7 @@ set -- $(bench_wrk claim_complete)
 row "claim→complete on fresh keys (both requests counted)" "$1" "$2" "$3" "$4" "$5" "$rb"
 echo
 echo "idemd peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$DAEMON_PID/status)"
+echo
+bench_c1_table
 echo
 bench_cpu_table

@@ -42,8 +42,11 @@ row() { # row NAME BASELINE_RPS rps p50 p99 errors non2xx max
 
 # Baseline 1: the same GCRA script by EVALSHA on random keys, same concurrency.
 sha=$(redis-cli -p "$rport" SCRIPT LOAD "$(cat lua-scripts/ratelimit_gcra.lua)")
-rb=$(redis-benchmark -p "$rport" -c "$CONNS" -n 300000 -r 1000000 --csv EVALSHA "$sha" 1 \
-    "ratelimit:bench:bench:k__rand_int__" 1000000 1000000000 1000000000 1 1 | tail -1 | tr -d '"')
+gcra() { # gcra CONNS REQUESTS: redis-benchmark's CSV line
+    redis-benchmark -p "$rport" -c "$1" -n "$2" -r 1000000 --csv EVALSHA "$sha" 1 \
+        "ratelimit:bench:bench:k__rand_int__" 1000000 1000000000 1000000000 1 1 | tail -1 | tr -d '"'
+}
+rb=$(gcra "$CONNS" 300000)
 rb_rps=$(echo "$rb" | cut -d, -f2); rb_p50=$(echo "$rb" | cut -d, -f5); rb_p99=$(echo "$rb" | cut -d, -f7)
 # Baseline 2: a bare HTTP hello of the same HTTP layer (no JSON body, no Redis).
 set -- $(bench_wrk hello /health)
@@ -56,6 +59,7 @@ curl -fs -o /dev/null -H 'Content-Type: application/json' "http://127.0.0.1:$por
     -d '{"rule":"hot","key":"203.0.113.1"}'
 random=$(bench_wrk random)
 hot=$(bench_wrk hot /v1/check)
+bench_c1_row "/v1/check-random-keys" "$(bench_c1 random)" "$(gcra 1 20000 | cut -d, -f5)"
 rss=$(awk '/VmHWM/ {print $2, $3}' /proc/$DAEMON_PID/status)
 
 bench_machine
@@ -83,5 +87,7 @@ set -- $opening; echo "| first 4 s (breaker opening) | $1 | $2 | $3 | $4 | $6 |"
 set -- $opened; echo "| next 4 s (breaker open) | $1 | $2 | $3 | $4 | $6 |"
 echo
 echo "ratelimitd peak RSS: $rss"
+echo
+bench_c1_table
 echo
 bench_cpu_table

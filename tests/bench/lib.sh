@@ -8,6 +8,10 @@
 #                                     "req/s p50_ms p99_ms transport_errors non2xx max_ms"
 #                                     and notes the CPU each process spent on the run (under
 #                                     NAME, one word, default SCRIPT)
+#   bench_c1 SCRIPT [PATH]            one connection, one request at a time (4 s): prints
+#                                     the p50 in ms
+#   bench_c1_table                    markdown: the c=1 rows added with bench_c1_row NAME
+#                                     DAEMON_P50 REDIS_BENCHMARK_P50
 #   bench_cpu_table                   markdown: CPU microseconds per request of the daemon,
 #                                     Redis and wrk for every bench_wrk run so far
 #   bench_machine                     one line: cores, CPU, Redis version, load
@@ -82,6 +86,25 @@ bench_wrk() {
             printf "%s %d %.1f %.1f %.1f\n", name, $8, d * 1e6 / hz / $8, r * 1e6 / hz / $8,
                 w * 1e6 / $8 }' "$dir/wrk-$1.out" >>"$dir/cpu.txt"
     awk '/^RESULT/ {print $2, $3, $4, $5, $6, $7}' "$dir/wrk-$1.out"
+}
+
+bench_c1() {
+    cat "$dir/common.lua" "$dir/$1.lua" >"$dir/run-$1.lua"
+    wrk -t1 -c1 -d4s --timeout 5s -s "$dir/run-$1.lua" "http://127.0.0.1:$PORT${2:-}" 2>&1 |
+        awk '/^RESULT/ {print $3}'
+}
+
+bench_c1_row() {
+    echo "$1 $2 $3" >>"$dir/c1.txt"
+}
+
+bench_c1_table() {
+    echo "One connection, one request at a time (wrk -t1 -c1), beside redis-benchmark -c 1"
+    echo "running the same script:"
+    echo
+    echo "| run | daemon p50 ms | redis-benchmark -c 1 p50 ms | ratio |"
+    echo "|---|---|---|---|"
+    awk '{ printf "| %s | %s | %s | %.2f |\n", $1, $2, $3, $2 / $3 }' "$dir/c1.txt"
 }
 
 bench_cpu_table() {

@@ -3,7 +3,7 @@
  * input is a list of settings separated by NUL bytes, each one byte choosing a variable
  * and the rest its value (for a *_FILE variable: the file's content, in a memory file).
  * The real loaders then read the environment: libshared's (http_config_load with
- * LISTEN_ADDR and API_TOKEN, rpool_config_load with REDIS_URL), tokend's, idemd's and
+ * LISTEN_ADDR and API_TOKEN, rcl_config_load with REDIS_URL), tokend's, idemd's and
  * auditd's (keys included), and the getters themselves (cfg_int, cfg_bool,
  * cfg_duration_ms, cfg_size, cfg_enum) on FUZZ_* variables. Checked: an accepted value
  * means what its text says and is in range; a refusal is one line that starts with the
@@ -27,7 +27,8 @@
 #include "shared/crypto.h"
 #include "shared/http.h"
 #include "shared/listen.h"
-#include "shared/redis_pool.h"
+#include "shared/redis_client.h"
+#include "shared/redis_url.h"
 
 enum kind { PLAIN, SECRET, SECRET_FILE };
 static const struct var {
@@ -208,9 +209,9 @@ static void check_shared(void)
 {
     struct cfg *c = cfg_create();
     struct http_config hc;
-    struct rpool_config rc;
+    struct rcl_config rc;
     struct listen_addr la;
-    struct rpool_url url;
+    struct redis_url url;
     char again[400], err[128];
     http_config_load(&hc, c, "fuzz", 8080, 65536);
     if (!cfg_failed(c)) {
@@ -227,12 +228,12 @@ static void check_shared(void)
     check_cfg(c);
     cfg_free(c);
     c = cfg_create();
-    rpool_config_defaults(&rc);
-    rpool_config_load(&rc, c);
+    rcl_config_defaults(&rc);
+    rcl_config_load(&rc, c);
     if (!cfg_failed(c) && rc.url) {
-        if (rpool_url_parse(rc.url, &url, err, sizeof(err)) != 0 ||
+        if (redis_url_parse(rc.url, &url, err, sizeof(err)) != 0 ||
             (url.path[0] ? url.path[0] != '/' : url.port < 1 || url.port > 65535) ||
-            rc.min_idle > rc.size)
+            rc.min_idle > rc.pool_size)
             abort();
     }
     check_cfg(c);

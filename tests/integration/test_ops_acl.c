@@ -300,7 +300,7 @@ static void lua_commands(const char *dir, struct ops_set *out)
     ops_set_free(&names);
 }
 
-/* What libshared's pool sends on every daemon's behalf (redis_pool.c, app.c): AUTH and
+/* What libshared's client sends on every daemon's behalf (redis_conn.c, app.c): AUTH and
  * SELECT on connect, PING and SCRIPT EXISTS / SCRIPT LOAD for /ready, EVALSHA, INFO at
  * startup. Checked below against the literals libshared holds. */
 static const char *const POOL[] = {"auth",        "select",        "ping",    "info",

@@ -245,7 +245,6 @@ int main(int argc, char **argv)
                                                   .port = 8099,
                                                   .summary = "libshared test daemon",
                                                   .scripts = test_scripts_all,
-                                                  .handlers_never_block = 1,
                                                   .redis_max_in_flight = mif ? atoi(mif) : 0},
                                argc, argv);
     cfg_int(app_cfg(a), "TESTD_KNOB", 5, 1, 10); /* a daemon-specific variable, for tests */

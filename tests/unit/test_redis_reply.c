@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include "shared/redis_client.h"
-#include "shared/redis_pool.h"
 #include "shared/redis_reply.h"
 
 static redisReply error_reply(const char *text)
@@ -23,12 +22,12 @@ static redisReply error_reply(const char *text)
 static void test_failures_without_a_reply(void **state)
 {
     (void)state;
-    assert_int_equal(rreply_classify(RPOOL_OK, NULL), RREPLY_OK);
-    assert_int_equal(rreply_classify(RPOOL_POOL_TIMEOUT, NULL), RREPLY_UNAVAILABLE);
-    assert_int_equal(rreply_classify(RPOOL_CONN, NULL), RREPLY_UNAVAILABLE);
-    assert_int_equal(rreply_classify(RPOOL_TIMEOUT, NULL), RREPLY_UNAVAILABLE);
+    assert_int_equal(rreply_classify(RCL_OK, NULL), RREPLY_OK);
+    assert_int_equal(rreply_classify(RCL_POOL_TIMEOUT, NULL), RREPLY_UNAVAILABLE);
+    assert_int_equal(rreply_classify(RCL_CONN, NULL), RREPLY_UNAVAILABLE);
     assert_int_equal(rreply_classify(RCL_TIMEOUT, NULL), RREPLY_UNAVAILABLE);
-    assert_int_equal(rreply_classify(RPOOL_REPLY_ERROR, NULL), RREPLY_INTERNAL);
+    assert_int_equal(rreply_classify(RCL_TIMEOUT, NULL), RREPLY_UNAVAILABLE);
+    assert_int_equal(rreply_classify(RCL_REPLY_ERROR, NULL), RREPLY_INTERNAL);
 }
 
 static void test_error_replies(void **state)
@@ -50,10 +49,10 @@ static void test_error_replies(void **state)
     };
     for (size_t i = 0; i < sizeof(unavailable) / sizeof(unavailable[0]); i++) {
         redisReply r = error_reply(unavailable[i]);
-        assert_int_equal(rreply_classify(RPOOL_REPLY_ERROR, &r), RREPLY_UNAVAILABLE);
+        assert_int_equal(rreply_classify(RCL_REPLY_ERROR, &r), RREPLY_UNAVAILABLE);
         assert_int_equal(rreply_classify(RCL_REPLY_ERROR, &r), RREPLY_UNAVAILABLE);
         /* an error among a pipeline's replies comes with "ok" */
-        assert_int_equal(rreply_classify(RPOOL_OK, &r), RREPLY_UNAVAILABLE);
+        assert_int_equal(rreply_classify(RCL_OK, &r), RREPLY_UNAVAILABLE);
     }
     static const char *const internal[] = {
         "WRONGTYPE Operation against a key holding the wrong kind of value",
@@ -63,11 +62,11 @@ static void test_error_replies(void **state)
     };
     for (size_t i = 0; i < sizeof(internal) / sizeof(internal[0]); i++) {
         redisReply r = error_reply(internal[i]);
-        assert_int_equal(rreply_classify(RPOOL_REPLY_ERROR, &r), RREPLY_INTERNAL);
-        assert_int_equal(rreply_classify(RPOOL_OK, &r), RREPLY_INTERNAL);
+        assert_int_equal(rreply_classify(RCL_REPLY_ERROR, &r), RREPLY_INTERNAL);
+        assert_int_equal(rreply_classify(RCL_OK, &r), RREPLY_INTERNAL);
     }
     redisReply ok = {.type = REDIS_REPLY_STATUS, .str = (char *)"OK", .len = 2};
-    assert_int_equal(rreply_classify(RPOOL_OK, &ok), RREPLY_OK);
+    assert_int_equal(rreply_classify(RCL_OK, &ok), RREPLY_OK);
 }
 
 static void test_element_reads(void **state)

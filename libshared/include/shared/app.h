@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* app: the life of a daemon — flags, common configuration, logging, the Redis pool, the
+/* app: the life of a daemon — flags, common configuration, logging, a Redis client per worker, the
  * HTTP server with /health, /ready and /metrics, signals and graceful shutdown.
  *
  * A daemon's main() reads like a table of contents:
@@ -26,7 +26,6 @@
 #include "shared/loop.h"
 #include "shared/metrics.h"
 #include "shared/redis_client.h"
-#include "shared/redis_pool.h"
 #include "shared/script.h"
 #include "shared/version.h"
 
@@ -44,10 +43,6 @@ struct app_spec {
     const struct script *const *scripts; /* NULL-terminated: loaded at start, checked by /ready */
     const char *const *flags;            /* NULL-terminated: the daemon's own flags ("--x"),
                                             accepted and left in app_args; NULL: none */
-    int handlers_never_block;            /* the daemon's handlers never block (app_rclient,
-                                            http_suspend): they run on the worker loops.
-                                            Transitional: without it each request runs on
-                                            a thread of its own (HTTP_BLOCKING) */
     int redis_max_in_flight;             /* commands per Redis connection (0: the client's
                                             default); small only in tests of a full pool */
 };
@@ -59,13 +54,12 @@ struct app *app_create(const struct app_spec *spec, int argc, char **argv);
 
 /* After the daemon has read its own variables from app_cfg(): a bad value prints its
  * line to stderr and exits 2; --check-config prints the effective configuration and
- * exits 0. Then creates the pool and the server (exit 2 if that fails). */
+ * exits 0. Then creates the server (exit 2 if that fails); every worker gets its Redis
+ * client when it starts. */
 void app_config_done(struct app *a);
 
 struct cfg *app_cfg(struct app *a);
 struct metrics *app_metrics(struct app *a);
-struct rpool *app_redis(struct app *a); /* after app_config_done */
-
 /* The Redis client of the worker loop serving r: handlers issue their commands there and
  * continue in the reply's callback, on the same thread. */
 struct rclient *app_rclient(const struct http_req *r);
@@ -91,8 +85,8 @@ void app_on_reload(struct app *a, void (*fn)(void *arg), void *arg);
  * in-flight requests are waited for: answer requests parked with http_suspend() now. */
 void app_on_drain(struct app *a, void (*fn)(void *arg), void *arg);
 /* Called once in-flight requests have drained and the server has stopped, so no handler
- * runs or can start any more; before the pool closes (flush batches, stop what handlers
- * use). */
+ * runs or can start any more; before the workers' Redis clients close (flush batches, stop what
+ * handlers use). */
 void app_on_shutdown(struct app *a, void (*fn)(void *arg), void *arg);
 /* A daemon's own readiness, asked by GET /ready once Redis answers (on a request thread):
  * return 0 when ready, else non-zero with a short reason (e.g. "chain_broken"), answered

@@ -60,10 +60,6 @@ void http_config_load(struct http_config *hc, struct cfg *c, const char *daemon,
 #define HTTP_FORM_BODY 0x4u
 /* Needs API_TOKEN (when set) although outside /v1/ (paths fixed by an outside format). */
 #define HTTP_TOKEN 0x8u
-/* Transitional, while daemons move to handlers that never block: the handler may block, so
- * it runs on a thread of its own (as in the thread-per-connection server) and its worker
- * goes on meanwhile. */
-#define HTTP_BLOCKING 0x10u
 
 typedef void (*http_handler)(struct http_req *req, void *ctx);
 

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shared/config.h"
 #include "shared/loop.h"
 #include "shared/metrics.h"
 #include "shared/script.h"
@@ -70,7 +71,18 @@ struct rcl_config {
     struct rcl_tls tls;
     int max_in_flight;                 /* commands one connection carries (0: RCL_MAX_IN_FLIGHT) */
     const struct rcl_metrics *metrics; /* NULL: not counted */
+    /* REDIS_IDLE_TIMEOUT and REDIS_IDLE_CHECK_FREQ: read and checked, kept for their
+     * names; the client closes no connection for idleness. */
+    int64_t idle_timeout_ms, idle_check_freq_ms;
 };
+
+/* The defaults (redis://127.0.0.1:6379/0, 100 connections, 10 kept open, 5 min age, 1 s
+ * pool, connect and command timeouts), then REDIS_URL(_FILE), REDIS_POOL_SIZE,
+ * REDIS_MIN_IDLE_CONNS, REDIS_MAX_CONN_AGE, REDIS_POOL_TIMEOUT, REDIS_IDLE_TIMEOUT,
+ * REDIS_IDLE_CHECK_FREQ, REDIS_CONNECT_TIMEOUT, REDIS_COMMAND_TIMEOUT and REDIS_TLS_*. A
+ * daemon may change a default between the two calls. Bad values are cfg errors. */
+void rcl_config_defaults(struct rcl_config *rc);
+void rcl_config_load(struct rcl_config *rc, struct cfg *c);
 
 enum rcl_status {
     RCL_OK = 0,

@@ -14,15 +14,16 @@
 #include <hiredis/hiredis.h>
 #include <stddef.h>
 
+#include "shared/redis_client.h"
+
 enum rreply_class {
     RREPLY_OK,          /* a reply to read (it may still be of an unexpected shape) */
     RREPLY_UNAVAILABLE, /* answer 503 backend_unavailable, Retry-After: 1 */
     RREPLY_INTERNAL,    /* answer 500 internal, and log the reply's error */
 };
 
-/* The class of an outcome: status is an rpool_status or an rcl_status (the same values:
- * 0 ok, then pool timeout, connection, timeout, error reply); reply may be NULL. */
-enum rreply_class rreply_classify(int status, const redisReply *reply);
+/* The class of a command's outcome (redis_client.h); reply may be NULL. */
+enum rreply_class rreply_classify(enum rcl_status status, const redisReply *reply);
 
 /* Element i of an array reply as a string (its length in *len if len is not NULL), or NULL
  * when r is not an array, i is out of range or the element is not a string. */

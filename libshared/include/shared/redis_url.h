@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-struct rpool_url {
+struct redis_url {
     char host[256]; /* empty for a unix socket */
     int port;
     char path[256]; /* unix socket path, else empty */
@@ -17,6 +17,6 @@ struct rpool_url {
     int tls; /* rediss:// */
 };
 /* Parse a REDIS_URL. Returns 0, or -1 with the reason in err (without the password). */
-int rpool_url_parse(const char *url, struct rpool_url *out, char *err, size_t errsize);
+int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t errsize);
 
 #endif

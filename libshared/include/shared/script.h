@@ -2,7 +2,7 @@
 /* script: the Lua scripts embedded into the binaries at build time.
  *
  * tools/embed-lua.sh turns every lua-scripts/NAME.lua into `script_NAME` (declared in
- * the generated "scripts.h"). Running one goes through the pool: rpool_eval(). */
+ * the generated "scripts.h"). Running one goes through the Redis client: rcl_eval(). */
 #ifndef WARDEN_SCRIPT_H
 #define WARDEN_SCRIPT_H
 
