@@ -395,6 +395,8 @@ static void ready_check_start(struct app *a, struct rclient *rcl,
             argv[i + 2] = a->spec.scripts[i]->sha1;
         if (rcl_command(rcl, n + 2, argv, NULL, 0, on_ready_reply, rc) == 0)
             rc->pending++;
+        else
+            ready_fail(rc, RCL_CONN);
     }
     if (rc->pending == 0) {
         ready_fail(rc, RCL_CONN);
@@ -546,9 +548,9 @@ static void worker_stop(void *data, void *arg)
 {
     struct app_worker *w = data;
     struct app *a = arg;
+    rcl_free(w->rcl); /* commands still waiting fail first, with the daemon's data alive */
     if (w->api && a->worker_stop)
         a->worker_stop(w->data, a->worker_arg);
-    rcl_free(w->rcl);
     free(w);
 }
 

@@ -75,11 +75,12 @@ struct http_conn {
     char *out;            /* answers not yet written: out[out_off..out_len) */
     size_t out_len, out_cap, out_off;
     size_t lingered;
-    int close_after; /* once the output is written: 1 close, 2 linger then close */
-    int read_paused; /* no room for input while a handler runs */
-    int peer_closed; /* the client closed its side (or the socket failed) */
-    int unwatched;   /* taken out of epoll */
-    int gone;        /* the answer has nowhere to go */
+    int close_after;   /* once the output is written: 1 close, 2 linger then close */
+    int read_paused;   /* no room for input: read again once a request is answered */
+    int peer_closed;   /* the client closed its side (or the socket failed) */
+    int write_blocked; /* the socket took less than all: wait until it is writable */
+    int unwatched;     /* taken out of epoll */
+    int gone;          /* the answer has nowhere to go */
 };
 
 struct http_req {

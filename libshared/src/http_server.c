@@ -75,6 +75,13 @@ static int out_reserve(struct http_conn *c, size_t n)
 {
     if (c->out_cap - c->out_len >= n)
         return 0;
+    if (c->out_off > 0) { /* what is written goes first: the buffer holds only what is not */
+        memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+        c->out_len -= c->out_off;
+        c->out_off = 0;
+        if (c->out_cap - c->out_len >= n)
+            return 0;
+    }
     size_t cap = c->out_cap ? c->out_cap : 4096;
     while (cap - c->out_len < n)
         cap *= 2;
@@ -158,15 +165,22 @@ static int append_answer(struct http_conn *c, struct http_req *r, int keep_alive
 
 /* ---- the life of a request on its connection ---------------------------------------- */
 
-/* Watch the socket for events (0: for nothing). A socket taken out of epoll (its peer gone
- * while a handler runs) is put back when there is something to wait for. */
-static void conn_watch(struct http_conn *c, unsigned events)
+/* Watch the socket for what the connection waits for: reading unless the client has closed
+ * its side or there is no room for input, writing while output is pending. With nothing to
+ * wait for, the socket leaves epoll altogether: a failed socket would otherwise be
+ * reported (ERR, HUP) for ever. */
+static void conn_rewatch(struct http_conn *c)
 {
-    if (!c->unwatched) {
+    unsigned events = (c->read_paused || c->peer_closed ? 0u : LOOP_READ) |
+                      (c->out_off < c->out_len && c->write_blocked ? LOOP_WRITE : 0u);
+    if (!events) {
+        if (!c->unwatched)
+            loop_io_stop(c->w->loop, &c->io);
+        c->unwatched = 1;
+    } else if (!c->unwatched) {
         loop_io_set(c->w->loop, &c->io, events);
-    } else if (events) {
-        if (loop_io_start(c->w->loop, &c->io, events) == 0)
-            c->unwatched = 0;
+    } else if (loop_io_start(c->w->loop, &c->io, events) == 0) {
+        c->unwatched = 0;
     }
 }
 
@@ -181,8 +195,7 @@ static int conn_answer(struct http_conn *c, int linger)
 {
     struct http_req *r = c->req;
     struct http_server *s = c->w->srv;
-    int keep =
-        !linger && r->msg.keep_alive && !r->close && !c->peer_closed && !atomic_load(&s->quiescing);
+    int keep = !linger && r->msg.keep_alive && !r->close && !atomic_load(&s->quiescing);
     int sent = !c->gone && append_answer(c, r, keep) == 0;
     c->req = NULL;
     http_req_end(r, sent ? r->status : 0);
@@ -207,10 +220,6 @@ static int conn_complete(struct http_conn *c)
     deadline_arm(c, c->w->srv->conf.connection_timeout_ms);
     if (c->close_after)
         return 0;
-    if (c->read_paused) {
-        c->read_paused = 0;
-        conn_watch(c, LOOP_READ);
-    }
     return conn_process(c);
 }
 
@@ -279,7 +288,7 @@ static int conn_start_request(struct http_conn *c, size_t head)
 }
 
 /* Go as far as the input allows: find heads, read bodies, run handlers. */
-static int conn_process(struct http_conn *c)
+static int conn_take(struct http_conn *c)
 {
     while (!c->close_after && c->out_len - c->out_off <= HTTP_OUT_HIGH) {
         if (c->state == CONN_BODY) {
@@ -346,20 +355,40 @@ static size_t read_room(struct http_conn *c)
     return c->in_cap - c->in_len;
 }
 
-/* The client has closed its side, or the connection failed. A request with its handler
- * is still answered if the client can read it; nothing more is read. */
-static int conn_peer_gone(struct http_conn *c)
+/* After the input is taken as far as it goes: read again when there is room; a client
+ * that has closed its side gets what was answered, then the close; a body that will not
+ * come ends the connection. */
+static int conn_settle(struct http_conn *c)
 {
-    if (c->state != CONN_HANDLER)
+    if (c->read_paused && read_room(c) > 0)
+        c->read_paused = 0;
+    if (c->peer_closed && c->state == CONN_BODY)
         return conn_close(c);
-    /* Out of epoll: a closed or failed socket would be ready for ever. */
-    c->peer_closed = 1;
-    loop_io_stop(c->w->loop, &c->io);
-    c->unwatched = 1;
+    if (c->peer_closed && c->state == CONN_HEAD && c->out_off == c->out_len && !c->close_after)
+        return conn_close(c);
+    conn_rewatch(c);
     return 0;
 }
 
-static int conn_read(struct http_conn *c)
+static int conn_process(struct http_conn *c)
+{
+    return conn_take(c) != 0 ? -1 : conn_settle(c);
+}
+
+/* The socket failed: nothing more can be read or written. A request with its handler
+ * finishes unanswered when it resumes. */
+static int conn_fail(struct http_conn *c)
+{
+    if (c->state != CONN_HANDLER)
+        return conn_close(c);
+    c->gone = 1;
+    c->peer_closed = 1;
+    c->out_off = c->out_len = 0;
+    conn_rewatch(c); /* out of epoll */
+    return 0;
+}
+
+static int conn_read(struct http_conn *c, unsigned ready)
 {
     if (c->state == CONN_LINGER) {
         char sink[4096];
@@ -373,17 +402,27 @@ static int conn_read(struct http_conn *c)
     }
     size_t room = read_room(c);
     if (room == 0) {
-        /* A request is with its handler and the client has sent more than fits behind
-         * it: read again once it is answered. */
+        if (ready & LOOP_ERROR)
+            return conn_fail(c);
+        /* No room behind a request in progress (or answers piling up): read again once
+         * it is answered. */
         c->read_paused = 1;
-        conn_watch(c, 0);
+        conn_rewatch(c);
         return 0;
     }
     ssize_t n = recv(c->fd, c->in + c->in_len, room, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return 0;
-    if (n <= 0)
-        return conn_peer_gone(c);
+    if (n < 0)
+        return conn_fail(c);
+    if (n == 0) { /* the client closed its side: answer what it sent */
+        c->peer_closed = 1;
+        if (c->state == CONN_HANDLER) {
+            conn_rewatch(c);
+            return 0;
+        }
+        return conn_process(c);
+    }
     c->in_len += (size_t)n;
     if (c->state == CONN_HEAD || c->state == CONN_BODY)
         return conn_process(c);
@@ -398,7 +437,9 @@ static void conn_linger(struct http_conn *c)
     shutdown(c->fd, SHUT_WR);
     c->state = CONN_LINGER;
     c->close_after = 0;
-    conn_watch(c, LOOP_READ);
+    c->peer_closed = 0;
+    c->read_paused = 0;
+    conn_rewatch(c);
     deadline_arm(c, HTTP_LINGER_MS);
 }
 
@@ -409,29 +450,24 @@ static int conn_write(struct http_conn *c)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN) {
-            conn_watch(c, c->read_paused || c->peer_closed ? LOOP_WRITE : LOOP_READ | LOOP_WRITE);
+            c->write_blocked = 1;
+            conn_rewatch(c);
             return 0;
         }
-        if (n <= 0) {
-            if (conn_peer_gone(c) != 0)
-                return -1;
-            c->gone = 1; /* a request with its handler: its answer has nowhere to go */
-            c->out_off = c->out_len = 0;
-            return 0;
-        }
+        if (n <= 0)
+            return conn_fail(c);
         c->out_off += (size_t)n;
     }
     c->out_off = c->out_len = 0;
+    c->write_blocked = 0;
     if (c->close_after == 2) {
         conn_linger(c);
         return 0;
     }
-    if (c->close_after || (c->peer_closed && c->state != CONN_HANDLER))
+    if (c->close_after)
         return conn_close(c);
-    conn_watch(c, c->read_paused || c->peer_closed ? 0 : LOOP_READ);
-    if (c->state == CONN_HEAD && c->in_len > 0)
-        return conn_process(c); /* requests held back while answers piled up */
-    return 0;
+    /* requests held back while answers piled up, or the close after the last answer */
+    return c->state == CONN_HEAD ? conn_process(c) : conn_settle(c);
 }
 
 static void on_flush(struct loop_task *t)
@@ -448,8 +484,8 @@ static void on_conn_io(struct loop_io *io, unsigned ready)
     struct http_conn *c = io->arg;
     if ((ready & LOOP_WRITE) && conn_write(c) != 0)
         return;
-    if (ready & (LOOP_READ | LOOP_ERROR))
-        conn_read(c);
+    if (c->fd >= 0 && !c->unwatched && (ready & (LOOP_READ | LOOP_ERROR)))
+        conn_read(c, ready);
 }
 
 static void on_deadline(struct loop_timer *t)
@@ -641,7 +677,8 @@ static void worker_stop_listening(void *arg)
 }
 
 /* Close every connection; the loop stops when the last one is gone (a request still with
- * its handler keeps its connection until it is resumed). */
+ * its handler keeps its connection until it is resumed; answers still being written get a
+ * second). */
 static void worker_close_all(void *arg)
 {
     struct http_worker *w = arg;
@@ -650,8 +687,13 @@ static void worker_close_all(void *arg)
     loop_timer_stop(w->loop, &w->accept_pause);
     for (struct http_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
-        if (c->fd >= 0)
+        if (c->fd >= 0 && c->out_off < c->out_len && c->state != CONN_HANDLER) {
+            /* answers still going out: they get a second, then the close */
+            c->close_after = c->close_after ? c->close_after : 1;
+            deadline_arm(c, 1000);
+        } else if (c->fd >= 0) {
             conn_close(c);
+        }
     }
     if (!w->conns)
         loop_stop(w->loop);

@@ -108,8 +108,10 @@ int loop_post(struct loop *l, void (*fn)(void *arg), void *arg)
     else
         l->posted = p;
     l->posted_tail = p;
-    pthread_mutex_unlock(&l->posted_mu);
+    /* Woken under the lock: the work cannot run (and its owner cannot free the loop)
+     * before this thread is done with l. */
     wake(l);
+    pthread_mutex_unlock(&l->posted_mu);
     return 0;
 }
 

@@ -239,6 +239,15 @@ static void on_reply(void *owner, struct rconn *rc, void *arg, enum rcl_status s
 static void on_up(void *owner, struct rconn *rc);
 static void on_down(void *owner, struct rconn *rc, enum rcl_status why, int was_up);
 
+/* A connection never came up: the next attempt waits (10 ms, doubling to 1 s). */
+static void backoff(struct rclient *c)
+{
+    c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : RCL_BACKOFF_MIN_MS;
+    if (c->backoff_ms > RCL_BACKOFF_MAX_MS)
+        c->backoff_ms = RCL_BACKOFF_MAX_MS;
+    c->next_connect_ms = loop_now_ms(c->loop) + c->backoff_ms;
+}
+
 static struct rconn *open_conn(struct rclient *c)
 {
     int64_t now = loop_now_ms(c->loop);
@@ -261,8 +270,10 @@ static struct rconn *open_conn(struct rclient *c)
                             .owner = c,
                             .writes = c->m ? c->m->writes : NULL};
     struct rconn *rc = rconn_open(c->loop, &t, &o);
-    if (!rc)
+    if (!rc) { /* failed at once (no such host, no such socket file): back off as below */
+        backoff(c);
         return NULL;
+    }
     if (c->stats.open++ > 0 || c->stats.commands > 0)
         c->stats.reconnects++;
     c->conns[c->nconns++] = rc;
@@ -483,12 +494,8 @@ static void on_down(void *owner, struct rconn *rc, enum rcl_status why, int was_
     struct rclient *c = owner;
     (void)why;
     forget_conn(c, rc);
-    if (!was_up) {
-        c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : RCL_BACKOFF_MIN_MS;
-        if (c->backoff_ms > RCL_BACKOFF_MAX_MS)
-            c->backoff_ms = RCL_BACKOFF_MAX_MS;
-        c->next_connect_ms = loop_now_ms(c->loop) + c->backoff_ms;
-    }
+    if (!was_up)
+        backoff(c);
     if (c->waiting && !connection_coming(c) && !pick(c) && !open_conn(c)) {
         struct rcl_call *k;
         while ((k = dequeue(&c->waiting, &c->waiting_tail)))

@@ -8,12 +8,14 @@
 
 #include <cmocka.h>
 
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "../lib/harness.h"
@@ -574,6 +576,110 @@ static void test_redis_over_tls(void **state)
     th_redis_stop(&tr);
 }
 
+/* Everything the server sends until it closes, within timeout_ms; the byte count. */
+static size_t read_to_close(int fd, char *buf, size_t cap, int timeout_ms)
+{
+    size_t got = 0;
+    int64_t end = th_now_ms() + timeout_ms;
+    while (got < cap && th_now_ms() < end) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 100) <= 0)
+            continue;
+        ssize_t n = recv(fd, buf + got, cap - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    return got;
+}
+
+static int count_of(const char *hay, size_t len, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = memmem(p, len - (size_t)(p - hay), needle, strlen(needle))); p++)
+        n++;
+    return n;
+}
+
+/* A client that sends two requests and closes its side at once (the first held 100 ms by
+ * its handler) still gets both answers, then the close. */
+static void test_half_close_gets_every_answer(void **state)
+{
+    (void)state;
+    int fd = th_connect(testd.port);
+    assert_true(fd >= 0);
+    const char req[] = "GET /v1/sleep?ms=100 HTTP/1.1\r\nHost: t\r\n\r\n"
+                       "GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_int_equal(th_send_all(fd, req, sizeof(req) - 1), 0);
+    shutdown(fd, SHUT_WR);
+    char buf[8192];
+    size_t n = read_to_close(fd, buf, sizeof(buf), 3000);
+    close(fd);
+    assert_int_equal(count_of(buf, n, "HTTP/1.1 200 OK\r\n"), 2);
+    assert_non_null(memmem(buf, n, "slept_ms", 8));
+    assert_non_null(memmem(buf, n, "\"status\":\"ok\"", strlen("\"status\":\"ok\"")));
+}
+
+/* CPU ticks (user + system) a process has used. */
+static long cpu_ticks(pid_t pid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f || !fgets(line, sizeof(line), f)) {
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    const char *p = strrchr(line, ')');
+    long ut = 0, st = 0;
+    /* fields after the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt
+     * cmajflt utime stime */
+    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &ut, &st);
+    return ut + st;
+}
+
+/* A client pipelines more than fits behind a request its handler holds, then resets the
+ * connection: the worker takes the socket out of epoll instead of being told of the
+ * error for ever (no busy loop while the request is held). */
+static void test_reset_behind_a_held_request(void **state)
+{
+    (void)state;
+    int fd = th_connect(testd.port);
+    assert_true(fd >= 0);
+    const char first[] = "GET /v1/sleep?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_int_equal(th_send_all(fd, first, sizeof(first) - 1), 0);
+    static const char one[] = "GET /health HTTP/1.1\r\nHost: tt\r\n\r\n";
+    static char more[64 * 1024];
+    size_t len = 0;
+    while (len + sizeof(one) - 1 <= sizeof(more)) {
+        memcpy(more + len, one, sizeof(one) - 1);
+        len += sizeof(one) - 1;
+    }
+    /* as much as the server takes before it stops reading */
+    for (size_t sent = 0; sent < len;) {
+        ssize_t n = send(fd, more + sent, len - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n <= 0)
+            break;
+        sent += (size_t)n;
+    }
+    usleep(100000);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd); /* RST */
+    usleep(100000);
+    long t0 = cpu_ticks(testd.pid);
+    usleep(600000);
+    long t1 = cpu_ticks(testd.pid);
+    print_message("testd used %ld ticks in 600 ms after the reset\n", t1 - t0);
+    assert_true(t0 >= 0 && t1 - t0 <= 10); /* a spinning worker would use about 60 */
+    struct th_resp r;
+    assert_int_equal(th_http(testd.port, "GET", "/health", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+}
+
 struct probe {
     int port;
     int64_t worst_ms;
@@ -729,6 +835,8 @@ int main(void)
         cmocka_unit_test(test_eighty_in_flight),
         cmocka_unit_test(test_pipelining_counted),
         cmocka_unit_test(test_redis_over_tls),
+        cmocka_unit_test(test_half_close_gets_every_answer),
+        cmocka_unit_test(test_reset_behind_a_held_request),
         cmocka_unit_test(test_deferred_answers_pool),
         cmocka_unit_test(test_deferred_answers_per_connection),
         cmocka_unit_test(test_pool_exhaustion_logged),
